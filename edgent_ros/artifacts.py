@@ -1,0 +1,126 @@
+"""Versioned artifacts: weights (safetensors), accuracy table and latency models (JSON).
+
+Nothing here unpickles: weights are safetensors with a metadata header naming the model_id and
+the architecture; tables are JSON with a ``format`` tag, the ``model_id`` they belong to and a
+checksum of their payload. Every loader raises ``ArtifactError`` naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import torch
+
+from .model import AlexNetConfig, MultiExitAlexNet, NUM_EXITS
+
+ARTIFACT_DIR = Path(__file__).resolve().parent / 'artifacts'
+WEIGHTS_FILE = 'alexnet5.safetensors'
+ACCURACY_FILE = 'accuracy.json'
+LATENCY_FILE = 'latency_models.json'
+ACCURACY_FORMAT = 'edgent_ros/accuracy/1'
+LATENCY_FORMAT = 'edgent_ros/latency_models/1'
+
+
+class ArtifactError(ValueError):
+    """An artifact file is missing, garbled or belongs to another model."""
+
+
+def _checksum(payload: Any) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def save_weights(model: MultiExitAlexNet, path: Path, extra: Optional[Dict[str, str]] = None
+                 ) -> None:
+    """Write the deployment weights of ``model`` as safetensors with model metadata."""
+    from safetensors.torch import save_file
+    if model.batchnorm:
+        raise ValueError('fold batch norm (model.fold_batchnorm) before saving deployment weights')
+    meta = {'model_id': model.model_id, 'config': json.dumps(asdict(model.cfg), sort_keys=True),
+            'format': 'edgent_ros/weights/1'}
+    meta.update(extra or {})
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path), metadata=meta)
+
+
+def load_model(path: Optional[Path] = None, expected_model_id: Optional[str] = None
+               ) -> MultiExitAlexNet:
+    """Load deployment weights; refuse files whose model_id or tensors don't match the code."""
+    from safetensors import safe_open
+    path = Path(path or ARTIFACT_DIR / WEIGHTS_FILE)
+    if not path.is_file():
+        raise ArtifactError(f'{path}: weights file not found')
+    try:
+        with safe_open(str(path), framework='pt') as f:
+            meta = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as exc:  # safetensors raises its own error types for garbled headers
+        raise ArtifactError(f'{path}: not a readable safetensors file ({exc})') from exc
+    if 'config' not in meta or 'model_id' not in meta:
+        raise ArtifactError(f'{path}: no model_id/config metadata; not an edgent_ros weights file')
+    try:
+        cfg = AlexNetConfig(**json.loads(meta['config']))
+    except (TypeError, ValueError) as exc:
+        raise ArtifactError(f'{path}: bad architecture config in metadata ({exc})') from exc
+    if cfg.model_id() != meta['model_id']:
+        raise ArtifactError(f'{path}: model_id {meta["model_id"]!r} does not match its config '
+                            f'({cfg.model_id()!r}); written by another architecture version')
+    if expected_model_id is not None and meta['model_id'] != expected_model_id:
+        raise ArtifactError(f'{path}: model_id {meta["model_id"]!r}, expected '
+                            f'{expected_model_id!r}')
+    model = MultiExitAlexNet(cfg, batchnorm=False)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ArtifactError(f'{path}: weights do not fit architecture {cfg.model_id()}: '
+                            f'{str(exc).splitlines()[0]}') from exc
+    return model.eval()
+
+
+def save_json(payload: Dict[str, Any], path: Path, fmt: str) -> None:
+    """Write a JSON artifact with its format tag and a checksum of its content."""
+    body = dict(payload)
+    body['format'] = fmt
+    body['sha256'] = _checksum({k: v for k, v in body.items() if k != 'sha256'})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(body, indent=1, sort_keys=True) + '\n')
+
+
+def load_json(path: Path, fmt: str) -> Dict[str, Any]:
+    """Read a JSON artifact, checking format tag and checksum."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f'{path}: file not found')
+    try:
+        body = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f'{path}: not valid JSON ({exc})') from exc
+    if not isinstance(body, dict) or body.get('format') != fmt:
+        got = body.get('format') if isinstance(body, dict) else type(body).__name__
+        raise ArtifactError(f'{path}: format {got!r}, expected {fmt!r}')
+    want = body.get('sha256')
+    if want != _checksum({k: v for k, v in body.items() if k != 'sha256'}):
+        raise ArtifactError(f'{path}: checksum mismatch (file edited or truncated)')
+    return body
+
+
+def load_accuracy(path: Optional[Path] = None, model_id: Optional[str] = None
+                  ) -> Dict[int, float]:
+    """Return ``{exit: top1}`` from the accuracy table, validated against ``model_id``."""
+    path = Path(path or ARTIFACT_DIR / ACCURACY_FILE)
+    body = load_json(path, ACCURACY_FORMAT)
+    if model_id is not None and body.get('model_id') != model_id:
+        raise ArtifactError(f'{path}: accuracy table is for model {body.get("model_id")!r}, '
+                            f'not {model_id!r}')
+    try:
+        table = {int(r['exit']): float(r['top1']) for r in body['exits']}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArtifactError(f'{path}: malformed "exits" list ({exc})') from exc
+    if sorted(table) != list(range(1, NUM_EXITS + 1)) \
+            or not all(0.0 <= a <= 1.0 for a in table.values()):
+        raise ArtifactError(f'{path}: need top1 in [0, 1] for exits 1..{NUM_EXITS}, got {table}')
+    return table

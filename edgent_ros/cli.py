@@ -1,0 +1,106 @@
+"""``edgent-ros``: the command line of the offline phase and the tools around the nodes.
+
+Subcommands that need ROS 2 (``demo``, ``record``, ...) import rclpy lazily, so the offline phase
+(``layers``, ``train``, ``profile``, ``fit``, ``plan``, ``info``) runs on a machine without ROS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+import sys
+from typing import List, Optional
+
+
+def _print_json(obj) -> None:
+    json.dump(obj, sys.stdout, indent=1)
+    sys.stdout.write('\n')
+
+
+def cmd_layers(args: argparse.Namespace) -> int:
+    """Print the layer table of every branch (or one with ``--exit``)."""
+    from .model import NUM_EXITS, layer_table
+    from .training import SHIPPED_CONFIG
+    exits = [args.exit] if args.exit else list(range(1, NUM_EXITS + 1))
+    rows = [r for e in exits for r in layer_table(SHIPPED_CONFIG, e)]
+    if args.json:
+        _print_json({'model_id': SHIPPED_CONFIG.model_id(), 'layers': [
+            {'exit': r.exit, 'index': r.index, 'name': r.name, 'type': r.kind,
+             'input_shape': list(r.in_shape), 'output_shape': list(r.out_shape),
+             'output_bytes': r.out_bytes, 'flops': r.flops} for r in rows]})
+        return 0
+    print(f'model {SHIPPED_CONFIG.model_id()}  (split s = run layers [0, s) on the robot; '
+          'output bytes are fp32)')
+    for e in exits:
+        print(f'\nexit {e}:')
+        print(f'  {"idx":>3} {"name":<14} {"type":<8} {"input":<14} {"output":<14} '
+              f'{"out bytes":>10} {"MFLOPs":>8}')
+        for r in layer_table(SHIPPED_CONFIG, e):
+            fmt = 'x'.join
+            print(f'  {r.index:>3} {r.name:<14} {r.kind:<8} {fmt(map(str, r.in_shape)):<14} '
+                  f'{fmt(map(str, r.out_shape)):<14} {r.out_bytes:>10} {r.flops / 1e6:>8.3f}')
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train the 5-exit AlexNet on CIFAR-10 and write weights, accuracy table and plot."""
+    from .data import load_split
+    from .training import TrainConfig, train, write_training_report
+    x_train, y_train = load_split('train', args.data_dir)
+    x_test, y_test = load_split('test', args.data_dir)
+    if args.test_limit:
+        step = max(1, len(x_test) // args.test_limit)  # sorted by class: take every k-th
+        x_test, y_test = x_test[::step][:args.test_limit], y_test[::step][:args.test_limit]
+    cfg = TrainConfig(epochs=args.epochs, seed=args.seed, threads=args.threads,
+                      train_limit=args.train_limit, batch_size=args.batch_size,
+                      max_lr=args.max_lr)
+    print(f'training on {args.train_limit or len(x_train)} images, '
+          f'testing on {len(x_test)}, {cfg.epochs} epochs', file=sys.stderr)
+    result = train(cfg, x_train, y_train, x_test, y_test, progress=not args.no_progress,
+                   log=lambda s: print(s, file=sys.stderr, flush=True))
+    table = write_training_report(result, Path(args.out), len(x_test))
+    print(json.dumps({'model_id': table['model_id'], 'exits': table['exits'],
+                      'train_time_s': table['train_time_s'], 'out': str(args.out)}))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of ``edgent-ros``."""
+    from .artifacts import ARTIFACT_DIR
+    p = argparse.ArgumentParser(prog='edgent-ros', description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest='cmd', required=True)
+
+    s = sub.add_parser('layers', help='print the layer table of the multi-exit model')
+    s.add_argument('--exit', type=int, choices=range(1, 6), help='only this exit')
+    s.add_argument('--json', action='store_true', help='machine-readable output')
+    s.set_defaults(func=cmd_layers)
+
+    s = sub.add_parser('train', help='train the 5-exit AlexNet on CIFAR-10')
+    s.add_argument('--data-dir', type=Path, default=None,
+                   help='folder with train.tar.gz/test.tar.gz (default: ../shared/data/cifar10)')
+    s.add_argument('--out', type=Path, default=ARTIFACT_DIR, help='artifact folder to write')
+    s.add_argument('--epochs', type=int, default=14)
+    s.add_argument('--batch-size', type=int, default=128)
+    s.add_argument('--max-lr', type=float, default=0.1)
+    s.add_argument('--seed', type=int, default=0)
+    s.add_argument('--threads', type=int, default=2)
+    s.add_argument('--train-limit', type=int, default=None, help='use only N training images')
+    s.add_argument('--test-limit', type=int, default=None, help='evaluate on N test images')
+    s.add_argument('--no-progress', action='store_true', help='no progress bars')
+    s.set_defaults(func=cmd_train)
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point of the ``edgent-ros`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f'edgent-ros {args.cmd}: error: {exc}', file=sys.stderr)
+        return 2
+
+
+if __name__ == '__main__':
+    sys.exit(main())
