@@ -345,3 +345,20 @@ def normalize_images(images_u8: torch.Tensor) -> torch.Tensor:
     mean = torch.tensor(MEAN).view(1, 3, 1, 1)
     std = torch.tensor(STD).view(1, 3, 1, 1)
     return (x - mean) / std
+
+
+def split_payload_bytes(cfg: AlexNetConfig, exit_index: int, split_index: int,
+                        bytes_per_element: float = 4.0) -> int:
+    """Return the payload bytes that cross the link for one frame at ``(exit, split)``.
+
+    Split 0 (edge-only) sends the raw uint8 RGB frame (3072 bytes), not its fp32 normalization;
+    split ``len(branch)`` (device-only) sends nothing. Otherwise the activation at the cut, at
+    ``bytes_per_element`` (4 for fp32, 2 for fp16, 1 for int8).
+    """
+    check_split(cfg, exit_index, split_index)
+    n = len(branch_specs(cfg, exit_index))
+    if split_index == n:
+        return 0
+    if split_index == 0:
+        return _numel(INPUT_SHAPE)
+    return int(_numel(split_tensor_shape(cfg, exit_index, split_index)) * bytes_per_element)
