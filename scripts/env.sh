@@ -1,0 +1,10 @@
+# Source me: the venv plus the colcon install of edgent_ros (messages, executables, launch).
+_edgent_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+set +u
+# shellcheck disable=SC1091
+source "$_edgent_root/.venv/bin/activate"
+export AMENT_PREFIX_PATH=$VIRTUAL_ENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}
+# shellcheck disable=SC1091
+source "$_edgent_root/.ros/install/setup.bash"
+export RMW_IMPLEMENTATION=${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}
+unset _edgent_root

