@@ -1,0 +1,292 @@
+"""Uplink bandwidth, RTT and edge reachability, estimated from what the robot already observes.
+
+Passive samples come for free from co-inference: the robot knows when it sent a frame's tensor
+and when the result came back (both on its own clock), and the edge reports how long it worked on
+the frame (a duration on the edge's clock). So ::
+
+    transfer_s = (result_arrival_s - send_s) - edge_processing_s
+
+needs no clock synchronization (``BandwidthEstimator.transfer_seconds``). It still contains a
+fixed per-message cost (DDS, the trip back of the small result), which dominates small payloads.
+Two defences: the RTT of small probe messages, when known, is subtracted as that fixed cost, and
+samples under ``min_bytes`` are ignored. When the configuration sends little or nothing (device-
+only), ``needs_probe`` asks the caller for an active probe of a known, larger size.
+
+The estimate is the byte-weighted harmonic mean of the per-sample rates over the last ``window``
+samples, which equals total bits / total payload time: a big transfer counts more than a small
+one, and a harmonic mean is pulled down by slow samples (conservative for a latency deadline).
+It falls fast (a sample far below the estimate, ``drop_ratio``, restarts the window from it) and
+rises at the pace of the window.
+
+Everything takes the time ``now_s`` (seconds on one monotonic clock) as an argument and never
+reads a clock. This module never imports rclpy.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+import math
+import numbers
+from typing import Any, Deque, Optional
+
+SOURCES = ('passive', 'probe')
+
+
+def _num(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):   # numpy scalars are Real
+        raise ValueError(f'{name} must be a number, got {value!r}')
+    return float(value)
+
+
+def _finite(name: str, value: Any) -> float:
+    v = _num(name, value)
+    if not math.isfinite(v):
+        raise ValueError(f'{name} must be finite, got {value!r}')
+    return v
+
+
+def _positive(name: str, value: Any) -> float:
+    v = _finite(name, value)
+    if v <= 0.0:
+        raise ValueError(f'{name} must be > 0, got {value!r}')
+    return v
+
+
+def _nonneg(name: str, value: Any) -> float:
+    v = _finite(name, value)
+    if v < 0.0:
+        raise ValueError(f'{name} must be >= 0, got {value!r}')
+    return v
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A bandwidth estimate for the planner and the ``LinkQuality`` message.
+
+    ``bps``: uplink bandwidth (bit/s). ``rtt_ms``: smoothed probe round trip (ms), None when no
+    fresh RTT sample. ``sample_count``: samples behind ``bps``. ``uncertainty``: coefficient of
+    variation (std / mean) of the per-sample rates, 1.0 with a single sample (unknown).
+    ``age_s``: seconds since the newest sample. ``source``: 'passive' or 'probe', of the newest.
+    """
+
+    bps: float
+    rtt_ms: Optional[float]
+    sample_count: int
+    uncertainty: float
+    age_s: float
+    source: str
+
+
+@dataclass(frozen=True)
+class _Sample:
+    t_s: float          # when it was taken
+    bits: float         # payload bits
+    payload_s: float    # transfer time minus the fixed per-message cost (s)
+    source: str
+
+    @property
+    def bps(self) -> float:
+        return self.bits / self.payload_s
+
+
+class BandwidthEstimator:
+    """Estimate the uplink bandwidth from transfer samples (passive traffic and probes).
+
+    Parameters:
+    - ``window``: samples averaged (the last N).
+    - ``min_bytes``: smaller payloads are ignored (the fixed cost swamps them).
+    - ``overhead_s``: fixed per-message cost (s) subtracted from every transfer; None (default)
+      means the smoothed probe RTT when one is known, else 0.
+    - ``min_payload_fraction``: a sample whose payload time (after that subtraction) is below
+      this fraction of its transfer time is overhead-dominated and ignored.
+    - ``stale_after_s``: samples (and RTTs) older than this are forgotten; no fresh sample means
+      no estimate.
+    - ``probe_after_s``: ``needs_probe`` turns true after this long without a sample.
+    - ``drop_ratio``, ``drop_confirm``: after ``drop_confirm`` consecutive samples each below
+      ``drop_ratio`` times the estimate, the window restarts from those samples (fast reaction to
+      a drop; 1 reacts on the first sample, 2 rides out a single outlier).
+    - ``rtt_alpha``: weight of a new RTT sample in the exponential average (TCP uses 1/8).
+
+    Times must not go backwards between ``add_*`` calls (ValueError); queries tolerate it.
+    """
+
+    def __init__(self, window: int = 8, min_bytes: int = 4096,
+                 overhead_s: Optional[float] = None, min_payload_fraction: float = 0.1,
+                 stale_after_s: float = 5.0, probe_after_s: float = 2.0,
+                 drop_ratio: float = 0.5, drop_confirm: int = 1, rtt_alpha: float = 0.25):
+        for name, v, lo in (('window', window, 1), ('min_bytes', min_bytes, 0),
+                            ('drop_confirm', drop_confirm, 1)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise ValueError(f'{name} must be an integer >= {lo}, got {v!r}')
+        if drop_confirm > window:
+            raise ValueError(f'drop_confirm ({drop_confirm}) must not exceed window ({window})')
+        self.window = window
+        self.drop_confirm = drop_confirm
+        self.min_bytes = min_bytes
+        self.overhead_s = None if overhead_s is None else _nonneg('overhead_s', overhead_s)
+        self.min_payload_fraction = _nonneg('min_payload_fraction', min_payload_fraction)
+        if self.min_payload_fraction >= 1.0:
+            raise ValueError(f'min_payload_fraction must be < 1, got {min_payload_fraction!r}')
+        self.stale_after_s = _positive('stale_after_s', stale_after_s)
+        self.probe_after_s = _positive('probe_after_s', probe_after_s)
+        self.drop_ratio = _positive('drop_ratio', drop_ratio)
+        if self.drop_ratio >= 1.0:
+            raise ValueError(f'drop_ratio must be in (0, 1), got {drop_ratio!r}')
+        self.rtt_alpha = _positive('rtt_alpha', rtt_alpha)
+        if self.rtt_alpha > 1.0:
+            raise ValueError(f'rtt_alpha must be in (0, 1], got {rtt_alpha!r}')
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every sample (e.g. after a clock jump or a change of network)."""
+        self._samples: Deque[_Sample] = deque(maxlen=self.window)
+        self._low = 0                       # consecutive samples below drop_ratio * estimate
+        self._last_add_s = -math.inf
+        self._last_rtt_add_s = -math.inf
+        self._srtt_ms: Optional[float] = None
+        self._rtt_t_s = -math.inf
+        self._last_sample_s = -math.inf     # newest accepted transfer sample, any source
+
+    @staticmethod
+    def transfer_seconds(send_s: float, result_arrival_s: float,
+                         edge_processing_s: float) -> float:
+        """Return the time (s) a frame spent on the link: round trip minus edge processing.
+
+        ``send_s`` and ``result_arrival_s`` are read on the robot's clock, ``edge_processing_s``
+        is the duration the edge reports, so the two clocks need no synchronization. Raises
+        ValueError unless the result is > 0 (reordered stamps or a bad edge report).
+        """
+        send = _finite('send_s', send_s)
+        arrival = _finite('result_arrival_s', result_arrival_s)
+        edge = _nonneg('edge_processing_s', edge_processing_s)
+        transfer = (arrival - send) - edge
+        if transfer <= 0.0:
+            raise ValueError(f'transfer time must be > 0: result arrived {arrival - send:.6f} s '
+                             f'after sending, edge reports {edge:.6f} s of processing')
+        return transfer
+
+    def _check_time(self, now_s: Any, last: float) -> float:
+        now = _finite('now_s', now_s)
+        if now < last:
+            raise ValueError(f'now_s went backwards: {now_s!r} < {last!r}')
+        return now
+
+    def _fresh(self, now_s: float) -> list:
+        return [x for x in self._samples if now_s - x.t_s <= self.stale_after_s]
+
+    @staticmethod
+    def _rate(samples: list) -> float:
+        return sum(x.bits for x in samples) / sum(x.payload_s for x in samples)
+
+    def add_transfer(self, now_s: float, payload_bytes: int, transfer_s: float,
+                     source: str = 'passive') -> bool:
+        """Add one transfer of ``payload_bytes`` bytes that took ``transfer_s`` seconds.
+
+        ``source`` is 'passive' (a co-inference frame) or 'probe'. Returns False when the sample
+        was ignored: payload under ``min_bytes`` or overhead-dominated (see the class docstring).
+        """
+        now = self._check_time(now_s, self._last_add_s)
+        if isinstance(payload_bytes, bool) or not isinstance(payload_bytes, numbers.Integral) \
+                or payload_bytes < 0:
+            raise ValueError(f'payload_bytes must be an integer >= 0, got {payload_bytes!r}')
+        took = _positive('transfer_s', transfer_s)
+        if source not in SOURCES:
+            raise ValueError(f'source must be one of {SOURCES}, got {source!r}')
+        self._last_add_s = now
+        if payload_bytes < self.min_bytes:
+            return False
+        overhead = self.overhead_s
+        if overhead is None:
+            overhead = 0.0 if self._srtt_ms is None else self._srtt_ms / 1000.0
+        payload_s = took - overhead
+        if payload_s <= 0.0 or payload_s < self.min_payload_fraction * took:
+            return False
+        sample = _Sample(now, 8.0 * payload_bytes, payload_s, source)
+        fresh = self._fresh(now)
+        if fresh and sample.bps < self.drop_ratio * self._rate(fresh):
+            self._low += 1
+        else:
+            self._low = 0
+        self._samples.append(sample)
+        if self._low >= self.drop_confirm:
+            # a drop: keep only the samples that showed it, so the estimate follows at once
+            keep = list(self._samples)[-self._low:]
+            self._samples.clear()
+            self._samples.extend(keep)
+            self._low = 0
+        self._last_sample_s = now
+        return True
+
+    def add_rtt(self, now_s: float, rtt_ms: float) -> None:
+        """Add the round trip time (ms) of a small probe message (exponentially averaged)."""
+        now = self._check_time(now_s, self._last_rtt_add_s)
+        rtt = _positive('rtt_ms', rtt_ms)
+        self._last_rtt_add_s = now
+        if self._srtt_ms is None or now - self._rtt_t_s > self.stale_after_s:
+            self._srtt_ms = rtt
+        else:
+            self._srtt_ms += self.rtt_alpha * (rtt - self._srtt_ms)
+        self._rtt_t_s = now
+
+    def rtt_ms(self, now_s: float) -> Optional[float]:
+        """Return the smoothed RTT (ms), or None when no RTT sample is fresher than staleness."""
+        now = _finite('now_s', now_s)
+        if self._srtt_ms is None or now - self._rtt_t_s > self.stale_after_s:
+            return None
+        return self._srtt_ms
+
+    def estimate(self, now_s: float) -> Optional[Estimate]:
+        """Return the estimate at ``now_s`` (s); None when no sample is younger than staleness."""
+        now = _finite('now_s', now_s)
+        fresh = self._fresh(now)
+        if not fresh:
+            return None
+        rates = [x.bps for x in fresh]
+        if len(rates) > 1:
+            mean = sum(rates) / len(rates)
+            var = sum((r - mean) ** 2 for r in rates) / len(rates)
+            uncertainty = math.sqrt(var) / mean
+        else:
+            uncertainty = 1.0
+        newest = fresh[-1]
+        return Estimate(self._rate(fresh), self.rtt_ms(now), len(fresh), uncertainty,
+                        max(0.0, now - newest.t_s), newest.source)
+
+    def needs_probe(self, now_s: float) -> bool:
+        """Return True when no sample was accepted for ``probe_after_s`` (s) (or never).
+
+        A probe's own sample resets the timer too, so without passive traffic (device-only, or
+        payloads under ``min_bytes``) the caller probes about every ``probe_after_s``; the caller
+        keeps at most one probe in flight.
+        """
+        now = _finite('now_s', now_s)
+        return now - self._last_sample_s >= self.probe_after_s
+
+
+class EdgeWatchdog:
+    """Say whether the edge is reachable: heard from within the last ``timeout_s`` seconds.
+
+    Anything from the edge counts as ``heard`` (a result, a probe reply). Before the first one the
+    edge is unreachable, so a planner starts device-only.
+    """
+
+    def __init__(self, timeout_s: float):
+        self.timeout_s = _positive('timeout_s', timeout_s)
+        self._last_s = -math.inf
+
+    def heard(self, now_s: float) -> None:
+        """Record that the edge answered at ``now_s`` (s); a time before the last is ignored."""
+        self._last_s = max(self._last_s, _finite('now_s', now_s))
+
+    def silence_s(self, now_s: float) -> Optional[float]:
+        """Return seconds since the edge was last heard (>= 0), None if never."""
+        now = _finite('now_s', now_s)
+        if math.isinf(self._last_s):
+            return None
+        return max(0.0, now - self._last_s)
+
+    def reachable(self, now_s: float) -> bool:
+        """Return True if the edge was heard within ``timeout_s`` before ``now_s``."""
+        silence = self.silence_s(now_s)
+        return silence is not None and silence <= self.timeout_s

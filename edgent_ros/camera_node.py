@@ -1,0 +1,296 @@
+"""camera_node (robot): capture a frame, run layers [0, split) of branch exit, send the tensor.
+
+Sources: the bundled labelled CIFAR-10 sample (``source: sample``), the full CIFAR-10 test set
+(``cifar10-test``), or a ``sensor_msgs/Image`` topic (``topic``: ``image_raw``, any size,
+converted with cv_bridge and resized to 32x32). ``exit_index``/``split_index`` are parameters
+(the planner sets them); every Tensor carries its own exit/split/model_id. When ``split_index``
+is the end of the branch the robot finishes the frame itself and nothing crosses the link.
+Every frame ends as exactly one ``edgent/outcome``: a result or a drop with a reason.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Optional
+
+import numpy as np
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import Image
+
+from . import qos
+from .artifacts import ArtifactError, load_model
+from .inference import CoInference, FrameLedger, Pending, classify  # noqa: F401
+from .model import NUM_EXITS
+from .msg import InferenceResult, Tensor
+from .node_util import accept, declare, refuse, run, stamp_to_s
+from .tensor_codec import encode, fill_message
+
+SOURCES = ('sample', 'cifar10-test', 'topic')
+
+
+class CameraNode(Node):
+    """Robot side of Edgent co-inference."""
+
+    def __init__(self, **kwargs):
+        super().__init__('camera_node', **kwargs)
+        weights = declare(self, 'weights_path', '', 'safetensors weights; empty = shipped model',
+                          read_only=True)
+        try:
+            self.runner = CoInference(load_model(weights or None),
+                                      threads=declare(self, 'threads', 1,
+                                                      'torch threads for device compute',
+                                                      int_range=(1, 64), read_only=True))
+        except ArtifactError as exc:
+            self.get_logger().fatal(str(exc))
+            raise SystemExit(2) from exc
+        self.model_id = declare(self, 'model_id', self.runner.model_id,
+                                'model the weights must match (read only)', read_only=True)
+        if self.model_id != self.runner.model_id:
+            self.get_logger().fatal(f'weights are {self.runner.model_id!r}, parameter model_id '
+                                    f'asks for {self.model_id!r}')
+            raise SystemExit(2)
+        max_split = max(self.runner.branch_len(e) for e in range(1, NUM_EXITS + 1))
+        self.exit_index = declare(self, 'exit_index', NUM_EXITS, 'branch to run (1..5)',
+                                  int_range=(1, NUM_EXITS))
+        self.split_index = declare(self, 'split_index', 0,
+                                   'layers [0, split) run on the robot; = branch length: '
+                                   'device-only', int_range=(0, max_split))
+        self.source = declare(self, 'source', 'sample', f'frame source: {", ".join(SOURCES)}',
+                              read_only=True)
+        self.fps = declare(self, 'fps', 10.0, 'frames per second from file sources',
+                           float_range=(0.1, 200.0))
+        self.max_frames = declare(self, 'max_frames', 0, 'stop after N frames (0 = no limit)',
+                                  int_range=(0, 10_000_000))
+        self.loop = declare(self, 'loop', True, 'loop file sources when they end')
+        self.exit_when_done = declare(self, 'exit_when_done', False,
+                                      'shut down once max_frames have an outcome', read_only=True)
+        self.deadline_ms = declare(self, 'deadline_ms', 200.0, 'latency deadline per frame (ms)',
+                                   float_range=(1.0, 60_000.0))
+        self.result_timeout_s = declare(self, 'result_timeout_s', 2.0,
+                                        'a frame without result after this is dropped',
+                                        float_range=(0.05, 120.0))
+        self.max_in_flight = declare(self, 'max_in_flight', 2,
+                                     'frames on the link at once; more are dropped (link_busy)',
+                                     int_range=(1, 64))
+        self.encoding = declare(self, 'encoding', 'raw', 'tensor encoding: raw (fp32)',
+                                read_only=True)
+        self.frame_id = declare(self, 'frame_id', 'camera', 'header.frame_id of frames',
+                                read_only=True)
+        self.log_frames = declare(self, 'log_frames', False, 'log one line per outcome')
+        if self.source not in SOURCES:
+            self.get_logger().fatal(f'source must be one of {SOURCES}, got {self.source!r}')
+            raise SystemExit(2)
+        self._check_pair(self.exit_index, self.split_index, fatal=True)
+        self.add_on_set_parameters_callback(self._on_set)
+        self.add_post_set_parameters_callback(self._post_set)
+
+        self.lock = threading.Lock()
+        self.ledger = FrameLedger(timeout_s=self.result_timeout_s)
+        self.seq = 0
+        self.tensor_pub = self.create_publisher(Tensor, 'edgent/tensor', qos.TENSOR)
+        self.result_pub = self.create_publisher(InferenceResult, 'edgent/result', qos.RESULT)
+        self.outcome_pub = self.create_publisher(InferenceResult, 'edgent/outcome', qos.RESULT)
+        self.create_subscription(InferenceResult, 'edgent/result', self._on_result, qos.RESULT)
+        self.images: Optional[np.ndarray] = None
+        self.labels: Optional[np.ndarray] = None
+        self._cursor = 0
+        if self.source == 'topic':
+            from cv_bridge import CvBridge
+            self.bridge = CvBridge()
+            self.create_subscription(Image, 'image_raw', self._on_image, qos.IMAGE)
+        else:
+            from .data import load_sample, load_split
+            self.images, self.labels = (load_sample() if self.source == 'sample'
+                                        else load_split('test'))
+            self.timer = self.create_timer(1.0 / self.fps, self._on_timer)
+        self.create_timer(0.1, self._on_housekeeping)
+        self.get_logger().info(
+            f'camera_node: model {self.model_id}, exit {self.exit_index}, split '
+            f'{self.split_index}, source {self.source}'
+            + (f' ({len(self.images)} frames)' if self.images is not None else ''))
+
+    # -- parameters -------------------------------------------------------------------------
+    def _check_pair(self, exit_index: int, split_index: int, fatal: bool = False) -> str:
+        n = self.runner.branch_len(exit_index) if 1 <= exit_index <= NUM_EXITS else -1
+        reason = ''
+        if n < 0:
+            reason = f'exit_index {exit_index} not in 1..{NUM_EXITS}'
+        elif not 0 <= split_index <= n:
+            reason = f'split_index {split_index} out of range 0..{n} for exit {exit_index}'
+        if reason and fatal:
+            self.get_logger().fatal(reason)
+            raise SystemExit(2)
+        return reason
+
+    def _on_set(self, params):
+        new = {p.name: p.value for p in params}
+        if 'exit_index' in new or 'split_index' in new:
+            reason = self._check_pair(int(new.get('exit_index', self.exit_index)),
+                                      int(new.get('split_index', self.split_index)))
+            if reason:
+                self.get_logger().warn(f'refused parameter change: {reason}')
+                return refuse(reason)
+        return accept()
+
+    def _post_set(self, params):
+        with self.lock:
+            for p in params:
+                if p.name in ('exit_index', 'split_index', 'fps', 'max_frames', 'loop',
+                              'deadline_ms', 'result_timeout_s', 'max_in_flight', 'log_frames'):
+                    setattr(self, p.name, p.value)
+                if p.name == 'fps' and hasattr(self, 'timer'):
+                    self.timer.timer_period_ns = int(1e9 / p.value)
+                if p.name == 'result_timeout_s':
+                    self.ledger.timeout_s = p.value
+
+    # -- frames -----------------------------------------------------------------------------
+    def _on_timer(self) -> None:
+        if self.max_frames and self.ledger.produced >= self.max_frames:
+            return
+        if self._cursor >= len(self.images):
+            if not self.loop:
+                return
+            self._cursor = 0
+        i = self._cursor
+        self._cursor += 1
+        self.process_frame(self.images[i], int(self.labels[i]))
+
+    def _on_image(self, msg: Image) -> None:
+        if self.max_frames and self.ledger.produced >= self.max_frames:
+            return
+        from .inference import preprocess_image
+        try:
+            frame = preprocess_image(self.bridge.imgmsg_to_cv2(msg, desired_encoding='rgb8'))
+        except Exception as exc:  # cv_bridge raises CvBridgeError and others on bad images
+            self.ledger.produce()
+            self._drop(self._next_seq(), msg.header.stamp, -1, 'bad_image', 0.0)
+            self.get_logger().warn(f'bad image dropped: {exc}', throttle_duration_sec=5.0)
+            return
+        self.process_frame(frame, -1, stamp=msg.header.stamp)
+
+    def _next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    def process_frame(self, frame: np.ndarray, true_class: int, stamp=None) -> None:
+        """Run the device part of one uint8 RGB 32x32 frame and send or finish it."""
+        with self.lock:
+            exit_index, split_index = self.exit_index, self.split_index
+            deadline_ms = self.deadline_ms
+        stamp = stamp or self.get_clock().now().to_msg()
+        capture_s = time.monotonic()
+        seq = self._next_seq()
+        self.ledger.produce()
+        if split_index < self.runner.branch_len(exit_index) \
+                and self.ledger.in_flight >= self.max_in_flight:
+            self._drop(seq, stamp, true_class, 'link_busy', deadline_ms, exit_index, split_index)
+            return
+        out = self.runner.device_step(frame, exit_index, split_index)
+        if out.classification is not None:
+            res = self._result(seq, stamp, exit_index, split_index, true_class, deadline_ms)
+            res.finished_on = InferenceResult.FINISHED_ON_DEVICE
+            self._fill_class(res, out.classification)
+            res.device_ms = out.device_ms
+            res.end_to_end_ms = (time.monotonic() - capture_s) * 1e3
+            res.deadline_met = res.end_to_end_ms <= deadline_ms
+            self.result_pub.publish(res)
+            self._outcome(res, 'ok_device')
+            return
+        enc = encode(out.tensor.astype(out.tensor.dtype, copy=False), self.encoding,
+                     name='input' if split_index == 0 else f'split{split_index}')
+        msg = Tensor()
+        msg.header.stamp = stamp
+        msg.header.frame_id = self.frame_id
+        msg.sequence = seq
+        msg.model_id = self.model_id
+        msg.exit_index = exit_index
+        msg.split_index = split_index
+        fill_message(msg, enc)
+        msg.device_compute_ms = out.device_ms
+        self.ledger.send(Pending(seq, time.monotonic(), capture_s, exit_index, split_index,
+                                 enc.nbytes, out.device_ms, true_class, deadline_ms))
+        self.tensor_pub.publish(msg)
+
+    def _on_result(self, msg: InferenceResult) -> None:
+        if msg.finished_on == InferenceResult.FINISHED_ON_DEVICE:
+            return  # our own device-only result
+        p = self.ledger.take(int(msg.sequence))
+        if p is None:
+            self.ledger.finish('late_result')   # already expired: counted once, as dropped
+            return
+        now = time.monotonic()
+        res = msg
+        res.device_ms = p.device_ms
+        rtt_ms = (now - p.sent_s) * 1e3
+        res.uplink_ms = max(0.0, rtt_ms - msg.edge_ms - msg.edge_queue_ms)
+        res.end_to_end_ms = (now - p.capture_s) * 1e3
+        res.deadline_ms = p.deadline_ms
+        res.true_class_id = p.true_class
+        res.deadline_met = res.end_to_end_ms <= p.deadline_ms
+        if msg.status == InferenceResult.STATUS_OK:
+            self._outcome(res, 'ok_edge')
+        else:
+            self._outcome(res, f'refused:{msg.drop_reason}')
+
+    def _on_housekeeping(self) -> None:
+        for p in self.ledger.expire(time.monotonic()):
+            self._drop(p.seq, None, p.true_class, 'edge_timeout', p.deadline_ms,
+                       p.exit_index, p.split_index)
+        if self.exit_when_done and self.max_frames \
+                and self.ledger.produced >= self.max_frames and self.ledger.in_flight == 0:
+            self.get_logger().info(f'done: {self.ledger.summary()}')
+            raise SystemExit(0)
+
+    # -- outcomes ---------------------------------------------------------------------------
+    def _result(self, seq, stamp, exit_index, split_index, true_class, deadline_ms
+                ) -> InferenceResult:
+        res = InferenceResult()
+        if stamp is not None:
+            res.header.stamp = stamp
+        res.header.frame_id = self.frame_id
+        res.sequence = seq
+        res.model_id = self.model_id
+        res.exit_index = exit_index
+        res.split_index = split_index
+        res.true_class_id = true_class
+        res.deadline_ms = float(deadline_ms)
+        res.class_id = -1
+        return res
+
+    @staticmethod
+    def _fill_class(res: InferenceResult, c) -> None:
+        res.class_id = c.class_id
+        res.label = c.label
+        res.confidence = c.confidence
+        res.scores = c.scores.tolist()
+
+    def _drop(self, seq, stamp, true_class, reason, deadline_ms, exit_index=0, split_index=0):
+        res = self._result(seq, stamp, exit_index, split_index, true_class, deadline_ms)
+        res.status = InferenceResult.STATUS_DROPPED
+        res.drop_reason = reason
+        self._outcome(res, f'dropped:{reason}')
+
+    def _outcome(self, res: InferenceResult, kind: str) -> None:
+        self.ledger.finish(kind)
+        self.outcome_pub.publish(res)
+        if self.log_frames:
+            if res.status == InferenceResult.STATUS_OK:
+                self.get_logger().info(
+                    f'frame {res.sequence}: {res.label} ({res.confidence:.2f}) exit '
+                    f'{res.exit_index} split {res.split_index} e2e {res.end_to_end_ms:.1f} ms')
+            else:
+                self.get_logger().info(f'frame {res.sequence}: {kind}')
+
+
+def main(args=None) -> int:
+    """Console entry: ``ros2 run edgent_ros camera_node``."""
+    return run(CameraNode, args)
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
+
+
+__all__ = ['CameraNode', 'main', 'Parameter', 'stamp_to_s']

@@ -1,0 +1,206 @@
+"""edge_node (edge PC): finish layers [split, end) of each received Tensor, publish the result.
+
+One edge node can serve several robots: ``robot_namespaces`` lists them (``[""]`` = the node's
+own namespace); each gets its own ``<ns>/edgent/tensor`` subscription and ``<ns>/edgent/result``
+publisher, so results never cross namespaces. Frames wait in one bounded queue served by a
+worker thread; a frame that would overflow it, or that waited longer than ``max_queue_ms``, is
+refused with a reason, as is every malformed frame. Refusals are published as results with
+``STATUS_REFUSED`` (so the robot accounts for them at once) and counted per reason.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+import threading
+import time
+from typing import Deque, Dict, Tuple
+
+from rclpy.node import Node
+
+from . import qos
+from .artifacts import ArtifactError, load_model
+from .inference import CoInference, FrameRefused, SequenceTracker
+from .model import NUM_EXITS
+from .msg import InferenceResult, Tensor
+from .node_util import accept, declare, refuse, run
+from .tensor_codec import CodecError, from_message
+
+
+class EdgeNode(Node):
+    """Edge side of Edgent co-inference."""
+
+    def __init__(self, **kwargs):
+        super().__init__('edge_node', **kwargs)
+        weights = declare(self, 'weights_path', '', 'safetensors weights; empty = shipped model',
+                          read_only=True)
+        try:
+            self.runner = CoInference(load_model(weights or None),
+                                      threads=declare(self, 'threads', 2, 'torch threads',
+                                                      int_range=(1, 256), read_only=True))
+        except ArtifactError as exc:
+            self.get_logger().fatal(str(exc))
+            raise SystemExit(2) from exc
+        self.model_id = declare(self, 'model_id', self.runner.model_id,
+                                'model the weights must match (read only)', read_only=True)
+        if self.model_id != self.runner.model_id:
+            self.get_logger().fatal(f'weights are {self.runner.model_id!r}, parameter model_id '
+                                    f'asks for {self.model_id!r}')
+            raise SystemExit(2)
+        max_split = max(self.runner.branch_len(e) for e in range(1, NUM_EXITS + 1))
+        self.exit_index = declare(self, 'exit_index', NUM_EXITS,
+                                  'advisory: branch expected next (warm-up)',
+                                  int_range=(1, NUM_EXITS))
+        self.split_index = declare(self, 'split_index', 0, 'advisory: split expected next',
+                                   int_range=(0, max_split))
+        self.max_queue = declare(self, 'max_queue', 4, 'frames waiting at most; older dropped',
+                                 int_range=(1, 1024))
+        self.max_queue_ms = declare(self, 'max_queue_ms', 1000.0,
+                                    'a frame that waited longer is refused (stale)',
+                                    float_range=(1.0, 600_000.0))
+        self.max_payload_bytes = declare(self, 'max_payload_bytes', 8 * 1024 * 1024,
+                                         'refuse tensors with a larger payload',
+                                         int_range=(1, 1 << 30))
+        namespaces = declare(self, 'robot_namespaces', [''],
+                             'robots served: one tensor/result topic pair per namespace',
+                             read_only=True)
+        self.add_on_set_parameters_callback(self._on_set)
+        self.add_post_set_parameters_callback(self._post_set)
+
+        self.counts: Counter = Counter()
+        self.seq_tracker = SequenceTracker()
+        self.queue: Deque[Tuple[str, Tensor, object, float]] = deque()
+        self.cv = threading.Condition()
+        self.pubs: Dict[str, object] = {}
+        for ns in namespaces:
+            prefix = f'{ns.strip("/")}/' if ns.strip('/') else ''
+            topic_ns = ('/' + prefix) if prefix else ''
+            self.pubs[ns] = self.create_publisher(InferenceResult, f'{topic_ns}edgent/result',
+                                                  qos.RESULT)
+            self.create_subscription(Tensor, f'{topic_ns}edgent/tensor',
+                                     lambda m, ns=ns: self._on_tensor(ns, m), qos.TENSOR)
+        self._stop = False
+        self.worker = threading.Thread(target=self._work, name='edge_worker', daemon=True)
+        self.worker.start()
+        self._warm_up(self.exit_index, self.split_index)
+        self.get_logger().info(f'edge_node: model {self.model_id}, serving '
+                               f'{[n or self.get_namespace() for n in namespaces]}')
+
+    def _on_set(self, params):
+        new = {p.name: p.value for p in params}
+        if 'exit_index' in new or 'split_index' in new:
+            e = int(new.get('exit_index', self.exit_index))
+            s = int(new.get('split_index', self.split_index))
+            n = self.runner.branch_len(e)
+            if not 0 <= s <= n:
+                return refuse(f'split_index {s} out of range 0..{n} for exit {e}')
+        return accept()
+
+    def _post_set(self, params):
+        for p in params:
+            if p.name in ('exit_index', 'split_index', 'max_queue', 'max_queue_ms',
+                          'max_payload_bytes'):
+                setattr(self, p.name, p.value)
+        if any(p.name in ('exit_index', 'split_index') for p in params):
+            self._warm_up(self.exit_index, self.split_index)
+
+    def _warm_up(self, exit_index: int, split_index: int) -> None:
+        """Run the expected suffix once so the first real frame pays no allocation cost."""
+        import numpy as np
+        if split_index >= self.runner.branch_len(exit_index):
+            return
+        shape = self.runner.expected_shape(exit_index, split_index)
+        dtype = np.uint8 if split_index == 0 else np.float32
+        self.runner.edge_step(np.zeros(shape, dtype), exit_index, split_index)
+
+    # -- receive ----------------------------------------------------------------------------
+    def _on_tensor(self, ns: str, msg: Tensor) -> None:
+        arrival = time.monotonic()
+        try:
+            array = from_message(msg, max_bytes=self.max_payload_bytes)
+            self.runner.validate(msg.model_id, int(msg.exit_index), int(msg.split_index), array)
+            self.seq_tracker.check(f'{ns}|{msg.header.frame_id}', int(msg.sequence))
+        except CodecError as exc:
+            self._refuse(ns, msg, exc.reason, str(exc))
+            return
+        except FrameRefused as exc:
+            self._refuse(ns, msg, exc.reason, exc.detail)
+            return
+        with self.cv:
+            if len(self.queue) >= self.max_queue:
+                old_ns, old, _, _ = self.queue.popleft()
+                self._refuse(old_ns, old, 'queue_full', 'edge queue full, oldest frame dropped')
+            self.queue.append((ns, msg, array, arrival))
+            self.cv.notify()
+
+    def _refuse(self, ns: str, msg: Tensor, reason: str, detail: str) -> None:
+        self.counts[f'refused:{reason}'] += 1
+        self.get_logger().warn(f'refused frame {msg.sequence} from "{ns or "/"}": {detail}',
+                               throttle_duration_sec=2.0)
+        res = self._result_for(msg)
+        res.status = InferenceResult.STATUS_REFUSED
+        res.drop_reason = reason
+        self.pubs[ns].publish(res)
+
+    @staticmethod
+    def _result_for(msg: Tensor) -> InferenceResult:
+        res = InferenceResult()
+        res.header = msg.header
+        res.sequence = msg.sequence
+        res.model_id = msg.model_id
+        res.exit_index = msg.exit_index
+        res.split_index = msg.split_index
+        res.finished_on = InferenceResult.FINISHED_ON_EDGE
+        res.class_id = -1
+        res.true_class_id = -1
+        res.device_ms = float(msg.device_compute_ms)
+        return res
+
+    # -- compute ----------------------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            with self.cv:
+                while not self.queue and not self._stop:
+                    self.cv.wait(0.5)
+                if self._stop:
+                    return
+                ns, msg, array, arrival = self.queue.popleft()
+            waited_ms = (time.monotonic() - arrival) * 1e3
+            if waited_ms > self.max_queue_ms:
+                self._refuse(ns, msg, 'stale', f'waited {waited_ms:.0f} ms in the edge queue')
+                continue
+            try:
+                cls, edge_ms = self.runner.edge_step(array, int(msg.exit_index),
+                                                     int(msg.split_index))
+            except Exception as exc:  # keep serving: a bad frame must not kill the edge
+                self._refuse(ns, msg, 'compute_error', repr(exc))
+                continue
+            res = self._result_for(msg)
+            res.class_id = cls.class_id
+            res.label = cls.label
+            res.confidence = cls.confidence
+            res.scores = cls.scores.tolist()
+            res.edge_ms = edge_ms
+            res.edge_queue_ms = waited_ms
+            now = self.get_clock().now().nanoseconds * 1e-9
+            stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+            res.end_to_end_ms = max(0.0, (now - stamp) * 1e3)  # edge clock; the robot recomputes
+            res.status = InferenceResult.STATUS_OK
+            self.counts['ok'] += 1
+            self.pubs[ns].publish(res)
+
+    def destroy_node(self):
+        """Stop the worker thread, then destroy the node."""
+        with self.cv:
+            self._stop = True
+            self.cv.notify_all()
+        self.worker.join(timeout=2.0)
+        return super().destroy_node()
+
+
+def main(args=None) -> int:
+    """Console entry: ``ros2 run edgent_ros edge_node``."""
+    return run(EdgeNode, args)
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

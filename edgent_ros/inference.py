@@ -1,0 +1,247 @@
+"""Partitioned co-inference and frame bookkeeping, shared by the nodes (no rclpy).
+
+The robot runs layers ``[0, split)`` of branch ``exit`` (``device_step``), the edge finishes
+``[split, end)`` (``edge_step``). At split 0 the robot sends the raw uint8 RGB frame
+``(1, 32, 32, 3)`` and the edge normalizes it; otherwise the float32 activation ``(1, C, H, W)``
+or ``(1, F)`` crosses the link. ``FrameLedger`` accounts for every frame the camera produced:
+it ends as exactly one result or one counted drop with a reason.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+import time
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from .model import (CLASSES, INPUT_SHAPE, MultiExitAlexNet, check_split, normalize_images,
+                    split_tensor_shape)
+
+
+class FrameRefused(ValueError):
+    """A frame cannot be processed; ``reason`` is a short code counted by the nodes."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f'{reason}: {detail}')
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass
+class Classification:
+    """Softmax summary of one frame's logits."""
+
+    class_id: int
+    label: str
+    confidence: float
+    scores: np.ndarray   # (num_classes,) float32 softmax
+
+
+def classify(logits: np.ndarray) -> Classification:
+    """Return argmax class, label and softmax of ``logits`` ``(num_classes,)`` or ``(1, n)``."""
+    z = np.asarray(logits, dtype=np.float64).reshape(-1)
+    p = np.exp(z - z.max())
+    p /= p.sum()
+    k = int(p.argmax())
+    return Classification(k, CLASSES[k] if k < len(CLASSES) else str(k), float(p[k]),
+                          p.astype(np.float32))
+
+
+def preprocess_image(image: np.ndarray, rgb: bool = True) -> np.ndarray:
+    """Return a uint8 RGB ``(32, 32, 3)`` frame from any HxWx3 (or HxW mono) uint8 image."""
+    import cv2
+    img = np.asarray(image)
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    if img.ndim != 3 or img.shape[2] not in (3, 4):
+        raise ValueError(f'expected an HxWx3 image, got shape {img.shape}')
+    img = img[:, :, :3]
+    if not rgb:
+        img = img[:, :, ::-1]
+    if img.dtype != np.uint8:
+        raise ValueError(f'expected a uint8 image, got {img.dtype}')
+    if img.shape[:2] != INPUT_SHAPE[1:]:
+        img = cv2.resize(np.ascontiguousarray(img), INPUT_SHAPE[1:][::-1],
+                         interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(img)
+
+
+@dataclass
+class DeviceOutput:
+    """What the robot produced for one frame."""
+
+    tensor: Optional[np.ndarray]          # to send (split < end), else None
+    classification: Optional[Classification]  # device-only result (split == end), else None
+    device_ms: float
+
+
+class CoInference:
+    """The partitioned model on one host (robot or edge)."""
+
+    def __init__(self, model: MultiExitAlexNet, threads: Optional[int] = None):
+        self.model = model.eval()
+        if threads:
+            torch.set_num_threads(int(threads))
+
+    @property
+    def model_id(self) -> str:
+        """Id of the loaded architecture/weights."""
+        return self.model.model_id
+
+    def branch_len(self, exit_index: int) -> int:
+        """Number of layers of branch ``exit_index``."""
+        return self.model.branch_len(exit_index)
+
+    @torch.inference_mode()
+    def device_step(self, frame_u8: np.ndarray, exit_index: int, split_index: int
+                    ) -> DeviceOutput:
+        """Run layers ``[0, split)`` on one uint8 RGB frame ``(32, 32, 3)``."""
+        check_split(self.model.cfg, exit_index, split_index)
+        t0 = time.perf_counter()
+        n = self.branch_len(exit_index)
+        if split_index == 0:
+            return DeviceOutput(np.ascontiguousarray(frame_u8[None]), None,
+                                (time.perf_counter() - t0) * 1e3)
+        x = normalize_images(torch.from_numpy(np.ascontiguousarray(frame_u8[None])))
+        y = self.model.run(x, exit_index, 0, split_index)
+        ms = (time.perf_counter() - t0) * 1e3
+        if split_index == n:
+            return DeviceOutput(None, classify(y.numpy()), ms)
+        return DeviceOutput(y.numpy(), None, ms)
+
+    def expected_shape(self, exit_index: int, split_index: int) -> Tuple[int, ...]:
+        """Batched shape and dtype name the edge expects at ``(exit, split)``."""
+        if split_index == 0:
+            return (1,) + INPUT_SHAPE[1:] + (INPUT_SHAPE[0],)
+        return (1,) + tuple(split_tensor_shape(self.model.cfg, exit_index, split_index))
+
+    def validate(self, model_id: str, exit_index: int, split_index: int,
+                 array: np.ndarray) -> None:
+        """Raise ``FrameRefused`` unless the frame fits this model at ``(exit, split)``."""
+        if model_id != self.model_id:
+            raise FrameRefused('model_id', f'frame is for model {model_id!r}, '
+                               f'this edge runs {self.model_id!r}')
+        try:
+            check_split(self.model.cfg, int(exit_index), int(split_index))
+        except ValueError as exc:
+            raise FrameRefused('exit_split', str(exc)) from exc
+        if split_index == self.branch_len(exit_index):
+            raise FrameRefused('exit_split', f'split {split_index} is device-only for exit '
+                               f'{exit_index}; nothing should be sent')
+        want = self.expected_shape(exit_index, split_index)
+        if tuple(array.shape) != want:
+            raise FrameRefused('shape', f'shape {list(array.shape)} does not match '
+                               f'exit {exit_index} split {split_index}: expected {list(want)}')
+        want_dtype = np.uint8 if split_index == 0 else np.float32
+        if array.dtype != want_dtype:
+            raise FrameRefused('data_type', f'dtype {array.dtype} at split {split_index}, '
+                               f'expected {np.dtype(want_dtype)}')
+
+    @torch.inference_mode()
+    def edge_step(self, array: np.ndarray, exit_index: int, split_index: int
+                  ) -> Tuple[Classification, float]:
+        """Finish layers ``[split, end)``; return the classification and compute ms."""
+        t0 = time.perf_counter()
+        if split_index == 0:
+            x = normalize_images(torch.from_numpy(np.ascontiguousarray(array)))
+        else:
+            x = torch.from_numpy(np.array(array, dtype=np.float32, copy=True))
+        y = self.model.run(x, exit_index, split_index)
+        return classify(y.numpy()), (time.perf_counter() - t0) * 1e3
+
+    @torch.inference_mode()
+    def full_forward(self, frame_u8: np.ndarray, exit_index: int) -> Classification:
+        """In-process reference: the whole branch on one frame."""
+        x = normalize_images(torch.from_numpy(np.ascontiguousarray(frame_u8[None])))
+        return classify(self.model(x, exit_index).numpy())
+
+
+class SequenceTracker:
+    """Refuse duplicate and out-of-order sequence numbers per source.
+
+    A sequence far below the last one (more than ``restart_gap``) is taken as a restarted camera
+    and accepted, so a robot reboot does not lock it out.
+    """
+
+    def __init__(self, restart_gap: int = 1000):
+        self.restart_gap = restart_gap
+        self._last: Dict[str, int] = {}
+
+    def check(self, source: str, seq: int) -> None:
+        """Raise ``FrameRefused`` for a duplicate / out-of-order ``seq``; else record it."""
+        last = self._last.get(source)
+        if last is not None:
+            if seq == last:
+                raise FrameRefused('duplicate', f'sequence {seq} already received')
+            if last - self.restart_gap <= seq < last:
+                raise FrameRefused('out_of_order', f'sequence {seq} arrived after {last}')
+        self._last[source] = seq
+
+
+@dataclass
+class Pending:
+    """A frame sent to the edge and not yet answered."""
+
+    seq: int
+    sent_s: float           # robot monotonic clock when published
+    capture_s: float
+    exit_index: int
+    split_index: int
+    payload_bytes: int
+    device_ms: float
+    true_class: int = -1
+    deadline_ms: float = 0.0
+
+
+@dataclass
+class FrameLedger:
+    """Every produced frame ends as exactly one outcome: a result or a drop with a reason."""
+
+    timeout_s: float = 2.0
+    produced: int = 0
+    outcomes: Counter = field(default_factory=Counter)
+    _pending: 'OrderedDict[int, Pending]' = field(default_factory=OrderedDict)
+
+    def produce(self) -> None:
+        """Count one produced frame (call before its outcome is known)."""
+        self.produced += 1
+
+    def send(self, p: Pending) -> None:
+        """Record a frame now waiting for the edge."""
+        self._pending[p.seq] = p
+
+    def finish(self, kind: str) -> None:
+        """Count a final outcome: ``ok_edge``, ``ok_device``, ``dropped:<r>``, ``refused:<r>``."""
+        self.outcomes[kind] += 1
+
+    def take(self, seq: int) -> Optional[Pending]:
+        """Remove and return the pending frame ``seq`` (None if unknown or already expired)."""
+        return self._pending.pop(seq, None)
+
+    def expire(self, now_s: float) -> List[Pending]:
+        """Remove and return frames older than ``timeout_s`` (counted by the caller)."""
+        out = []
+        while self._pending:
+            seq, p = next(iter(self._pending.items()))
+            if now_s - p.sent_s < self.timeout_s:
+                break
+            out.append(self._pending.pop(seq))
+        return out
+
+    @property
+    def in_flight(self) -> int:
+        """Frames sent and not yet answered."""
+        return len(self._pending)
+
+    def accounted(self) -> int:
+        """Frames with a final outcome plus frames still in flight."""
+        return sum(self.outcomes.values()) + len(self._pending)
+
+    def summary(self) -> Dict[str, int]:
+        """Counts for diagnostics: produced, in_flight and every outcome."""
+        d = {'produced': self.produced, 'in_flight': len(self._pending)}
+        d.update(sorted(self.outcomes.items()))
+        return d

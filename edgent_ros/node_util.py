@@ -1,0 +1,57 @@
+"""Small rclpy helpers shared by the nodes: parameter descriptors, main(), stamps."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Sequence
+
+import rclpy
+from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
+                                SetParametersResult)
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+
+
+def declare(node: Node, name: str, default: Any, description: str,
+            int_range: Optional[Sequence[int]] = None,
+            float_range: Optional[Sequence[float]] = None,
+            read_only: bool = False, dynamic_typing: bool = False) -> Any:
+    """Declare a parameter with a descriptor (range, description, read-only) and return it."""
+    desc = ParameterDescriptor(description=description, read_only=read_only,
+                               dynamic_typing=dynamic_typing)
+    if int_range is not None:
+        desc.integer_range = [IntegerRange(from_value=int(int_range[0]),
+                                           to_value=int(int_range[1]), step=1)]
+    if float_range is not None:
+        desc.floating_point_range = [FloatingPointRange(from_value=float(float_range[0]),
+                                                        to_value=float(float_range[1]),
+                                                        step=0.0)]
+    return node.declare_parameter(name, default, desc).value
+
+
+def refuse(reason: str) -> SetParametersResult:
+    """Return a refused SetParametersResult carrying ``reason``."""
+    return SetParametersResult(successful=False, reason=reason)
+
+
+def accept() -> SetParametersResult:
+    """Return a successful SetParametersResult."""
+    return SetParametersResult(successful=True)
+
+
+def stamp_to_s(stamp: Any) -> float:
+    """Convert a ``builtin_interfaces/Time`` to float seconds."""
+    return float(stamp.sec) + float(stamp.nanosec) * 1e-9
+
+
+def run(node_factory: Callable[[], Node], args: Optional[list] = None) -> int:
+    """Init rclpy, spin the node until Ctrl-C / shutdown, and exit quietly."""
+    try:
+        with rclpy.init(args=args):
+            node = node_factory()
+            try:
+                rclpy.spin(node)
+            finally:
+                node.destroy_node()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    return 0

@@ -1,0 +1,35 @@
+"""Named QoS profiles of every edgent_ros topic, each with its reason."""
+
+from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
+                       qos_profile_sensor_data)
+
+# image_raw: camera drivers publish best effort; a subscriber must match it.
+IMAGE = qos_profile_sensor_data
+
+# edgent/tensor: reliable, keep last 1. A late frame is worthless, so we keep no backlog; but on
+# Fast DDS a best-effort multi-fragment sample is lost whole when one fragment drops, which on a
+# shaped link is most of them, so fragments are repaired (reliable) and the camera never has more
+# than `max_in_flight` frames on the link (pacing lives in the camera node, not in DDS queues).
+TENSOR = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                    reliability=ReliabilityPolicy.RELIABLE,
+                    durability=DurabilityPolicy.VOLATILE)
+
+# edgent/result, edgent/outcome: small and every one counts for accounting.
+RESULT = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=50,
+                    reliability=ReliabilityPolicy.RELIABLE,
+                    durability=DurabilityPolicy.VOLATILE)
+
+# edgent/link_quality: small, reliable; a few in flight at most.
+LINK_QUALITY = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
+                          reliability=ReliabilityPolicy.RELIABLE,
+                          durability=DurabilityPolicy.VOLATILE)
+
+# edgent/decision: late joiners must get the decision in force now.
+DECISION = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                      reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+# Visualization outputs (annotated image, markers, diagnostics): keep the newest few.
+VIZ = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5,
+                 reliability=ReliabilityPolicy.RELIABLE,
+                 durability=DurabilityPolicy.VOLATILE)

@@ -1,0 +1,531 @@
+"""Per-(host, layer kind) latency regressions, as in Edgent (phase 1, issue 4).
+
+Features per layer kind (the paper's): conv -- input size ``C*H*W`` and ``(kernel/stride)^2 *
+filters``; relu, dropout, LRN -- input size; pool -- input and output size; fc -- input and
+output size (sizes in elements of one frame).
+
+Model (chosen per kind by 4-fold cross-validated MAPE on the training part, see ``fit_kind``):
+``t_ms = d + sum_i a_i * term_i`` with non-negative ``a_i`` (time never falls as a layer grows),
+terms being the features (``'linear'``) or, for two-feature kinds, the features and their
+product (``'product'``: ``a*x1 + b*x2 + c*x1*x2 + d``). The product is still built only from the
+paper's features and is what the cost really scales with: for conv, ``C*H*W * (k/s)^2 *
+filters`` is the number of multiply-adds; for fc, ``in * out``. Each candidate is fitted either
+by ordinary least squares (``'absolute'``) or with sample weights ``1/t^2`` (``'relative'``:
+least squares on relative error, which matches the MAPE metric and keeps the many small layers
+from being swamped by the few large ones). A seeded 25 % of each kind's configurations is held
+out; the held-out MAPE is reported, then the chosen model is refitted on all configurations.
+
+Predictions are clamped to ``FLOOR_MS`` (an intercept may be negative). The fitted models are
+saved as JSON only (coefficients, intercept, feature and term names, transform), never pickled,
+together with how the robot was emulated and the end-to-end MAPE of predicted vs measured
+device (robot, prefix ``[0, s)``) and edge (suffix ``[s, end)``) time over every (exit, split)
+of the real model.
+
+This module never imports rclpy; scikit-learn and matplotlib are imported only when fitting.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+import math
+from pathlib import Path
+import sys
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from .artifacts import (ARTIFACT_DIR, ArtifactError, LATENCY_FILE, LATENCY_FORMAT, load_json,
+                        save_json)
+from .model import AlexNetConfig, LayerSpec, NUM_EXITS, layer_table, output_shape
+
+FEATURE_NAMES: Dict[str, Tuple[str, ...]] = {
+    'conv': ('input_size', 'kernel_filters'),   # C*H*W, (kernel/stride)^2 * filters
+    'relu': ('input_size',),
+    'dropout': ('input_size',),
+    'lrn': ('input_size',),
+    'pool': ('input_size', 'output_size'),
+    'fc': ('input_size', 'output_size'),
+}
+TRANSFORMS = ('linear', 'product')
+WEIGHTINGS = ('relative', 'absolute')
+FLOOR_MS = 1e-3                 # smallest predicted layer time (1 us)
+HOLDOUT = 0.25                  # fraction of configurations held out per kind
+PRIMARY_PART = {'robot': 'prefix', 'edge': 'suffix'}   # the side of a split each host runs
+
+
+def _numel(shape: Sequence[int]) -> int:
+    return int(math.prod(int(d) for d in shape))
+
+
+def layer_features(spec: LayerSpec, in_shape: Sequence[int]) -> List[float]:
+    """Return the paper's features of one layer (``FEATURE_NAMES[spec.kind]``), one frame.
+
+    Sizes are element counts: conv ``[C*H*W, (kernel/stride)^2 * filters]``; relu, dropout, lrn
+    ``[C*H*W]``; pool ``[input elements, output elements]``; fc ``[input elements, outputs]``.
+    """
+    if spec.kind not in FEATURE_NAMES:
+        raise ValueError(f'unknown layer kind {spec.kind!r}; known: {sorted(FEATURE_NAMES)}')
+    n_in = float(_numel(in_shape))
+    if spec.kind == 'conv':
+        if spec.stride < 1:
+            raise ValueError(f'conv stride must be >= 1, got {spec.stride}')
+        return [n_in, (spec.kernel / spec.stride) ** 2 * spec.out_channels]
+    if spec.kind == 'pool':
+        return [n_in, float(_numel(output_shape(spec, in_shape)))]
+    if spec.kind == 'fc':
+        return [n_in, float(spec.out_channels)]
+    return [n_in]
+
+
+def term_names(kind: str, transform: str) -> Tuple[str, ...]:
+    """Return the regression terms of ``kind`` under ``transform`` (features, maybe product)."""
+    if kind not in FEATURE_NAMES:
+        raise ValueError(f'unknown layer kind {kind!r}; known: {sorted(FEATURE_NAMES)}')
+    if transform not in TRANSFORMS:
+        raise ValueError(f'unknown transform {transform!r}; known: {TRANSFORMS}')
+    names = FEATURE_NAMES[kind]
+    if transform == 'product':
+        if len(names) != 2:
+            raise ValueError(f'transform "product" needs two features; {kind} has {names}')
+        return names + (f'{names[0]}*{names[1]}',)
+    return names
+
+
+def _terms(x: Sequence[float], transform: str) -> List[float]:
+    return list(x) + [x[0] * x[1]] if transform == 'product' else list(x)
+
+
+@dataclass
+class KindModel:
+    """Fitted latency regression of one layer kind on one host (times in ms)."""
+
+    kind: str
+    transform: str                  # 'linear' | 'product'
+    coef: List[float]               # ms per unit of each term (term_names order)
+    intercept_ms: float
+    weighting: str = 'relative'     # how it was fitted
+    stats: Dict[str, Any] = field(default_factory=dict)   # n, held-out / CV MAPE (%)
+
+    def __post_init__(self) -> None:
+        terms = term_names(self.kind, self.transform)
+        if len(self.coef) != len(terms) \
+                or not all(math.isfinite(c) for c in list(self.coef) + [self.intercept_ms]):
+            raise ValueError(f'{self.kind}: need {len(terms)} finite coefficients for terms '
+                             f'{terms}, got {self.coef!r} and intercept {self.intercept_ms!r}')
+
+    def predict_ms(self, features: Sequence[float]) -> float:
+        """Return the predicted time (ms, >= ``FLOOR_MS``) for the kind's features."""
+        t = self.intercept_ms + sum(c * v for c, v in zip(self.coef,
+                                                          _terms(features, self.transform)))
+        return max(FLOOR_MS, t)
+
+    def to_json(self) -> Dict[str, Any]:
+        """Return the JSON form (see ``LatencyModels.to_json``)."""
+        return {'features': list(FEATURE_NAMES[self.kind]), 'transform': self.transform,
+                'terms': list(term_names(self.kind, self.transform)),
+                'coef': [float(c) for c in self.coef], 'intercept_ms': float(self.intercept_ms),
+                'weighting': self.weighting, **self.stats}
+
+
+# --------------------------------------------------------------------------------------------
+# Fitting
+
+def mape_pct(pred: Sequence[float], meas: Sequence[float]) -> float:
+    """Return the mean absolute percentage error (%) of ``pred`` against ``meas`` (> 0)."""
+    if len(pred) != len(meas) or not meas:
+        raise ValueError(f'need equal, non-empty lengths, got {len(pred)} and {len(meas)}')
+    if any(m <= 0 for m in meas):
+        raise ValueError(f'measured times must be > 0, got min {min(meas)}')
+    return 100.0 * sum(abs(p - m) / m for p, m in zip(pred, meas)) / len(meas)
+
+
+def _fit_once(kind: str, xs: Sequence[Sequence[float]], ys: Sequence[float], transform: str,
+              weighting: str) -> KindModel:
+    import numpy as np
+    from sklearn.linear_model import LinearRegression
+    a = np.array([_terms(x, transform) for x in xs], dtype=float)
+    y = np.array(ys, dtype=float)
+    scale = np.abs(a).max(axis=0)
+    scale[scale == 0] = 1.0
+    weights = 1.0 / y ** 2 if weighting == 'relative' else None
+    reg = LinearRegression(positive=True).fit(a / scale, y, sample_weight=weights)
+    return KindModel(kind, transform, [float(c) for c in reg.coef_ / scale],
+                     float(reg.intercept_), weighting)
+
+
+def _candidates(kind: str) -> List[Tuple[str, str]]:
+    transforms = TRANSFORMS if len(FEATURE_NAMES[kind]) == 2 else ('linear',)
+    return [(t, w) for t in transforms for w in WEIGHTINGS]
+
+
+def fit_kind(kind: str, xs: Sequence[Sequence[float]], ys: Sequence[float], seed: int = 0,
+             holdout: float = HOLDOUT) -> KindModel:
+    """Fit the latency regression of one kind from features ``xs`` and times ``ys`` (ms).
+
+    A seeded ``holdout`` share (at least one when there are 4 or more samples) is held out;
+    the candidate (transform x weighting) with the lowest 4-fold cross-validated MAPE on the rest
+    (with at least 8 samples; else ``'product'``/``'linear'`` with relative weighting) is
+    scored on the held-out part and refitted on all samples. ``stats`` gets ``n_samples``,
+    ``n_heldout``, ``heldout_mape_pct`` (None without a held-out part), ``cv_mape_pct`` and
+    ``train_mape_pct``.
+    """
+    import numpy as np
+    if kind not in FEATURE_NAMES:
+        raise ValueError(f'unknown layer kind {kind!r}; known: {sorted(FEATURE_NAMES)}')
+    n = len(ys)
+    nf = len(FEATURE_NAMES[kind])
+    if n != len(xs) or n < nf + 1:
+        raise ValueError(f'{kind}: need >= {nf + 1} samples with matching features, got '
+                         f'{len(xs)} features and {n} times')
+    if not 0.0 <= holdout < 1.0:
+        raise ValueError(f'holdout must be in [0, 1), got {holdout}')
+    if any(not y > 0 for y in ys):
+        raise ValueError(f'{kind}: times must be > 0 ms, got min {min(ys)}')
+    if any(len(x) != nf for x in xs):
+        raise ValueError(f'{kind}: every sample needs {nf} features {FEATURE_NAMES[kind]}')
+    perm = np.random.RandomState(seed).permutation(n)
+    n_test = max(1, int(round(holdout * n))) if n >= 4 and holdout > 0 else 0
+    test, train = perm[:n_test], perm[n_test:]
+    xtr, ytr = [xs[i] for i in train], [ys[i] for i in train]
+
+    def score(m: KindModel, idx: Sequence[int]) -> float:
+        return mape_pct([m.predict_ms(xs[i]) for i in idx], [ys[i] for i in idx])
+
+    default = ('product' if nf == 2 else 'linear', 'relative')
+    best, cv_best = default, None
+    if len(train) >= 8:
+        from sklearn.model_selection import KFold
+        folds = list(KFold(4, shuffle=True, random_state=seed).split(train))
+        for cand in _candidates(kind):
+            pred, meas = [], []
+            for fit_idx, val_idx in folds:
+                m = _fit_once(kind, [xtr[i] for i in fit_idx], [ytr[i] for i in fit_idx], *cand)
+                pred += [m.predict_ms(xtr[i]) for i in val_idx]
+                meas += [ytr[i] for i in val_idx]
+            cv = mape_pct(pred, meas)
+            if cv_best is None or cv < cv_best - 1e-9:
+                best, cv_best = cand, cv
+    heldout = None
+    if n_test:
+        heldout = score(_fit_once(kind, xtr, ytr, *best), test)
+    final = _fit_once(kind, xs, ys, *best)
+    final.stats = {'n_samples': n, 'n_heldout': n_test, 'heldout_mape_pct': heldout,
+                   'cv_mape_pct': cv_best, 'train_mape_pct': score(final, range(n))}
+    return final
+
+
+def _host_emulation(host: str, rows: Sequence[Mapping[str, str]], path: Any) -> Dict[str, Any]:
+    hosts = {r['host'] for r in rows}
+    if hosts != {host}:
+        raise ValueError(f'{path}: expected rows of host {host!r}, found {sorted(hosts)}')
+    first = rows[0]
+    emus = {r['emulation'] for r in rows}
+    if len(emus) != 1:
+        raise ValueError(f'{path}: mixed emulations {sorted(emus)}')
+
+    def num(key: str, cast: Any) -> Any:
+        return cast(first[key]) if first.get(key, '') != '' else None
+    return {'emulation': first['emulation'], 'threads': num('threads', int),
+            'cpu_quota': num('cpu_quota', float), 'cpu_period_us': num('cpu_period_us', int),
+            'time_factor': num('time_factor', float)}
+
+
+def fit_host(host: str, rows: Sequence[Mapping[str, str]], seed: int = 0,
+             source: Any = '<rows>') -> Tuple[Dict[str, KindModel], Dict[str, Any]]:
+    """Fit one ``KindModel`` per kind from profile CSV rows of ``host`` (target: ``median_ms``).
+
+    Returns ``(models by kind, emulation info)``; raises ValueError naming ``source`` for rows
+    of another host, mixed emulations or malformed rows.
+    """
+    from .profiling import spec_from_row
+    if not rows:
+        raise ValueError(f'{source}: no profile rows')
+    emulation = _host_emulation(host, rows, source)
+    data: Dict[str, Tuple[List[List[float]], List[float]]] = {}
+    for r in rows:
+        spec, in_shape = spec_from_row(dict(r))
+        xs, ys = data.setdefault(spec.kind, ([], []))
+        xs.append(layer_features(spec, in_shape))
+        ys.append(float(r['median_ms']))
+    return {k: fit_kind(k, xs, ys, seed) for k, (xs, ys) in sorted(data.items())}, emulation
+
+
+# --------------------------------------------------------------------------------------------
+# The artifact
+
+class LatencyModels:
+    """Latency regressions per host (``'robot'``, ``'edge'``) and layer kind; times in ms."""
+
+    def __init__(self, models: Mapping[str, Mapping[str, KindModel]],
+                 host_info: Optional[Mapping[str, Mapping[str, Any]]] = None,
+                 model_id: Optional[str] = None):
+        if not models:
+            raise ValueError('need models of at least one host')
+        self._models = {h: dict(k) for h, k in models.items()}
+        self.host_info: Dict[str, Dict[str, Any]] = {
+            h: dict((host_info or {}).get(h, {})) for h in self._models}
+        self.model_id = model_id
+
+    @property
+    def hosts(self) -> Tuple[str, ...]:
+        """Names of the hosts with models, sorted."""
+        return tuple(sorted(self._models))
+
+    def kinds(self, host: str) -> Tuple[str, ...]:
+        """Layer kinds modelled for ``host``, sorted."""
+        return tuple(sorted(self._host(host)))
+
+    def _host(self, host: str) -> Dict[str, KindModel]:
+        if host not in self._models:
+            raise ValueError(f'unknown host {host!r}; have {self.hosts}')
+        return self._models[host]
+
+    def kind_model(self, host: str, kind: str) -> KindModel:
+        """Return the regression of ``kind`` on ``host``; ValueError if there is none."""
+        models = self._host(host)
+        if kind not in models:
+            raise ValueError(f'no latency model for layer kind {kind!r} on host {host!r}; '
+                             f'have {sorted(models)}')
+        return models[kind]
+
+    def layer_ms(self, host: str, spec: LayerSpec, in_shape: Sequence[int]) -> float:
+        """Return the predicted time (ms, >= ``FLOOR_MS``) of one layer for one frame."""
+        return self.kind_model(host, spec.kind).predict_ms(layer_features(spec, in_shape))
+
+    def branch_layer_ms(self, host: str, cfg: AlexNetConfig, exit_index: int) -> List[float]:
+        """Return the predicted time (ms) of every layer of branch ``exit_index`` on ``host``.
+
+        Device time of split ``s`` is ``sum(robot[:s])``, edge time ``sum(edge[s:])``.
+        """
+        return [self.layer_ms(host, r.spec, r.in_shape) for r in layer_table(cfg, exit_index)]
+
+    def to_json(self) -> Dict[str, Any]:
+        """Return the JSON body (without ``format``/``sha256``, which ``save`` adds).
+
+        ``{'model_id', 'floor_ms', 'units': 'ms', 'hosts': {host: {'emulation': {...},
+        'end_to_end': {...} | null, 'kinds': {kind: {'features', 'transform', 'terms', 'coef',
+        'intercept_ms', 'weighting', 'n_samples', 'n_heldout', 'heldout_mape_pct',
+        'cv_mape_pct', 'train_mape_pct'}}}}}``.
+        """
+        hosts = {}
+        for h in self.hosts:
+            info = self.host_info.get(h, {})
+            hosts[h] = {'emulation': info.get('emulation'),
+                        'end_to_end': info.get('end_to_end'),
+                        'kinds': {k: m.to_json() for k, m in sorted(self._models[h].items())}}
+        return {'model_id': self.model_id, 'floor_ms': FLOOR_MS, 'units': 'ms', 'hosts': hosts}
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any], source: Any = '<json>') -> 'LatencyModels':
+        """Build from ``to_json`` output; raise ArtifactError naming ``source`` when malformed."""
+        hosts = body.get('hosts') if isinstance(body, Mapping) else None
+        if not isinstance(hosts, Mapping) or not hosts:
+            raise ArtifactError(f'{source}: no "hosts" object')
+        models: Dict[str, Dict[str, KindModel]] = {}
+        info: Dict[str, Dict[str, Any]] = {}
+        for h, hb in hosts.items():
+            kinds = hb.get('kinds') if isinstance(hb, Mapping) else None
+            if not isinstance(kinds, Mapping) or not kinds:
+                raise ArtifactError(f'{source}: host {h!r} has no "kinds" object')
+            models[h] = {}
+            for k, kb in kinds.items():
+                if k not in FEATURE_NAMES:
+                    raise ArtifactError(f'{source}: unknown layer kind {k!r} for host {h!r}; '
+                                        f'known: {sorted(FEATURE_NAMES)}')
+                try:
+                    if list(kb['features']) != list(FEATURE_NAMES[k]):
+                        raise ValueError(f'features {kb["features"]!r}, expected '
+                                         f'{list(FEATURE_NAMES[k])}')
+                    stats = {s: kb[s] for s in ('n_samples', 'n_heldout', 'heldout_mape_pct',
+                                                'cv_mape_pct', 'train_mape_pct') if s in kb}
+                    models[h][k] = KindModel(k, kb['transform'], [float(c) for c in kb['coef']],
+                                             float(kb['intercept_ms']),
+                                             kb.get('weighting', 'relative'), stats)
+                except (KeyError, TypeError, ValueError) as exc:
+                    raise ArtifactError(f'{source}: bad model for {h}/{k}: {exc}') from exc
+            info[h] = {'emulation': hb.get('emulation'), 'end_to_end': hb.get('end_to_end')}
+        return cls(models, info, body.get('model_id'))
+
+    def save(self, path: Path, model_id: str) -> None:
+        """Write the models as a versioned JSON artifact for ``model_id``."""
+        self.model_id = model_id
+        save_json(self.to_json(), Path(path), LATENCY_FORMAT)
+
+    @classmethod
+    def load(cls, path: Optional[Path] = None, model_id: Optional[str] = None
+             ) -> 'LatencyModels':
+        """Load (default: the shipped artifact); ArtifactError if missing, garbled or foreign."""
+        path = Path(path or ARTIFACT_DIR / LATENCY_FILE)
+        body = load_json(path, LATENCY_FORMAT)
+        if model_id is not None and body.get('model_id') != model_id:
+            raise ArtifactError(f'{path}: latency models are for model '
+                                f'{body.get("model_id")!r}, not {model_id!r}')
+        return cls.from_json(body, source=path)
+
+
+def fit_latency_models(host_rows: Mapping[str, Sequence[Mapping[str, str]]], seed: int = 0,
+                       sources: Optional[Mapping[str, Any]] = None) -> LatencyModels:
+    """Fit ``LatencyModels`` from profile CSV rows per host (``{'robot': rows, 'edge': rows}``)."""
+    models, info = {}, {}
+    for host, rows in host_rows.items():
+        src = (sources or {}).get(host, f'<{host} rows>')
+        models[host], emulation = fit_host(host, rows, seed, src)
+        info[host] = {'emulation': emulation, 'end_to_end': None}
+    return LatencyModels(models, info)
+
+
+# --------------------------------------------------------------------------------------------
+# End-to-end check
+
+def end_to_end_check(models: LatencyModels, cfg: AlexNetConfig, host: str,
+                     rows: Sequence[Mapping[str, str]], source: Any = '<rows>'
+                     ) -> Tuple[Dict[str, Any], List[Tuple[str, float, float]]]:
+    """Compare predicted and measured times of the real model's branch parts on ``host``.
+
+    ``rows`` are branch CSV rows (``profiling.measure_branches``) of ``cfg``'s model. Each row
+    covers layers ``[start, stop)`` of one exit; its prediction is the sum of the per-layer
+    predictions. Returns ``(summary, points)``: ``summary['mape_pct']`` is the MAPE over the
+    host's own side of every non-empty split (robot: prefixes ``[0, s)``, edge: suffixes
+    ``[s, end)``), with per-part MAPEs as ``mape_<part>_pct``; ``points`` are
+    ``(part, measured_ms, predicted_ms)``.
+    """
+    model_id = cfg.model_id()
+    per_exit = {e: models.branch_layer_ms(host, cfg, e) for e in range(1, NUM_EXITS + 1)}
+    by_part: Dict[str, Tuple[List[float], List[float]]] = {}
+    points = []
+    for r in rows:
+        if r['host'] != host:
+            raise ValueError(f'{source}: expected rows of host {host!r}, got {r["host"]!r}')
+        if r['model_id'] != model_id:
+            raise ValueError(f'{source}: rows are for model {r["model_id"]!r}, not {model_id!r}')
+        e, start, stop = int(r['exit']), int(r['start']), int(r['stop'])
+        if e not in per_exit or not 0 <= start < stop <= len(per_exit[e]):
+            raise ValueError(f'{source}: bad part exit={e} [{start}, {stop})')
+        pred = sum(per_exit[e][start:stop])
+        meas = float(r['median_ms'])
+        pm = by_part.setdefault(r['part'], ([], []))
+        pm[0].append(pred)
+        pm[1].append(meas)
+        points.append((r['part'], meas, pred))
+    primary = PRIMARY_PART.get(host, 'prefix')
+    summary: Dict[str, Any] = {'part': primary, 'mape_pct': None, 'n': 0}
+    for part, (pred, meas) in sorted(by_part.items()):
+        summary[f'mape_{part}_pct'] = mape_pct(pred, meas)
+        summary[f'n_{part}'] = len(meas)
+        if part == primary:
+            summary['mape_pct'] = summary[f'mape_{part}_pct']
+            summary['n'] = len(meas)
+            summary['max_ape_pct'] = 100.0 * max(abs(p - m) / m for p, m in zip(pred, meas))
+    return summary, points
+
+
+def plot_end_to_end(points: Mapping[str, Sequence[Tuple[str, float, float]]],
+                    summaries: Mapping[str, Mapping[str, Any]], path: Path) -> None:
+    """Save a log-log scatter of predicted vs measured time (ms) of each host's side (PNG)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(6, 5.5), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    lo, hi = math.inf, 0.0
+    for host, color in zip(sorted(points), ('tab:red', 'tab:blue', 'tab:green')):
+        part = PRIMARY_PART.get(host, 'prefix')
+        pts = [(m, p) for q, m, p in points[host] if q == part]
+        if not pts:
+            continue
+        ms, ps = zip(*pts)
+        lo, hi = min(lo, *ms, *ps), max(hi, *ms, *ps)
+        mape = summaries.get(host, {}).get('mape_pct')
+        label = f'{host} {part}es' + (f' (MAPE {mape:.1f} %)' if mape is not None else '')
+        ax.scatter(ms, ps, s=14, alpha=0.7, color=color, label=label)
+    if hi > 0:
+        ax.plot([lo / 1.5, hi * 1.5], [lo / 1.5, hi * 1.5], 'k--', lw=0.8, label='predicted = '
+                'measured')
+        ax.set_xscale('log')
+        ax.set_yscale('log')
+    ax.set_xlabel('measured time (ms)')
+    ax.set_ylabel('predicted time (ms, sum of per-layer regressions)')
+    ax.set_title('Latency regression: every (exit, split) of the model')
+    ax.grid(True, which='both', alpha=0.3)
+    ax.legend(loc='upper left', fontsize=8)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(str(path))
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+
+def _fmt(v: Optional[float]) -> str:
+    return '-' if v is None else f'{v:.1f}'
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    """Run ``edgent-ros fit``: regressions from the profile CSVs, end-to-end check, artifact."""
+    from .profiling import BRANCH_COLUMNS, PROFILE_COLUMNS, read_csv
+    from .training import SHIPPED_CONFIG
+    cfg = SHIPPED_CONFIG
+    paths = {'robot': Path(args.robot), 'edge': Path(args.edge)}
+    for host, p in paths.items():
+        if not p.is_file():
+            raise FileNotFoundError(f'{p}: profile CSV of the {host} not found (run '
+                                    f'`edgent-ros profile --host {host}` first)')
+    rows = {h: read_csv(p, PROFILE_COLUMNS) for h, p in paths.items()}
+    models = fit_latency_models(rows, args.seed, paths)
+    print(f'{"host":<6} {"kind":<8} {"n":>4} {"transform":<9} {"weighting":<9} '
+          f'{"held-out MAPE %":>15} {"CV MAPE %":>9} {"fit MAPE %":>10}')
+    for h in models.hosts:
+        for k in models.kinds(h):
+            m = models.kind_model(h, k)
+            s = m.stats
+            print(f'{h:<6} {k:<8} {s["n_samples"]:>4} {m.transform:<9} {m.weighting:<9} '
+                  f'{_fmt(s["heldout_mape_pct"]):>15} {_fmt(s["cv_mape_pct"]):>9} '
+                  f'{_fmt(s["train_mape_pct"]):>10}')
+    branch_paths = {'robot': Path(args.robot_branches), 'edge': Path(args.edge_branches)}
+    points, summaries = {}, {}
+    for h, p in branch_paths.items():
+        if not p.is_file():
+            print(f'fit: warning: {p} not found; no end-to-end check for the {h}',
+                  file=sys.stderr)
+            continue
+        summaries[h], points[h] = end_to_end_check(models, cfg, h, read_csv(p, BRANCH_COLUMNS),
+                                                   p)
+        models.host_info[h]['end_to_end'] = summaries[h]
+        s = summaries[h]
+        others = ', '.join(f'{q} {s[f"mape_{q}_pct"]:.1f} %'
+                           for q in ('prefix', 'suffix', 'layer')
+                           if f'mape_{q}_pct' in s and q != s['part'])
+        emu = models.host_info[h]['emulation']['emulation']
+        print(f'end-to-end {h} ({emu}): {s["part"]}es MAPE {_fmt(s["mape_pct"])} % over '
+              f'{s["n"]} (exit, split)' + (f'; also {others}' if others else ''))
+    if points:
+        plot_end_to_end(points, summaries, Path(args.plot))
+        print(f'plot: {args.plot}')
+    models.save(Path(args.out), cfg.model_id())
+    print(f'latency models: {args.out} (model {cfg.model_id()})')
+    return 0
+
+
+def add_fit_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register the ``fit`` subcommand on ``subparsers`` (from ``add_subparsers``)."""
+    s = subparsers.add_parser(
+        'fit', help='fit the per-(host, layer kind) latency regressions',
+        description='Fit one regression per host and layer kind on the profile CSVs, check the '
+                    'predicted device/edge time of every (exit, split) against the branch '
+                    'measurements, and write the latency-model artifact (JSON).')
+    s.add_argument('--robot', type=Path, default=Path('bench/results/profile_robot.csv'),
+                   help='layer profile of the robot (default %(default)s)')
+    s.add_argument('--edge', type=Path, default=Path('bench/results/profile_edge.csv'),
+                   help='layer profile of the edge (default %(default)s)')
+    s.add_argument('--robot-branches', type=Path,
+                   default=Path('bench/results/branches_robot.csv'),
+                   help='branch measurements of the robot (default %(default)s)')
+    s.add_argument('--edge-branches', type=Path,
+                   default=Path('bench/results/branches_edge.csv'),
+                   help='branch measurements of the edge (default %(default)s)')
+    s.add_argument('--out', type=Path, default=ARTIFACT_DIR / LATENCY_FILE,
+                   help='latency-model JSON to write (default: the package artifact)')
+    s.add_argument('--plot', type=Path, default=Path('bench/results/latency_fit.png'),
+                   help='predicted-vs-measured scatter PNG (default %(default)s)')
+    s.add_argument('--seed', type=int, default=0, help='held-out split and CV folds')
+    s.set_defaults(func=cmd_fit)
+    return s

@@ -1,0 +1,213 @@
+"""Unit tests of the bandwidth estimator, the transfer-time helper and the edge watchdog."""
+
+import math
+import random
+
+import pytest
+
+from edgent_ros.bandwidth import BandwidthEstimator, EdgeWatchdog, Estimate
+
+PAYLOAD = 100_000    # bytes: a mid-trunk activation
+
+
+def feed(est: BandwidthEstimator, t0: float, n: int, bps: float, dt: float = 0.1,
+         payload: int = PAYLOAD, extra_s: float = 0.0, source: str = 'passive') -> float:
+    """Add ``n`` samples at ``bps`` every ``dt`` s from ``t0``; return the time of the last."""
+    t = t0
+    for k in range(n):
+        t = t0 + k * dt
+        assert est.add_transfer(t, payload, payload * 8 / bps + extra_s, source)
+    return t
+
+
+def test_constant_rate_converges_exactly():
+    est = BandwidthEstimator(window=8, overhead_s=0.0)
+    assert est.estimate(0.0) is None
+    t = feed(est, 0.0, 20, 20e6)
+    e = est.estimate(t)
+    assert isinstance(e, Estimate)
+    assert e.bps == pytest.approx(20e6)
+    assert e.sample_count == 8 and e.uncertainty == pytest.approx(0.0, abs=1e-12)
+    assert e.age_s == 0.0 and e.source == 'passive' and e.rtt_ms is None
+
+
+def test_noisy_rate_converges_and_reports_uncertainty():
+    rng = random.Random(3)
+    est = BandwidthEstimator(window=16, overhead_s=0.0)
+    t = 0.0
+    for k in range(200):
+        t = 0.05 * k
+        est.add_transfer(t, PAYLOAD, PAYLOAD * 8 / 20e6 * rng.uniform(0.9, 1.1))
+    e = est.estimate(t)
+    assert e.bps == pytest.approx(20e6, rel=0.05)
+    assert 0.01 < e.uncertainty < 0.2
+
+
+def test_single_sample_has_unit_uncertainty():
+    est = BandwidthEstimator(overhead_s=0.0)
+    est.add_transfer(1.0, PAYLOAD, 0.04)
+    e = est.estimate(1.5)
+    assert e.sample_count == 1 and e.uncertainty == 1.0
+    assert e.bps == pytest.approx(PAYLOAD * 8 / 0.04) and e.age_s == pytest.approx(0.5)
+
+
+def test_probe_rtt_is_subtracted_as_fixed_cost():
+    est = BandwidthEstimator(window=8)        # overhead_s=None: use the smoothed RTT
+    est.add_rtt(0.0, 5.0)
+    t = feed(est, 0.0, 10, 20e6, extra_s=0.005)
+    e = est.estimate(t)
+    assert e.bps == pytest.approx(20e6) and e.rtt_ms == pytest.approx(5.0)
+    fixed = BandwidthEstimator(window=8, overhead_s=0.005)
+    t = feed(fixed, 0.0, 10, 20e6, extra_s=0.005)
+    assert fixed.estimate(t).bps == pytest.approx(20e6)
+    raw = BandwidthEstimator(window=8, overhead_s=0.0)
+    t = feed(raw, 0.0, 10, 20e6, extra_s=0.005)
+    assert raw.estimate(t).bps < 20e6 * 0.9    # without it the fixed cost is counted as link
+
+
+def test_step_drop_is_tracked_in_one_sample():
+    est = BandwidthEstimator(window=8, overhead_s=0.0)
+    t = feed(est, 0.0, 10, 20e6)
+    t = feed(est, t + 0.1, 1, 5e6)
+    e = est.estimate(t)
+    assert e.bps == pytest.approx(5e6) and e.sample_count == 1
+    t = feed(est, t + 0.1, 3, 5e6)
+    assert est.estimate(t).bps == pytest.approx(5e6)
+
+
+def test_step_drop_with_confirmation_is_tracked_in_two_samples():
+    est = BandwidthEstimator(window=8, overhead_s=0.0, drop_confirm=2)
+    t = feed(est, 0.0, 10, 20e6)
+    t = feed(est, t + 0.1, 1, 5e6)
+    assert est.estimate(t).bps > 10e6          # one low sample may be an outlier
+    t = feed(est, t + 0.1, 1, 5e6)
+    e = est.estimate(t)
+    assert e.bps == pytest.approx(5e6) and e.sample_count == 2
+    # an isolated outlier is absorbed
+    t = feed(est, t + 0.1, 8, 20e6)
+    t = feed(est, t + 0.1, 1, 5e6)
+    t = feed(est, t + 0.1, 1, 20e6)
+    assert est.estimate(t).sample_count == 8
+
+
+def test_small_drop_and_rise_follow_the_window():
+    est = BandwidthEstimator(window=4, overhead_s=0.0)
+    t = feed(est, 0.0, 4, 20e6)
+    t = feed(est, t + 0.1, 1, 15e6)            # above drop_ratio: averaged, not reset
+    assert 15e6 < est.estimate(t).bps < 20e6
+    est = BandwidthEstimator(window=4, overhead_s=0.0)
+    t = feed(est, 0.0, 4, 5e6)
+    seen = []
+    for _ in range(4):
+        t = feed(est, t + 0.1, 1, 20e6)
+        seen.append(est.estimate(t).bps)
+    assert seen == sorted(seen) and seen[0] < 10e6 and seen[-1] == pytest.approx(20e6)
+
+
+def test_stale_samples_expire():
+    est = BandwidthEstimator(overhead_s=0.0, stale_after_s=2.0)
+    feed(est, 0.0, 3, 20e6, dt=1.0)            # samples at 0, 1, 2 s
+    assert est.estimate(2.0).sample_count == 3
+    assert est.estimate(2.5).sample_count == 2
+    assert est.estimate(3.5).sample_count == 1
+    assert est.estimate(4.0).sample_count == 1
+    assert est.estimate(4.01) is None
+
+
+def test_small_and_overhead_dominated_samples_are_ignored():
+    est = BandwidthEstimator(min_bytes=4096, overhead_s=0.002, min_payload_fraction=0.1)
+    assert not est.add_transfer(0.0, 4095, 0.01)
+    assert not est.add_transfer(0.1, 3072, 0.01, 'probe')
+    assert not est.add_transfer(0.2, 8192, 0.0021)         # 0.1 ms of 2.1 ms is payload
+    assert not est.add_transfer(0.3, 8192, 0.0015)         # faster than the fixed cost
+    assert est.estimate(0.3) is None
+    assert est.add_transfer(0.4, 8192, 0.004)
+    assert est.estimate(0.4).bps == pytest.approx(8192 * 8 / 0.002)
+
+
+def test_needs_probe_timing():
+    est = BandwidthEstimator(probe_after_s=2.0, overhead_s=0.0)
+    assert est.needs_probe(0.0)                # nothing measured yet
+    est.add_transfer(1.0, PAYLOAD, 0.04)
+    assert not est.needs_probe(1.0) and not est.needs_probe(2.99)
+    assert est.needs_probe(3.0)
+    est.add_transfer(3.5, 100, 0.01)           # too small to measure: does not count
+    assert est.needs_probe(3.5)
+    est.add_transfer(3.6, PAYLOAD, 0.04, source='probe')
+    assert not est.needs_probe(4.0)
+    assert est.estimate(4.0).source == 'probe'
+    assert not est.needs_probe(5.5) and est.needs_probe(5.7)
+
+
+def test_rtt_smoothing_and_staleness():
+    est = BandwidthEstimator(stale_after_s=5.0, rtt_alpha=0.25)
+    assert est.rtt_ms(0.0) is None
+    est.add_rtt(0.0, 4.0)
+    est.add_rtt(1.0, 8.0)
+    assert est.rtt_ms(1.0) == pytest.approx(5.0)
+    assert est.rtt_ms(6.0) == pytest.approx(5.0) and est.rtt_ms(6.01) is None
+    est.add_rtt(20.0, 10.0)                    # after a stale gap the average restarts
+    assert est.rtt_ms(20.0) == 10.0
+
+
+def test_transfer_seconds():
+    assert BandwidthEstimator.transfer_seconds(10.0, 10.05, 0.01) == pytest.approx(0.04)
+    for args in ((10.0, 10.01, 0.01), (10.0, 9.9, 0.0), (10.0, 10.05, -0.01),
+                 (math.nan, 10.0, 0.0), (0.0, math.inf, 0.0), ('0', 1.0, 0.0)):
+        with pytest.raises(ValueError):
+            BandwidthEstimator.transfer_seconds(*args)
+
+
+@pytest.mark.parametrize('args, match', [
+    ((1.0, -1, 0.01), 'payload_bytes'),
+    ((1.0, 1.5, 0.01), 'payload_bytes'),
+    ((1.0, PAYLOAD, 0.0), 'transfer_s'),
+    ((1.0, PAYLOAD, math.inf), 'transfer_s'),
+    ((1.0, PAYLOAD, 0.01, 'guess'), 'source'),
+    ((math.nan, PAYLOAD, 0.01), 'now_s'),
+    ((0.5, PAYLOAD, 0.01), 'backwards'),
+])
+def test_add_transfer_rejects_bad_input(args, match):
+    est = BandwidthEstimator()
+    est.add_transfer(1.0, PAYLOAD, 0.01)
+    with pytest.raises(ValueError, match=match):
+        est.add_transfer(*args)
+
+
+def test_add_rtt_rejects_bad_input():
+    est = BandwidthEstimator()
+    for rtt in (0.0, -1.0, math.nan, math.inf):
+        with pytest.raises(ValueError, match='rtt_ms'):
+            est.add_rtt(1.0, rtt)
+    est.add_rtt(2.0, 1.0)
+    with pytest.raises(ValueError, match='backwards'):
+        est.add_rtt(1.0, 1.0)
+    est.reset()
+    est.add_rtt(1.0, 1.0)
+
+
+@pytest.mark.parametrize('kw', [dict(window=0), dict(window=2.5), dict(min_bytes=-1),
+                                dict(overhead_s=-0.1), dict(stale_after_s=0.0),
+                                dict(probe_after_s=math.nan), dict(drop_ratio=1.0),
+                                dict(drop_confirm=0), dict(drop_confirm=9, window=8),
+                                dict(rtt_alpha=1.5), dict(min_payload_fraction=1.0)])
+def test_constructor_rejects_bad_parameters(kw):
+    with pytest.raises(ValueError):
+        BandwidthEstimator(**kw)
+
+
+def test_edge_watchdog():
+    dog = EdgeWatchdog(timeout_s=1.0)
+    assert not dog.reachable(0.0) and dog.silence_s(0.0) is None
+    dog.heard(10.0)
+    assert dog.reachable(10.5) and dog.reachable(11.0)
+    assert not dog.reachable(11.01)
+    dog.heard(9.0)                             # late report of an older reply: ignored
+    assert dog.silence_s(11.0) == pytest.approx(1.0)
+    dog.heard(11.5)
+    assert dog.reachable(12.0)
+    for bad in (0.0, -1.0, math.inf, math.nan):
+        with pytest.raises(ValueError, match='timeout_s'):
+            EdgeWatchdog(bad)
+    with pytest.raises(ValueError, match='now_s'):
+        dog.heard(math.nan)
