@@ -79,6 +79,8 @@ class CameraNode(Node):
         self.frame_id = declare(self, 'frame_id', 'camera', 'header.frame_id of frames',
                                 read_only=True)
         self.log_frames = declare(self, 'log_frames', False, 'log one line per outcome')
+        self.publish_frames = declare(self, 'publish_frames', True,
+                                      'publish each 32x32 frame on edgent/frame (for rviz)')
         if self.source not in SOURCES:
             self.get_logger().fatal(f'source must be one of {SOURCES}, got {self.source!r}')
             raise SystemExit(2)
@@ -92,6 +94,7 @@ class CameraNode(Node):
         self.tensor_pub = self.create_publisher(Tensor, 'edgent/tensor', qos.TENSOR)
         self.result_pub = self.create_publisher(InferenceResult, 'edgent/result', qos.RESULT)
         self.outcome_pub = self.create_publisher(InferenceResult, 'edgent/outcome', qos.RESULT)
+        self.frame_pub = self.create_publisher(Image, 'edgent/frame', qos.VIZ)
         self.create_subscription(InferenceResult, 'edgent/result', self._on_result, qos.RESULT)
         self.images: Optional[np.ndarray] = None
         self.labels: Optional[np.ndarray] = None
@@ -138,7 +141,8 @@ class CameraNode(Node):
         with self.lock:
             for p in params:
                 if p.name in ('exit_index', 'split_index', 'fps', 'max_frames', 'loop',
-                              'deadline_ms', 'result_timeout_s', 'max_in_flight', 'log_frames'):
+                              'deadline_ms', 'result_timeout_s', 'max_in_flight', 'log_frames',
+                              'publish_frames'):
                     setattr(self, p.name, p.value)
                 if p.name == 'fps' and hasattr(self, 'timer'):
                     self.timer.timer_period_ns = int(1e9 / p.value)
@@ -183,6 +187,8 @@ class CameraNode(Node):
         capture_s = time.monotonic()
         seq = self._next_seq()
         self.ledger.produce()
+        if self.publish_frames:
+            self.frame_pub.publish(self._frame_msg(frame, stamp, seq))
         if split_index < self.runner.branch_len(exit_index) \
                 and self.ledger.in_flight >= self.max_in_flight:
             self._drop(seq, stamp, true_class, 'link_busy', deadline_ms, exit_index, split_index)
@@ -212,6 +218,16 @@ class CameraNode(Node):
         self.ledger.send(Pending(seq, time.monotonic(), capture_s, exit_index, split_index,
                                  enc.nbytes, out.device_ms, true_class, deadline_ms))
         self.tensor_pub.publish(msg)
+
+    def _frame_msg(self, frame: np.ndarray, stamp, seq: int) -> Image:
+        img = Image()
+        img.header.stamp = stamp
+        img.header.frame_id = self.frame_id  # outcomes carry the same stamp: viewers pair by it
+        img.height, img.width = int(frame.shape[0]), int(frame.shape[1])
+        img.encoding = 'rgb8'
+        img.step = img.width * 3
+        img.data = np.ascontiguousarray(frame).tobytes()
+        return img
 
     def _on_result(self, msg: InferenceResult) -> None:
         if msg.finished_on == InferenceResult.FINISHED_ON_DEVICE:
