@@ -13,8 +13,6 @@ import json
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-import torch
-
 from .model import AlexNetConfig, MultiExitAlexNet, NUM_EXITS
 
 ARTIFACT_DIR = Path(__file__).resolve().parent / 'artifacts'
@@ -124,3 +122,20 @@ def load_accuracy(path: Optional[Path] = None, model_id: Optional[str] = None
             or not all(0.0 <= a <= 1.0 for a in table.values()):
         raise ArtifactError(f'{path}: need top1 in [0, 1] for exits 1..{NUM_EXITS}, got {table}')
     return table
+
+
+def read_config(path: Optional[Path] = None) -> AlexNetConfig:
+    """Return the architecture named in a weights file's header, without loading tensors."""
+    from safetensors import safe_open
+    path = Path(path or ARTIFACT_DIR / WEIGHTS_FILE)
+    if not path.is_file():
+        raise ArtifactError(f'{path}: weights file not found')
+    try:
+        with safe_open(str(path), framework='pt') as f:
+            meta = f.metadata() or {}
+        cfg = AlexNetConfig(**json.loads(meta['config']))
+    except Exception as exc:  # garbled header, missing or bad config
+        raise ArtifactError(f'{path}: no readable architecture config ({exc})') from exc
+    if cfg.model_id() != meta.get('model_id'):
+        raise ArtifactError(f'{path}: model_id {meta.get("model_id")!r} does not match its config')
+    return cfg

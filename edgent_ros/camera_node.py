@@ -10,21 +10,23 @@ Every frame ends as exactly one ``edgent/outcome``: a result or a drop with a re
 
 from __future__ import annotations
 
+from collections import deque
 import threading
 import time
 from typing import Optional
 
 import numpy as np
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 
 from . import qos
-from .artifacts import ArtifactError, load_model
-from .inference import CoInference, FrameLedger, Pending, classify  # noqa: F401
+from .artifacts import ArtifactError, load_accuracy, load_model
+from .bandwidth import BandwidthEstimator, EdgeWatchdog
+from .inference import CoInference, FrameLedger, Pending
 from .model import NUM_EXITS
-from .msg import InferenceResult, Tensor
-from .node_util import accept, declare, refuse, run, stamp_to_s
+from .msg import InferenceResult, LinkQuality, Tensor
+from .node_util import accept, declare, refuse, run
+from .optimizer import EdgentProblem, decide_policy
 from .tensor_codec import encode, fill_message
 
 SOURCES = ('sample', 'cifar10-test', 'topic')
@@ -81,10 +83,45 @@ class CameraNode(Node):
         self.log_frames = declare(self, 'log_frames', False, 'log one line per outcome')
         self.publish_frames = declare(self, 'publish_frames', True,
                                       'publish each 32x32 frame on edgent/frame (for rviz)')
+        self.wait_for_edge_s = declare(self, 'wait_for_edge_s', 5.0,
+                                       'file sources start once the edge subscribes to '
+                                       'edgent/tensor, or after this long', read_only=True,
+                                       float_range=(0.0, 3600.0))
+        self.link_rate_hz = declare(self, 'link_quality_rate_hz', 2.0,
+                                    'LinkQuality publish rate (Hz)', float_range=(0.1, 50.0),
+                                    read_only=True)
+        self.edge_timeout_s = declare(self, 'edge_timeout_s', 3.0,
+                                      'no answer from the edge this long: device-only fallback',
+                                      float_range=(0.1, 3600.0))
+        probe_after_s = declare(self, 'probe_after_s', 1.0,
+                                'no transfer sample this long: send a small probe frame',
+                                float_range=(0.05, 3600.0), read_only=True)
+        acc_path = declare(self, 'accuracy_path', '', 'accuracy table (fallback choice); '
+                           'empty = shipped', read_only=True)
+        lat_path = declare(self, 'latency_models_path', '', 'latency models (fallback choice); '
+                           'empty = shipped', read_only=True)
         if self.source not in SOURCES:
             self.get_logger().fatal(f'source must be one of {SOURCES}, got {self.source!r}')
             raise SystemExit(2)
         self._check_pair(self.exit_index, self.split_index, fatal=True)
+        try:
+            from .regression import LatencyModels
+            self.problem = EdgentProblem.from_model(
+                self.runner.model.cfg, load_accuracy(acc_path or None, self.model_id),
+                LatencyModels.load(lat_path or None, model_id=self.model_id))
+        except (ArtifactError, ValueError) as exc:
+            self.get_logger().fatal(f'cannot load fallback artifacts: {exc}')
+            raise SystemExit(2) from exc
+        self.estimator = BandwidthEstimator(min_bytes=2048, overhead_s=0.0,
+                                            probe_after_s=probe_after_s,
+                                            stale_after_s=max(5.0, 3 * probe_after_s))
+        self.watchdog = EdgeWatchdog(self.edge_timeout_s)
+        self.watchdog.heard(time.monotonic())   # grace period at start
+        self.fallback = False
+        self.probe_seq = 0
+        self.probe_sent: dict = {}
+        self.rtt_ms = -1.0
+        self.recent_lost: deque = deque(maxlen=50)
         self.add_on_set_parameters_callback(self._on_set)
         self.add_post_set_parameters_callback(self._post_set)
 
@@ -96,6 +133,8 @@ class CameraNode(Node):
         self.outcome_pub = self.create_publisher(InferenceResult, 'edgent/outcome', qos.RESULT)
         self.frame_pub = self.create_publisher(Image, 'edgent/frame', qos.VIZ)
         self.create_subscription(InferenceResult, 'edgent/result', self._on_result, qos.RESULT)
+        self._t0 = time.monotonic()
+        self._started = False
         self.images: Optional[np.ndarray] = None
         self.labels: Optional[np.ndarray] = None
         self._cursor = 0
@@ -108,7 +147,10 @@ class CameraNode(Node):
             self.images, self.labels = (load_sample() if self.source == 'sample'
                                         else load_split('test'))
             self.timer = self.create_timer(1.0 / self.fps, self._on_timer)
+        self.link_pub = self.create_publisher(LinkQuality, 'edgent/link_quality',
+                                              qos.LINK_QUALITY)
         self.create_timer(0.1, self._on_housekeeping)
+        self.create_timer(1.0 / self.link_rate_hz, self._on_link_timer)
         self.get_logger().info(
             f'camera_node: model {self.model_id}, exit {self.exit_index}, split '
             f'{self.split_index}, source {self.source}'
@@ -148,11 +190,19 @@ class CameraNode(Node):
                     self.timer.timer_period_ns = int(1e9 / p.value)
                 if p.name == 'result_timeout_s':
                     self.ledger.timeout_s = p.value
+                if p.name == 'edge_timeout_s':
+                    self.edge_timeout_s = p.value
+                    self.watchdog.timeout_s = p.value
 
     # -- frames -----------------------------------------------------------------------------
     def _on_timer(self) -> None:
         if self.max_frames and self.ledger.produced >= self.max_frames:
             return
+        if not self._started:
+            if self.tensor_pub.get_subscription_count() == 0 \
+                    and time.monotonic() - self._t0 < self.wait_for_edge_s:
+                return   # start-up gate, not a drop: no frame was captured yet
+            self._started = True
         if self._cursor >= len(self.images):
             if not self.loop:
                 return
@@ -183,6 +233,9 @@ class CameraNode(Node):
         with self.lock:
             exit_index, split_index = self.exit_index, self.split_index
             deadline_ms = self.deadline_ms
+            if self.fallback:
+                d = decide_policy(self.problem, 'device-only', 0.0, deadline_ms)
+                exit_index, split_index = d.exit_index, d.split_index
         stamp = stamp or self.get_clock().now().to_msg()
         capture_s = time.monotonic()
         seq = self._next_seq()
@@ -232,11 +285,20 @@ class CameraNode(Node):
     def _on_result(self, msg: InferenceResult) -> None:
         if msg.finished_on == InferenceResult.FINISHED_ON_DEVICE:
             return  # our own device-only result
+        now = time.monotonic()
+        if msg.header.frame_id == self.frame_id + '/probe':
+            self._on_probe_result(msg, now)
+            return
         p = self.ledger.take(int(msg.sequence))
         if p is None:
             self.ledger.finish('late_result')   # already expired: counted once, as dropped
             return
-        now = time.monotonic()
+        self._heard(now)
+        if msg.status == InferenceResult.STATUS_OK:
+            self.recent_lost.append(False)
+            transfer_s = (now - p.sent_s) - (msg.edge_ms + msg.edge_queue_ms) / 1e3
+            if transfer_s > 0:
+                self.estimator.add_transfer(now, p.payload_bytes, transfer_s)
         res = msg
         res.device_ms = p.device_ms
         rtt_ms = (now - p.sent_s) * 1e3
@@ -250,8 +312,75 @@ class CameraNode(Node):
         else:
             self._outcome(res, f'refused:{msg.drop_reason}')
 
+    # -- link: estimate, probes, fallback ----------------------------------------------------
+    def _heard(self, now: float) -> None:
+        self.watchdog.heard(now)
+        if self.fallback:
+            self.fallback = False
+            self.get_logger().info('edge reachable again: co-inference resumes')
+
+    def _send_probe(self, now: float) -> None:
+        """Send one small real frame (split 0, final exit) through the edge to measure the link."""
+        frame = self.images[0] if self.images is not None else np.zeros((32, 32, 3), np.uint8)
+        self.probe_seq += 1
+        enc = encode(np.ascontiguousarray(frame[None]), 'raw', name='probe')
+        msg = Tensor()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.frame_id = self.frame_id + '/probe'
+        msg.sequence = self.probe_seq
+        msg.model_id = self.model_id
+        msg.exit_index = NUM_EXITS
+        msg.split_index = 0
+        fill_message(msg, enc)
+        self.probe_sent = {self.probe_seq: (now, enc.nbytes)}   # one probe in flight at most
+        self.tensor_pub.publish(msg)
+
+    def _on_probe_result(self, msg: InferenceResult, now: float) -> None:
+        sent = self.probe_sent.pop(int(msg.sequence), None)
+        if sent is None:
+            return
+        self._heard(now)
+        t0, nbytes = sent
+        transfer_s = (now - t0) - (msg.edge_ms + msg.edge_queue_ms) / 1e3
+        self.rtt_ms = (now - t0) * 1e3 - msg.edge_ms - msg.edge_queue_ms
+        if transfer_s > 0:
+            self.estimator.add_transfer(now, nbytes, transfer_s, source='probe')
+
+    def _on_link_timer(self) -> None:
+        now = time.monotonic()
+        reachable = self.watchdog.reachable(now)
+        if not reachable and not self.fallback:
+            self.fallback = True
+            self.get_logger().warn(f'edge unreachable for {self.edge_timeout_s:g} s: running '
+                                   'the best device-only configuration until it answers')
+        stale = [k for k, (t0, _) in self.probe_sent.items() if now - t0 > self.edge_timeout_s]
+        for k in stale:
+            del self.probe_sent[k]
+        if (self.estimator.needs_probe(now) or self.fallback) and not self.probe_sent:
+            self._send_probe(now)
+        est = self.estimator.estimate(now)
+        m = LinkQuality()
+        m.header.stamp = self.get_clock().now().to_msg()
+        m.header.frame_id = self.get_namespace()
+        m.edge_reachable = reachable
+        m.rtt_ms = float(self.rtt_ms)
+        m.loss = float(sum(self.recent_lost) / len(self.recent_lost)) if self.recent_lost else 0.0
+        if est is not None and reachable:
+            m.uplink_bandwidth_bps = float(est.bps)
+            m.bandwidth_uncertainty = float(est.uncertainty)
+            m.sample_count = int(est.sample_count)
+            m.source = LinkQuality.SOURCE_PROBE if est.source == 'probe' \
+                else LinkQuality.SOURCE_PASSIVE
+        else:
+            m.uplink_bandwidth_bps = 0.0
+            m.bandwidth_uncertainty = 1.0
+            m.sample_count = 0
+            m.source = LinkQuality.SOURCE_PROBE
+        self.link_pub.publish(m)
+
     def _on_housekeeping(self) -> None:
         for p in self.ledger.expire(time.monotonic()):
+            self.recent_lost.append(True)
             self._drop(p.seq, None, p.true_class, 'edge_timeout', p.deadline_ms,
                        p.exit_index, p.split_index)
         if self.exit_when_done and self.max_frames \
@@ -307,6 +436,3 @@ def main(args=None) -> int:
 
 if __name__ == '__main__':
     raise SystemExit(main())
-
-
-__all__ = ['CameraNode', 'main', 'Parameter', 'stamp_to_s']

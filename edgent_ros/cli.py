@@ -65,6 +65,83 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_problem(args: argparse.Namespace):
+    from .artifacts import load_accuracy, read_config
+    from .optimizer import EdgentProblem
+    from .regression import LatencyModels
+    cfg = read_config(args.weights)
+    accuracy = load_accuracy(args.accuracy, model_id=cfg.model_id())
+    models = LatencyModels.load(args.latency_models, model_id=cfg.model_id())
+    return cfg, EdgentProblem.from_model(cfg, accuracy, models, overhead_ms=args.overhead_ms)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """Print the Edgent decision for one bandwidth and deadline, from the shipped artifacts."""
+    from .optimizer import decide_policy
+    cfg, problem = _load_problem(args)
+    d = decide_policy(problem, args.policy, args.bandwidth_mbps * 1e6, args.deadline_ms)
+    out = d.to_dict()
+    out.update(model_id=cfg.model_id(), policy=args.policy,
+               branch_layers=problem.branch_len(d.exit_index))
+    if args.json:
+        _print_json({k: (v if not isinstance(v, float) or v == v and abs(v) != float('inf')
+                         else str(v)) for k, v in out.items()})
+        return 0
+    n = problem.branch_len(d.exit_index)
+    where = ('device-only' if d.split_index == n else 'edge-only' if d.split_index == 0
+             else f'layers [0, {d.split_index}) on the robot, [{d.split_index}, {n}) on the edge')
+    print(f'{args.policy} at {args.bandwidth_mbps:g} Mbit/s, deadline {args.deadline_ms:g} ms:')
+    print(f'  exit {d.exit_index}, split {d.split_index} ({where})')
+    print(f'  expected top-1 {100 * d.accuracy:.1f} %')
+    print(f'  predicted latency {d.total_ms:.2f} ms = device {d.device_ms:.2f} + transfer '
+          f'{d.transfer_ms:.2f} + edge {d.edge_ms:.2f}')
+    print(f'  {"meets" if d.feasible else "MISSES"} the deadline' +
+          (f': {d.reason}' if d.reason else ''))
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """Print what the planner will load: model, per-exit accuracy, latency-model errors."""
+    from .artifacts import ACCURACY_FORMAT, ARTIFACT_DIR, ACCURACY_FILE, load_json, read_config
+    from .model import MultiExitAlexNet
+    from .regression import LatencyModels
+    cfg = read_config(args.weights)
+    acc = load_json(args.accuracy or ARTIFACT_DIR / ACCURACY_FILE, ACCURACY_FORMAT)
+    models = LatencyModels.load(args.latency_models, model_id=cfg.model_id())
+    body = models.to_json()
+    info = {
+        'model_id': cfg.model_id(),
+        'exits': acc['exits'],
+        'params': sum(p.numel() for p in MultiExitAlexNet(cfg).parameters()),
+        'dataset': acc.get('dataset'),
+        'latency_mape': {h: body.get('end_to_end', {}).get(h, {}).get('mape')
+                         for h in models.hosts},
+        'robot_emulation': body.get('emulation', {}).get('robot'),
+    }
+    if args.json:
+        _print_json(info)
+        return 0
+    print(f'model {info["model_id"]}, {info["params"]} parameters ({info["dataset"]})')
+    for r in info['exits']:
+        print(f'  exit {r["exit"]}: top-1 {100 * r["top1"]:.2f} %')
+    for h, m in info['latency_mape'].items():
+        print(f'  latency model {h}: end-to-end MAPE {m if m is None else f"{100 * m:.1f} %"}')
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run edge, planner and camera as processes over DDS and print every frame's outcome."""
+    from .demo import run_demo
+    return run_demo(args)
+
+
+def _add_artifact_args(s: argparse.ArgumentParser) -> None:
+    s.add_argument('--weights', type=Path, default=None, help='weights (default: shipped)')
+    s.add_argument('--accuracy', type=Path, default=None, help='accuracy table JSON')
+    s.add_argument('--latency-models', type=Path, default=None, help='latency models JSON')
+    s.add_argument('--overhead-ms', type=float, default=2.0, help='per-message link overhead')
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``edgent-ros``."""
     from .artifacts import ARTIFACT_DIR
@@ -89,6 +166,34 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('--test-limit', type=int, default=None, help='evaluate on N test images')
     s.add_argument('--no-progress', action='store_true', help='no progress bars')
     s.set_defaults(func=cmd_train)
+
+    from .optimizer import POLICIES
+    s = sub.add_parser('plan', help='print the exit/split decision for a bandwidth and deadline')
+    s.add_argument('--bandwidth-mbps', type=float, required=True, help='uplink Mbit/s')
+    s.add_argument('--deadline-ms', type=float, required=True, help='latency deadline (ms)')
+    s.add_argument('--policy', choices=POLICIES, default='edgent')
+    s.add_argument('--json', action='store_true')
+    _add_artifact_args(s)
+    s.set_defaults(func=cmd_plan)
+
+    s = sub.add_parser('info', help='print the model, accuracy table and latency-model errors')
+    s.add_argument('--json', action='store_true')
+    _add_artifact_args(s)
+    s.set_defaults(func=cmd_info)
+
+    s = sub.add_parser('demo', help='co-inference demo: camera -> edge over DDS, bundled images')
+    s.add_argument('--frames', type=int, default=60, help='frames to run')
+    s.add_argument('--fps', type=float, default=10.0)
+    s.add_argument('--deadline-ms', type=float, default=100.0)
+    s.add_argument('--policy', choices=POLICIES, default='edgent')
+    s.add_argument('--exit', type=int, default=None, help='fixed exit (no planner)')
+    s.add_argument('--split', type=int, default=None, help='fixed split (no planner)')
+    s.add_argument('--source', default='sample', choices=['sample', 'cifar10-test'])
+    s.add_argument('--quiet', action='store_true', help='summary only')
+    s.set_defaults(func=cmd_demo)
+
+    for mod, fn in (('profiling', 'add_profile_parser'), ('regression', 'add_fit_parser')):
+        getattr(__import__(f'edgent_ros.{mod}', fromlist=[fn]), fn)(sub)
     return p
 
 

@@ -86,7 +86,8 @@ def encode(array: np.ndarray, encoding: str = 'raw', name: str = '') -> EncodedT
     scale, zero_point = 0.0, 0
     enc = ENCODINGS[encoding]
     if enc in (ENCODING_FP16, ENCODING_INT8) and arr.dtype != np.float32:
-        raise CodecError('encoding', 'encoding', f'{encoding} needs float32 input, got {arr.dtype}')
+        raise CodecError('encoding', 'encoding',
+                         f'{encoding} needs float32 input, got {arr.dtype}')
     if enc == ENCODING_RAW:
         data = arr.astype(arr.dtype.newbyteorder('<'), copy=False).tobytes()
     elif enc == ENCODING_FP16:
@@ -134,8 +135,8 @@ def decode(shape: Sequence[int], data_type: int, encoding: int, data: Any,
                          f'{list(_c_strides(shape, dtype.itemsize))} are supported, '
                          f'got {list(strides)}')
     if encoding in (ENCODING_FP16, ENCODING_INT8) and data_type != 9:
-        raise CodecError('encoding', 'encoding',
-                         f'{ENCODING_NAMES[encoding]} needs data_type FLOAT32 (9), got {data_type}')
+        raise CodecError('encoding', 'encoding', f'{ENCODING_NAMES[encoding]} needs data_type '
+                         f'FLOAT32 (9), got {data_type}')
     if encoding == ENCODING_RAW:
         arr = _frombuffer(buf, dtype, n)
     elif encoding == ENCODING_FP16:

@@ -1,0 +1,241 @@
+"""planner_node: turn link quality + deadline into an exit/split decision and push it.
+
+Subscribes ``edgent/link_quality`` (any number of publishers: the newest estimate wins), plans
+with the Edgent optimizer (``policy`` picks Edgent or a baseline) behind hysteresis, publishes
+each decision on ``edgent/decision`` (reliable, transient local: late joiners get the current
+one) and sets ``exit_index``/``split_index``/``deadline_ms`` on the camera node and
+``exit_index``/``split_index`` on the edge node through their parameter services, atomically,
+asynchronously, with a timeout and retry. A refused set is logged with the node's reason.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Dict, Optional
+
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.parameter_client import AsyncParameterClient
+
+from . import qos
+from .artifacts import ArtifactError, load_accuracy, read_config
+from .msg import ExitSplitDecision, LinkQuality
+from .node_util import accept, declare, refuse, run
+from .optimizer import POLICIES, Decision, EdgentProblem, Hysteresis
+
+
+class _Target:
+    """One node whose parameters follow the decision, with its in-flight request."""
+
+    def __init__(self, node: Node, name: str, with_deadline: bool):
+        self.name = name
+        self.client = AsyncParameterClient(node, name)
+        self.with_deadline = with_deadline
+        self.applied: Optional[tuple] = None
+        self.pending: Optional[tuple] = None
+        self.sent_s = 0.0
+        self.future = None
+        self.refusals = 0
+
+
+class PlannerNode(Node):
+    """Edgent's online planner."""
+
+    def __init__(self, **kwargs):
+        super().__init__('planner_node', **kwargs)
+        weights = declare(self, 'weights_path', '', 'weights whose header names the model '
+                          '(only the architecture is read); empty = shipped', read_only=True)
+        acc_path = declare(self, 'accuracy_path', '', 'accuracy table JSON; empty = shipped',
+                           read_only=True)
+        lat_path = declare(self, 'latency_models_path', '',
+                           'latency models JSON; empty = shipped', read_only=True)
+        overhead_ms = declare(self, 'overhead_ms', 2.0, 'per-message link overhead (ms)',
+                              float_range=(0.0, 10_000.0), read_only=True)
+        try:
+            from .regression import LatencyModels
+            cfg = read_config(weights or None)
+            self.model_id = cfg.model_id()
+            accuracy = load_accuracy(acc_path or None, model_id=self.model_id)
+            models = LatencyModels.load(lat_path or None, model_id=self.model_id)
+            self.problem = EdgentProblem.from_model(cfg, accuracy, models,
+                                                    overhead_ms=overhead_ms)
+        except (ArtifactError, ValueError) as exc:
+            self.get_logger().fatal(f'cannot load planner artifacts: {exc}')
+            raise SystemExit(2) from exc
+        self.deadline_ms = declare(self, 'deadline_ms', 200.0, 'latency deadline (ms)',
+                                   float_range=(1.0, 60_000.0))
+        self.policy = declare(self, 'policy', 'edgent', f'one of {", ".join(POLICIES)}')
+        self.link_timeout_s = declare(self, 'link_timeout_s', 3.0,
+                                      'no link quality for this long: plan device-only',
+                                      float_range=(0.1, 3600.0))
+        self.set_timeout_s = declare(self, 'set_timeout_s', 1.0,
+                                     'parameter set not answered: retry after this',
+                                     float_range=(0.05, 60.0))
+        rel_change = declare(self, 'hysteresis_rel_change', 0.2,
+                             'switch when bandwidth moved by this fraction',
+                             float_range=(0.01, 0.99), read_only=True)
+        dwell = declare(self, 'min_dwell_s', 2.0, 'minimum time between non-urgent switches',
+                        float_range=(0.0, 3600.0), read_only=True)
+        camera = declare(self, 'camera_node', 'camera_node',
+                         'node whose exit/split/deadline follow the decision', read_only=True)
+        edge = declare(self, 'edge_node', 'edge_node',
+                       'edge node to tell (advisory warm-up); empty = none', read_only=True)
+        if self.policy not in POLICIES:
+            self.get_logger().fatal(f'policy must be one of {POLICIES}, got {self.policy!r}')
+            raise SystemExit(2)
+        self.hyst = Hysteresis(rel_change=rel_change, min_dwell_s=dwell, policy=self.policy)
+        self.add_on_set_parameters_callback(self._on_set)
+        self.add_post_set_parameters_callback(self._post_set)
+
+        self.targets = [_Target(self, camera, True)]
+        if edge:
+            self.targets.append(_Target(self, edge, False))
+        self.links: Dict[str, LinkQuality] = {}
+        self.link_rx_s: Dict[str, float] = {}
+        self.decision: Optional[Decision] = None
+        self.decision_pub = self.create_publisher(ExitSplitDecision, 'edgent/decision',
+                                                  qos.DECISION)
+        self.create_subscription(LinkQuality, 'edgent/link_quality', self._on_link,
+                                 qos.LINK_QUALITY)
+        self.create_timer(0.25, self._on_timer)
+        self.get_logger().info(f'planner_node: model {self.model_id}, policy {self.policy}, '
+                               f'deadline {self.deadline_ms:g} ms')
+        self.plan('start')
+
+    # -- parameters -------------------------------------------------------------------------
+    def _on_set(self, params):
+        for p in params:
+            if p.name == 'policy' and p.value not in POLICIES:
+                return refuse(f'policy must be one of {POLICIES}, got {p.value!r}')
+        return accept()
+
+    def _post_set(self, params):
+        names = {p.name for p in params}
+        for p in params:
+            if p.name in ('deadline_ms', 'policy', 'link_timeout_s', 'set_timeout_s'):
+                setattr(self, p.name, p.value)
+        if 'policy' in names:
+            self.hyst.policy = self.policy
+            self.hyst.reset()
+        if names & {'deadline_ms', 'policy'}:
+            self.plan('parameter change')   # re-plan at once
+
+    # -- link quality -----------------------------------------------------------------------
+    def _on_link(self, msg: LinkQuality) -> None:
+        source = msg.header.frame_id or 'default'
+        self.links[source] = msg
+        self.link_rx_s[source] = time.monotonic()
+        self.plan('link quality')
+
+    def bandwidth_bps(self) -> float:
+        """Bandwidth to plan for: the newest fresh estimate; 0 if none or edge unreachable."""
+        now = time.monotonic()
+        fresh = [(self.link_rx_s[s], m) for s, m in self.links.items()
+                 if now - self.link_rx_s[s] <= self.link_timeout_s]
+        if not fresh:
+            return 0.0
+        msg = max(fresh, key=lambda t: t[0])[1]
+        if not msg.edge_reachable or not math.isfinite(msg.uplink_bandwidth_bps):
+            return 0.0
+        return max(0.0, float(msg.uplink_bandwidth_bps))
+
+    # -- planning ---------------------------------------------------------------------------
+    def plan(self, why: str) -> None:
+        """Compute the decision in force now; publish and push it when it changed."""
+        step = self.hyst.update(time.monotonic(), self.problem, self.bandwidth_bps(),
+                                self.deadline_ms)
+        d = step.decision
+        changed = self.decision is None or step.switched \
+            or (d.exit_index, d.split_index) != (self.decision.exit_index,
+                                                 self.decision.split_index)
+        self.decision = d
+        if not changed:
+            return
+        self.get_logger().info(
+            f'decision ({why}; {step.why}): exit {d.exit_index} split {d.split_index} '
+            f'predicted {d.total_ms:.1f} ms (device {d.device_ms:.1f} + link '
+            f'{d.transfer_ms:.1f} + edge {d.edge_ms:.1f}) at {d.bandwidth_bps / 1e6:.3f} Mbit/s, '
+            f'deadline {d.deadline_ms:g} ms, feasible {d.feasible}')
+        self.decision_pub.publish(self._decision_msg(d, step.why))
+        self._push()
+
+    def _decision_msg(self, d: Decision, why: str) -> ExitSplitDecision:
+        m = ExitSplitDecision()
+        m.header.stamp = self.get_clock().now().to_msg()
+        m.header.frame_id = self.get_namespace()
+        m.model_id = self.model_id
+        m.policy = self.policy
+        m.exit_index = d.exit_index
+        m.split_index = d.split_index
+        m.predicted_device_ms = float(d.device_ms)
+        m.predicted_transfer_ms = float(d.transfer_ms) if math.isfinite(d.transfer_ms) else -1.0
+        m.predicted_edge_ms = float(d.edge_ms)
+        m.predicted_total_ms = float(d.total_ms) if math.isfinite(d.total_ms) else -1.0
+        m.expected_accuracy = float(d.accuracy)
+        m.bandwidth_bps = float(d.bandwidth_bps) if math.isfinite(d.bandwidth_bps) else 1e300
+        m.deadline_ms = float(d.deadline_ms)
+        m.feasible = bool(d.feasible)
+        m.reason = d.reason or why
+        return m
+
+    # -- parameter pushing ------------------------------------------------------------------
+    def _want(self, t: _Target) -> tuple:
+        d = self.decision
+        return (d.exit_index, d.split_index, self.deadline_ms if t.with_deadline else None)
+
+    def _push(self) -> None:
+        for t in self.targets:
+            want = self._want(t)
+            if t.applied == want or (t.pending == want and t.future is not None
+                                     and not t.future.done()):
+                continue
+            if not t.client.services_are_ready():
+                continue   # retried by the timer
+            params = [Parameter('exit_index', value=int(want[0])),
+                      Parameter('split_index', value=int(want[1]))]
+            if want[2] is not None:
+                params.append(Parameter('deadline_ms', value=float(want[2])))
+            t.pending, t.sent_s = want, time.monotonic()
+            t.future = t.client.set_parameters_atomically(
+                params, callback=lambda f, t=t, want=want: self._on_set_done(t, want, f))
+
+    def _on_set_done(self, t: _Target, want: tuple, future) -> None:
+        try:
+            result = future.result().result
+        except Exception as exc:  # service went away mid-call
+            self.get_logger().warn(f'setting parameters on {t.name} failed: {exc}')
+            t.future = None
+            return
+        if result.successful:
+            t.applied = want
+        else:
+            t.refusals += 1
+            t.applied = want   # do not hammer a node that refuses; next decision retries
+            self.get_logger().error(f'{t.name} refused exit {want[0]} split {want[1]}: '
+                                    f'{result.reason}')
+        t.future = None
+
+    def _on_timer(self) -> None:
+        now = time.monotonic()
+        for t in self.targets:
+            if t.future is None and t.applied is not None and now - t.sent_s > 5.0:
+                t.applied = None   # re-assert every 5 s: a restarted node gets it back
+            if t.future is not None and not t.future.done() \
+                    and now - t.sent_s > self.set_timeout_s:
+                t.future.cancel()
+                t.future = None
+                self.get_logger().warn(f'no answer from {t.name} in {self.set_timeout_s:g} s; '
+                                       'retrying', throttle_duration_sec=5.0)
+        if self.decision is not None:
+            self.plan('timer')   # picks up stale links (-> device-only)
+            self._push()         # retries targets that were not reachable
+
+
+def main(args=None) -> int:
+    """Console entry: ``ros2 run edgent_ros planner_node``."""
+    return run(PlannerNode, args)
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

@@ -1,0 +1,234 @@
+"""Unit tests of edgent_ros.regression (no ROS): features, fitting, artifact, end-to-end check."""
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+
+from edgent_ros.artifacts import LATENCY_FORMAT, ArtifactError, save_json
+from edgent_ros.model import NUM_EXITS, LayerSpec, branch_specs, layer_table
+from edgent_ros.profiling import (BRANCH_COLUMNS, PROFILE_COLUMNS, HostInfo, config_row,
+                                  profile_configs, read_csv, write_csv)
+from edgent_ros.regression import (FEATURE_NAMES, FLOOR_MS, KindModel, LatencyModels,
+                                   add_fit_parser, end_to_end_check, fit_kind,
+                                   fit_latency_models, layer_features, mape_pct,
+                                   plot_end_to_end, term_names)
+from edgent_ros.training import SHIPPED_CONFIG
+
+# Known truth (ms) per kind as a function of the paper features; the robot is 4x slower.
+TRUTH = {
+    'conv': lambda x: 0.01 + 2e-7 * x[0] + 1e-5 * x[1] + 4e-9 * x[0] * x[1],
+    'relu': lambda x: 0.003 + 1e-6 * x[0],
+    'dropout': lambda x: 0.004 + 1e-8 * x[0],
+    'pool': lambda x: 0.005 + 1e-6 * x[0] + 3e-6 * x[1],
+    'fc': lambda x: 0.006 + 1e-6 * x[0] + 1e-5 * x[1] + 2e-8 * x[0] * x[1],
+}
+SLOW = {'edge': 1.0, 'robot': 4.0}
+MODEL_ID = SHIPPED_CONFIG.model_id()
+
+
+def _true_ms(host, spec, in_shape):
+    return SLOW[host] * TRUTH[spec.kind](layer_features(spec, in_shape))
+
+
+def _profile_csv(tmp_path, host):
+    info = HostInfo(host, 'cgroup' if host == 'robot' else 'none', 1,
+                    0.25 if host == 'robot' else None, 100000 if host == 'robot' else None)
+    rows = []
+    for pc in profile_configs(quick=False):
+        t = _true_ms(host, pc.spec, pc.in_shape)
+        rows.append(config_row(pc, info, {'median_ms': t, 'p10_ms': t, 'p90_ms': t,
+                                          'mean_ms': t, 'repeats': 1, 'calls': 1}))
+    path = tmp_path / f'profile_{host}.csv'
+    write_csv(rows, path, PROFILE_COLUMNS)
+    return path
+
+
+def _branch_csv(tmp_path, host, scale=1.0):
+    rows = []
+    for e in range(1, NUM_EXITS + 1):
+        specs = branch_specs(SHIPPED_CONFIG, e)
+        per = [_true_ms(host, r.spec, r.in_shape) for r in layer_table(SHIPPED_CONFIG, e)]
+        n = len(specs)
+        parts = [('prefix', s, 0, s) for s in range(1, n + 1)]
+        parts += [('suffix', s, s, n) for s in range(n)]
+        for part, split, start, stop in parts:
+            t = scale * sum(per[start:stop])
+            row = HostInfo(host).columns()
+            row.update({'model_id': MODEL_ID, 'exit': e, 'part': part, 'split': split,
+                        'start': start, 'stop': stop, 'n_layers': stop - start,
+                        'in_shape': '', 'median_ms': t, 'p10_ms': t, 'p90_ms': t,
+                        'mean_ms': t, 'repeats': 1, 'calls': 1})
+            rows.append(row)
+    path = tmp_path / f'branches_{host}.csv'
+    write_csv(rows, path, BRANCH_COLUMNS)
+    return path
+
+
+@pytest.fixture(scope='module')
+def fitted(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp('fit')
+    paths = {h: _profile_csv(tmp, h) for h in ('robot', 'edge')}
+    rows = {h: read_csv(p, PROFILE_COLUMNS) for h, p in paths.items()}
+    return fit_latency_models(rows, seed=0, sources=paths), paths
+
+
+def test_layer_features_paper_definitions():
+    assert layer_features(LayerSpec('conv', 'c', 32, 5, 1, 2), (3, 32, 32)) == [3072, 800]
+    assert layer_features(LayerSpec('conv', 'c', 64, 3, 2, 1), (8, 8, 8)) == [512, 2.25 * 64]
+    assert layer_features(LayerSpec('relu', 'r'), (32, 16, 16)) == [8192]
+    assert layer_features(LayerSpec('dropout', 'd', p=0.3), (384,)) == [384]
+    assert layer_features(LayerSpec('pool', 'p', kernel=3, stride=2, padding=1),
+                          (32, 16, 16)) == [8192, 2048]
+    assert layer_features(LayerSpec('fc', 'f', 10), (96, 4, 4)) == [1536, 10]
+    for kind, names in FEATURE_NAMES.items():
+        assert term_names(kind, 'linear') == names
+    assert term_names('conv', 'product')[-1] == 'input_size*kernel_filters'
+    with pytest.raises(ValueError, match='softmax'):
+        layer_features(LayerSpec('softmax', 's'), (10,))
+    with pytest.raises(ValueError, match='product'):
+        term_names('relu', 'product')
+
+
+def test_fit_recovers_known_coefficients():
+    rng = np.random.RandomState(0)
+    xs = [[float(a), float(b)] for a, b in zip(rng.uniform(1e3, 1e5, 60),
+                                              rng.uniform(10, 5000, 60))]
+    ys = [TRUTH['conv'](x) for x in xs]
+    m = fit_kind('conv', xs, ys, seed=0)
+    assert m.transform == 'product'
+    np.testing.assert_allclose(m.coef, [2e-7, 1e-5, 4e-9], rtol=1e-4)
+    assert m.intercept_ms == pytest.approx(0.01, rel=1e-3)
+    assert m.stats['heldout_mape_pct'] < 0.1 and m.stats['n_heldout'] == 15
+
+    xr = [[float(v)] for v in rng.uniform(10, 1e5, 40)]
+    noisy = [TRUTH['relu'](x) * (1 + 0.01 * rng.randn()) for x in xr]
+    m = fit_kind('relu', xr, noisy, seed=0)
+    assert m.transform == 'linear'
+    assert m.coef[0] == pytest.approx(1e-6, rel=0.05)
+    assert m.stats['heldout_mape_pct'] < 3.0
+
+
+def test_fit_kind_rejects_bad_input():
+    with pytest.raises(ValueError, match='samples'):
+        fit_kind('relu', [[1.0]], [1.0])
+    with pytest.raises(ValueError, match='> 0'):
+        fit_kind('relu', [[1.0], [2.0], [3.0]], [1.0, 0.0, 2.0])
+    with pytest.raises(ValueError, match='lrn2'):
+        fit_kind('lrn2', [[1.0], [2.0]], [1.0, 2.0])
+    with pytest.raises(ValueError, match='lengths'):
+        mape_pct([1.0], [])
+
+
+def test_fitted_models_predict_branches(fitted):
+    models, _ = fitted
+    assert models.hosts == ('edge', 'robot')
+    assert models.host_info['robot']['emulation']['emulation'] == 'cgroup'
+    for host in models.hosts:
+        for e in range(1, NUM_EXITS + 1):
+            pred = models.branch_layer_ms(host, SHIPPED_CONFIG, e)
+            assert len(pred) == len(branch_specs(SHIPPED_CONFIG, e))
+            assert all(p >= FLOOR_MS for p in pred)
+            true = [_true_ms(host, r.spec, r.in_shape) for r in layer_table(SHIPPED_CONFIG, e)]
+            assert mape_pct(pred, true) < 1.0
+    with pytest.raises(ValueError, match='phone'):
+        models.layer_ms('phone', LayerSpec('relu', 'r'), (10,))
+
+
+def test_predictions_never_negative():
+    m = LatencyModels({'edge': {'relu': KindModel('relu', 'linear', [0.0], -5.0)}})
+    assert m.layer_ms('edge', LayerSpec('relu', 'r'), (3, 32, 32)) == FLOOR_MS
+    with pytest.raises(ValueError, match='conv'):
+        m.layer_ms('edge', LayerSpec('conv', 'c', 8, 3), (3, 8, 8))
+    with pytest.raises(ValueError, match='coefficients'):
+        KindModel('conv', 'product', [1.0, 2.0], 0.0)
+
+
+def test_json_round_trip(fitted, tmp_path):
+    models, _ = fitted
+    path = tmp_path / 'latency_models.json'
+    models.save(path, MODEL_ID)
+    body = json.loads(path.read_text())
+    assert body['format'] == LATENCY_FORMAT and body['model_id'] == MODEL_ID
+    assert set(body['hosts']['robot']['kinds']['conv']) >= {
+        'features', 'transform', 'terms', 'coef', 'intercept_ms', 'heldout_mape_pct'}
+    back = LatencyModels.load(path, MODEL_ID)
+    assert back.to_json() == models.to_json()
+    spec, shape = LayerSpec('conv', 'c', 64, 5, 1, 2), (32, 16, 16)
+    assert back.layer_ms('robot', spec, shape) == models.layer_ms('robot', spec, shape)
+    assert LatencyModels.from_json(models.to_json()).to_json() == models.to_json()
+
+
+def test_bad_files_raise_artifact_error_naming_the_file(fitted, tmp_path):
+    models, _ = fitted
+    missing = tmp_path / 'nope.json'
+    with pytest.raises(ArtifactError, match='nope.json'):
+        LatencyModels.load(missing)
+    garbled = tmp_path / 'garbled.json'
+    garbled.write_text('{"format": "edgent_ros/latency_models/1", "hosts": ')
+    with pytest.raises(ArtifactError, match='garbled.json'):
+        LatencyModels.load(garbled)
+    good = tmp_path / 'good.json'
+    models.save(good, MODEL_ID)
+    with pytest.raises(ArtifactError, match='good.json.*other-model'):
+        LatencyModels.load(good, 'other-model')
+    tampered = tmp_path / 'tampered.json'
+    tampered.write_text(good.read_text().replace('"cgroup"', '"none"'))
+    with pytest.raises(ArtifactError, match='tampered.json.*checksum'):
+        LatencyModels.load(tampered)
+    body = models.to_json()
+    body['hosts']['edge']['kinds']['lrn2'] = body['hosts']['edge']['kinds']['relu']
+    unknown = tmp_path / 'unknown.json'
+    save_json(body, unknown, LATENCY_FORMAT)
+    with pytest.raises(ArtifactError, match='unknown.json.*lrn2'):
+        LatencyModels.load(unknown)
+    body = models.to_json()
+    body['hosts']['edge']['kinds']['conv']['coef'] = [1.0]
+    short = tmp_path / 'short.json'
+    save_json(body, short, LATENCY_FORMAT)
+    with pytest.raises(ArtifactError, match='short.json'):
+        LatencyModels.load(short)
+
+
+def test_end_to_end_check_and_plot(fitted, tmp_path):
+    models, _ = fitted
+    summaries, points = {}, {}
+    for host in ('robot', 'edge'):
+        rows = read_csv(_branch_csv(tmp_path, host, scale=1.1), BRANCH_COLUMNS)
+        summaries[host], points[host] = end_to_end_check(models, SHIPPED_CONFIG, host, rows)
+        s = summaries[host]
+        assert s['part'] == ('prefix' if host == 'robot' else 'suffix')
+        assert s['n'] == sum(len(branch_specs(SHIPPED_CONFIG, e))
+                             for e in range(1, NUM_EXITS + 1))
+        assert s['mape_pct'] == pytest.approx(100 * 0.1 / 1.1, abs=0.5)
+    with pytest.raises(ValueError, match='robot'):
+        end_to_end_check(models, SHIPPED_CONFIG, 'edge',
+                         read_csv(tmp_path / 'branches_robot.csv', BRANCH_COLUMNS))
+    png = tmp_path / 'fit.png'
+    plot_end_to_end(points, summaries, png)
+    assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+
+
+def test_fit_subcommand(fitted, tmp_path, capsys):
+    _, paths = fitted
+    parser = argparse.ArgumentParser()
+    add_fit_parser(parser.add_subparsers(dest='cmd', required=True))
+    out, png = tmp_path / 'lat.json', tmp_path / 'fit.png'
+    args = parser.parse_args([
+        'fit', '--robot', str(paths['robot']), '--edge', str(paths['edge']),
+        '--robot-branches', str(_branch_csv(tmp_path, 'robot')),
+        '--edge-branches', str(_branch_csv(tmp_path, 'edge')),
+        '--out', str(out), '--plot', str(png)])
+    assert args.func(args) == 0
+    text = capsys.readouterr().out
+    assert 'conv' in text and 'end-to-end robot' in text and 'end-to-end edge' in text
+    models = LatencyModels.load(out, MODEL_ID)
+    assert models.host_info['edge']['end_to_end']['mape_pct'] < 1.0
+    assert png.is_file()
+    swapped = parser.parse_args(['fit', '--robot', str(paths['edge']), '--edge',
+                                 str(paths['robot']), '--out', str(out), '--plot', str(png),
+                                 '--robot-branches', str(tmp_path / 'x.csv'),
+                                 '--edge-branches', str(tmp_path / 'x.csv')])
+    with pytest.raises(ValueError, match="host 'robot'"):
+        swapped.func(swapped)
