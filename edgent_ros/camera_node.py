@@ -386,6 +386,9 @@ class CameraNode(Node):
         if self.exit_when_done and self.max_frames \
                 and self.ledger.produced >= self.max_frames and self.ledger.in_flight == 0:
             self.get_logger().info(f'done: {self.ledger.summary()}')
+            from rclpy.duration import Duration
+            for pub in (self.outcome_pub, self.result_pub):   # let subscribers get the last ones
+                pub.wait_for_all_acked(Duration(seconds=2.0))
             raise SystemExit(0)
 
     # -- outcomes ---------------------------------------------------------------------------

@@ -108,15 +108,15 @@ def cmd_info(args: argparse.Namespace) -> int:
     cfg = read_config(args.weights)
     acc = load_json(args.accuracy or ARTIFACT_DIR / ACCURACY_FILE, ACCURACY_FORMAT)
     models = LatencyModels.load(args.latency_models, model_id=cfg.model_id())
-    body = models.to_json()
     info = {
         'model_id': cfg.model_id(),
         'exits': acc['exits'],
         'params': sum(p.numel() for p in MultiExitAlexNet(cfg).parameters()),
         'dataset': acc.get('dataset'),
-        'latency_mape': {h: body.get('end_to_end', {}).get(h, {}).get('mape')
+        'latency_mape': {h: (None if models.end_to_end_mape_pct(h) is None
+                             else round(models.end_to_end_mape_pct(h) / 100.0, 4))
                          for h in models.hosts},
-        'robot_emulation': body.get('emulation', {}).get('robot'),
+        'robot_emulation': models.emulation('robot') if 'robot' in models.hosts else None,
     }
     if args.json:
         _print_json(info)

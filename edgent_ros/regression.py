@@ -106,6 +106,7 @@ class KindModel:
     stats: Dict[str, Any] = field(default_factory=dict)   # n, held-out / CV MAPE (%)
 
     def __post_init__(self) -> None:
+        """Raise ValueError unless there is one finite coefficient per term."""
         terms = term_names(self.kind, self.transform)
         if len(self.coef) != len(terms) \
                 or not all(math.isfinite(c) for c in list(self.coef) + [self.intercept_ms]):
@@ -258,6 +259,7 @@ class LatencyModels:
     def __init__(self, models: Mapping[str, Mapping[str, KindModel]],
                  host_info: Optional[Mapping[str, Mapping[str, Any]]] = None,
                  model_id: Optional[str] = None):
+        """Wrap ``{host: {kind: KindModel}}`` plus per-host emulation / end-to-end info."""
         if not models:
             raise ValueError('need models of at least one host')
         self._models = {h: dict(k) for h, k in models.items()}
@@ -273,6 +275,21 @@ class LatencyModels:
     def kinds(self, host: str) -> Tuple[str, ...]:
         """Layer kinds modelled for ``host``, sorted."""
         return tuple(sorted(self._host(host)))
+
+    def emulation(self, host: str) -> Optional[Dict[str, Any]]:
+        """Return how ``host`` was measured, or None if unknown.
+
+        ``{'emulation': 'cgroup' | 'thread+factor' | 'none', 'threads', 'cpu_quota',
+        'cpu_period_us', 'time_factor'}``.
+        """
+        self._host(host)
+        return self.host_info.get(host, {}).get('emulation')
+
+    def end_to_end_mape_pct(self, host: str) -> Optional[float]:
+        """Return the end-to-end MAPE (%) of ``host``'s side of every split, None if unchecked."""
+        self._host(host)
+        e2e = self.host_info.get(host, {}).get('end_to_end') or {}
+        return e2e.get('mape_pct')
 
     def _host(self, host: str) -> Dict[str, KindModel]:
         if host not in self._models:

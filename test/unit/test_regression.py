@@ -93,8 +93,8 @@ def test_layer_features_paper_definitions():
 
 def test_fit_recovers_known_coefficients():
     rng = np.random.RandomState(0)
-    xs = [[float(a), float(b)] for a, b in zip(rng.uniform(1e3, 1e5, 60),
-                                              rng.uniform(10, 5000, 60))]
+    x1, x2 = rng.uniform(1e3, 1e5, 60), rng.uniform(10, 5000, 60)
+    xs = [[float(a), float(b)] for a, b in zip(x1, x2)]
     ys = [TRUTH['conv'](x) for x in xs]
     m = fit_kind('conv', xs, ys, seed=0)
     assert m.transform == 'product'
@@ -225,6 +225,8 @@ def test_fit_subcommand(fitted, tmp_path, capsys):
     assert 'conv' in text and 'end-to-end robot' in text and 'end-to-end edge' in text
     models = LatencyModels.load(out, MODEL_ID)
     assert models.host_info['edge']['end_to_end']['mape_pct'] < 1.0
+    assert models.end_to_end_mape_pct('robot') < 1.0
+    assert models.emulation('robot')['emulation'] == 'cgroup'
     assert png.is_file()
     swapped = parser.parse_args(['fit', '--robot', str(paths['edge']), '--edge',
                                  str(paths['robot']), '--out', str(out), '--plot', str(png),
