@@ -63,7 +63,9 @@ if [ ! -f "$STAMPS/cmake-paths" ]; then
 fi
 
 # 4. Build the package (messages + our modules + executables) with colcon into .ros/install.
-src_hash=$(cat package.xml CMakeLists.txt msg/*.msg | sha256sum | cut -c1-16)
+# (--symlink-install: edits are live; new or removed files need a rebuild, so hash the file list)
+src_hash=$( (cat package.xml CMakeLists.txt msg/*.msg; ls -R edgent_ros launch config scripts) \
+  | sha256sum | cut -c1-16)
 if [ ! -f "$STAMPS/colcon-$src_hash" ] || [ ! -f .ros/install/setup.bash ]; then
   log "building messages with colcon"
   # CMake refuses exported include dirs inside the source tree, and .venv/ lives in it: build

@@ -48,12 +48,14 @@ class Procs:
         self.tmp = tmp
         self.procs = {}
 
-    def start(self, executable: str, name: str = None, ns: str = '', **params):
+    def start(self, executable: str, name: str = None, ns: str = '', remap=(), **params):
         """Start ``lib/edgent_ros/<executable>`` with ``params`` as ``-p k:=v``."""
         name = name or executable
         args = [str(_prefix() / 'lib' / 'edgent_ros' / executable), '--ros-args']
         if ns:
             args += ['-r', f'__ns:=/{ns}']
+        for r in remap:
+            args += ['-r', r]
         for k, v in params.items():
             if isinstance(v, bool):
                 v = 'true' if v else 'false'
