@@ -1,4 +1,5 @@
-"""Pure-Python install of edgent_ros (no ROS needed): model, offline phase, planner logic, CLI.
+"""
+Pure-Python install of edgent_ros (no ROS needed): model, offline phase, planner logic, CLI.
 
 `pip install .` on a training server gives `edgent-ros train|profile|fit|plan|info|layers`.
 The ROS 2 nodes and messages come from the colcon/ament build (CMakeLists.txt); the two installs

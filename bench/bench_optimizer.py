@@ -1,4 +1,5 @@
-"""Time the online decision (``optimizer.decide``) on the shipped 5-exit AlexNet problem.
+"""
+Time the online decision (``optimizer.decide``) on the shipped 5-exit AlexNet problem.
 
 The problem has the real branch lengths (10, 10, 12, 13, 20 layers: 70 configurations) and
 payloads of ``edgent_ros.model``; layer latencies come from a FLOP-rate stand-in (robot 2 GFLOP/s,

@@ -1,4 +1,5 @@
-"""edgent_ros: Edgent device-edge co-inference for ROS 2.
+"""
+edgent_ros: Edgent device-edge co-inference for ROS 2.
 
 The ament build installs this package together with the generated ``edgent_ros.msg``; ``pip
 install .`` installs only the pure-Python core. ``extend_path`` lets both installs of the same

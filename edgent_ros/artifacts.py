@@ -1,4 +1,5 @@
-"""Versioned artifacts: weights (safetensors), accuracy table and latency models (JSON).
+"""
+Versioned artifacts: weights (safetensors), accuracy table and latency models (JSON).
 
 Nothing here unpickles: weights are safetensors with a metadata header naming the model_id and
 the architecture; tables are JSON with a ``format`` tag, the ``model_id`` they belong to and a
@@ -70,12 +71,17 @@ def load_model(path: Optional[Path] = None, expected_model_id: Optional[str] = N
     if expected_model_id is not None and meta['model_id'] != expected_model_id:
         raise ArtifactError(f'{path}: model_id {meta["model_id"]!r}, expected '
                             f'{expected_model_id!r}')
-    model = MultiExitAlexNet(cfg, batchnorm=False)
+    try:
+        model = MultiExitAlexNet(cfg, batchnorm=False)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ArtifactError(f'{path}: cannot build architecture {cfg.model_id()} '
+                            f'({exc})') from exc
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
+        detail = ' '.join(str(exc).split())
         raise ArtifactError(f'{path}: weights do not fit architecture {cfg.model_id()}: '
-                            f'{str(exc).splitlines()[0]}') from exc
+                            f'{detail[:400]}') from exc
     return model.eval()
 
 

@@ -1,4 +1,5 @@
-"""Uplink bandwidth, RTT and edge reachability, estimated from what the robot already observes.
+"""
+Uplink bandwidth, RTT and edge reachability, estimated from what the robot already observes.
 
 Passive samples come for free from co-inference: the robot knows when it sent a frame's tensor
 and when the result came back (both on its own clock), and the edge reports how long it worked on
@@ -62,7 +63,8 @@ def _nonneg(name: str, value: Any) -> float:
 
 @dataclass(frozen=True)
 class Estimate:
-    """A bandwidth estimate for the planner and the ``LinkQuality`` message.
+    """
+    A bandwidth estimate for the planner and the ``LinkQuality`` message.
 
     ``bps``: uplink bandwidth (bit/s). ``rtt_ms``: smoothed probe round trip (ms), None when no
     fresh RTT sample. ``sample_count``: samples behind ``bps``. ``uncertainty``: coefficient of
@@ -91,9 +93,11 @@ class _Sample:
 
 
 class BandwidthEstimator:
-    """Estimate the uplink bandwidth from transfer samples (passive traffic and probes).
+    """
+    Estimate the uplink bandwidth from transfer samples (passive traffic and probes).
 
-    Parameters:
+    Constructor arguments:
+
     - ``window``: samples averaged (the last N).
     - ``min_bytes``: smaller payloads are ignored (the fixed cost swamps them).
     - ``overhead_s``: fixed per-message cost (s) subtracted from every transfer; None (default)
@@ -151,7 +155,8 @@ class BandwidthEstimator:
     @staticmethod
     def transfer_seconds(send_s: float, result_arrival_s: float,
                          edge_processing_s: float) -> float:
-        """Return the time (s) a frame spent on the link: round trip minus edge processing.
+        """
+        Return the time (s) a frame spent on the link: round trip minus edge processing.
 
         ``send_s`` and ``result_arrival_s`` are read on the robot's clock, ``edge_processing_s``
         is the duration the edge reports, so the two clocks need no synchronization. Raises
@@ -181,7 +186,8 @@ class BandwidthEstimator:
 
     def add_transfer(self, now_s: float, payload_bytes: int, transfer_s: float,
                      source: str = 'passive') -> bool:
-        """Add one transfer of ``payload_bytes`` bytes that took ``transfer_s`` seconds.
+        """
+        Add one transfer of ``payload_bytes`` bytes that took ``transfer_s`` seconds.
 
         ``source`` is 'passive' (a co-inference frame) or 'probe'. Returns False when the sample
         was ignored: payload under ``min_bytes`` or overhead-dominated (see the class docstring).
@@ -254,7 +260,8 @@ class BandwidthEstimator:
                         max(0.0, now - newest.t_s), newest.source)
 
     def needs_probe(self, now_s: float) -> bool:
-        """Return True when no sample was accepted for ``probe_after_s`` (s) (or never).
+        """
+        Return True when no sample was accepted for ``probe_after_s`` (s) (or never).
 
         A probe's own sample resets the timer too, so without passive traffic (device-only, or
         payloads under ``min_bytes``) the caller probes about every ``probe_after_s``; the caller
@@ -265,7 +272,8 @@ class BandwidthEstimator:
 
 
 class EdgeWatchdog:
-    """Say whether the edge is reachable: heard from within the last ``timeout_s`` seconds.
+    """
+    Say whether the edge is reachable: heard from within the last ``timeout_s`` seconds.
 
     Anything from the edge counts as ``heard`` (a result, a probe reply). Before the first one the
     edge is unreachable, so a planner starts device-only.

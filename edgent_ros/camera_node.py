@@ -1,4 +1,5 @@
-"""camera_node (robot): capture a frame, run layers [0, split) of branch exit, send the tensor.
+"""
+camera_node (robot): capture a frame, run layers [0, split) of branch exit, send the tensor.
 
 Sources: the bundled labelled CIFAR-10 sample (``source: sample``), the full CIFAR-10 test set
 (``cifar10-test``), or a ``sensor_msgs/Image`` topic (``topic``: ``image_raw``, any size,

@@ -1,4 +1,5 @@
-"""``edgent-ros``: the command line of the offline phase and the tools around the nodes.
+"""
+``edgent-ros``: the command line of the offline phase and the tools around the nodes.
 
 Subcommands that need ROS 2 (``demo``, ``record``, ...) import rclpy lazily, so the offline phase
 (``layers``, ``train``, ``profile``, ``fit``, ``plan``, ``info``) runs on a machine without ROS.

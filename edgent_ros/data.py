@@ -1,4 +1,5 @@
-"""CIFAR-10 JPEG archives and the bundled sample: loading and caching (no rclpy).
+"""
+CIFAR-10 JPEG archives and the bundled sample: loading and caching (no rclpy).
 
 The archives (``train.tar.gz``, ``test.tar.gz``) hold ``<class>/<NNNN>.jpg`` members; they are
 decoded with OpenCV into uint8 RGB NHWC arrays ``(N, 32, 32, 3)`` and int64 labels ``(N,)``.
@@ -11,6 +12,7 @@ import os
 from pathlib import Path
 import tarfile
 from typing import Optional, Tuple
+import zipfile
 
 import numpy as np
 
@@ -93,7 +95,7 @@ def load_sample(path: Path = SAMPLE_PATH) -> Tuple[np.ndarray, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as z:
             x, y = z['x'], z['y']
-    except (ValueError, KeyError, OSError) as exc:
+    except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise ValueError(f'{path}: not a valid sample file ({exc})') from exc
     if x.ndim != 4 or x.shape[1:] != (32, 32, 3) or x.dtype != np.uint8 or len(y) != len(x):
         raise ValueError(f'{path}: expected x uint8 (N,32,32,3) and N labels, '

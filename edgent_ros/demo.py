@@ -1,4 +1,5 @@
-"""``edgent-ros demo``: edge_node, planner_node and camera_node as three processes over DDS.
+"""
+``edgent-ros demo``: edge_node, planner_node and camera_node as three processes over DDS.
 
 The camera runs the bundled CIFAR-10 sample; this process listens to ``edgent/outcome`` and
 prints one line per frame (truth, prediction, exit/split, latency breakdown, deadline) and a
@@ -115,7 +116,8 @@ def run_demo(args: argparse.Namespace) -> int:
                 truth = CLASSES[o.true_class_id] if 0 <= o.true_class_id < 10 else '?'
                 if o.status == InferenceResult.STATUS_OK:
                     print(f'  frame {o.sequence:4d}  true {truth:<10} pred {o.label:<10} '
-                          f'({o.confidence:.2f}) {"ok " if o.class_id == o.true_class_id else "BAD"}'
+                          f'({o.confidence:.2f}) '
+                          f'{"ok " if o.class_id == o.true_class_id else "BAD"}'
                           f'  exit {o.exit_index} split {o.split_index:2d}  '
                           f'e2e {o.end_to_end_ms:7.1f} ms (device {o.device_ms:.1f} + link '
                           f'{o.uplink_ms:.1f} + edge {o.edge_ms + o.edge_queue_ms:.1f})  '

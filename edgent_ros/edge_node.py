@@ -1,4 +1,5 @@
-"""edge_node (edge PC): finish layers [split, end) of each received Tensor, publish the result.
+"""
+edge_node (edge PC): finish layers [split, end) of each received Tensor, publish the result.
 
 One edge node can serve several robots: ``robot_namespaces`` lists them (``[""]`` = the node's
 own namespace); each gets its own ``<ns>/edgent/tensor`` subscription and ``<ns>/edgent/result``

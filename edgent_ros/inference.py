@@ -1,4 +1,5 @@
-"""Partitioned co-inference and frame bookkeeping, shared by the nodes (no rclpy).
+"""
+Partitioned co-inference and frame bookkeeping, shared by the nodes (no rclpy).
 
 The robot runs layers ``[0, split)`` of branch ``exit`` (``device_step``), the edge finishes
 ``[split, end)`` (``edge_step``). At split 0 the robot sends the raw uint8 RGB frame
@@ -92,7 +93,7 @@ class CoInference:
         return self.model.model_id
 
     def branch_len(self, exit_index: int) -> int:
-        """Number of layers of branch ``exit_index``."""
+        """Return the number of layers of branch ``exit_index``."""
         return self.model.branch_len(exit_index)
 
     @torch.inference_mode()
@@ -146,7 +147,7 @@ class CoInference:
         """Finish layers ``[split, end)``; return the classification and compute ms."""
         t0 = time.perf_counter()
         if split_index == 0:
-            x = normalize_images(torch.from_numpy(np.ascontiguousarray(array)))
+            x = normalize_images(torch.from_numpy(np.array(array, dtype=np.uint8, copy=True)))
         else:
             x = torch.from_numpy(np.array(array, dtype=np.float32, copy=True))
         y = self.model.run(x, exit_index, split_index)
@@ -160,7 +161,8 @@ class CoInference:
 
 
 class SequenceTracker:
-    """Refuse duplicate and out-of-order sequence numbers per source.
+    """
+    Refuse duplicate and out-of-order sequence numbers per source.
 
     A sequence far below the last one (more than ``restart_gap``) is taken as a restarted camera
     and accepted, so a robot reboot does not lock it out.
@@ -241,7 +243,7 @@ class FrameLedger:
         return sum(self.outcomes.values()) + len(self._pending)
 
     def summary(self) -> Dict[str, int]:
-        """Counts for diagnostics: produced, in_flight and every outcome."""
+        """Return counts for diagnostics: produced, in_flight and every outcome."""
         d = {'produced': self.produced, 'in_flight': len(self._pending)}
         d.update(sorted(self.outcomes.items()))
         return d

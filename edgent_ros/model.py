@@ -1,4 +1,5 @@
-"""BranchyNet-style multi-exit AlexNet for 32x32x3 input (CIFAR-10), as in the Edgent paper.
+"""
+BranchyNet-style multi-exit AlexNet for 32x32x3 input (CIFAR-10), as in the Edgent paper.
 
 The whole model is an explicit list of layers per branch, so a split point is a list index:
 for exit ``e`` (1-based) and split ``s`` in ``[0, len(branch(e))]``, running layers ``[0, s)`` on
@@ -253,7 +254,8 @@ def split_tensor_shape(cfg: AlexNetConfig, exit_index: int, split_index: int) ->
 
 
 class MultiExitAlexNet(nn.Module):
-    """Five-exit AlexNet whose trunk layers are shared by all branches.
+    """
+    Five-exit AlexNet whose trunk layers are shared by all branches.
 
     ``layers`` is a ``ModuleDict`` keyed by layer name; a branch is a list of names, so branch
     ``e`` cut at ``s`` is ``branch(e)[:s]`` and ``branch(e)[s:]``.
@@ -292,7 +294,8 @@ class MultiExitAlexNet(nn.Module):
 
     def run(self, x: torch.Tensor, exit_index: int, start: int = 0,
             stop: Optional[int] = None) -> torch.Tensor:
-        """Run layers ``[start, stop)`` of branch ``exit_index`` on ``x``.
+        """
+        Run layers ``[start, stop)`` of branch ``exit_index`` on ``x``.
 
         ``x`` is the batched input of layer ``start``: ``(B, 3, 32, 32)`` for ``start == 0``.
         """
@@ -349,7 +352,8 @@ def normalize_images(images_u8: torch.Tensor) -> torch.Tensor:
 
 def split_payload_bytes(cfg: AlexNetConfig, exit_index: int, split_index: int,
                         bytes_per_element: float = 4.0) -> int:
-    """Return the payload bytes that cross the link for one frame at ``(exit, split)``.
+    """
+    Return the payload bytes that cross the link for one frame at ``(exit, split)``.
 
     Split 0 (edge-only) sends the raw uint8 RGB frame (3072 bytes), not its fp32 normalization;
     split ``len(branch)`` (device-only) sends nothing. Otherwise the activation at the cut, at

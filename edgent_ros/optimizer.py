@@ -1,4 +1,5 @@
-"""Online phase of Edgent: pick the exit and the split that maximize accuracy under a deadline.
+"""
+Online phase of Edgent: pick the exit and the split that maximize accuracy under a deadline.
 
 For branch ``e`` (``n`` layers) cut at split ``s`` in ``[0, n]``, layers ``[0, s)`` run on the
 robot, the tensor at the cut crosses the uplink, layers ``[s, n)`` run on the edge. The predicted
@@ -159,7 +160,8 @@ class _Tables:
 
 @dataclass(frozen=True)
 class EdgentProblem:
-    """Everything the online phase needs for one model: accuracies, latencies and payloads.
+    """
+    Everything the online phase needs for one model: accuracies, latencies and payloads.
 
     Exits are positive integers (1..NUM_EXITS for the shipped model); every dict has the same
     keys. For exit ``e`` with ``n`` layers: ``robot_ms[e]`` and ``edge_ms[e]`` hold the predicted
@@ -260,7 +262,8 @@ class EdgentProblem:
     def from_model(cls, cfg: Any, accuracy: Mapping[int, float], latency_models: Any,
                    overhead_ms: float = DEFAULT_OVERHEAD_MS, bytes_per_element: float = 4,
                    edge_queue_ms: float = 0.0) -> 'EdgentProblem':
-        """Build the problem of the multi-exit AlexNet ``cfg`` (``edgent_ros.model``).
+        """
+        Build the problem of the multi-exit AlexNet ``cfg`` (``edgent_ros.model``).
 
         ``latency_models`` is duck-typed: ``branch_layer_ms(host, cfg, exit_index)`` returns the
         predicted per-layer latency (ms) of a branch on ``host`` ('robot' or 'edge').
@@ -299,7 +302,8 @@ class EdgentProblem:
 
 @dataclass(frozen=True)
 class Decision:
-    """One configuration with its predicted latency breakdown (ms) for a bandwidth and deadline.
+    """
+    One configuration with its predicted latency breakdown (ms) for a bandwidth and deadline.
 
     ``transfer_ms`` includes the per-message overhead, ``edge_ms`` the edge queue; both are 0 for
     a device-only split, ``transfer_ms`` is inf for an offloading split on a dead link.
@@ -369,7 +373,8 @@ def _choose(problem: EdgentProblem, policy: str, bw: float, deadline: float) -> 
 
 
 def decide(problem: EdgentProblem, bandwidth_bps: float, deadline_ms: float) -> Decision:
-    """Return the Edgent decision: the most accurate exit meeting the deadline, fastest split.
+    """
+    Return the Edgent decision: the most accurate exit meeting the deadline, fastest split.
 
     ``bandwidth_bps`` is the uplink bandwidth (bit/s, >= 0, inf allowed; below ``LINK_DOWN_BPS``
     only device-only splits are possible), ``deadline_ms`` the end-to-end latency budget (ms,
@@ -381,7 +386,8 @@ def decide(problem: EdgentProblem, bandwidth_bps: float, deadline_ms: float) -> 
 
 def decide_policy(problem: EdgentProblem, policy: str, bandwidth_bps: float,
                   deadline_ms: float) -> Decision:
-    """Return the decision of ``policy``, the Edgent rule restricted to a set of configurations.
+    """
+    Return the decision of ``policy``, the Edgent rule restricted to a set of configurations.
 
     - ``edgent``: every (exit, split); same as ``decide``.
     - ``device-only``: every exit, run wholly on the robot (split = n).
@@ -398,7 +404,8 @@ def decide_policy(problem: EdgentProblem, policy: str, bandwidth_bps: float,
 
 def evaluate(problem: EdgentProblem, bandwidth_bps: float, exit_index: int, split_index: int,
              deadline_ms: float = math.inf) -> Decision:
-    """Return the predicted latency of one given configuration at ``bandwidth_bps`` (bit/s).
+    """
+    Return the predicted latency of one given configuration at ``bandwidth_bps`` (bit/s).
 
     ``feasible`` says whether it meets ``deadline_ms`` (default: no deadline, so any finite
     latency is feasible; an offloading split on a dead link never is).
@@ -425,7 +432,8 @@ def evaluate(problem: EdgentProblem, bandwidth_bps: float, exit_index: int, spli
 
 def brute_force(problem: EdgentProblem, bandwidth_bps: float, deadline_ms: float,
                 policy: str = 'edgent') -> Decision:
-    """Return the decision of ``policy`` by plain loops: the test oracle for ``decide_policy``.
+    """
+    Return the decision of ``policy`` by plain loops: the test oracle for ``decide_policy``.
 
     Written independently of the vectorized path (no shared tables): per exit, the fastest
     allowed split; then the most accurate exit whose fastest split meets the deadline, else the
@@ -521,7 +529,8 @@ def brute_force(problem: EdgentProblem, bandwidth_bps: float, deadline_ms: float
 
 
 def relative_change(a: float, b: float) -> float:
-    """Return ``|a - b| / max(a, b)`` in [0, 1] for bandwidths >= 0 (0 if equal, 1 if one is inf).
+    """
+    Return ``|a - b| / max(a, b)`` in [0, 1] for bandwidths >= 0 (0 if equal, 1 if one is inf).
 
     Symmetric, so +10 % and -10 % jitter around a mean differ by at most 2 * 10 / 110 = 18 %.
     """
@@ -542,7 +551,8 @@ class HysteresisStep:
 
 
 class Hysteresis:
-    """Keep the configuration in force unless there is a real reason to change it.
+    """
+    Keep the configuration in force unless there is a real reason to change it.
 
     Each ``update`` computes the policy's fresh decision (the *candidate*) and re-evaluates the
     configuration in force (the *current*) at the new bandwidth. Rules, first match wins:

@@ -1,4 +1,5 @@
-"""planner_node: turn link quality + deadline into an exit/split decision and push it.
+"""
+planner_node: turn link quality + deadline into an exit/split decision and push it.
 
 Subscribes ``edgent/link_quality`` (any number of publishers: the newest estimate wins), plans
 with the Edgent optimizer (``policy`` picks Edgent or a baseline) behind hysteresis, publishes

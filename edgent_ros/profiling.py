@@ -1,4 +1,5 @@
-"""Offline layer profiling on the robot and on the edge (Edgent phase 1, issue 4).
+"""
+Offline layer profiling on the robot and on the edge (Edgent phase 1, issue 4).
 
 Edgent predicts the latency of every layer from a regression per (host, layer kind) fitted on
 measured layer latencies. This module measures them: ``profile_configs`` generates many layer
@@ -166,7 +167,8 @@ def _grid_configs(rng: random.Random, counts: Dict[str, int]) -> List[ProfileCon
 
 def profile_configs(quick: bool, cfg: Optional[AlexNetConfig] = None, seed: int = 0
                     ) -> List[ProfileConfig]:
-    """Return the layer configurations to profile, without duplicates.
+    """
+    Return the layer configurations to profile, without duplicates.
 
     Full set (``quick=False``): every distinct layer of all five branches of ``cfg`` (default
     ``training.SHIPPED_CONFIG``) plus a seeded sample of a grid per kind: conv (H=W 4..32,
@@ -233,7 +235,8 @@ def _write(path: Path, value: Any) -> None:
 
 
 def cfs_quota_us(quota: float, period_us: int = DEFAULT_CPU_PERIOD_US) -> int:
-    """Return ``cpu.cfs_quota_us`` for ``quota`` (fraction of one CPU) per ``period_us``.
+    """
+    Return ``cpu.cfs_quota_us`` for ``quota`` (fraction of one CPU) per ``period_us``.
 
     Raises ValueError for a period outside the kernel's 1 ms..1 s or a quota under 1 ms.
     """
@@ -252,7 +255,8 @@ def cfs_quota_us(quota: float, period_us: int = DEFAULT_CPU_PERIOD_US) -> int:
 
 def ensure_cgroup(name: str = DEFAULT_CGROUP, quota: float = DEFAULT_CPU_QUOTA,
                   period_us: int = DEFAULT_CPU_PERIOD_US) -> Path:
-    """Create (or reuse) cgroup ``name`` limited to ``quota`` of one CPU; return its directory.
+    """
+    Create (or reuse) cgroup ``name`` limited to ``quota`` of one CPU; return its directory.
 
     Idempotent: an existing cgroup of that name gets the new period and quota.
     """
@@ -295,7 +299,8 @@ def current_cpu_cgroup(pid: str = 'self') -> str:
 
 
 def remove_cgroup(name: str = DEFAULT_CGROUP, evict: bool = False) -> bool:
-    """Remove cgroup ``name``; return True if it was removed.
+    """
+    Remove cgroup ``name``; return True if it was removed.
 
     ``evict`` first moves any process still inside to the root cgroup; without it a cgroup that
     still holds processes (another run, a testbed node) is left alone and False is returned.
@@ -319,7 +324,8 @@ def remove_cgroup(name: str = DEFAULT_CGROUP, evict: bool = False) -> bool:
 
 
 class RobotCpuLimit:
-    """Context manager that makes this process an emulated slow robot CPU.
+    """
+    Context manager that makes this process an emulated slow robot CPU.
 
     With root and a cgroup v1 ``cpu`` controller: a stale cgroup ``name`` left empty by a crashed
     run is removed, the cgroup is (re)created with ``cpu.cfs_period_us = period_us`` and
@@ -448,7 +454,8 @@ def _percentile(sorted_vals: Sequence[float], q: float) -> float:
 
 def time_call(fn: Callable[[], Any], timing: Timing, window_s: float = 0.0,
               time_factor: float = 1.0) -> Dict[str, Any]:
-    """Time ``fn`` and return ``median_ms``, ``p10_ms``, ``p90_ms``, ``mean_ms`` per call.
+    """
+    Time ``fn`` and return ``median_ms``, ``p10_ms``, ``p90_ms``, ``mean_ms`` per call.
 
     Each of ``timing.repeats`` samples is one call, or, with ``window_s > 0``, as many calls
     back to back as fill ``window_s`` seconds, divided by their number. All times are
@@ -527,7 +534,8 @@ def spec_from_row(row: Dict[str, str]) -> Tuple[LayerSpec, Tuple[int, ...]]:
 
 def profile_layers(configs: Iterable[ProfileConfig], host: HostInfo, timing: Timing,
                    progress: bool = True, seed: int = 0) -> List[Dict[str, Any]]:
-    """Time every configuration at batch size 1 on the current host; return CSV rows.
+    """
+    Time every configuration at batch size 1 on the current host; return CSV rows.
 
     Modules come from ``model.build_layer(spec, in_shape, batchnorm=False)`` in eval mode under
     ``torch.inference_mode``; inputs are ``(1, *in_shape)`` standard-normal tensors. The
@@ -562,7 +570,8 @@ def default_input(seed: int = 0) -> torch.Tensor:
 def measure_branches(model: MultiExitAlexNet, host: HostInfo, timing: Timing,
                      parts: Sequence[str] = BRANCH_PARTS, x: Optional[torch.Tensor] = None,
                      progress: bool = True) -> List[Dict[str, Any]]:
-    """Time every prefix, suffix and single layer of every branch of the real model.
+    """
+    Time every prefix, suffix and single layer of every branch of the real model.
 
     For exit ``e`` with ``n`` layers: ``prefix`` rows time ``model.run(., e, 0, s)`` for
     ``s = 1..n`` (robot side of split ``s``), ``suffix`` rows ``model.run(., e, s, n)`` for

@@ -1,4 +1,5 @@
-"""Per-(host, layer kind) latency regressions, as in Edgent (phase 1, issue 4).
+"""
+Per-(host, layer kind) latency regressions, as in Edgent (phase 1, issue 4).
 
 Features per layer kind (the paper's): conv -- input size ``C*H*W`` and ``(kernel/stride)^2 *
 filters``; relu, dropout, LRN -- input size; pool -- input and output size; fc -- input and
@@ -57,7 +58,8 @@ def _numel(shape: Sequence[int]) -> int:
 
 
 def layer_features(spec: LayerSpec, in_shape: Sequence[int]) -> List[float]:
-    """Return the paper's features of one layer (``FEATURE_NAMES[spec.kind]``), one frame.
+    """
+    Return the paper's features of one layer (``FEATURE_NAMES[spec.kind]``), one frame.
 
     Sizes are element counts: conv ``[C*H*W, (kernel/stride)^2 * filters]``; relu, dropout, lrn
     ``[C*H*W]``; pool ``[input elements, output elements]``; fc ``[input elements, outputs]``.
@@ -160,7 +162,8 @@ def _candidates(kind: str) -> List[Tuple[str, str]]:
 
 def fit_kind(kind: str, xs: Sequence[Sequence[float]], ys: Sequence[float], seed: int = 0,
              holdout: float = HOLDOUT) -> KindModel:
-    """Fit the latency regression of one kind from features ``xs`` and times ``ys`` (ms).
+    """
+    Fit the latency regression of one kind from features ``xs`` and times ``ys`` (ms).
 
     A seeded ``holdout`` share (at least one when there are 4 or more samples) is held out;
     the candidate (transform x weighting) with the lowest 4-fold cross-validated MAPE on the rest
@@ -232,7 +235,8 @@ def _host_emulation(host: str, rows: Sequence[Mapping[str, str]], path: Any) -> 
 
 def fit_host(host: str, rows: Sequence[Mapping[str, str]], seed: int = 0,
              source: Any = '<rows>') -> Tuple[Dict[str, KindModel], Dict[str, Any]]:
-    """Fit one ``KindModel`` per kind from profile CSV rows of ``host`` (target: ``median_ms``).
+    """
+    Fit one ``KindModel`` per kind from profile CSV rows of ``host`` (target: ``median_ms``).
 
     Returns ``(models by kind, emulation info)``; raises ValueError naming ``source`` for rows
     of another host, mixed emulations or malformed rows.
@@ -277,7 +281,8 @@ class LatencyModels:
         return tuple(sorted(self._host(host)))
 
     def emulation(self, host: str) -> Optional[Dict[str, Any]]:
-        """Return how ``host`` was measured, or None if unknown.
+        """
+        Return how ``host`` was measured, or None if unknown.
 
         ``{'emulation': 'cgroup' | 'thread+factor' | 'none', 'threads', 'cpu_quota',
         'cpu_period_us', 'time_factor'}``.
@@ -309,14 +314,16 @@ class LatencyModels:
         return self.kind_model(host, spec.kind).predict_ms(layer_features(spec, in_shape))
 
     def branch_layer_ms(self, host: str, cfg: AlexNetConfig, exit_index: int) -> List[float]:
-        """Return the predicted time (ms) of every layer of branch ``exit_index`` on ``host``.
+        """
+        Return the predicted time (ms) of every layer of branch ``exit_index`` on ``host``.
 
         Device time of split ``s`` is ``sum(robot[:s])``, edge time ``sum(edge[s:])``.
         """
         return [self.layer_ms(host, r.spec, r.in_shape) for r in layer_table(cfg, exit_index)]
 
     def to_json(self) -> Dict[str, Any]:
-        """Return the JSON body (without ``format``/``sha256``, which ``save`` adds).
+        """
+        Return the JSON body (without ``format``/``sha256``, which ``save`` adds).
 
         ``{'model_id', 'floor_ms', 'units': 'ms', 'hosts': {host: {'emulation': {...},
         'end_to_end': {...} | null, 'kinds': {kind: {'features', 'transform', 'terms', 'coef',
@@ -396,7 +403,8 @@ def fit_latency_models(host_rows: Mapping[str, Sequence[Mapping[str, str]]], see
 def end_to_end_check(models: LatencyModels, cfg: AlexNetConfig, host: str,
                      rows: Sequence[Mapping[str, str]], source: Any = '<rows>'
                      ) -> Tuple[Dict[str, Any], List[Tuple[str, float, float]]]:
-    """Compare predicted and measured times of the real model's branch parts on ``host``.
+    """
+    Compare predicted and measured times of the real model's branch parts on ``host``.
 
     ``rows`` are branch CSV rows (``profiling.measure_branches``) of ``cfg``'s model. Each row
     covers layers ``[start, stop)`` of one exit; its prediction is the sum of the per-layer

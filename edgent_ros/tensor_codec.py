@@ -1,4 +1,5 @@
-"""Array <-> ``edgent_ros/Tensor`` fields, without rclpy and without per-element Python loops.
+"""
+Array <-> ``edgent_ros/Tensor`` fields, without rclpy and without per-element Python loops.
 
 ``encode`` turns a numpy array into an ``EncodedTensor`` (the message's tensor fields);
 ``decode`` validates fields and returns the array. Both work on any object with the message's
@@ -13,6 +14,7 @@ count per reason (``payload_length``, ``data_type``, ``encoding``, ``shape``, ``
 
 from __future__ import annotations
 
+import array
 from dataclasses import dataclass
 from typing import Any, Sequence, Tuple
 import zlib
@@ -56,7 +58,7 @@ class EncodedTensor:
 
     @property
     def nbytes(self) -> int:
-        """Payload size in bytes (what crosses the link)."""
+        """Return how many payload bytes cross the link."""
         return len(self.data)
 
 
@@ -69,7 +71,8 @@ def _c_strides(shape: Sequence[int], itemsize: int) -> Tuple[int, ...]:
 
 
 def encode(array: np.ndarray, encoding: str = 'raw', name: str = '') -> EncodedTensor:
-    """Encode ``array`` (any shape, a supported dtype) with ``encoding``.
+    """
+    Encode ``array`` (any shape, a supported dtype) with ``encoding``.
 
     ``fp16`` and ``int8`` apply to float32 input only: the decoded ``data_type`` stays float32;
     ``int8`` is per-tensor affine (``value = scale * (q - zero_point)``).
@@ -88,6 +91,8 @@ def encode(array: np.ndarray, encoding: str = 'raw', name: str = '') -> EncodedT
     if enc in (ENCODING_FP16, ENCODING_INT8) and arr.dtype != np.float32:
         raise CodecError('encoding', 'encoding',
                          f'{encoding} needs float32 input, got {arr.dtype}')
+    if enc in (ENCODING_FP16, ENCODING_INT8) and not np.isfinite(arr).all():
+        raise CodecError('data', 'non_finite', f'{encoding} of a tensor with NaN or Inf values')
     if enc == ENCODING_RAW:
         data = arr.astype(arr.dtype.newbyteorder('<'), copy=False).tobytes()
     elif enc == ENCODING_FP16:
@@ -107,7 +112,8 @@ def encode(array: np.ndarray, encoding: str = 'raw', name: str = '') -> EncodedT
 def decode(shape: Sequence[int], data_type: int, encoding: int, data: Any,
            scale: float = 0.0, zero_point: int = 0, strides: Sequence[int] = (),
            max_bytes: int = DEFAULT_MAX_BYTES, check_finite: bool = True) -> np.ndarray:
-    """Validate tensor fields and return the decoded array (float32 for fp16/int8 encodings).
+    """
+    Validate tensor fields and return the decoded array (float32 for fp16/int8 encodings).
 
     ``data`` may be ``bytes``, ``array.array('B')`` or a numpy uint8 buffer (what rclpy gives).
     """
@@ -175,7 +181,7 @@ def fill_message(msg: Any, enc: EncodedTensor) -> Any:
     msg.encoding = enc.encoding
     msg.scale = enc.scale
     msg.zero_point = enc.zero_point
-    msg.data = enc.data
+    msg.data = array.array('B', enc.data)   # typed buffer: rclpy skips per-element checks
     return msg
 
 

@@ -1,4 +1,5 @@
-"""Joint training of the multi-exit AlexNet (BranchyNet: weighted sum of exit losses).
+"""
+Joint training of the multi-exit AlexNet (BranchyNet: weighted sum of exit losses).
 
 No rclpy. Standard CIFAR augmentation (random crop with 4-pixel reflect padding, horizontal flip),
 SGD with Nesterov momentum and a one-cycle learning-rate schedule, batch norm during training

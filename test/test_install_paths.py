@@ -1,4 +1,5 @@
-"""The two install paths: `pip install .` (pure core + CLI, no ROS) and the ament/colcon build.
+"""
+The two install paths: `pip install .` (pure core + CLI, no ROS) and the ament/colcon build.
 
 They share the package name ``edgent_ros``; ``extend_path`` in its ``__init__`` must let
 ``edgent_ros.msg`` (ament install only) and the pure modules import whichever comes first.

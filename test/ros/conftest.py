@@ -1,4 +1,5 @@
-"""Fixtures for tests with real rclpy nodes in separate processes over real DDS.
+"""
+Fixtures for tests with real rclpy nodes in separate processes over real DDS.
 
 Each test run gets its own ROS_DOMAIN_ID and localhost-only discovery, so two runs on one machine
 never hear each other. Nodes are started from their installed executables (what ``ros2 run``
@@ -145,7 +146,7 @@ class Listener:
 
 @pytest.fixture
 def listener(domain_id):
-    """A Listener, destroyed after the test."""
+    """Yield a Listener, destroyed after the test."""
     ls = Listener()
     yield ls
     ls.close()

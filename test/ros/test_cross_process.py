@@ -1,4 +1,5 @@
-"""camera_node and edge_node as two OS processes over real DDS (issue: foundation, item 6).
+"""
+camera_node and edge_node as two OS processes over real DDS (issue: foundation, item 6).
 
 N labelled frames from the bundled sample are sent for several (exit, split) pairs, including
 split 0 (edge-only: the raw frame crosses) and split = end (device-only: the robot publishes
@@ -51,7 +52,8 @@ def test_frames_cross_processes(procs, listener, reference, exit_index, split_in
         assert o.end_to_end_ms > 0
         assert o.finished_on == (InferenceResult.FINISHED_ON_DEVICE if split_index == n_layers
                                  else InferenceResult.FINISHED_ON_EDGE)
-    frames = [t for t in listener.msgs('edgent/tensor') if not t.header.frame_id.endswith('/probe')]
+    frames = [t for t in listener.msgs('edgent/tensor')
+              if not t.header.frame_id.endswith('/probe')]
     if split_index == n_layers:
         assert frames == [], 'device-only frames must not cross the link'
     else:
@@ -60,6 +62,6 @@ def test_frames_cross_processes(procs, listener, reference, exit_index, split_in
         assert 0 < len(frames) <= N
         assert {t.sequence for t in frames} <= set(range(1, N + 1))
         for t in frames:
-            assert (t.exit_index, t.split_index, t.model_id) == (exit_index, split_index,
-                                                                runner.model_id)
+            assert (t.exit_index, t.split_index, t.model_id) == \
+                (exit_index, split_index, runner.model_id)
             assert list(t.shape) == list(runner.expected_shape(exit_index, split_index))

@@ -1,4 +1,5 @@
-"""Camera, edge and planner as three processes (issue: online phase, item 5).
+"""
+Camera, edge and planner as three processes (issue: online phase, item 5).
 
 The planner's decision follows the link quality it hears and the camera's parameters follow the
 decision within 1 s; when the edge process is killed the robot keeps producing results

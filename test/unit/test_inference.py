@@ -362,8 +362,6 @@ def test_load_sample_missing_key(tmp_path):
         load_sample(path)
 
 
-@pytest.mark.xfail(strict=True, raises=Exception,
-                   reason='load_sample lets zipfile.BadZipFile / EOFError escape (see report)')
 @pytest.mark.parametrize('damage', ['empty', 'truncate', 'corrupt'])
 def test_load_sample_damaged_zip(tmp_path, damage):
     raw = bytearray(Path(SAMPLE_PATH).read_bytes())
