@@ -97,7 +97,7 @@ def train(cfg: TrainConfig, x_train: np.ndarray, y_train: np.ndarray,
                           lr=cfg.max_lr, momentum=0.9, nesterov=True)
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=cfg.max_lr, epochs=cfg.epochs, steps_per_epoch=steps_per_epoch,
-        pct_start=0.25)
+        pct_start=max(0.25, 2.0 / (cfg.epochs * steps_per_epoch)))  # >= 2 warm-up steps
     weights = torch.tensor(cfg.exit_weights, dtype=torch.float32)
     xt = torch.from_numpy(x_train)
     yt = torch.from_numpy(y_train)
