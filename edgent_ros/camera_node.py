@@ -26,7 +26,7 @@ from .bandwidth import BandwidthEstimator, EdgeWatchdog
 from .inference import CoInference, FrameLedger, Pending
 from .model import NUM_EXITS
 from .msg import InferenceResult, LinkQuality, Tensor
-from .node_util import accept, declare, refuse, run
+from .node_util import accept, declare, diagnostic_status, publish_diagnostics, refuse, run
 from .optimizer import EdgentProblem, decide_policy
 from .tensor_codec import encode, fill_message
 
@@ -156,6 +156,10 @@ class CameraNode(Node):
                                               qos.LINK_QUALITY)
         self.create_timer(0.1, self._on_housekeeping)
         self.create_timer(1.0 / self.link_rate_hz, self._on_link_timer)
+        from diagnostic_msgs.msg import DiagnosticArray
+        self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', qos.VIZ)
+        self.create_timer(1.0, self._on_diagnostics)
+        self.met = deque(maxlen=100)
         self.get_logger().info(
             f'camera_node: model {self.model_id}, exit {self.exit_index}, split '
             f'{self.split_index}, source {self.source}'
@@ -428,8 +432,29 @@ class CameraNode(Node):
         res.drop_reason = reason
         self._outcome(res, f'dropped:{reason}')
 
+    def _on_diagnostics(self) -> None:
+        now = time.monotonic()
+        est = self.estimator.estimate(now)
+        reachable = self.watchdog.reachable(now)
+        summary = self.ledger.summary()
+        drops = sum(v for k, v in summary.items() if k.startswith(('dropped:', 'refused:')))
+        values = {'edge_reachable': reachable, 'fallback_device_only': self.fallback,
+                  'uplink_bandwidth_bps': f'{est.bps:.0f}' if est else 'unknown',
+                  'rtt_ms': f'{self.rtt_ms:.1f}',
+                  'deadline_met_rate': f'{sum(self.met) / len(self.met):.3f}' if self.met
+                  else 'n/a',
+                  'exit_index': self.exit_index, 'split_index': self.split_index,
+                  'frames_dropped': drops}
+        values.update(summary)
+        level = 0 if reachable and not self.fallback else 1
+        msg = (f'{summary["produced"]} frames, {drops} dropped'
+               + ('' if reachable else '; edge unreachable: device-only fallback'))
+        publish_diagnostics(self, self.diag_pub, [diagnostic_status(self, level, msg, values)])
+
     def _outcome(self, res: InferenceResult, kind: str) -> None:
         self.ledger.finish(kind)
+        if res.status == InferenceResult.STATUS_OK:
+            self.met.append(bool(res.deadline_met))
         self.outcome_pub.publish(res)
         if self.log_frames:
             if res.status == InferenceResult.STATUS_OK:

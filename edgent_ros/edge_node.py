@@ -23,7 +23,7 @@ from .artifacts import ArtifactError, load_model
 from .inference import CoInference, FrameRefused, SequenceTracker
 from .model import NUM_EXITS
 from .msg import InferenceResult, Tensor
-from .node_util import accept, declare, refuse, run
+from .node_util import accept, declare, diagnostic_status, publish_diagnostics, refuse, run
 from .tensor_codec import CodecError, from_message
 
 
@@ -79,6 +79,9 @@ class EdgeNode(Node):
                                                   qos.RESULT)
             self.create_subscription(Tensor, f'{topic_ns}edgent/tensor',
                                      lambda m, ns=ns: self._on_tensor(ns, m), qos.TENSOR)
+        from diagnostic_msgs.msg import DiagnosticArray
+        self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', qos.VIZ)
+        self.create_timer(1.0, self._on_diagnostics)
         self._stop = False
         self.worker = threading.Thread(target=self._work, name='edge_worker', daemon=True)
         self.worker.start()
@@ -132,6 +135,16 @@ class EdgeNode(Node):
                 self._refuse(old_ns, old, 'queue_full', 'edge queue full, oldest frame dropped')
             self.queue.append((ns, msg, array, arrival))
             self.cv.notify()
+
+    def _on_diagnostics(self) -> None:
+        refused = sum(v for k, v in self.counts.items() if k.startswith('refused:'))
+        level = 0 if refused == 0 else 1   # OK / WARN: frames were refused
+        values = {'frames_ok': self.counts['ok'], 'frames_refused': refused,
+                  'queue_depth': len(self.queue), 'max_queue': self.max_queue,
+                  'model_id': self.model_id, 'robots': ','.join(self.pubs) or '/'}
+        values.update(sorted((k, v) for k, v in self.counts.items() if k != 'ok'))
+        publish_diagnostics(self, self.diag_pub, [diagnostic_status(
+            self, level, f'{self.counts["ok"]} frames finished, {refused} refused', values)])
 
     def _refuse(self, ns: str, msg: Tensor, reason: str, detail: str) -> None:
         self.counts[f'refused:{reason}'] += 1

@@ -43,6 +43,27 @@ def stamp_to_s(stamp: Any) -> float:
     return float(stamp.sec) + float(stamp.nanosec) * 1e-9
 
 
+def diagnostic_status(node: Node, level: int, message: str, values: dict):
+    """Return a ``diagnostic_msgs/DiagnosticStatus`` for ``node`` with ``values`` as strings."""
+    from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+    st = DiagnosticStatus()
+    st.level = bytes([level]) if isinstance(DiagnosticStatus().level, bytes) else level
+    st.name = f'edgent_ros: {node.get_fully_qualified_name()}'
+    st.hardware_id = node.get_namespace()
+    st.message = message
+    st.values = [KeyValue(key=str(k), value=str(v)) for k, v in values.items()]
+    return st
+
+
+def publish_diagnostics(node: Node, pub, statuses: list) -> None:
+    """Publish ``statuses`` as one ``DiagnosticArray`` stamped now."""
+    from diagnostic_msgs.msg import DiagnosticArray
+    arr = DiagnosticArray()
+    arr.header.stamp = node.get_clock().now().to_msg()
+    arr.status = statuses
+    pub.publish(arr)
+
+
 def run(node_factory: Callable[[], Node], args: Optional[list] = None) -> int:
     """Init rclpy, spin the node until Ctrl-C / shutdown, and exit quietly."""
     try:

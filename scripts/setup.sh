@@ -63,8 +63,9 @@ if [ ! -f "$STAMPS/cmake-paths" ]; then
 fi
 
 # 4. Build the package (messages + our modules + executables) with colcon into .ros/install.
-# (--symlink-install: edits are live; new or removed files need a rebuild, so hash the file list)
-src_hash=$( (cat package.xml CMakeLists.txt msg/*.msg; ls -R edgent_ros launch config scripts) \
+# install(DIRECTORY) copies our modules and artifacts: rebuild whenever any of them changes
+src_hash=$(find package.xml CMakeLists.txt msg edgent_ros launch config scripts -type f \
+  -not -path '*/__pycache__/*' -not -name '*.pyc' 2>/dev/null | LC_ALL=C sort | xargs sha256sum \
   | sha256sum | cut -c1-16)
 if [ ! -f "$STAMPS/colcon-$src_hash" ] || [ ! -f .ros/install/setup.bash ]; then
   log "building messages with colcon"
