@@ -10,6 +10,7 @@ SHARED=${EDGENT_SHARED_DIR:-$ROOT/../shared}
 VENV=$ROOT/.venv
 STAMPS=$VENV/.edgent-stamps
 log() { echo "[setup] $*" >&2; }
+trap 'log "FAILED at line $LINENO: $BASH_COMMAND"' ERR
 
 if [ ! -x "$VENV/bin/python" ]; then
   log "creating venv in $VENV"
@@ -64,9 +65,11 @@ fi
 
 # 4. Build the package (messages + our modules + executables) with colcon into .ros/install.
 # install(DIRECTORY) copies our modules and artifacts: rebuild whenever any of them changes
-src_hash=$(find package.xml CMakeLists.txt msg edgent_ros launch config scripts -type f \
-  -not -path '*/__pycache__/*' -not -name '*.pyc' 2>/dev/null | LC_ALL=C sort | xargs sha256sum \
-  | sha256sum | cut -c1-16)
+inputs=$(for d in package.xml CMakeLists.txt msg edgent_ros launch config scripts; do
+  [ -e "$d" ] && echo "$d"; done)
+# shellcheck disable=SC2086
+src_hash=$(find $inputs -type f -not -path '*/__pycache__/*' -not -name '*.pyc' \
+  | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-16)
 if [ ! -f "$STAMPS/colcon-$src_hash" ] || [ ! -f .ros/install/setup.bash ]; then
   log "building messages with colcon"
   # CMake refuses exported include dirs inside the source tree, and .venv/ lives in it: build

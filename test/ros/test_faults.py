@@ -1,0 +1,145 @@
+"""Faults a robot meets, across processes (reliability, items 2 and 3).
+
+- planner killed: the nodes keep the last configuration; restarted: it takes over again;
+- camera source ending: every produced frame has exactly one outcome;
+- soak (bounded, EDGENT_SOAK_S seconds, default 60): produced = results + drops with nothing
+  missing, and the nodes' memory does not grow.
+"""
+
+import os
+import signal
+import time
+
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.parameter_client import AsyncParameterClient
+
+from edgent_ros import qos
+from edgent_ros.artifacts import load_accuracy, read_config
+from edgent_ros.msg import InferenceResult, LinkQuality
+from edgent_ros.optimizer import EdgentProblem, decide
+from edgent_ros.regression import LatencyModels
+
+
+def _problem():
+    cfg = read_config()
+    return EdgentProblem.from_model(cfg, load_accuracy(model_id=cfg.model_id()),
+                                    LatencyModels.load(model_id=cfg.model_id()), overhead_ms=2.0)
+
+
+def _params(listener, client):
+    fut = client.get_parameters(['exit_index', 'split_index'])
+    listener.spin_until(fut.done, 5.0)
+    return tuple(v.integer_value for v in fut.result().values)
+
+
+def _link(listener, pub, bps):
+    m = LinkQuality()
+    m.header.stamp = listener.node.get_clock().now().to_msg()
+    m.header.frame_id = 'test'
+    m.uplink_bandwidth_bps = float(bps)
+    m.edge_reachable = True
+    m.sample_count = 8
+    pub.publish(m)
+
+
+def _find_two_bandwidths(problem, deadline):
+    """Two bandwidths whose Edgent decisions differ (so a change is observable)."""
+    bws = [10 ** (k / 4) for k in range(12, 36)]   # 1 kbit/s .. 1 Gbit/s
+    first = decide(problem, bws[0], deadline).config
+    for bw in bws[1:]:
+        if decide(problem, bw, deadline).config != first:
+            return bws[0], bw
+    return None
+
+
+def test_planner_killed_then_restarted(procs, listener):
+    problem = _problem()
+    deadline = 5.0
+    pair = _find_two_bandwidths(problem, deadline)
+    assert pair, 'no bandwidths give different decisions at this deadline'
+    bw_a, bw_b = pair
+    pub = listener.node.create_publisher(LinkQuality, 'edgent/link_quality', qos.LINK_QUALITY)
+    listener.listen(InferenceResult, 'edgent/outcome', qos.RESULT)
+    procs.start('edge_node')
+    procs.start('camera_node', remap=['edgent/link_quality:=edgent/camera_link'], fps=10.0)
+    planner_args = dict(deadline_ms=deadline, min_dwell_s=0.0, link_timeout_s=60.0)
+    procs.start('planner_node', **planner_args)
+    client = AsyncParameterClient(listener.node, 'camera_node')
+    assert listener.spin_until(client.services_are_ready, 30.0)
+    assert listener.spin_until(lambda: pub.get_subscription_count() > 0, 30.0)
+    want_a = decide(problem, bw_a, deadline).config
+    want_b = decide(problem, bw_b, deadline).config
+    _link(listener, pub, bw_a)
+    assert listener.spin_until(lambda: _params(listener, client) == want_a, 3.0)
+
+    procs.stop('planner_node', sig=signal.SIGKILL)
+    _link(listener, pub, bw_b)       # nobody plans now
+    n0 = len(listener.msgs('edgent/outcome'))
+    listener.spin_until(lambda: False, 2.0)
+    assert _params(listener, client) == want_a, 'camera must keep its last configuration'
+    assert len(listener.msgs('edgent/outcome')) > n0 + 5, 'frames keep coming'
+
+    procs.start('planner_node', name='planner_2', **planner_args)
+    t0 = time.monotonic()
+
+    def took_over():
+        _link(listener, pub, bw_b)
+        return _params(listener, client) == want_b
+    assert listener.spin_until(took_over, 20.0), procs.log('planner_2')
+    assert time.monotonic() - t0 < 20.0
+
+
+def test_camera_source_ending_accounts_for_every_frame(procs, listener):
+    listener.listen(InferenceResult, 'edgent/outcome', qos.RESULT)
+    procs.start('edge_node')
+    cam = procs.start('camera_node', exit_index=4, split_index=6, fps=40.0, loop=False,
+                      exit_when_done=True, max_frames=200)
+    assert listener.spin_until(lambda: len(listener.msgs('edgent/outcome')) >= 200, 90.0)
+    cam.wait(20)
+    seqs = sorted(o.sequence for o in listener.msgs('edgent/outcome'))
+    assert seqs == list(range(1, 201)), 'each of the 200 frames exactly once'
+    assert cam.returncode == 0
+
+
+def _rss_kb(pid):
+    with open(f'/proc/{pid}/status') as f:
+        for line in f:
+            if line.startswith('VmRSS:'):
+                return int(line.split()[1])
+    return 0
+
+
+def test_soak_accounting_and_memory(procs, listener):
+    duration = float(os.environ.get('EDGENT_SOAK_S', '60'))
+    listener.listen(InferenceResult, 'edgent/outcome', qos.RESULT)
+    listener.listen(DiagnosticArray, '/diagnostics', qos.VIZ)
+    edge = procs.start('edge_node', max_queue=2)
+    # a tight in-flight limit and timeout make drops happen too (link_busy / edge_timeout)
+    cam = procs.start('camera_node', exit_index=5, split_index=3, fps=30.0, max_in_flight=1,
+                      result_timeout_s=0.5)
+    listener.spin_until(lambda: len(listener.msgs('edgent/outcome')) >= 30, 60.0)
+    rss0 = {p.pid: _rss_kb(p.pid) for p in (edge, cam)}
+    listener.spin_until(lambda: False, duration)
+    rss1 = {p.pid: _rss_kb(p.pid) for p in (edge, cam)}
+    procs.stop('camera_node')           # SIGINT: the camera stops producing
+    listener.spin_until(lambda: False, 1.0)
+    outcomes = listener.msgs('edgent/outcome')
+    seqs = sorted(o.sequence for o in outcomes)
+    assert len(seqs) == len(set(seqs)), 'no frame has two outcomes'
+    # every frame up to the last outcome has one (frames still in flight at SIGINT may not)
+    assert seqs == list(range(1, seqs[-1] + 1))
+    diag = None
+    for arr in reversed(listener.msgs('/diagnostics')):
+        for st in arr.status:
+            if st.name.endswith('camera_node'):
+                diag = {kv.key: kv.value for kv in st.values}
+                break
+        if diag:
+            break
+    assert diag, 'camera diagnostics seen'
+    finished = sum(int(v) for k, v in diag.items() if k.startswith(('ok_', 'dropped:',
+                                                                   'refused:', 'late_')))
+    assert int(diag['produced']) == finished + int(diag['in_flight'])
+    for pid in rss0:
+        grow_mb = (rss1[pid] - rss0[pid]) / 1024
+        assert grow_mb < 30, f'pid {pid} grew {grow_mb:.1f} MB in {duration:.0f} s'
