@@ -127,6 +127,7 @@ class CameraNode(Node):
         self.probe_sent: dict = {}
         self.rtt_ms = -1.0
         self.recent_lost: deque = deque(maxlen=50)
+        self.edge_queue_ms = 0.0   # exponential average of the edge's reported queue wait
         self.add_on_set_parameters_callback(self._on_set)
         self.add_post_set_parameters_callback(self._post_set)
 
@@ -308,6 +309,7 @@ class CameraNode(Node):
         self._heard(now)
         if msg.status == InferenceResult.STATUS_OK:
             self.recent_lost.append(False)
+            self.edge_queue_ms += 0.2 * (float(msg.edge_queue_ms) - self.edge_queue_ms)
             transfer_s = (now - p.sent_s) - (msg.edge_ms + msg.edge_queue_ms) / 1e3
             if transfer_s > 0:
                 self.estimator.add_transfer(now, p.payload_bytes, transfer_s)
@@ -377,6 +379,7 @@ class CameraNode(Node):
         m.edge_reachable = reachable
         m.rtt_ms = float(self.rtt_ms)
         m.loss = float(sum(self.recent_lost) / len(self.recent_lost)) if self.recent_lost else 0.0
+        m.edge_queue_ms = float(self.edge_queue_ms)
         if est is not None and reachable:
             m.uplink_bandwidth_bps = float(est.bps)
             m.bandwidth_uncertainty = float(est.uncertainty)

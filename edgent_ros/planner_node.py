@@ -11,6 +11,7 @@ asynchronously, with a timeout and retry. A refused set is logged with the node'
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from typing import Dict, Optional
@@ -129,6 +130,16 @@ class PlannerNode(Node):
         self.link_rx_s[source] = time.monotonic()
         self.plan('link quality')
 
+    def edge_queue_ms(self) -> float:
+        """Edge queueing delay to plan for: the newest fresh report (0 if none)."""
+        now = time.monotonic()
+        fresh = [(self.link_rx_s[s], m) for s, m in self.links.items()
+                 if now - self.link_rx_s[s] <= self.link_timeout_s]
+        if not fresh:
+            return 0.0
+        q = float(max(fresh, key=lambda t: t[0])[1].edge_queue_ms)
+        return q if math.isfinite(q) and q > 0 else 0.0
+
     def bandwidth_bps(self) -> float:
         """Bandwidth to plan for: the newest fresh estimate; 0 if none or edge unreachable."""
         now = time.monotonic()
@@ -144,6 +155,9 @@ class PlannerNode(Node):
     # -- planning ---------------------------------------------------------------------------
     def plan(self, why: str) -> None:
         """Compute the decision in force now; publish and push it when it changed."""
+        q = round(self.edge_queue_ms(), 1)   # edge load enters the edge-time prediction
+        if q != self.problem.edge_queue_ms:
+            self.problem = dataclasses.replace(self.problem, edge_queue_ms=q)
         step = self.hyst.update(time.monotonic(), self.problem, self.bandwidth_bps(),
                                 self.deadline_ms)
         d = step.decision

@@ -94,7 +94,9 @@ def test_camera_source_ending_accounts_for_every_frame(procs, listener):
     procs.start('edge_node')
     cam = procs.start('camera_node', exit_index=4, split_index=6, fps=40.0, loop=False,
                       exit_when_done=True, max_frames=200)
-    assert listener.spin_until(lambda: len(listener.msgs('edgent/outcome')) >= 200, 90.0)
+    ok = listener.spin_until(lambda: len(listener.msgs('edgent/outcome')) >= 200, 90.0)
+    assert ok, f'{len(listener.msgs("edgent/outcome"))}/200 outcomes\n' \
+               f'{procs.log("camera_node")}\n{procs.log("edge_node")}'
     cam.wait(20)
     seqs = sorted(o.sequence for o in listener.msgs('edgent/outcome'))
     assert seqs == list(range(1, 201)), 'each of the 200 frames exactly once'
