@@ -21,6 +21,7 @@ setup(
         # 2.13.0 is the CPU build this project is tested with; a wider range pulls CUDA builds.
         'torch>=2.1,<=2.13.0',
         'scikit-learn>=1.4',
+        'scipy>=1.10',
         'safetensors>=0.4',
         'opencv-python-headless>=4.8,<5',
         'matplotlib>=3.8',

@@ -1,4 +1,5 @@
-"""Several robots on one edge: bounded edge queueing, drops with reasons, latency per robot.
+"""
+Several robots on one edge: bounded edge queueing, drops with reasons, latency per robot.
 
 Starts one ``edge_node`` serving ``robot1..robotN`` and N ``camera_node`` processes (one per
 namespace) at a fixed exit/split and frame rate, listens to every robot's ``edgent/outcome`` for

@@ -92,6 +92,10 @@ class CameraNode(Node):
                                        'file sources start once the edge subscribes to '
                                        'edgent/tensor, or after this long', read_only=True,
                                        float_range=(0.0, 3600.0))
+        self.wait_for_subscribers = declare(
+            self, 'wait_for_subscribers', 0, 'file sources also wait (up to wait_for_edge_s) for '
+            'this many edgent/outcome subscribers (monitors, tests)', int_range=(0, 1000),
+            read_only=True)
         self.link_rate_hz = declare(self, 'link_quality_rate_hz', 2.0,
                                     'LinkQuality publish rate (Hz)', float_range=(0.1, 50.0),
                                     read_only=True)
@@ -209,8 +213,9 @@ class CameraNode(Node):
         if self.max_frames and self.ledger.produced >= self.max_frames:
             return
         if not self._started:
-            if self.tensor_pub.get_subscription_count() == 0 \
-                    and time.monotonic() - self._t0 < self.wait_for_edge_s:
+            waiting = self.tensor_pub.get_subscription_count() == 0 or \
+                self.outcome_pub.get_subscription_count() < self.wait_for_subscribers
+            if waiting and time.monotonic() - self._t0 < self.wait_for_edge_s:
                 return   # start-up gate, not a drop: no frame was captured yet
             self._started = True
         if self._cursor >= len(self.images):

@@ -93,7 +93,8 @@ def run_demo(args: argparse.Namespace) -> int:
                                                  'policy': args.policy}, logdir))
         cam = {'max_frames': args.frames, 'fps': float(args.fps), 'loop': True,
                'source': args.source, 'deadline_ms': float(args.deadline_ms),
-               'exit_when_done': True}
+               'exit_when_done': True,
+               'wait_for_subscribers': 1, 'wait_for_edge_s': 30.0}   # this process listens
         if args.exit is not None:
             cam['exit_index'] = args.exit
         if args.split is not None:

@@ -9,23 +9,28 @@ Model (chosen per kind by 4-fold cross-validated MAPE on the training part, see 
 ``t_ms = d + sum_i a_i * term_i`` with non-negative ``a_i`` and ``d`` (time never falls as a
 layer grows, and an empty layer still costs its call), terms being the features (``'linear'``)
 or, for two-feature kinds, the features and their product (``'product'``: ``a*x1 + b*x2 +
-c*x1*x2 + d``). The product is still built only from the paper's features and is what the cost
-really scales with: for conv, ``C*H*W * (k/s)^2 * filters`` is the number of multiply-adds; for
-fc, ``in * out``.
+c*x1*x2 + d``), optionally with the square root of the second (``'product_sqrt'``: ``... +
+e*sqrt(x2)``). The terms are still built only from the paper's features. The product is what
+the cost really scales with: for conv, ``C*H*W * (k/s)^2 * filters`` is the number of
+multiply-adds; for fc, ``in * out``. The concave ``sqrt(x2)`` lets a conv's fixed cost grow with
+its kernel (a 5x5 conv of a tiny input takes ~0.08 ms on the edge, a 1x1 one ~0.015 ms) without
+the linear ``x2`` term overshooting at large filter counts (it took conv's cross-validated MAPE
+from 46 % to 36 % on the edge, 50 % to 45 % on the robot).
 
 Fitting (``weighting='log'``): robust non-linear least squares on the *log* of the time,
 ``sum rho(log(pred) - log(t))`` with a soft-L1 ``rho`` (scale ``LOG_LOSS_SCALE``), i.e. on
 relative error, symmetric in over- and under-prediction, and insensitive to the odd timing
-hiccup (the edge profile has a 1.7 M-MAC conv measured at 7.8 ms, 60x its neighbours). It
-estimates the median time of a configuration. The earlier fit, least squares with weights
-``1/t^2`` (``'relative'``, still loadable, see ``_fit_once``), is biased low whenever the times
-scatter around the model: its optimum for multiplicative scatter ``sigma`` (log units) lies a
-factor ``exp(-1.5 sigma^2)`` below the median. The profiles scatter by sigma ~ 0.3 on the cgroup
-robot (its dropout rows -- identical work -- span 18..42 us) and the two-feature conv model misfits
-by as much on both hosts, so every kind was predicted 5-20 % low (cross-validated median
-predicted/measured 0.76-0.92 on the robot), and every sum of layers with it (the end-to-end
-under-prediction of ~20 %). A seeded 25 % of each kind's configurations is held out; the
-held-out MAPE is reported, then the chosen model is refitted on all configurations.
+hiccup (the edge profile has a 0.12 M-MAC conv measured at 7.8 ms, where its neighbours take
+0.03-0.06 ms and the robot 0.25 ms). It estimates the median time of a configuration. The
+earlier fit, least squares with weights ``1/t^2`` (``'relative'``, still loadable, see
+``_fit_once``), is biased low whenever the times scatter around the model: its optimum for
+multiplicative scatter ``sigma`` (log units) lies a factor ``exp(-1.5 sigma^2)`` below the
+median. The profiles scatter by sigma ~ 0.3 on the cgroup robot (its dropout rows -- identical
+work -- span 18..42 us) and the two-feature conv model misfits by as much on both hosts, so the
+robot's layers were predicted 10-24 % low (4-fold cross-validated median predicted/measured
+0.76-0.90 per kind), the edge's convs 8 % low (0.92), and every sum of layers with them (the
+end-to-end under-prediction of ~20 %). A seeded 25 % of each kind's configurations is held out;
+the held-out MAPE is reported, then the chosen model is refitted on all configurations.
 
 Sequential dispatch (``dispatch_ms`` per host): the profile times each layer alone, called
 back to back through ``profiling.time_call``; the model runs layers through the ``model.run``
@@ -62,6 +67,7 @@ import argparse
 from dataclasses import dataclass, field
 import math
 from pathlib import Path
+import statistics
 import sys
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -77,7 +83,7 @@ FEATURE_NAMES: Dict[str, Tuple[str, ...]] = {
     'pool': ('input_size', 'output_size'),
     'fc': ('input_size', 'output_size'),
 }
-TRANSFORMS = ('linear', 'product')
+TRANSFORMS = ('linear', 'product', 'product_sqrt')
 WEIGHTINGS = ('log', 'relative', 'absolute')   # how a model was fitted (see _fit_once)
 FIT_WEIGHTINGS = ('log',)       # what fit_kind tries: 'relative' is biased low (module doc)
 LOG_LOSS_SCALE = 0.1            # soft-L1 scale of the log fit: residuals past ~10 % count less
@@ -120,15 +126,20 @@ def term_names(kind: str, transform: str) -> Tuple[str, ...]:
     if transform not in TRANSFORMS:
         raise ValueError(f'unknown transform {transform!r}; known: {TRANSFORMS}')
     names = FEATURE_NAMES[kind]
-    if transform == 'product':
+    if transform in ('product', 'product_sqrt'):
         if len(names) != 2:
-            raise ValueError(f'transform "product" needs two features; {kind} has {names}')
-        return names + (f'{names[0]}*{names[1]}',)
+            raise ValueError(f'transform "{transform}" needs two features; {kind} has {names}')
+        extra = (f'{names[1]}^0.5',) if transform == 'product_sqrt' else ()
+        return names + (f'{names[0]}*{names[1]}',) + extra
     return names
 
 
 def _terms(x: Sequence[float], transform: str) -> List[float]:
-    return list(x) + [x[0] * x[1]] if transform == 'product' else list(x)
+    if transform == 'product':
+        return [x[0], x[1], x[0] * x[1]]
+    if transform == 'product_sqrt':
+        return [x[0], x[1], x[0] * x[1], math.sqrt(x[1])]
+    return list(x)
 
 
 @dataclass
@@ -136,7 +147,7 @@ class KindModel:
     """Fitted latency regression of one layer kind on one host (times in ms)."""
 
     kind: str
-    transform: str                  # 'linear' | 'product'
+    transform: str                  # 'linear' | 'product' | 'product_sqrt'
     coef: List[float]               # ms per unit of each term (term_names order)
     intercept_ms: float
     weighting: str = 'relative'     # how it was fitted
@@ -316,6 +327,57 @@ def fit_host(host: str, rows: Sequence[Mapping[str, str]], seed: int = 0,
     return {k: fit_kind(k, xs, ys, seed) for k, (xs, ys) in sorted(data.items())}, emulation
 
 
+def dispatch_overhead(rows: Sequence[Mapping[str, str]], fraction: float = DISPATCH_FRACTION
+                      ) -> Optional[Dict[str, Any]]:
+    """
+    Return the per-layer sequential dispatch term of one host from its profile CSV rows.
+
+    ``{'dispatch_ms': fraction * floor_ms, 'fraction', 'floor_kind': DISPATCH_KIND, 'floor_ms':
+    median time of the host's DISPATCH_KIND rows, 'n': their number}``, or None without such
+    rows. Raises ValueError for a negative or non-finite ``fraction``.
+    """
+    if not (isinstance(fraction, (int, float)) and math.isfinite(fraction) and fraction >= 0):
+        raise ValueError(f'dispatch fraction must be a finite number >= 0, got {fraction!r}')
+    times = [float(r['median_ms']) for r in rows if r.get('kind') == DISPATCH_KIND]
+    if not times:
+        return None
+    floor = statistics.median(times)
+    return {'dispatch_ms': float(fraction) * floor, 'fraction': float(fraction),
+            'floor_kind': DISPATCH_KIND, 'floor_ms': floor, 'n': len(times)}
+
+
+def run_loop_overhead_ms(n_layers: int = 20, repeats: int = 300) -> Dict[str, float]:
+    """
+    Measure what ``model.run`` adds per layer on this host over an isolated module call.
+
+    Every layer of a ``MultiExitAlexNet`` is replaced by ``nn.Identity``; ``profiling.time_call``
+    times ``run`` over 1 and ``n_layers`` (2..20) layers of exit 5 and one isolated identity
+    call (single calls, ``repeats`` samples, the current torch thread count). Returns
+    ``{'per_layer_ms'``: run slope per layer minus the isolated call, ``'run_slope_ms'``,
+    ``'identity_ms'``, ``'run_fixed_ms'``: the rest of one ``run`` call``}``. Takes about a
+    second; the source of ``DISPATCH_FRACTION`` (module doc).
+    """
+    import torch
+    from torch import nn
+    from .model import MultiExitAlexNet
+    from .profiling import Timing, time_call
+    if not 2 <= n_layers <= 20:
+        raise ValueError(f'n_layers must be in 2..20 (exit 5 has 20 layers), got {n_layers}')
+    model = MultiExitAlexNet().eval()
+    for name in list(model.layers.keys()):
+        model.layers[name] = nn.Identity()
+    identity = nn.Identity()
+    x = torch.zeros(1, 10)
+    timing = Timing(repeats, max(1, repeats // 10))
+    with torch.inference_mode():
+        iso = time_call(lambda: identity(x), timing)['median_ms']
+        one = time_call(lambda: model.run(x, NUM_EXITS, 0, 1), timing)['median_ms']
+        many = time_call(lambda: model.run(x, NUM_EXITS, 0, n_layers), timing)['median_ms']
+    slope = (many - one) / (n_layers - 1)
+    return {'per_layer_ms': slope - iso, 'run_slope_ms': slope, 'identity_ms': iso,
+            'run_fixed_ms': one - slope}
+
+
 # --------------------------------------------------------------------------------------------
 # The artifact
 
@@ -358,6 +420,12 @@ class LatencyModels:
         e2e = self.host_info.get(host, {}).get('end_to_end') or {}
         return e2e.get('mape_pct')
 
+    def dispatch_ms(self, host: str) -> float:
+        """Return the per-layer sequential dispatch time (ms) added to ``host``'s layers."""
+        self._host(host)
+        d = self.host_info.get(host, {}).get('dispatch') or {}
+        return float(d.get('dispatch_ms', 0.0))
+
     def _host(self, host: str) -> Dict[str, KindModel]:
         if host not in self._models:
             raise ValueError(f'unknown host {host!r}; have {self.hosts}')
@@ -372,8 +440,13 @@ class LatencyModels:
         return models[kind]
 
     def layer_ms(self, host: str, spec: LayerSpec, in_shape: Sequence[int]) -> float:
-        """Return the predicted time (ms, >= ``FLOOR_MS``) of one layer for one frame."""
-        return self.kind_model(host, spec.kind).predict_ms(layer_features(spec, in_shape))
+        """
+        Return the predicted time (ms, >= ``FLOOR_MS``) of one layer for one frame.
+
+        The kind's regression plus the host's ``dispatch_ms`` (the ``model.run`` loop's cost).
+        """
+        return (self.kind_model(host, spec.kind).predict_ms(layer_features(spec, in_shape))
+                + self.dispatch_ms(host))
 
     def branch_layer_ms(self, host: str, cfg: AlexNetConfig, exit_index: int) -> List[float]:
         """
@@ -388,15 +461,19 @@ class LatencyModels:
         Return the JSON body (without ``format``/``sha256``, which ``save`` adds).
 
         ``{'model_id', 'floor_ms', 'units': 'ms', 'hosts': {host: {'emulation': {...},
-        'end_to_end': {...} | null, 'kinds': {kind: {'features', 'transform', 'terms', 'coef',
+        'end_to_end': {...} | null, 'dispatch': {'dispatch_ms', 'fraction', 'floor_kind',
+        'floor_ms', 'n'} | null, 'kinds': {kind: {'features', 'transform', 'terms', 'coef',
         'intercept_ms', 'weighting', 'n_samples', 'n_heldout', 'heldout_mape_pct',
-        'cv_mape_pct', 'train_mape_pct'}}}}}``.
+        'cv_mape_pct', 'cv_median_ratio', 'train_mape_pct'}}}}}``. A layer's time is
+        ``max(FLOOR_MS, intercept_ms + coef . terms) + dispatch_ms`` (``dispatch`` is absent
+        from files written before it existed: no dispatch term).
         """
         hosts = {}
         for h in self.hosts:
             info = self.host_info.get(h, {})
             hosts[h] = {'emulation': info.get('emulation'),
                         'end_to_end': info.get('end_to_end'),
+                        'dispatch': info.get('dispatch'),
                         'kinds': {k: m.to_json() for k, m in sorted(self._models[h].items())}}
         return {'model_id': self.model_id, 'floor_ms': FLOOR_MS, 'units': 'ms', 'hosts': hosts}
 
@@ -422,13 +499,22 @@ class LatencyModels:
                         raise ValueError(f'features {kb["features"]!r}, expected '
                                          f'{list(FEATURE_NAMES[k])}')
                     stats = {s: kb[s] for s in ('n_samples', 'n_heldout', 'heldout_mape_pct',
-                                                'cv_mape_pct', 'train_mape_pct') if s in kb}
+                                                'cv_mape_pct', 'cv_median_ratio',
+                                                'train_mape_pct') if s in kb}
                     models[h][k] = KindModel(k, kb['transform'], [float(c) for c in kb['coef']],
                                              float(kb['intercept_ms']),
                                              kb.get('weighting', 'relative'), stats)
                 except (KeyError, TypeError, ValueError) as exc:
                     raise ArtifactError(f'{source}: bad model for {h}/{k}: {exc}') from exc
-            info[h] = {'emulation': hb.get('emulation'), 'end_to_end': hb.get('end_to_end')}
+            dispatch = hb.get('dispatch')
+            if dispatch is not None:
+                ms = dispatch.get('dispatch_ms') if isinstance(dispatch, Mapping) else None
+                if isinstance(ms, bool) or not isinstance(ms, (int, float)) \
+                        or not math.isfinite(ms) or ms < 0:
+                    raise ArtifactError(f'{source}: bad dispatch of host {h!r}: need '
+                                        f'"dispatch_ms" >= 0, got {dispatch!r}')
+            info[h] = {'emulation': hb.get('emulation'), 'end_to_end': hb.get('end_to_end'),
+                       'dispatch': dispatch}
         return cls(models, info, body.get('model_id'))
 
     def save(self, path: Path, model_id: str) -> None:
@@ -449,13 +535,20 @@ class LatencyModels:
 
 
 def fit_latency_models(host_rows: Mapping[str, Sequence[Mapping[str, str]]], seed: int = 0,
-                       sources: Optional[Mapping[str, Any]] = None) -> LatencyModels:
-    """Fit ``LatencyModels`` from profile CSV rows per host (``{'robot': rows, 'edge': rows}``)."""
+                       sources: Optional[Mapping[str, Any]] = None,
+                       dispatch_fraction: float = DISPATCH_FRACTION) -> LatencyModels:
+    """
+    Fit ``LatencyModels`` from profile CSV rows per host (``{'robot': rows, 'edge': rows}``).
+
+    Each host also gets its sequential dispatch term (``dispatch_overhead(rows,
+    dispatch_fraction)``; 0 disables it).
+    """
     models, info = {}, {}
     for host, rows in host_rows.items():
         src = (sources or {}).get(host, f'<{host} rows>')
         models[host], emulation = fit_host(host, rows, seed, src)
-        info[host] = {'emulation': emulation, 'end_to_end': None}
+        info[host] = {'emulation': emulation, 'end_to_end': None,
+                      'dispatch': dispatch_overhead(rows, dispatch_fraction)}
     return LatencyModels(models, info)
 
 
@@ -472,7 +565,8 @@ def end_to_end_check(models: LatencyModels, cfg: AlexNetConfig, host: str,
     covers layers ``[start, stop)`` of one exit; its prediction is the sum of the per-layer
     predictions. Returns ``(summary, points)``: ``summary['mape_pct']`` is the MAPE over the
     host's own side of every non-empty split (robot: prefixes ``[0, s)``, edge: suffixes
-    ``[s, end)``), with per-part MAPEs as ``mape_<part>_pct``; ``points`` are
+    ``[s, end)``), with per-part MAPEs as ``mape_<part>_pct``, ``max_ape_pct`` and
+    ``median_ratio`` (median predicted/measured) of the host's side; ``points`` are
     ``(part, measured_ms, predicted_ms)``.
     """
     model_id = cfg.model_id()
@@ -502,6 +596,7 @@ def end_to_end_check(models: LatencyModels, cfg: AlexNetConfig, host: str,
             summary['mape_pct'] = summary[f'mape_{part}_pct']
             summary['n'] = len(meas)
             summary['max_ape_pct'] = 100.0 * max(abs(p - m) / m for p, m in zip(pred, meas))
+            summary['median_ratio'] = statistics.median(p / m for p, m in zip(pred, meas))
     return summary, points
 
 
@@ -557,16 +652,23 @@ def cmd_fit(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f'{p}: profile CSV of the {host} not found (run '
                                     f'`edgent-ros profile --host {host}` first)')
     rows = {h: read_csv(p, PROFILE_COLUMNS) for h, p in paths.items()}
-    models = fit_latency_models(rows, args.seed, paths)
-    print(f'{"host":<6} {"kind":<8} {"n":>4} {"transform":<9} {"weighting":<9} '
-          f'{"held-out MAPE %":>15} {"CV MAPE %":>9} {"fit MAPE %":>10}')
+    models = fit_latency_models(rows, args.seed, paths, args.dispatch_fraction)
+    print(f'{"host":<6} {"kind":<8} {"n":>4} {"transform":<12} {"weighting":<9} '
+          f'{"held-out MAPE %":>15} {"CV MAPE %":>9} {"CV pred/meas":>12} {"fit MAPE %":>10}')
     for h in models.hosts:
         for k in models.kinds(h):
             m = models.kind_model(h, k)
             s = m.stats
-            print(f'{h:<6} {k:<8} {s["n_samples"]:>4} {m.transform:<9} {m.weighting:<9} '
+            ratio = s.get('cv_median_ratio')
+            print(f'{h:<6} {k:<8} {s["n_samples"]:>4} {m.transform:<12} {m.weighting:<9} '
                   f'{_fmt(s["heldout_mape_pct"]):>15} {_fmt(s["cv_mape_pct"]):>9} '
+                  f'{"-" if ratio is None else f"{ratio:.2f}":>12} '
                   f'{_fmt(s["train_mape_pct"]):>10}')
+    for h in models.hosts:
+        d = models.host_info[h].get('dispatch')
+        if d:
+            print(f'dispatch {h}: {1e3 * d["dispatch_ms"]:.2f} us per layer = {d["fraction"]:g} x '
+                  f'median {d["floor_kind"]} time {1e3 * d["floor_ms"]:.2f} us (n={d["n"]})')
     branch_paths = {'robot': Path(args.robot_branches), 'edge': Path(args.edge_branches)}
     points, summaries = {}, {}
     for h, p in branch_paths.items():
@@ -582,8 +684,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
                            for q in ('prefix', 'suffix', 'layer')
                            if f'mape_{q}_pct' in s and q != s['part'])
         emu = models.host_info[h]['emulation']['emulation']
+        bias = s.get('median_ratio')
         print(f'end-to-end {h} ({emu}): {s["part"]}es MAPE {_fmt(s["mape_pct"])} % over '
-              f'{s["n"]} (exit, split)' + (f'; also {others}' if others else ''))
+              f'{s["n"]} (exit, split)' + (f', median pred/meas {bias:.2f}' if bias else '')
+              + (f'; also {others}' if others else ''))
     if points:
         plot_end_to_end(points, summaries, Path(args.plot))
         print(f'plot: {args.plot}')
@@ -614,5 +718,8 @@ def add_fit_parser(subparsers: Any) -> argparse.ArgumentParser:
     s.add_argument('--plot', type=Path, default=Path('bench/results/latency_fit.png'),
                    help='predicted-vs-measured scatter PNG (default %(default)s)')
     s.add_argument('--seed', type=int, default=0, help='held-out split and CV folds')
+    s.add_argument('--dispatch-fraction', type=float, default=DISPATCH_FRACTION,
+                   help='per-layer model.run dispatch time as a fraction of the host\'s median '
+                        'dropout (identity) time; 0: none (default %(default)s)')
     s.set_defaults(func=cmd_fit)
     return s

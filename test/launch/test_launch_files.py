@@ -1,4 +1,5 @@
-"""The launch files, started for real with ``ros2 launch`` (skipped where it is not installed).
+"""
+The launch files, started for real with ``ros2 launch`` (skipped where it is not installed).
 
 Each test starts a launch file, waits for its nodes and topics on the graph, reads parameters
 through the nodes' real parameter services, and stops it with SIGINT (clean shutdown checked).

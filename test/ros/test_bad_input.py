@@ -1,4 +1,5 @@
-"""Malformed tensors and bad parameters against a live edge_node process (reliability, item 1).
+"""
+Malformed tensors and bad parameters against a live edge_node process (reliability, item 1).
 
 Each bad frame must be refused with its reason (answered on edgent/result with STATUS_REFUSED),
 counted per reason on /diagnostics, and the node must keep serving good frames in between.

@@ -1,4 +1,5 @@
-"""Faults a robot meets, across processes (reliability, items 2 and 3).
+"""
+Faults a robot meets, across processes (reliability, items 2 and 3).
 
 - planner killed: the nodes keep the last configuration; restarted: it takes over again;
 - camera source ending: every produced frame has exactly one outcome;
@@ -93,7 +94,8 @@ def test_camera_source_ending_accounts_for_every_frame(procs, listener):
     listener.listen(InferenceResult, 'edgent/outcome', qos.RESULT)
     procs.start('edge_node')
     cam = procs.start('camera_node', exit_index=4, split_index=6, fps=40.0, loop=False,
-                      exit_when_done=True, max_frames=200)
+                      exit_when_done=True, max_frames=200, wait_for_subscribers=1,
+                      wait_for_edge_s=30.0, result_timeout_s=10.0)
     ok = listener.spin_until(lambda: len(listener.msgs('edgent/outcome')) >= 200, 90.0)
     assert ok, f'{len(listener.msgs("edgent/outcome"))}/200 outcomes\n' \
                f'{procs.log("camera_node")}\n{procs.log("edge_node")}'
@@ -118,7 +120,7 @@ def test_soak_accounting_and_memory(procs, listener):
     edge = procs.start('edge_node', max_queue=2)
     # a tight in-flight limit and timeout make drops happen too (link_busy / edge_timeout)
     cam = procs.start('camera_node', exit_index=5, split_index=3, fps=30.0, max_in_flight=1,
-                      result_timeout_s=0.5)
+                      result_timeout_s=0.5, wait_for_subscribers=1, wait_for_edge_s=30.0)
     listener.spin_until(lambda: len(listener.msgs('edgent/outcome')) >= 30, 60.0)
     rss0 = {p.pid: _rss_kb(p.pid) for p in (edge, cam)}
     listener.spin_until(lambda: False, duration)
