@@ -206,6 +206,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f'edgent-ros {args.cmd}: error: {exc}', file=sys.stderr)
         return 2
+    except BrokenPipeError:   # output piped into `head` and closed
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == '__main__':
