@@ -43,6 +43,12 @@ def planner(context, namespace, edge_node='edge_node'):
                 parameters=param_files(context, 'planner_node') + [overrides])
 
 
+def viz(namespace):
+    """Return a viz_node in ``namespace`` (annotated image, markers, diagnostics for rviz)."""
+    return Node(package='edgent_ros', executable='viz_node', name='viz_node',
+                namespace=namespace, output='screen')
+
+
 def edge(context, robot_namespaces):
     """Return an edge_node in the root namespace serving ``robot_namespaces``."""
     return Node(package='edgent_ros', executable='edge_node', name='edge_node', output='screen',

@@ -18,6 +18,8 @@ def _nodes(context):
     for ns in robots:
         # the edge is shared: its exit/split are advisory, so the planners leave it alone
         nodes += [_common.camera(context, ns), _common.planner(context, ns, edge_node='')]
+        if LaunchConfiguration('viz').perform(context).lower() in ('true', '1'):
+            nodes.append(_common.viz(ns))
     return nodes
 
 
@@ -32,5 +34,6 @@ def generate_launch_description():
         DeclareLaunchArgument('source', default_value='sample'),
         DeclareLaunchArgument('image_topic', default_value='image_raw'),
         DeclareLaunchArgument('params_file', default_value=''),
+        DeclareLaunchArgument('viz', default_value='true', description='start viz_node(s)'),
         OpaqueFunction(function=_nodes),
     ])

@@ -13,7 +13,10 @@ import _common  # noqa: E402
 
 def _nodes(context):
     ns = LaunchConfiguration('namespace').perform(context).strip('/')
-    return [_common.camera(context, ns), _common.planner(context, ns)]
+    nodes = [_common.camera(context, ns), _common.planner(context, ns)]
+    if LaunchConfiguration('viz').perform(context).lower() in ('true', '1'):
+        nodes.append(_common.viz(ns))
+    return nodes
 
 
 def generate_launch_description():
@@ -31,5 +34,7 @@ def generate_launch_description():
                               description='sensor_msgs/Image topic when source:=topic'),
         DeclareLaunchArgument('params_file', default_value='',
                               description='YAML overriding config/<node>.yaml'),
+        DeclareLaunchArgument('viz', default_value='true',
+                              description='start viz_node (rviz: config/edgent.rviz)'),
         OpaqueFunction(function=_nodes),
     ])
