@@ -20,14 +20,14 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'test' / 'ros'))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'test'))
 RESULTS = Path(__file__).resolve().parent / 'results'
 
 
 def run(robots: int, fps: float, seconds: float, exit_index: int, split_index: int,
         max_queue: int) -> dict:
     """Run one load point; return its per-robot statistics."""
-    from conftest import Listener, Procs   # the test suite's process / listener helpers
+    from ros_helpers import Listener, Procs   # the test suite's process / listener helpers
     from edgent_ros import qos
     from edgent_ros.msg import InferenceResult
     names = [f'robot{i + 1}' for i in range(robots)]

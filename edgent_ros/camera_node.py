@@ -213,7 +213,10 @@ class CameraNode(Node):
         if self.max_frames and self.ledger.produced >= self.max_frames:
             return
         if not self._started:
+            # the edge must both hear our tensors and be heard on edgent/result (besides our
+            # own device-only publisher), else the first results are lost to discovery
             waiting = self.tensor_pub.get_subscription_count() == 0 or \
+                self.count_publishers(self.result_pub.topic_name) < 2 or \
                 self.outcome_pub.get_subscription_count() < self.wait_for_subscribers
             if waiting and time.monotonic() - self._t0 < self.wait_for_edge_s:
                 return   # start-up gate, not a drop: no frame was captured yet

@@ -193,7 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('--quiet', action='store_true', help='summary only')
     s.set_defaults(func=cmd_demo)
 
-    for mod, fn in (('profiling', 'add_profile_parser'), ('regression', 'add_fit_parser')):
+    for mod, fn in (('profiling', 'add_profile_parser'), ('regression', 'add_fit_parser'),
+                    ('bag_tools', 'add_bag_parsers')):
         getattr(__import__(f'edgent_ros.{mod}', fromlist=[fn]), fn)(sub)
     return p
 
