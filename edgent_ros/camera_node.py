@@ -28,7 +28,7 @@ from .model import NUM_EXITS
 from .msg import InferenceResult, LinkQuality, Tensor
 from .node_util import accept, declare, diagnostic_status, publish_diagnostics, refuse, run
 from .optimizer import EdgentProblem, decide_policy
-from .tensor_codec import encode, fill_message
+from .tensor_codec import ENCODINGS, encode, fill_message
 
 SOURCES = ('sample', 'cifar10-test', 'topic')
 
@@ -77,7 +77,9 @@ class CameraNode(Node):
         self.max_in_flight = declare(self, 'max_in_flight', 2,
                                      'frames on the link at once; more are dropped (link_busy)',
                                      int_range=(1, 64))
-        self.encoding = declare(self, 'encoding', 'raw', 'tensor encoding: raw (fp32)',
+        self.encoding = declare(self, 'encoding', 'raw',
+                                'tensor encoding: raw (fp32), fp16, int8 (affine, per tensor), '
+                                'compressed (zlib); the uint8 frame at split 0 is always raw',
                                 read_only=True)
         self.frame_id = declare(self, 'frame_id', 'camera', 'header.frame_id of frames',
                                 read_only=True)
@@ -109,6 +111,10 @@ class CameraNode(Node):
                            'empty = shipped', read_only=True)
         lat_path = declare(self, 'latency_models_path', '', 'latency models (fallback choice); '
                            'empty = shipped', read_only=True)
+        if self.encoding not in ENCODINGS:
+            self.get_logger().fatal(f'encoding must be one of {sorted(ENCODINGS)}, '
+                                    f'got {self.encoding!r}')
+            raise SystemExit(2)
         if self.source not in SOURCES:
             self.get_logger().fatal(f'source must be one of {SOURCES}, got {self.source!r}')
             raise SystemExit(2)
@@ -278,7 +284,8 @@ class CameraNode(Node):
             self.result_pub.publish(res)
             self._outcome(res, 'ok_device')
             return
-        enc = encode(out.tensor.astype(out.tensor.dtype, copy=False), self.encoding,
+        encoding = self.encoding if split_index > 0 or self.encoding == 'compressed' else 'raw'
+        enc = encode(out.tensor, encoding,
                      name='input' if split_index == 0 else f'split{split_index}')
         msg = Tensor()
         msg.header.stamp = stamp

@@ -25,8 +25,10 @@ def reference():
     return runner, x, y
 
 
-@pytest.mark.parametrize('exit_index,split_index', [(5, 0), (3, 4), (1, 3), (5, 'end')])
-def test_frames_cross_processes(procs, listener, reference, exit_index, split_index):
+@pytest.mark.parametrize('exit_index,split_index,encoding', [
+    (5, 0, 'raw'), (3, 4, 'raw'), (1, 3, 'raw'), (5, 'end', 'raw'), (4, 6, 'fp16'),
+    (5, 0, 'compressed')])
+def test_frames_cross_processes(procs, listener, reference, exit_index, split_index, encoding):
     runner, x, y = reference
     n_layers = runner.branch_len(exit_index)
     if split_index == 'end':
@@ -36,6 +38,7 @@ def test_frames_cross_processes(procs, listener, reference, exit_index, split_in
     procs.start('edge_node')
     camera = procs.start('camera_node', exit_index=exit_index, split_index=split_index,
                          max_frames=N, fps=10.0, exit_when_done=True, loop=False,
+                         encoding=encoding,
                          wait_for_subscribers=1, wait_for_edge_s=30.0, result_timeout_s=10.0)
     ok = listener.spin_until(lambda: len(listener.msgs('edgent/outcome')) >= N, timeout=60)
     outcomes = listener.msgs('edgent/outcome')
