@@ -17,6 +17,7 @@ import time
 from typing import Optional
 
 import numpy as np
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
@@ -148,7 +149,9 @@ class CameraNode(Node):
         self.result_pub = self.create_publisher(InferenceResult, 'edgent/result', qos.RESULT)
         self.outcome_pub = self.create_publisher(InferenceResult, 'edgent/outcome', qos.RESULT)
         self.frame_pub = self.create_publisher(Image, 'edgent/frame', qos.VIZ)
-        self.create_subscription(InferenceResult, 'edgent/result', self._on_result, qos.RESULT)
+        self.create_subscription(
+            InferenceResult, 'edgent/result', self._on_result, qos.RESULT,
+            event_callbacks=SubscriptionEventCallbacks(message_lost=self._on_message_lost))
         self._t0 = time.monotonic()
         self._started = False
         self.images: Optional[np.ndarray] = None
@@ -309,6 +312,11 @@ class CameraNode(Node):
         img.step = img.width * 3
         img.data = np.ascontiguousarray(frame).tobytes()
         return img
+
+    def _on_message_lost(self, info) -> None:
+        """Results lost in transport: their frames will end as edge_timeout drops."""
+        self.get_logger().warn(f'{info.total_count_change} result message(s) lost in transport',
+                               throttle_duration_sec=5.0)
 
     def _on_result(self, msg: InferenceResult) -> None:
         if msg.finished_on == InferenceResult.FINISHED_ON_DEVICE:

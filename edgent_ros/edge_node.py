@@ -16,6 +16,7 @@ import threading
 import time
 from typing import Deque, Dict, Tuple
 
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 
 from . import qos
@@ -77,8 +78,11 @@ class EdgeNode(Node):
             topic_ns = ('/' + prefix) if prefix else ''
             self.pubs[ns] = self.create_publisher(InferenceResult, f'{topic_ns}edgent/result',
                                                   qos.RESULT)
-            self.create_subscription(Tensor, f'{topic_ns}edgent/tensor',
-                                     lambda m, ns=ns: self._on_tensor(ns, m), qos.TENSOR)
+            self.create_subscription(
+                Tensor, f'{topic_ns}edgent/tensor', lambda m, ns=ns: self._on_tensor(ns, m),
+                qos.TENSOR, event_callbacks=SubscriptionEventCallbacks(
+                    message_lost=self._on_message_lost,
+                    incompatible_qos=self._on_incompatible_qos))
         from diagnostic_msgs.msg import DiagnosticArray
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', qos.VIZ)
         self.create_timer(1.0, self._on_diagnostics)
@@ -135,6 +139,18 @@ class EdgeNode(Node):
                 self._refuse(old_ns, old, 'queue_full', 'edge queue full, oldest frame dropped')
             self.queue.append((ns, msg, array, arrival))
             self.cv.notify()
+
+    def _on_message_lost(self, info) -> None:
+        """DDS lost tensors before they reached us (e.g. a fragment never arrived)."""
+        self.counts['lost:dds'] += int(info.total_count_change)
+        self.get_logger().warn(f'{info.total_count_change} tensor message(s) lost in transport',
+                               throttle_duration_sec=5.0)
+
+    def _on_incompatible_qos(self, info) -> None:
+        self.counts['incompatible_qos'] += 1
+        self.get_logger().error('a tensor publisher has an incompatible QoS (policy '
+                                f'{info.last_policy_kind}); its frames will never arrive',
+                                throttle_duration_sec=10.0)
 
     def _on_diagnostics(self) -> None:
         refused = sum(v for k, v in self.counts.items() if k.startswith('refused:'))
