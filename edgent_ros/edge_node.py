@@ -219,11 +219,12 @@ class EdgeNode(Node):
             self.pubs[ns].publish(res)
 
     def destroy_node(self):
-        """Stop the worker thread, then destroy the node."""
-        with self.cv:
-            self._stop = True
-            self.cv.notify_all()
-        self.worker.join(timeout=2.0)
+        """Stop the worker thread (if start-up got that far), then destroy the node."""
+        if hasattr(self, 'worker'):
+            with self.cv:
+                self._stop = True
+                self.cv.notify_all()
+            self.worker.join(timeout=2.0)
         return super().destroy_node()
 
 
