@@ -19,13 +19,18 @@ fi
 mkdir -p "$STAMPS"
 PY=$VENV/bin/python
 PIP="$PY -m pip --disable-pip-version-check -q"
+# pip's output goes to a log, shown only when it fails (this machine's pip config warns a lot)
+pip_quiet() {
+  $PIP "$@" > "$STAMPS/pip.log" 2>&1 || { grep -v 'is ignored: it is neither' "$STAMPS/pip.log" >&2
+                                           log "pip $* failed"; exit 1; }
+}
 
 # 1. Python dependencies (pinned by requirements/constraints.txt).
 req_hash=$(cat requirements/*.txt | sha256sum | cut -c1-16)
 if [ ! -f "$STAMPS/pip-$req_hash" ]; then
   log "installing Python dependencies (torch 2.13.0 CPU, ROS 2 Kilted wheels, ...)"
-  $PIP install --upgrade pip
-  $PIP install -c requirements/constraints.txt -r requirements/core.txt \
+  pip_quiet install --upgrade pip
+  pip_quiet install -c requirements/constraints.txt -r requirements/core.txt \
     -r requirements/test.txt -r requirements/ros.txt
   rm -f "$STAMPS"/pip-*; touch "$STAMPS/pip-$req_hash"
 fi
@@ -33,7 +38,7 @@ fi
 # 2. Vendored wheels: launch / launch_testing / ros2cli, and cv_bridge (+ its Debian libs).
 if [ -d "$SHARED/vendor/ros2-launch" ] && [ ! -f "$STAMPS/vendor-launch" ]; then
   log "installing vendored launch, launch_testing and ros2cli wheels"
-  $PIP install --no-deps "$SHARED"/vendor/ros2-launch/*.whl
+  pip_quiet install --no-deps "$SHARED"/vendor/ros2-launch/*.whl
   touch "$STAMPS/vendor-launch"
 fi
 if [ -d "$SHARED/vendor/cv_bridge" ] && [ ! -f "$STAMPS/vendor-cv_bridge" ]; then
@@ -48,7 +53,7 @@ if [ -d "$SHARED/vendor/cv_bridge" ] && [ ! -f "$STAMPS/vendor-cv_bridge" ]; the
       log "WARNING: not root, cannot apt-get install $debs; cv_bridge will not import"
     fi
   fi
-  $PIP install --no-deps "$SHARED"/vendor/cv_bridge/*.whl
+  pip_quiet install --no-deps "$SHARED"/vendor/cv_bridge/*.whl
   touch "$STAMPS/vendor-cv_bridge"
 fi
 
