@@ -22,12 +22,13 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 
 from . import qos
-from .artifacts import ArtifactError, load_accuracy, load_model
+from .artifacts import ArtifactError, load_accuracy
 from .bandwidth import BandwidthEstimator, EdgeWatchdog
-from .inference import CoInference, FrameLedger, Pending
+from .inference import FrameLedger, Pending
 from .model import NUM_EXITS
 from .msg import InferenceResult, LinkQuality, Tensor
-from .node_util import accept, declare, diagnostic_status, publish_diagnostics, refuse, run
+from .node_util import (accept, declare, diagnostic_status, load_runner, publish_diagnostics,
+                        refuse, run)
 from .optimizer import EdgentProblem, decide_policy
 from .tensor_codec import ENCODINGS, encode, fill_message
 
@@ -41,20 +42,7 @@ class CameraNode(Node):
         super().__init__('camera_node', **kwargs)
         weights = declare(self, 'weights_path', '', 'safetensors weights; empty = shipped model',
                           read_only=True)
-        try:
-            self.runner = CoInference(load_model(weights or None),
-                                      threads=declare(self, 'threads', 1,
-                                                      'torch threads for device compute',
-                                                      int_range=(1, 64), read_only=True))
-        except ArtifactError as exc:
-            self.get_logger().fatal(str(exc))
-            raise SystemExit(2) from exc
-        self.model_id = declare(self, 'model_id', self.runner.model_id,
-                                'model the weights must match (read only)', read_only=True)
-        if self.model_id != self.runner.model_id:
-            self.get_logger().fatal(f'weights are {self.runner.model_id!r}, parameter model_id '
-                                    f'asks for {self.model_id!r}')
-            raise SystemExit(2)
+        self.runner, self.model_id = load_runner(self, weights, 1, 64)
         max_split = max(self.runner.branch_len(e) for e in range(1, NUM_EXITS + 1))
         self.exit_index = declare(self, 'exit_index', NUM_EXITS, 'branch to run (1..5)',
                                   int_range=(1, NUM_EXITS))
@@ -138,6 +126,7 @@ class CameraNode(Node):
         self.probe_sent: dict = {}
         self.rtt_ms = -1.0
         self.recent_lost: deque = deque(maxlen=50)
+        self.late_results = 0   # results for frames no longer pending (see _on_result)
         self.edge_queue_ms = 0.0   # exponential average of the edge's reported queue wait
         self.add_on_set_parameters_callback(self._on_set)
         self.add_post_set_parameters_callback(self._post_set)
@@ -146,11 +135,12 @@ class CameraNode(Node):
         self.ledger = FrameLedger(timeout_s=self.result_timeout_s)
         self.seq = 0
         self.tensor_pub = self.create_publisher(Tensor, 'edgent/tensor', qos.TENSOR)
-        self.result_pub = self.create_publisher(InferenceResult, 'edgent/result', qos.RESULT)
+        self.result_pub = self.create_publisher(InferenceResult, 'edgent/result',
+                                                qos.EDGE_RESULT)
         self.outcome_pub = self.create_publisher(InferenceResult, 'edgent/outcome', qos.RESULT)
         self.frame_pub = self.create_publisher(Image, 'edgent/frame', qos.VIZ)
         self.create_subscription(
-            InferenceResult, 'edgent/result', self._on_result, qos.RESULT,
+            InferenceResult, 'edgent/result', self._on_result, qos.EDGE_RESULT,
             event_callbacks=SubscriptionEventCallbacks(message_lost=self._on_message_lost))
         self._t0 = time.monotonic()
         self._started = False
@@ -300,7 +290,8 @@ class CameraNode(Node):
         fill_message(msg, enc)
         msg.device_compute_ms = out.device_ms
         self.ledger.send(Pending(seq, time.monotonic(), capture_s, exit_index, split_index,
-                                 enc.nbytes, out.device_ms, true_class, deadline_ms))
+                                 enc.nbytes, out.device_ms, true_class, deadline_ms,
+                                 stamp.sec * 10**9 + stamp.nanosec))
         self.tensor_pub.publish(msg)
 
     def _frame_msg(self, frame: np.ndarray, stamp, seq: int) -> Image:
@@ -325,9 +316,12 @@ class CameraNode(Node):
         if msg.header.frame_id == self.frame_id + '/probe':
             self._on_probe_result(msg, now)
             return
-        p = self.ledger.take(int(msg.sequence))
+        stamp_ns = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+        p = self.ledger.take(int(msg.sequence), stamp_ns)
         if p is None:
-            self.ledger.finish('late_result')   # already expired: counted once, as dropped
+            # expired already (its frame was counted as dropped), or history of an earlier run
+            # of this camera (transient local): not a frame outcome
+            self.late_results += 1
             return
         self._heard(now)
         if msg.status == InferenceResult.STATUS_OK:
@@ -470,7 +464,7 @@ class CameraNode(Node):
                   'deadline_met_rate': f'{sum(self.met) / len(self.met):.3f}' if self.met
                   else 'n/a',
                   'exit_index': self.exit_index, 'split_index': self.split_index,
-                  'frames_dropped': drops}
+                  'frames_dropped': drops, 'late_results': self.late_results}
         values.update(summary)
         level = 0 if reachable and not self.fallback else 1
         msg = (f'{summary["produced"]} frames, {drops} dropped'

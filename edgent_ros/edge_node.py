@@ -20,11 +20,11 @@ from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 
 from . import qos
-from .artifacts import ArtifactError, load_model
-from .inference import CoInference, FrameRefused, SequenceTracker
+from .inference import FrameRefused, SequenceTracker
 from .model import NUM_EXITS
 from .msg import InferenceResult, Tensor
-from .node_util import accept, declare, diagnostic_status, publish_diagnostics, refuse, run
+from .node_util import (accept, declare, diagnostic_status, load_runner, publish_diagnostics,
+                        refuse, run)
 from .tensor_codec import CodecError, from_message
 
 
@@ -35,19 +35,7 @@ class EdgeNode(Node):
         super().__init__('edge_node', **kwargs)
         weights = declare(self, 'weights_path', '', 'safetensors weights; empty = shipped model',
                           read_only=True)
-        try:
-            self.runner = CoInference(load_model(weights or None),
-                                      threads=declare(self, 'threads', 2, 'torch threads',
-                                                      int_range=(1, 256), read_only=True))
-        except ArtifactError as exc:
-            self.get_logger().fatal(str(exc))
-            raise SystemExit(2) from exc
-        self.model_id = declare(self, 'model_id', self.runner.model_id,
-                                'model the weights must match (read only)', read_only=True)
-        if self.model_id != self.runner.model_id:
-            self.get_logger().fatal(f'weights are {self.runner.model_id!r}, parameter model_id '
-                                    f'asks for {self.model_id!r}')
-            raise SystemExit(2)
+        self.runner, self.model_id = load_runner(self, weights, 2, 256)
         max_split = max(self.runner.branch_len(e) for e in range(1, NUM_EXITS + 1))
         self.exit_index = declare(self, 'exit_index', NUM_EXITS,
                                   'advisory: branch expected next (warm-up)',
@@ -77,7 +65,7 @@ class EdgeNode(Node):
             prefix = f'{ns.strip("/")}/' if ns.strip('/') else ''
             topic_ns = ('/' + prefix) if prefix else ''
             self.pubs[ns] = self.create_publisher(InferenceResult, f'{topic_ns}edgent/result',
-                                                  qos.RESULT)
+                                                  qos.EDGE_RESULT)
             self.create_subscription(
                 Tensor, f'{topic_ns}edgent/tensor', lambda m, ns=ns: self._on_tensor(ns, m),
                 qos.TENSOR, event_callbacks=SubscriptionEventCallbacks(

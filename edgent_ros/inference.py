@@ -196,6 +196,7 @@ class Pending:
     device_ms: float
     true_class: int = -1
     deadline_ms: float = 0.0
+    stamp_ns: Optional[int] = None   # capture stamp in the frame's header (results echo it)
 
 
 @dataclass
@@ -219,9 +220,18 @@ class FrameLedger:
         """Count a final outcome: ``ok_edge``, ``ok_device``, ``dropped:<r>``, ``refused:<r>``."""
         self.outcomes[kind] += 1
 
-    def take(self, seq: int) -> Optional[Pending]:
-        """Remove and return the pending frame ``seq`` (None if unknown or already expired)."""
-        return self._pending.pop(seq, None)
+    def take(self, seq: int, stamp_ns: Optional[int] = None) -> Optional[Pending]:
+        """
+        Remove and return the pending frame ``seq`` (None if unknown or already expired).
+
+        With ``stamp_ns``, the pending frame must also have that capture stamp: a result for a
+        frame of another run with the same sequence number is not taken.
+        """
+        p = self._pending.get(seq)
+        if p is None or (stamp_ns is not None and p.stamp_ns is not None
+                         and p.stamp_ns != stamp_ns):
+            return None
+        return self._pending.pop(seq)
 
     def expire(self, now_s: float) -> List[Pending]:
         """Remove and return frames older than ``timeout_s`` (counted by the caller)."""

@@ -43,6 +43,31 @@ def stamp_to_s(stamp: Any) -> float:
     return float(stamp.sec) + float(stamp.nanosec) * 1e-9
 
 
+def load_runner(node: Node, weights: str, threads: int, max_threads: int):
+    """
+    Load the weights into a CoInference runner and declare ``threads`` and ``model_id``.
+
+    Exits the process (code 2, fatal log naming the file) on a missing or garbled weights file,
+    or when the ``model_id`` parameter names another model than the weights.
+    """
+    from .artifacts import ArtifactError, load_model
+    from .inference import CoInference
+    try:
+        runner = CoInference(load_model(weights or None),
+                             threads=declare(node, 'threads', threads, 'torch threads',
+                                             int_range=(1, max_threads), read_only=True))
+    except ArtifactError as exc:
+        node.get_logger().fatal(str(exc))
+        raise SystemExit(2) from exc
+    model_id = declare(node, 'model_id', runner.model_id,
+                       'model the weights must match (read only)', read_only=True)
+    if model_id != runner.model_id:
+        node.get_logger().fatal(f'weights are {runner.model_id!r}, parameter model_id asks '
+                                f'for {model_id!r}')
+        raise SystemExit(2)
+    return runner, model_id
+
+
 def diagnostic_status(node: Node, level: int, message: str, values: dict):
     """Return a ``diagnostic_msgs/DiagnosticStatus`` for ``node`` with ``values`` as strings."""
     from diagnostic_msgs.msg import DiagnosticStatus, KeyValue

@@ -19,6 +19,13 @@ RESULT = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=50,
                     reliability=ReliabilityPolicy.RELIABLE,
                     durability=DurabilityPolicy.VOLATILE)
 
+# edgent/result: also transient local, so a result published before the edge's writer has
+# matched the camera's reader (start-up discovery) is still delivered; the camera ignores results
+# for frames captured before it started, so a restarted camera never mistakes old history.
+EDGE_RESULT = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=50,
+                         reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
 # edgent/link_quality: small, reliable; a few in flight at most.
 LINK_QUALITY = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
                           reliability=ReliabilityPolicy.RELIABLE,

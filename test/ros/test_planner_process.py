@@ -96,8 +96,10 @@ def test_edge_killed_then_restarted(procs, listener):
         lambda: len(finished_on(InferenceResult.FINISHED_ON_EDGE, last)) >= 3, 30.0), \
         procs.log('camera_node')
     assert time.monotonic() - t_restart < 30.0
-    # every produced frame has exactly one outcome so far (sequences 1..max, no gaps/dups)
+    # every frame has exactly one outcome: no duplicates, and no gaps among frames older than
+    # the in-flight window (result_timeout_s = 1 s = 10 frames at 10 fps; 20 to be safe)
     listener.spin_until(lambda: False, 1.5)
     seqs = sorted(o.sequence for o in listener.msgs('edgent/outcome'))
     assert len(seqs) == len(set(seqs)), 'a frame got two outcomes'
-    assert seqs == list(range(seqs[0], seqs[-1] + 1)), 'a frame has no outcome'
+    settled = [s for s in seqs if s <= seqs[-1] - 20]
+    assert settled == list(range(seqs[0], seqs[-1] - 19)), 'a frame has no outcome'
