@@ -95,6 +95,8 @@ def cmd_play(args: argparse.Namespace) -> int:
     while time.monotonic() < deadline and not all(p.get_subscription_count() for p in
                                                   pubs.values()):
         time.sleep(0.05)
+    if all(p.get_subscription_count() for p in pubs.values()):
+        time.sleep(0.5)   # matching is two-sided: let the subscribers' side finish too
     t0_bag, t0 = messages[0][2], time.monotonic()
     sent = 0
     try:
