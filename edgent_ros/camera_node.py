@@ -29,7 +29,7 @@ from .model import NUM_EXITS
 from .msg import InferenceResult, LinkQuality, Tensor
 from .node_util import (accept, declare, diagnostic_status, load_runner, publish_diagnostics,
                         refuse, run)
-from .optimizer import EdgentProblem, decide_policy
+from .optimizer import EdgentProblem, decide_policy, scale_robot
 from .tensor_codec import ENCODINGS, encode, fill_message
 
 SOURCES = ('sample', 'cifar10-test', 'topic')
@@ -108,11 +108,14 @@ class CameraNode(Node):
             self.get_logger().fatal(f'source must be one of {SOURCES}, got {self.source!r}')
             raise SystemExit(2)
         self._check_pair(self.exit_index, self.split_index, fatal=True)
+        robot_scale = declare(self, 'robot_time_scale', 1.0, 'robot layer times x this for the '
+                              'fallback choice (as the planner\'s)', float_range=(0.01, 1000.0),
+                              read_only=True)
         try:
             from .regression import LatencyModels
-            self.problem = EdgentProblem.from_model(
+            self.problem = scale_robot(EdgentProblem.from_model(
                 self.runner.model.cfg, load_accuracy(acc_path or None, self.model_id),
-                LatencyModels.load(lat_path or None, model_id=self.model_id))
+                LatencyModels.load(lat_path or None, model_id=self.model_id)), robot_scale)
         except (ArtifactError, ValueError) as exc:
             self.get_logger().fatal(f'cannot load fallback artifacts: {exc}')
             raise SystemExit(2) from exc

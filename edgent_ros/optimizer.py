@@ -34,7 +34,7 @@ lazily).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 import math
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -51,6 +51,9 @@ TIE_MS = 1e-9
 # a measured value (e.g. the probe RTT) instead.
 DEFAULT_OVERHEAD_MS = 1.0
 POLICIES = ('edgent', 'device-only', 'edge-only', 'partition-only', 'exit-only')
+# The planner also runs the evaluation's upper bound: the Edgent rule fed with the true bandwidth
+# of the moment (set from outside, e.g. by the testbed that shapes the link) without hysteresis.
+PLANNER_POLICIES = POLICIES + ('oracle',)
 
 
 def _number(name: str, value: Any) -> float:
@@ -330,6 +333,21 @@ class Decision:
     def to_dict(self) -> Dict[str, Any]:
         """Return the fields as a plain dict (floats may be inf: use ``allow_nan`` JSON)."""
         return asdict(self)
+
+
+def scale_robot(problem: EdgentProblem, factor: float) -> EdgentProblem:
+    """
+    Return ``problem`` with every robot layer time multiplied by ``factor``.
+
+    For a robot ``factor`` times slower (or faster) than the one profiled: the testbed emulates a
+    slower robot class this way (camera ``compute_slowdown``, planner ``robot_time_scale``).
+    """
+    f = _number('factor', factor)
+    if not (f > 0 and math.isfinite(f)):
+        raise ValueError(f'robot time factor must be a finite number > 0, got {factor!r}')
+    if f == 1.0:
+        return problem
+    return replace(problem, robot_ms={e: [x * f for x in v] for e, v in problem.robot_ms.items()})
 
 
 def _make(problem: EdgentProblem, i: int, transfer: float, edge: float, total: float,

@@ -24,7 +24,8 @@ from . import qos
 from .artifacts import ArtifactError, load_accuracy, read_config
 from .msg import ExitSplitDecision, LinkQuality
 from .node_util import accept, declare, refuse, run
-from .optimizer import POLICIES, Decision, EdgentProblem, Hysteresis
+from .optimizer import (PLANNER_POLICIES, Decision, EdgentProblem, Hysteresis, HysteresisStep,
+                        decide, scale_robot)
 
 
 class _Target:
@@ -54,20 +55,29 @@ class PlannerNode(Node):
                            'latency models JSON; empty = shipped', read_only=True)
         overhead_ms = declare(self, 'overhead_ms', 2.0, 'per-message link overhead (ms)',
                               float_range=(0.0, 10_000.0), read_only=True)
+        robot_scale = declare(self, 'robot_time_scale', 1.0,
+                              'robot layer times x this (a robot slower than the profiled one)',
+                              float_range=(0.01, 1000.0), read_only=True)
         try:
             from .regression import LatencyModels
             cfg = read_config(weights or None)
             self.model_id = cfg.model_id()
             accuracy = load_accuracy(acc_path or None, model_id=self.model_id)
             models = LatencyModels.load(lat_path or None, model_id=self.model_id)
-            self.problem = EdgentProblem.from_model(cfg, accuracy, models,
-                                                    overhead_ms=overhead_ms)
+            self.problem = scale_robot(EdgentProblem.from_model(cfg, accuracy, models,
+                                                                overhead_ms=overhead_ms),
+                                       robot_scale)
         except (ArtifactError, ValueError) as exc:
             self.get_logger().fatal(f'cannot load planner artifacts: {exc}')
             raise SystemExit(2) from exc
         self.deadline_ms = declare(self, 'deadline_ms', 200.0, 'latency deadline (ms)',
                                    float_range=(1.0, 60_000.0))
-        self.policy = declare(self, 'policy', 'edgent', f'one of {", ".join(POLICIES)}')
+        self.policy = declare(self, 'policy', 'edgent',
+                              f'one of {", ".join(PLANNER_POLICIES)}')
+        self.true_bandwidth_bps = declare(
+            self, 'true_bandwidth_bps', 0.0, 'policy oracle only: the true uplink bandwidth of '
+            'the moment, set from outside (the testbed); 0 = link down',
+            float_range=(0.0, 1e12))
         self.link_timeout_s = declare(self, 'link_timeout_s', 3.0,
                                       'no link quality for this long: plan device-only',
                                       float_range=(0.1, 3600.0))
@@ -83,10 +93,12 @@ class PlannerNode(Node):
                          'node whose exit/split/deadline follow the decision', read_only=True)
         edge = declare(self, 'edge_node', 'edge_node',
                        'edge node to tell (advisory warm-up); empty = none', read_only=True)
-        if self.policy not in POLICIES:
-            self.get_logger().fatal(f'policy must be one of {POLICIES}, got {self.policy!r}')
+        if self.policy not in PLANNER_POLICIES:
+            self.get_logger().fatal(f'policy must be one of {PLANNER_POLICIES}, '
+                                    f'got {self.policy!r}')
             raise SystemExit(2)
-        self.hyst = Hysteresis(rel_change=rel_change, min_dwell_s=dwell, policy=self.policy)
+        self.hyst = Hysteresis(rel_change=rel_change, min_dwell_s=dwell,
+                               policy=self._hyst_policy())
         self.add_on_set_parameters_callback(self._on_set)
         self.add_post_set_parameters_callback(self._post_set)
 
@@ -108,20 +120,25 @@ class PlannerNode(Node):
     # -- parameters -------------------------------------------------------------------------
     def _on_set(self, params):
         for p in params:
-            if p.name == 'policy' and p.value not in POLICIES:
-                return refuse(f'policy must be one of {POLICIES}, got {p.value!r}')
+            if p.name == 'policy' and p.value not in PLANNER_POLICIES:
+                return refuse(f'policy must be one of {PLANNER_POLICIES}, got {p.value!r}')
         return accept()
 
     def _post_set(self, params):
         names = {p.name for p in params}
         for p in params:
-            if p.name in ('deadline_ms', 'policy', 'link_timeout_s', 'set_timeout_s'):
+            if p.name in ('deadline_ms', 'policy', 'link_timeout_s', 'set_timeout_s',
+                          'true_bandwidth_bps'):
                 setattr(self, p.name, p.value)
         if 'policy' in names:
-            self.hyst.policy = self.policy
+            self.hyst.policy = self._hyst_policy()
             self.hyst.reset()
-        if names & {'deadline_ms', 'policy'}:
+        if names & {'deadline_ms', 'policy'} or \
+                ('true_bandwidth_bps' in names and self.policy == 'oracle'):
             self.plan('parameter change')   # re-plan at once
+
+    def _hyst_policy(self) -> str:
+        return 'edgent' if self.policy == 'oracle' else self.policy
 
     # -- link quality -----------------------------------------------------------------------
     def _on_link(self, msg: LinkQuality) -> None:
@@ -158,10 +175,18 @@ class PlannerNode(Node):
         q = round(self.edge_queue_ms(), 1)   # edge load enters the edge-time prediction
         if q != self.problem.edge_queue_ms:
             self.problem = dataclasses.replace(self.problem, edge_queue_ms=q)
-        step = self.hyst.update(time.monotonic(), self.problem, self.bandwidth_bps(),
-                                self.deadline_ms)
+        if self.policy == 'oracle':
+            # the upper bound: the Edgent rule at the true bandwidth, no estimate, no hysteresis
+            d = decide(self.problem, float(self.true_bandwidth_bps), self.deadline_ms)
+            step = HysteresisStep(d, self.decision is None or
+                                  (d.exit_index, d.split_index) !=
+                                  (self.decision.exit_index, self.decision.split_index),
+                                  'oracle: true bandwidth')
+        else:
+            step = self.hyst.update(time.monotonic(), self.problem, self.bandwidth_bps(),
+                                    self.deadline_ms)
         d = step.decision
-        changed = self.decision is None or step.switched \
+        changed = self.decision is None or step.switched or why == 'parameter change' \
             or (d.exit_index, d.split_index) != (self.decision.exit_index,
                                                  self.decision.split_index)
         self.decision = d

@@ -103,3 +103,44 @@ def test_edge_killed_then_restarted(procs, listener):
     assert len(seqs) == len(set(seqs)), 'a frame got two outcomes'
     settled = [s for s in seqs if s <= seqs[-1] - 20]
     assert settled == list(range(seqs[0], seqs[-1] - 19)), 'a frame has no outcome'
+
+
+def test_oracle_follows_true_bandwidth_and_robot_scale(procs, listener):
+    """policy oracle plans at true_bandwidth_bps (set from outside), ignoring link estimates."""
+    from rclpy.parameter import Parameter
+
+    from edgent_ros.artifacts import load_accuracy, read_config
+    from edgent_ros.optimizer import EdgentProblem, decide, scale_robot
+    from edgent_ros.regression import LatencyModels
+    listener.listen(ExitSplitDecision, 'edgent/decision', qos.DECISION)
+    pub = listener.node.create_publisher(LinkQuality, 'edgent/link_quality', qos.LINK_QUALITY)
+    procs.start('edge_node')
+    procs.start('camera_node', remap=['edgent/link_quality:=edgent/camera_link'], fps=5.0)
+    procs.start('planner_node', deadline_ms=300.0, policy='oracle', robot_time_scale=60.0,
+                true_bandwidth_bps=0.1e6, link_timeout_s=30.0)
+    cam = AsyncParameterClient(listener.node, 'camera_node')
+    planner = AsyncParameterClient(listener.node, 'planner_node')
+    assert listener.spin_until(lambda: cam.services_are_ready()
+                               and planner.services_are_ready(), 30.0)
+    cfg = read_config()
+    problem = scale_robot(EdgentProblem.from_model(
+        cfg, load_accuracy(model_id=cfg.model_id()), LatencyModels.load(model_id=cfg.model_id()),
+        overhead_ms=2.0), 60.0)
+    _publish_link(listener, pub, 100e6)   # an estimate the oracle must not use
+    seen = set()
+    for bps in (0.1e6, 0.02e6, 20e6, 0.0):
+        want = decide(problem, bps, 300.0)
+        fut = planner.set_parameters([Parameter('true_bandwidth_bps', value=float(bps))])
+        assert listener.spin_until(fut.done, 5.0) and fut.result().results[0].successful
+        t0, got = time.monotonic(), None
+        while time.monotonic() - t0 < 2.0 and got != want.config:
+            got = _camera_params(listener, cam)
+        assert got == want.config, (bps, got, want, procs.log('planner_node'))
+        seen.add(want.config)
+    assert len(seen) >= 2
+    last = listener.msgs('edgent/decision')[-1]
+    assert last.policy == 'oracle' and (last.exit_index, last.split_index) == want.config
+    fut = planner.set_parameters([Parameter('policy', value='clairvoyant')])
+    assert listener.spin_until(fut.done, 5.0)
+    assert not fut.result().results[0].successful
+    assert 'oracle' in fut.result().results[0].reason

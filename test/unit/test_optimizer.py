@@ -9,7 +9,7 @@ import pytest
 
 from edgent_ros.optimizer import (
     brute_force, decide, decide_policy, Decision, EdgentProblem, evaluate, Hysteresis,
-    LINK_DOWN_BPS, POLICIES, relative_change)
+    LINK_DOWN_BPS, PLANNER_POLICIES, POLICIES, relative_change, scale_robot)
 
 INF = math.inf
 ACC5 = {1: 0.62, 2: 0.70, 3: 0.75, 4: 0.78, 5: 0.82}
@@ -407,3 +407,22 @@ def test_hysteresis_switches_to_more_accurate_only_with_margin():
 def test_hysteresis_validation(kw):
     with pytest.raises(ValueError):
         Hysteresis(**kw)
+
+
+def test_scale_robot_slows_only_the_robot(alexnet):
+    slow = scale_robot(alexnet, 10.0)
+    assert scale_robot(alexnet, 1.0) is alexnet
+    for e in alexnet.exits:
+        assert slow.robot_ms[e] == pytest.approx([10 * x for x in alexnet.robot_ms[e]])
+        assert slow.edge_ms[e] == alexnet.edge_ms[e]
+        assert slow.split_bytes[e] == alexnet.split_bytes[e]
+    n = alexnet.branch_len(5)
+    fast, tenfold = evaluate(alexnet, 1e6, 5, n), evaluate(slow, 1e6, 5, n)
+    assert tenfold.device_ms == pytest.approx(10 * fast.device_ms)
+    # a slower robot can only push the choice towards the edge at a generous link
+    d = decide(slow, 1e9, fast.total_ms * 2)
+    assert d.device_ms <= decide(alexnet, 1e9, fast.total_ms * 2).device_ms * 10
+    for bad in (0, -1.0, float('nan'), float('inf'), 'x'):
+        with pytest.raises(ValueError):
+            scale_robot(alexnet, bad)
+    assert PLANNER_POLICIES == POLICIES + ('oracle',)
