@@ -78,7 +78,7 @@ class CameraNode(Node):
         self.slowdown = declare(self, 'compute_slowdown', 1.0,
                                 'robot emulation: after device compute, wait (f - 1) x its '
                                 'time (a CPU quota does not throttle one short burst)',
-                                float_range=(1.0, 100.0), read_only=True)
+                                float_range=(1.0, 10_000.0), read_only=True)
         self.wait_for_edge_s = declare(self, 'wait_for_edge_s', 5.0,
                                        'file sources start once the edge subscribes to '
                                        'edgent/tensor, or after this long', read_only=True,
@@ -191,7 +191,7 @@ class CameraNode(Node):
             reason = self._check_pair(int(new.get('exit_index', self.exit_index)),
                                       int(new.get('split_index', self.split_index)))
             if reason:
-                self.get_logger().warn(f'refused parameter change: {reason}')
+                self.get_logger().warning(f'refused parameter change: {reason}')
                 return refuse(reason)
         return accept()
 
@@ -240,7 +240,7 @@ class CameraNode(Node):
         except Exception as exc:  # cv_bridge raises CvBridgeError and others on bad images
             self.ledger.produce()
             self._drop(self._next_seq(), msg.header.stamp, -1, 'bad_image', 0.0)
-            self.get_logger().warn(f'bad image dropped: {exc}', throttle_duration_sec=5.0)
+            self.get_logger().warning(f'bad image dropped: {exc}', throttle_duration_sec=5.0)
             return
         self.process_frame(frame, -1, stamp=msg.header.stamp)
 
@@ -309,7 +309,7 @@ class CameraNode(Node):
 
     def _on_message_lost(self, info) -> None:
         """Results lost in transport: their frames will end as edge_timeout drops."""
-        self.get_logger().warn(f'{info.total_count_change} result message(s) lost in transport',
+        self.get_logger().warning(f'{info.total_count_change} result message(s) lost in transport',
                                throttle_duration_sec=5.0)
 
     def _on_result(self, msg: InferenceResult) -> None:
@@ -385,7 +385,7 @@ class CameraNode(Node):
         reachable = self.watchdog.reachable(now)
         if not reachable and not self.fallback:
             self.fallback = True
-            self.get_logger().warn(f'edge unreachable for {self.edge_timeout_s:g} s: running '
+            self.get_logger().warning(f'edge unreachable for {self.edge_timeout_s:g} s: running '
                                    'the best device-only configuration until it answers')
         stale = [k for k, (t0, _) in self.probe_sent.items() if now - t0 > self.edge_timeout_s]
         for k in stale:

@@ -131,7 +131,7 @@ class EdgeNode(Node):
     def _on_message_lost(self, info) -> None:
         """DDS lost tensors before they reached us (e.g. a fragment never arrived)."""
         self.counts['lost:dds'] += int(info.total_count_change)
-        self.get_logger().warn(f'{info.total_count_change} tensor message(s) lost in transport',
+        self.get_logger().warning(f'{info.total_count_change} tensor message(s) lost in transport',
                                throttle_duration_sec=5.0)
 
     def _on_incompatible_qos(self, info) -> None:
@@ -152,7 +152,7 @@ class EdgeNode(Node):
 
     def _refuse(self, ns: str, msg: Tensor, reason: str, detail: str) -> None:
         self.counts[f'refused:{reason}'] += 1
-        self.get_logger().warn(f'refused frame {msg.sequence} from "{ns or "/"}": {detail}',
+        self.get_logger().warning(f'refused frame {msg.sequence} from "{ns or "/"}": {detail}',
                                throttle_duration_sec=2.0)
         res = self._result_for(msg)
         res.status = InferenceResult.STATUS_REFUSED

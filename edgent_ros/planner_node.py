@@ -241,10 +241,12 @@ class PlannerNode(Node):
                 params, callback=lambda f, t=t, want=want: self._on_set_done(t, want, f))
 
     def _on_set_done(self, t: _Target, want: tuple, future) -> None:
+        if future.cancelled():
+            return   # timed out in _on_timer, which already warned and retries
         try:
             result = future.result().result
         except Exception as exc:  # service went away mid-call
-            self.get_logger().warn(f'setting parameters on {t.name} failed: {exc}')
+            self.get_logger().warning(f'setting parameters on {t.name} failed: {exc}')
             t.future = None
             return
         if result.successful:
@@ -265,7 +267,7 @@ class PlannerNode(Node):
                     and now - t.sent_s > self.set_timeout_s:
                 t.future.cancel()
                 t.future = None
-                self.get_logger().warn(f'no answer from {t.name} in {self.set_timeout_s:g} s; '
+                self.get_logger().warning(f'no answer from {t.name} in {self.set_timeout_s:g} s; '
                                        'retrying', throttle_duration_sec=5.0)
         if self.decision is not None:
             self.plan('timer')   # picks up stale links (-> device-only)

@@ -28,7 +28,21 @@ import time
 from typing import Dict, List, Optional
 
 ROOT = Path(__file__).resolve().parents[1]
-FASTDDS_PROFILE = ROOT / 'config' / 'fastdds_testbed.xml'
+
+
+def _find_profile() -> Path:
+    """Return config/fastdds_testbed.xml of the source tree, else of the installed package."""
+    cands = [ROOT / 'config' / 'fastdds_testbed.xml']
+    for prefix in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep):
+        if prefix:
+            cands.append(Path(prefix) / 'share' / 'edgent_ros' / 'config' / 'fastdds_testbed.xml')
+    for c in cands:
+        if c.is_file():
+            return c
+    return cands[0]
+
+
+FASTDDS_PROFILE = _find_profile()
 
 OUTCOME_FIELDS = ('sequence', 'status', 'drop_reason', 'finished_on', 'exit_index',
                   'split_index', 'class_id', 'true_class_id', 'device_ms', 'uplink_ms',
@@ -71,6 +85,8 @@ def session_env(domain_id: int, profile: Optional[Path] = FASTDDS_PROFILE) -> Di
     if profile is None:
         env.pop('FASTDDS_DEFAULT_PROFILES_FILE', None)
     else:
+        if not Path(profile).is_file():
+            raise FileNotFoundError(f'Fast DDS profile {profile} not found')
         env['FASTDDS_DEFAULT_PROFILES_FILE'] = str(Path(profile).resolve())
     return env
 

@@ -1,0 +1,453 @@
+"""
+Evaluation sweep (issue 6): grid, per-cell aggregation, the resumable results CSV and the plots.
+
+Pure logic: no rclpy, no torch at import. ``edgent_ros.sweep_session`` runs the real nodes on the
+link testbed and feeds the outcomes of each cell (one policy at one static bandwidth and one
+deadline, or one policy over a trace replay) through ``aggregate``.
+
+Definitions (also in BENCHMARKS.md):
+
+* The camera runs closed-loop (``max_in_flight`` 1): a frame captured while the previous one is
+  still on the link is skipped (``link_busy``) and is not part of the cell. Every other frame
+  counts: classified (on the robot or the edge) or dropped with a reason.
+* ``top1``: measured top-1 over the classified frames (labelled CIFAR-10 sample images).
+  ``expected_top1``: the test-set (10,000 images) top-1 of the exit each classified frame used:
+  the noise-free accuracy of the configurations chosen.
+* ``deadline_met``: classified within the deadline / frames (a drop is a miss).
+* ``useful``: correct and within the deadline / frames.
+* latency percentiles: end-to-end (capture to result) of the classified frames; the breakdown
+  columns are medians; ``predicted_ms``: the latency model's prediction for the configuration at
+  the true bandwidth, ``pred_ape``: mean absolute percentage error of that prediction.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from pathlib import Path
+import statistics
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+SWEEP_POLICIES = ('device-only', 'edge-only', 'partition-only', 'exit-only', 'edgent', 'oracle')
+# 8 log-spaced points, 50 kbit/s .. 10 Mbit/s (3 significant digits)
+DEFAULT_BANDWIDTHS_MBPS = (0.05, 0.107, 0.227, 0.484, 1.03, 2.2, 4.69, 10.0)
+DEFAULT_DEADLINES_MS = (100.0, 200.0, 300.0, 400.0, 600.0, 1000.0)
+# The emulated robot: this many times slower than the profiled robot (a Raspberry-Pi-class CPU
+# running the shipped model; see BENCHMARKS.md, "robot class").
+DEFAULT_ROBOT_SCALE = 60.0
+
+CSV_FIELDS = ('policy', 'bandwidth_mbps', 'deadline_ms', 'frames', 'top1', 'deadline_met',
+              'p50_ms', 'p95_ms', 'p99_ms', 'exit', 'split', 'expected_top1', 'useful',
+              'classified', 'drops', 'configs', 'device_ms', 'uplink_ms', 'edge_ms',
+              'edge_queue_ms', 'predicted_ms', 'pred_ape', 'decisions', 'robot_scale',
+              'elapsed_s')
+FRAME_FIELDS = ('policy', 'bandwidth_mbps', 'deadline_ms', 'sequence', 'status', 'drop_reason',
+                'where', 'exit', 'split', 'correct', 'e2e_ms', 'device_ms', 'uplink_ms', 'edge_ms',
+                'predicted_ms', 'deadline_met')
+
+OK, DEVICE = 0, 1   # InferenceResult.STATUS_OK, FINISHED_ON_DEVICE
+
+
+def check_grid(bandwidths: Sequence[float], deadlines: Sequence[float],
+               policies: Sequence[str]) -> None:
+    """Raise ValueError naming the first bad value of a sweep grid."""
+    if not bandwidths or not deadlines or not policies:
+        raise ValueError('a sweep needs at least one bandwidth, deadline and policy')
+    for b in bandwidths:
+        if not (isinstance(b, (int, float)) and math.isfinite(b) and b > 0):
+            raise ValueError(f'bandwidths must be finite Mbit/s > 0, got {b!r}')
+    for d in deadlines:
+        if not (isinstance(d, (int, float)) and math.isfinite(d) and d > 0):
+            raise ValueError(f'deadlines must be finite ms > 0, got {d!r}')
+    for p in policies:
+        if p not in SWEEP_POLICIES:
+            raise ValueError(f'unknown policy {p!r}; expected one of {", ".join(SWEEP_POLICIES)}')
+
+
+def cell_key(policy: str, bandwidth_mbps: float, deadline_ms: float) -> Tuple[str, str, str]:
+    """Return the key that identifies a cell in the CSV (formatted as written)."""
+    return (policy, _fmt(bandwidth_mbps), _fmt(deadline_ms))
+
+
+def _fmt(x: Optional[float]) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return ''
+    if isinstance(x, float):
+        return f'{x:.6g}'
+    return str(x)
+
+
+def read_done(path: Path) -> set:
+    """Return the keys of the cells already in the results CSV (empty if it does not exist)."""
+    path = Path(path)
+    if not path.exists():
+        return set()
+    with open(path, newline='') as f:
+        reader = csv.DictReader(f)
+        missing = {'policy', 'bandwidth_mbps', 'deadline_ms'} - set(reader.fieldnames or ())
+        if missing:
+            raise ValueError(f'{path}: not a sweep results CSV (missing columns '
+                             f'{", ".join(sorted(missing))})')
+        return {cell_key(r['policy'], float(r['bandwidth_mbps']), float(r['deadline_ms']))
+                for r in reader}
+
+
+def append_rows(path: Path, rows: Iterable[Mapping[str, object]],
+                fields: Sequence[str] = CSV_FIELDS) -> None:
+    """Append ``rows`` to a CSV (header written when new), flushed to disk: a crash loses none."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists() or path.stat().st_size == 0
+    with open(path, 'a', newline='') as f:
+        w = csv.DictWriter(f, fieldnames=list(fields), extrasaction='ignore')
+        if new:
+            w.writeheader()
+        for r in rows:
+            w.writerow({k: _fmt(r.get(k)) for k in fields})
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_rows(path: Path) -> List[Dict[str, object]]:
+    """Read a results CSV back with numbers as floats ('' -> None)."""
+    out = []
+    with open(path, newline='') as f:
+        for r in csv.DictReader(f):
+            row: Dict[str, object] = {}
+            for k, v in r.items():
+                if v == '':
+                    row[k] = None
+                    continue
+                try:
+                    row[k] = float(v)
+                except ValueError:
+                    row[k] = v
+            out.append(row)
+    return out
+
+
+def percentile(xs: Sequence[float], q: float) -> Optional[float]:
+    """Nearest-rank percentile (``q`` in [0, 1]); None for no data."""
+    if not xs:
+        return None
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, max(0, math.ceil(q * len(xs)) - 1))]
+
+
+def in_cell(outcome: Mapping[str, object]) -> bool:
+    """Return whether an outcome is one of the cell's frames (closed-loop skips are not)."""
+    return not (outcome['status'] != OK and outcome.get('drop_reason') == 'link_busy')
+
+
+def aggregate(outcomes: Sequence[Mapping[str, object]], accuracy: Mapping[int, float],
+              predict: Optional[Callable[[int, int], float]] = None,
+              decisions: Sequence[Mapping[str, object]] = ()
+              ) -> Tuple[Dict[str, object], List[Dict[str, object]]]:
+    """
+    Aggregate one cell's outcomes (recorder dicts) into a CSV row and per-frame rows.
+
+    ``accuracy``: test-set top-1 per exit. ``predict(exit, split)``: predicted end-to-end ms at
+    the cell's true bandwidth (None: no prediction columns).
+    """
+    frames = [o for o in outcomes if in_cell(o)]
+    ok = [o for o in frames if o['status'] == OK]
+    drops: Dict[str, int] = {}
+    for o in frames:
+        if o['status'] != OK:
+            r = str(o.get('drop_reason') or 'unknown')
+            drops[r] = drops.get(r, 0) + 1
+    configs: Dict[Tuple[int, int], int] = {}
+    for o in ok:
+        c = (int(o['exit_index']), int(o['split_index']))
+        configs[c] = configs.get(c, 0) + 1
+    per_frame = []
+    preds, apes = [], []
+    for o in frames:
+        pred = None
+        if o['status'] == OK and predict is not None:
+            pred = float(predict(int(o['exit_index']), int(o['split_index'])))
+            preds.append(pred)
+            if o['end_to_end_ms'] > 0 and math.isfinite(pred):
+                apes.append(abs(pred - o['end_to_end_ms']) / o['end_to_end_ms'])
+        per_frame.append({
+            'sequence': o['sequence'], 'status': o['status'],
+            'drop_reason': o.get('drop_reason') or '',
+            'where': '' if o['status'] != OK else 'device' if o['finished_on'] == DEVICE
+            else 'edge',
+            'exit': o['exit_index'], 'split': o['split_index'],
+            'correct': int(o['status'] == OK and o['class_id'] == o['true_class_id']),
+            'e2e_ms': round(float(o['end_to_end_ms']), 3) if o['status'] == OK else None,
+            'device_ms': round(float(o['device_ms']), 3),
+            'uplink_ms': round(float(o['uplink_ms']), 3),
+            'edge_ms': round(float(o['edge_ms']), 3),
+            'predicted_ms': round(pred, 3) if pred is not None else None,
+            'deadline_met': int(o['status'] == OK and bool(o['deadline_met']))})
+    e2e = [float(o['end_to_end_ms']) for o in ok]
+    offloaded = [o for o in ok if o['finished_on'] != DEVICE]
+
+    def med(xs: List[float]) -> Optional[float]:
+        return round(statistics.median(xs), 3) if xs else None
+
+    def rnd(x: Optional[float], n: int = 4) -> Optional[float]:
+        return None if x is None else round(x, n)
+    top = max(configs.items(), key=lambda kv: (kv[1], kv[0]))[0] if configs else (None, None)
+    n = len(frames)
+    row = {
+        'frames': n, 'classified': len(ok),
+        'top1': rnd(sum(o['class_id'] == o['true_class_id'] for o in ok) / len(ok)) if ok
+        else None,
+        'expected_top1': rnd(sum(accuracy[int(o['exit_index'])] for o in ok) / len(ok)) if ok
+        else None,
+        'deadline_met': rnd(sum(bool(o['deadline_met']) for o in ok) / n) if n else None,
+        'useful': rnd(sum(bool(o['deadline_met']) and o['class_id'] == o['true_class_id']
+                          for o in ok) / n) if n else None,
+        'p50_ms': rnd(percentile(e2e, 0.50), 2), 'p95_ms': rnd(percentile(e2e, 0.95), 2),
+        'p99_ms': rnd(percentile(e2e, 0.99), 2),
+        'exit': top[0], 'split': top[1],
+        'configs': ';'.join(f'{e}/{s}:{k}' for (e, s), k in sorted(configs.items())),
+        'drops': ';'.join(f'{r}:{k}' for r, k in sorted(drops.items())),
+        'device_ms': med([float(o['device_ms']) for o in ok]),
+        'uplink_ms': med([float(o['uplink_ms']) for o in offloaded]),
+        'edge_ms': med([float(o['edge_ms']) for o in offloaded]),
+        'edge_queue_ms': med([float(o['edge_queue_ms']) for o in offloaded]),
+        'predicted_ms': med(preds), 'pred_ape': rnd(statistics.fmean(apes)) if apes else None,
+        'decisions': len(decisions),
+    }
+    return row, per_frame
+
+
+# ------------------------------------------------------------------------------------------
+# Targets and tables (for the report)
+
+def cells(rows: Sequence[Mapping[str, object]]) -> Dict[Tuple[float, float], Dict[str, Mapping]]:
+    """Group rows by (bandwidth, deadline) -> {policy: row}."""
+    out: Dict[Tuple[float, float], Dict[str, Mapping]] = {}
+    for r in rows:
+        out.setdefault((float(r['bandwidth_mbps']), float(r['deadline_ms'])), {})[
+            str(r['policy'])] = r
+    return out
+
+
+def check_targets(rows: Sequence[Mapping[str, object]], met_target: float = 0.99,
+                  acc_key: str = 'expected_top1') -> Dict[str, object]:
+    """
+    Check issue 6's targets cell by cell and return counts and the failing cells.
+
+    * deadline: Edgent meets the deadline on >= ``met_target`` of frames in every cell where the
+      oracle does;
+    * accuracy: Edgent's ``acc_key`` >= every baseline's (among baselines that also meet the
+      deadline on >= ``met_target``: an accuracy bought by missing the deadline does not count)
+      and within 1 point of the oracle's.
+    """
+    by = cells(rows)
+    res: Dict[str, object] = {'cells': 0, 'oracle_meets': 0, 'edgent_meets_where_oracle': 0,
+                              'deadline_fail': [], 'acc_ge_baselines': 0, 'acc_fail': [],
+                              'within_1pt_oracle': 0, 'oracle_fail': []}
+    for (bw, dl), pol in sorted(by.items()):
+        e = pol.get('edgent')
+        if e is None:
+            continue
+        res['cells'] += 1
+        o = pol.get('oracle')
+        if o is not None and (o['deadline_met'] or 0) >= met_target:
+            res['oracle_meets'] += 1
+            if (e['deadline_met'] or 0) >= met_target:
+                res['edgent_meets_where_oracle'] += 1
+            else:
+                res['deadline_fail'].append((bw, dl, e['deadline_met']))
+        ea = e.get(acc_key) or 0.0
+        worse = [p for p, r in pol.items() if p not in ('edgent', 'oracle')
+                 and (r['deadline_met'] or 0) >= met_target and (r.get(acc_key) or 0) > ea]
+        if worse:
+            res['acc_fail'].append((bw, dl, worse))
+        else:
+            res['acc_ge_baselines'] += 1
+        if o is not None:
+            if ea >= (o.get(acc_key) or 0.0) - 0.01:
+                res['within_1pt_oracle'] += 1
+            else:
+                res['oracle_fail'].append((bw, dl, ea, o.get(acc_key)))
+    return res
+
+
+def markdown_table(rows: Sequence[Mapping[str, object]], deadline_ms: float,
+                   value: str = 'useful', policies: Sequence[str] = SWEEP_POLICIES) -> str:
+    """Return a Markdown table: bandwidth rows x policy columns of ``value`` at one deadline."""
+    by = cells(rows)
+    bws = sorted({bw for bw, dl in by if dl == deadline_ms})
+    head = '| Mbit/s | ' + ' | '.join(policies) + ' |\n|---|' + '---|' * len(policies) + '\n'
+    lines = []
+    for bw in bws:
+        pol = by[(bw, deadline_ms)]
+        vals = []
+        for p in policies:
+            r = pol.get(p)
+            v = None if r is None else r.get(value)
+            cfg = '' if r is None or r.get('exit') is None else \
+                f' ({int(r["exit"])}/{int(r["split"])})'
+            vals.append('–' if v is None else f'{100 * float(v):.0f}{cfg}'
+                        if value in ('useful', 'deadline_met', 'top1', 'expected_top1')
+                        else f'{float(v):.0f}{cfg}')
+        lines.append(f'| {bw:g} | ' + ' | '.join(vals) + ' |')
+    return head + '\n'.join(lines) + '\n'
+
+
+# ------------------------------------------------------------------------------------------
+# Plots
+
+COLORS = {'device-only': '#1f77b4', 'edge-only': '#ff7f0e', 'partition-only': '#2ca02c',
+          'exit-only': '#9467bd', 'edgent': '#d62728', 'oracle': '#555555'}
+STYLES = {'oracle': '--', 'edgent': '-'}
+
+
+def plot_sweep(rows: Sequence[Mapping[str, object]], out_png: Path,
+               metrics: Sequence[Tuple[str, str]] = (('expected_top1', 'accuracy (test-set top-1 '
+                                                      'of the exits used)'),
+                                                     ('deadline_met', 'deadline met'),
+                                                     ('useful', 'correct and on time'))) -> Path:
+    """Plot each metric vs bandwidth, one column per deadline, one line per policy."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    by = cells(rows)
+    deadlines = sorted({dl for _, dl in by})
+    policies = [p for p in SWEEP_POLICIES if any(str(r['policy']) == p for r in rows)]
+    fig, axes = plt.subplots(len(metrics), len(deadlines), squeeze=False,
+                             figsize=(3.0 * len(deadlines), 2.6 * len(metrics)), sharex=True)
+    for j, dl in enumerate(deadlines):
+        bws = sorted({bw for bw, d in by if d == dl})
+        for i, (key, label) in enumerate(metrics):
+            ax = axes[i][j]
+            for k, p in enumerate(policies):
+                ys = [by[(bw, dl)].get(p, {}).get(key) for bw in bws]
+                pts = [(bw, 100 * y) for bw, y in zip(bws, ys) if y is not None]
+                if pts:
+                    # a small vertical offset per policy keeps equal lines visible
+                    ax.plot([x for x, _ in pts], [y + 0.4 * (k - 2.5) for _, y in pts],
+                            STYLES.get(p, '-'), marker='o', ms=3, lw=1.4 if p == 'edgent' else 1,
+                            color=COLORS[p], label=p)
+            ax.set_xscale('log')
+            ax.grid(alpha=0.3)
+            if i == 0:
+                ax.set_title(f'deadline {dl:g} ms', fontsize=9)
+            if j == 0:
+                ax.set_ylabel(f'{label} (%)', fontsize=8)
+            if i == len(metrics) - 1:
+                ax.set_xlabel('uplink (Mbit/s)', fontsize=8)
+            ax.tick_params(labelsize=7)
+    axes[0][0].legend(fontsize=7, loc='lower right')
+    fig.tight_layout()
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+    return out_png
+
+
+def plot_cdfs(frames: Sequence[Mapping[str, object]], out_png: Path,
+              bandwidths: Sequence[float], deadline_ms: float) -> Path:
+    """Latency CDF per policy at a few bandwidths for one deadline (from per-frame rows)."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(bandwidths), squeeze=False,
+                             figsize=(3.4 * len(bandwidths), 2.8))
+    for j, bw in enumerate(bandwidths):
+        ax = axes[0][j]
+        for p in SWEEP_POLICIES:
+            xs = sorted(float(f['e2e_ms']) for f in frames
+                        if f['policy'] == p and float(f['bandwidth_mbps']) == bw
+                        and float(f['deadline_ms']) == deadline_ms and f['e2e_ms'] is not None)
+            if xs:
+                ax.step(xs, [(i + 1) / len(xs) for i in range(len(xs))], where='post',
+                        color=COLORS[p], ls=STYLES.get(p, '-'), label=p)
+        ax.axvline(deadline_ms, color='k', lw=0.8, ls=':')
+        ax.set_xscale('log')
+        ax.set_title(f'{bw:g} Mbit/s, deadline {deadline_ms:g} ms', fontsize=9)
+        ax.set_xlabel('end-to-end latency (ms)', fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=7)
+    axes[0][0].set_ylabel('CDF of classified frames', fontsize=8)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+    return Path(out_png)
+
+
+def plot_predicted(frames: Sequence[Mapping[str, object]], out_png: Path) -> Path:
+    """Scatter predicted vs measured end-to-end latency of every classified frame."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(4.2, 4.0))
+    for where, color in (('device', '#1f77b4'), ('edge', '#d62728')):
+        pts = [(float(f['predicted_ms']), float(f['e2e_ms'])) for f in frames
+               if f['e2e_ms'] is not None and f['predicted_ms'] is not None
+               and f['where'] == where]
+        if pts:
+            ax.scatter([p for p, _ in pts], [m for _, m in pts], s=4, alpha=0.35, color=color,
+                       label=f'finished on {where} ({len(pts)} frames)')
+    lo, hi = 1.0, 5000.0
+    ax.plot([lo, hi], [lo, hi], 'k-', lw=0.8)
+    ax.plot([lo, hi], [1.1 * lo, 1.1 * hi], 'k:', lw=0.6)
+    ax.plot([lo, hi], [lo / 1.1, hi / 1.1], 'k:', lw=0.6)
+    ax.set_xscale('log')
+    ax.set_yscale('log')
+    ax.set_xlabel('predicted (ms)')
+    ax.set_ylabel('measured end-to-end (ms)')
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+    return Path(out_png)
+
+
+def plot_trace(series: Mapping[str, Mapping[str, object]], out_png: Path, title: str) -> Path:
+    """
+    Time series of one trace replay: per policy, bandwidth (true and estimated), decision and
+    latency with the deadline. ``series[policy]``: {'rates': [(t, mbps)], 'estimate': [(t, mbps)],
+    'frames': [(t, e2e_ms or None, exit, split, met)], 'deadline_ms': float}.
+    """
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    pols = [p for p in SWEEP_POLICIES if p in series]
+    fig, axes = plt.subplots(3, 1, figsize=(9, 7.5), sharex=True)
+    first = series[pols[0]]
+    rt = first['rates']
+    if rt:
+        xs, ys = zip(*rt)
+        axes[0].step(xs, ys, where='post', color='k', lw=1.2, label='shaped rate (true)')
+    for p in pols:
+        est = series[p].get('estimate') or []
+        if est and p in ('edgent', 'oracle', 'exit-only'):
+            xs, ys = zip(*est)
+            axes[0].plot(xs, ys, '.', ms=2, color=COLORS[p], label=f'estimate ({p})')
+        fr = series[p]['frames']
+        if fr:
+            axes[1].plot([f[0] for f in fr], [f[2] + 0.06 * (SWEEP_POLICIES.index(p) - 2.5)
+                                               for f in fr], '.', ms=2.5, color=COLORS[p],
+                         label=p)
+            done = [f for f in fr if f[1] is not None]
+            axes[2].plot([f[0] for f in done], [f[1] for f in done], '.', ms=2.5,
+                         color=COLORS[p], label=p)
+    axes[2].axhline(float(first['deadline_ms']), color='k', ls=':', lw=1, label='deadline')
+    axes[0].set_yscale('log')
+    axes[0].set_ylabel('uplink (Mbit/s)')
+    axes[0].legend(fontsize=7, ncol=3)
+    axes[1].set_ylabel('exit used')
+    axes[1].set_yticks([1, 2, 3, 4, 5])
+    axes[1].legend(fontsize=7, ncol=3, markerscale=3)
+    axes[2].set_yscale('log')
+    axes[2].set_ylabel('end-to-end (ms)')
+    axes[2].set_xlabel('trace time (s)')
+    axes[0].set_title(title, fontsize=10)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+    return Path(out_png)
