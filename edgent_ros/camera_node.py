@@ -310,7 +310,7 @@ class CameraNode(Node):
     def _on_message_lost(self, info) -> None:
         """Results lost in transport: their frames will end as edge_timeout drops."""
         self.get_logger().warning(f'{info.total_count_change} result message(s) lost in transport',
-                               throttle_duration_sec=5.0)
+                                  throttle_duration_sec=5.0)
 
     def _on_result(self, msg: InferenceResult) -> None:
         if msg.finished_on == InferenceResult.FINISHED_ON_DEVICE:
@@ -386,7 +386,7 @@ class CameraNode(Node):
         if not reachable and not self.fallback:
             self.fallback = True
             self.get_logger().warning(f'edge unreachable for {self.edge_timeout_s:g} s: running '
-                                   'the best device-only configuration until it answers')
+                                      'the best device-only configuration until it answers')
         stale = [k for k, (t0, _) in self.probe_sent.items() if now - t0 > self.edge_timeout_s]
         for k in stale:
             del self.probe_sent[k]

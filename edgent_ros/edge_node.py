@@ -132,7 +132,7 @@ class EdgeNode(Node):
         """DDS lost tensors before they reached us (e.g. a fragment never arrived)."""
         self.counts['lost:dds'] += int(info.total_count_change)
         self.get_logger().warning(f'{info.total_count_change} tensor message(s) lost in transport',
-                               throttle_duration_sec=5.0)
+                                  throttle_duration_sec=5.0)
 
     def _on_incompatible_qos(self, info) -> None:
         self.counts['incompatible_qos'] += 1
@@ -153,7 +153,7 @@ class EdgeNode(Node):
     def _refuse(self, ns: str, msg: Tensor, reason: str, detail: str) -> None:
         self.counts[f'refused:{reason}'] += 1
         self.get_logger().warning(f'refused frame {msg.sequence} from "{ns or "/"}": {detail}',
-                               throttle_duration_sec=2.0)
+                                  throttle_duration_sec=2.0)
         res = self._result_for(msg)
         res.status = InferenceResult.STATUS_REFUSED
         res.drop_reason = reason

@@ -150,6 +150,8 @@ class CoInference:
             x = normalize_images(torch.from_numpy(np.array(array, dtype=np.uint8, copy=True)))
         else:
             x = torch.from_numpy(np.array(array, dtype=np.float32, copy=True))
+            if x.dim() == 4:   # the layout the robot ran in (and the latency models were fit on)
+                x = x.contiguous(memory_format=torch.channels_last)
         y = self.model.run(x, exit_index, split_index)
         return classify(y.numpy()), (time.perf_counter() - t0) * 1e3
 

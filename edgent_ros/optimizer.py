@@ -51,9 +51,9 @@ TIE_MS = 1e-9
 # a measured value (e.g. the probe RTT) instead.
 DEFAULT_OVERHEAD_MS = 1.0
 POLICIES = ('edgent', 'device-only', 'edge-only', 'partition-only', 'exit-only')
-# The planner also runs the evaluation's upper bound: the Edgent rule fed with the true bandwidth
-# of the moment (set from outside, e.g. by the testbed that shapes the link) without hysteresis.
-PLANNER_POLICIES = POLICIES + ('oracle',)
+# The planner also runs 'true-bandwidth': the Edgent rule fed with the true bandwidth of the
+# moment (set from outside, e.g. by the testbed that shapes the link), no estimate, no hysteresis.
+PLANNER_POLICIES = POLICIES + ('true-bandwidth',)
 
 
 def _number(name: str, value: Any) -> float:

@@ -75,8 +75,8 @@ class PlannerNode(Node):
         self.policy = declare(self, 'policy', 'edgent',
                               f'one of {", ".join(PLANNER_POLICIES)}')
         self.true_bandwidth_bps = declare(
-            self, 'true_bandwidth_bps', 0.0, 'policy oracle only: the true uplink bandwidth of '
-            'the moment, set from outside (the testbed); 0 = link down',
+            self, 'true_bandwidth_bps', 0.0, 'policy true-bandwidth only: the true uplink '
+            'bandwidth of the moment, set from outside (the testbed); 0 = link down',
             float_range=(0.0, 1e12))
         self.link_timeout_s = declare(self, 'link_timeout_s', 3.0,
                                       'no link quality for this long: plan device-only',
@@ -134,11 +134,11 @@ class PlannerNode(Node):
             self.hyst.policy = self._hyst_policy()
             self.hyst.reset()
         if names & {'deadline_ms', 'policy'} or \
-                ('true_bandwidth_bps' in names and self.policy == 'oracle'):
+                ('true_bandwidth_bps' in names and self.policy == 'true-bandwidth'):
             self.plan('parameter change')   # re-plan at once
 
     def _hyst_policy(self) -> str:
-        return 'edgent' if self.policy == 'oracle' else self.policy
+        return 'edgent' if self.policy == 'true-bandwidth' else self.policy
 
     # -- link quality -----------------------------------------------------------------------
     def _on_link(self, msg: LinkQuality) -> None:
@@ -175,13 +175,13 @@ class PlannerNode(Node):
         q = round(self.edge_queue_ms(), 1)   # edge load enters the edge-time prediction
         if q != self.problem.edge_queue_ms:
             self.problem = dataclasses.replace(self.problem, edge_queue_ms=q)
-        if self.policy == 'oracle':
-            # the upper bound: the Edgent rule at the true bandwidth, no estimate, no hysteresis
+        if self.policy == 'true-bandwidth':
+            # the Edgent rule at the true bandwidth: no estimate, no hysteresis
             d = decide(self.problem, float(self.true_bandwidth_bps), self.deadline_ms)
             step = HysteresisStep(d, self.decision is None or
                                   (d.exit_index, d.split_index) !=
                                   (self.decision.exit_index, self.decision.split_index),
-                                  'oracle: true bandwidth')
+                                  'true bandwidth')
         else:
             step = self.hyst.update(time.monotonic(), self.problem, self.bandwidth_bps(),
                                     self.deadline_ms)
@@ -268,7 +268,7 @@ class PlannerNode(Node):
                 t.future.cancel()
                 t.future = None
                 self.get_logger().warning(f'no answer from {t.name} in {self.set_timeout_s:g} s; '
-                                       'retrying', throttle_duration_sec=5.0)
+                                          'retrying', throttle_duration_sec=5.0)
         if self.decision is not None:
             self.plan('timer')   # picks up stale links (-> device-only)
             self._push()         # retries targets that were not reachable

@@ -538,7 +538,8 @@ def profile_layers(configs: Iterable[ProfileConfig], host: HostInfo, timing: Tim
     Time every configuration at batch size 1 on the current host; return CSV rows.
 
     Modules come from ``model.build_layer(spec, in_shape, batchnorm=False)`` in eval mode under
-    ``torch.inference_mode``; inputs are ``(1, *in_shape)`` standard-normal tensors. The
+    ``torch.inference_mode``; inputs are ``(1, *in_shape)`` standard-normal tensors, 4-D ones
+    channels-last: the layout the model's activations have from the (NHWC) image on. The
     configurations run in a seeded random order (so drifts in machine load spread over all
     kinds); rows come back in the order given.
     """
@@ -554,6 +555,8 @@ def profile_layers(configs: Iterable[ProfileConfig], host: HostInfo, timing: Tim
             pc = configs[i]
             module = build_layer(pc.spec, pc.in_shape, batchnorm=False).eval()
             x = torch.randn((1, *pc.in_shape), generator=gen)
+            if x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
             stats = time_call(lambda: module(x), timing, host.window_s, host.time_factor)
             rows[i] = config_row(pc, host, stats)
     return [r for r in rows if r is not None]

@@ -600,6 +600,54 @@ def end_to_end_check(models: LatencyModels, cfg: AlexNetConfig, host: str,
     return summary, points
 
 
+DISPATCH_GRID = tuple(round(0.1 * i, 1) for i in range(0, 41))   # 0.0 .. 4.0
+
+
+def choose_dispatch_fraction(models: 'LatencyModels', cfg: AlexNetConfig, host: str,
+                             profile_rows: Sequence[Mapping[str, str]],
+                             branch_rows: Sequence[Mapping[str, str]],
+                             grid: Sequence[float] = DISPATCH_GRID) -> Dict[str, Any]:
+    """
+    Choose ``host``'s dispatch fraction by leave-one-exit-out cross-validation.
+
+    The per-layer regressions stay as fitted; only the per-layer dispatch term varies. For each
+    exit ``e``, the fraction minimizing the MAPE of the host's side (robot prefixes, edge
+    suffixes) over the *other* exits' branch measurements predicts exit ``e``'s; the pooled
+    errors give the held-out MAPE. The fraction returned minimizes the MAPE over all exits.
+    Returns ``{'fraction', 'heldout_mape_pct', 'per_exit': {e: chosen fraction}}``;
+    ``models.host_info[host]['dispatch']`` is left at the returned fraction.
+    """
+    part = PRIMARY_PART.get(host, 'prefix')
+    errs: Dict[float, Dict[int, List[float]]] = {}
+    for f in grid:
+        models.host_info[host]['dispatch'] = dispatch_overhead(profile_rows, f)
+        per_exit = {e: models.branch_layer_ms(host, cfg, e) for e in range(1, NUM_EXITS + 1)}
+        by_exit: Dict[int, List[float]] = {}
+        for r in branch_rows:
+            if r['part'] != part:
+                continue
+            e, start, stop = int(r['exit']), int(r['start']), int(r['stop'])
+            meas = float(r['median_ms'])
+            by_exit.setdefault(e, []).append(abs(sum(per_exit[e][start:stop]) - meas) / meas)
+        errs[f] = by_exit
+    exits = sorted({e for f in grid for e in errs[f]})
+    if len(exits) < 2:
+        raise ValueError(f'{host}: need branch measurements of >= 2 exits to cross-validate')
+
+    def mean_over(f: float, keep) -> float:
+        xs = [x for e, v in errs[f].items() if keep(e) for x in v]
+        return statistics.fmean(xs) if xs else math.inf
+    held, chosen = [], {}
+    for e in exits:
+        best = min(grid, key=lambda f: (mean_over(f, lambda x: x != e), f))
+        chosen[e] = best
+        held += errs[best][e]
+    overall = min(grid, key=lambda f: (mean_over(f, lambda x: True), f))
+    models.host_info[host]['dispatch'] = dispatch_overhead(profile_rows, overall)
+    return {'fraction': overall, 'heldout_mape_pct': 100.0 * statistics.fmean(held),
+            'per_exit': chosen}
+
+
 def plot_end_to_end(points: Mapping[str, Sequence[Tuple[str, float, float]]],
                     summaries: Mapping[str, Mapping[str, Any]], path: Path) -> None:
     """Save a log-log scatter of predicted vs measured time (ms) of each host's side (PNG)."""
@@ -652,7 +700,17 @@ def cmd_fit(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f'{p}: profile CSV of the {host} not found (run '
                                     f'`edgent-ros profile --host {host}` first)')
     rows = {h: read_csv(p, PROFILE_COLUMNS) for h, p in paths.items()}
-    models = fit_latency_models(rows, args.seed, paths, args.dispatch_fraction)
+    auto = args.dispatch_fraction == 'auto'
+    fraction = DISPATCH_FRACTION if auto else float(args.dispatch_fraction)
+    models = fit_latency_models(rows, args.seed, paths, fraction)
+    branch_paths = {'robot': Path(args.robot_branches), 'edge': Path(args.edge_branches)}
+    selection = {}
+    if auto:
+        for h, p in branch_paths.items():
+            if p.is_file():
+                selection[h] = choose_dispatch_fraction(models, cfg, h, rows[h],
+                                                        read_csv(p, BRANCH_COLUMNS))
+                models.host_info[h]['dispatch']['selection'] = selection[h]
     print(f'{"host":<6} {"kind":<8} {"n":>4} {"transform":<12} {"weighting":<9} '
           f'{"held-out MAPE %":>15} {"CV MAPE %":>9} {"CV pred/meas":>12} {"fit MAPE %":>10}')
     for h in models.hosts:
@@ -667,9 +725,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
     for h in models.hosts:
         d = models.host_info[h].get('dispatch')
         if d:
+            sel = selection.get(h)
             print(f'dispatch {h}: {1e3 * d["dispatch_ms"]:.2f} us per layer = {d["fraction"]:g} x '
-                  f'median {d["floor_kind"]} time {1e3 * d["floor_ms"]:.2f} us (n={d["n"]})')
-    branch_paths = {'robot': Path(args.robot_branches), 'edge': Path(args.edge_branches)}
+                  f'median {d["floor_kind"]} time {1e3 * d["floor_ms"]:.2f} us (n={d["n"]})'
+                  + (f'; chosen by leave-one-exit-out CV (per held-out exit '
+                     f'{sel["per_exit"]}), held-out end-to-end MAPE '
+                     f'{sel["heldout_mape_pct"]:.1f} %' if sel else ''))
     points, summaries = {}, {}
     for h, p in branch_paths.items():
         if not p.is_file():
@@ -696,6 +757,15 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fraction_arg(text: str) -> Any:
+    if text == 'auto':
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected a number or auto, got {text!r}') from None
+
+
 def add_fit_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register the ``fit`` subcommand on ``subparsers`` (from ``add_subparsers``)."""
     s = subparsers.add_parser(
@@ -718,8 +788,9 @@ def add_fit_parser(subparsers: Any) -> argparse.ArgumentParser:
     s.add_argument('--plot', type=Path, default=Path('bench/results/latency_fit.png'),
                    help='predicted-vs-measured scatter PNG (default %(default)s)')
     s.add_argument('--seed', type=int, default=0, help='held-out split and CV folds')
-    s.add_argument('--dispatch-fraction', type=float, default=DISPATCH_FRACTION,
+    s.add_argument('--dispatch-fraction', type=_fraction_arg, default='auto',
                    help='per-layer model.run dispatch time as a fraction of the host\'s median '
-                        'dropout (identity) time; 0: none (default %(default)s)')
+                        'dropout (identity) time; 0: none; auto (default): chosen per host by '
+                        'leave-one-exit-out cross-validation on the branch measurements')
     s.set_defaults(func=cmd_fit)
     return s

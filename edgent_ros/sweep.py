@@ -29,7 +29,12 @@ from pathlib import Path
 import statistics
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-SWEEP_POLICIES = ('device-only', 'edge-only', 'partition-only', 'exit-only', 'edgent', 'oracle')
+# Policies run live by the nodes ('true-bandwidth': the Edgent rule at the shaped rate, no
+# estimate), and the oracle, computed offline from the measurements (``offline_oracle``).
+LIVE_POLICIES = ('device-only', 'edge-only', 'partition-only', 'exit-only', 'edgent',
+                 'true-bandwidth')
+SWEEP_POLICIES = LIVE_POLICIES + ('oracle',)
+ORACLE_MIN_FRAMES = 10
 # 8 log-spaced points, 50 kbit/s .. 10 Mbit/s (3 significant digits)
 DEFAULT_BANDWIDTHS_MBPS = (0.05, 0.107, 0.227, 0.484, 1.03, 2.2, 4.69, 10.0)
 DEFAULT_DEADLINES_MS = (100.0, 200.0, 300.0, 400.0, 600.0, 1000.0)
@@ -61,8 +66,9 @@ def check_grid(bandwidths: Sequence[float], deadlines: Sequence[float],
         if not (isinstance(d, (int, float)) and math.isfinite(d) and d > 0):
             raise ValueError(f'deadlines must be finite ms > 0, got {d!r}')
     for p in policies:
-        if p not in SWEEP_POLICIES:
-            raise ValueError(f'unknown policy {p!r}; expected one of {", ".join(SWEEP_POLICIES)}')
+        if p not in LIVE_POLICIES:
+            raise ValueError(f'unknown policy {p!r}; expected one of {", ".join(LIVE_POLICIES)} '
+                             '(the oracle is computed from their measurements)')
 
 
 def cell_key(policy: str, bandwidth_mbps: float, deadline_ms: float) -> Tuple[str, str, str]:
@@ -128,7 +134,7 @@ def read_rows(path: Path) -> List[Dict[str, object]]:
 
 
 def percentile(xs: Sequence[float], q: float) -> Optional[float]:
-    """Nearest-rank percentile (``q`` in [0, 1]); None for no data."""
+    """Return the nearest-rank ``q`` quantile (``q`` in [0, 1]); None for no data."""
     if not xs:
         return None
     xs = sorted(xs)
@@ -218,6 +224,114 @@ def aggregate(outcomes: Sequence[Mapping[str, object]], accuracy: Mapping[int, f
 
 
 # ------------------------------------------------------------------------------------------
+# The oracle: the best configuration at each (bandwidth, deadline), from the measurements
+
+def offline_oracle(frames: Sequence[Mapping[str, object]], accuracy: Mapping[int, float],
+                   met_target: float = 0.99, min_frames: int = ORACLE_MIN_FRAMES
+                   ) -> List[Dict[str, object]]:
+    """
+    Return one ``oracle`` row per (bandwidth, deadline) cell of the per-frame rows.
+
+    At each bandwidth, every configuration (exit, split) that some live policy ran for at least
+    ``min_frames`` frames (at any deadline) is a candidate with its measured latencies; for a
+    deadline, the oracle takes the most accurate candidate (test-set top-1) whose frames met that
+    deadline at a rate >= ``met_target`` (ties: higher rate, then lower median), or, when none
+    does, the candidate with the highest rate. Its row reports that configuration's measured
+    frames: the best any fixed configuration did at the true bandwidth, known after the fact.
+    """
+    pool: Dict[float, Dict[Tuple[int, int], List[Mapping]]] = {}
+    grid = set()
+    for f in frames:
+        if f['policy'] == 'oracle' or f.get('exit') is None:
+            continue
+        bw = float(f['bandwidth_mbps'])
+        grid.add((bw, float(f['deadline_ms'])))
+        pool.setdefault(bw, {}).setdefault((int(f['exit']), int(f['split'])), []).append(f)
+    rows = []
+    for bw, dl in sorted(grid):
+        best = None
+        for (e, s), fs in sorted(pool.get(bw, {}).items()):
+            if len(fs) < min_frames:
+                continue
+            lat = [float(f['e2e_ms']) for f in fs if f['e2e_ms'] is not None]
+            met = sum(x <= dl for x in lat) / len(fs)
+            ok = met >= met_target
+            key = (ok, accuracy[e] if ok else met, met if ok else accuracy[e],
+                   -(statistics.median(lat) if lat else math.inf))
+            if best is None or key > best[0]:
+                best = (key, (e, s), fs, lat, met)
+        if best is None:
+            continue
+        _, (e, s), fs, lat, met = best
+        done = [f for f in fs if f['e2e_ms'] is not None]
+        edge = [f for f in done if f.get('where') == 'edge']
+
+        def med(xs: List[float]) -> Optional[float]:
+            return round(statistics.median(xs), 3) if xs else None
+        rows.append({
+            'policy': 'oracle', 'bandwidth_mbps': bw, 'deadline_ms': dl, 'frames': len(fs),
+            'classified': len(done), 'exit': e, 'split': s, 'configs': f'{e}/{s}:{len(fs)}',
+            'top1': round(sum(int(f['correct']) for f in done) / len(done), 4) if done else None,
+            'expected_top1': accuracy[e], 'deadline_met': round(met, 4),
+            'useful': round(sum(int(f['correct']) and float(f['e2e_ms']) <= dl
+                                for f in done) / len(fs), 4),
+            'p50_ms': percentile(lat, 0.5), 'p95_ms': percentile(lat, 0.95),
+            'p99_ms': percentile(lat, 0.99),
+            'device_ms': med([float(f['device_ms']) for f in done]),
+            'uplink_ms': med([float(f['uplink_ms']) for f in edge]),
+            'edge_ms': med([float(f['edge_ms']) for f in edge]),
+            'predicted_ms': med([float(f['predicted_ms']) for f in done
+                                 if f.get('predicted_ms') is not None]),
+            'drops': ';'.join(sorted({str(f['drop_reason']) for f in fs
+                                      if f['e2e_ms'] is None and f.get('drop_reason')})),
+        })
+    return rows
+
+
+def trace_oracle(sweep_rows: Sequence[Mapping[str, object]],
+                 segment: Sequence[Tuple[float, float]], duration_s: float,
+                 deadline_ms: float) -> Optional[Dict[str, object]]:
+    """
+    Return the oracle of a trace replay, computed from the static sweep's oracle cells.
+
+    Each second of the segment (``(t_s, mbps)`` steps) takes the oracle cell of the largest swept
+    bandwidth at or below its rate (below the smallest, or an outage: the best device-only
+    cell); the row averages their accuracy, deadline-met and useful rates over the seconds.
+    None if the sweep has no oracle cells at ``deadline_ms``.
+    """
+    ora = {float(r['bandwidth_mbps']): r for r in sweep_rows
+           if r['policy'] == 'oracle' and float(r['deadline_ms']) == deadline_ms}
+    dev = [r for r in sweep_rows if r['policy'] == 'device-only'
+           and float(r['deadline_ms']) == deadline_ms]
+    if not ora or not dev:
+        return None
+    dev_best = max(dev, key=lambda r: (r.get('useful') or 0.0))
+    bws = sorted(ora)
+    picks = []
+    steps = list(segment) + [(duration_s, None)]
+    for (t0, rate), (t1, _) in zip(steps, steps[1:]):
+        below = [b for b in bws if b <= rate]
+        r = ora[below[-1]] if below else dev_best
+        if below and (r.get('useful') or 0.0) < (dev_best.get('useful') or 0.0):
+            r = dev_best   # a fixed device-only configuration needs no link at all
+        picks += [r] * max(0, int(round(t1 - t0)))
+    if not picks:
+        return None
+
+    def mean(key: str) -> Optional[float]:
+        xs = [float(r[key]) for r in picks if r.get(key) is not None]
+        return round(statistics.fmean(xs), 4) if xs else None
+    configs: Dict[str, int] = {}
+    for r in picks:
+        c = f'{int(r["exit"])}/{int(r["split"])}'
+        configs[c] = configs.get(c, 0) + 1
+    return {'policy': 'oracle', 'deadline_ms': deadline_ms, 'top1': mean('top1'),
+            'expected_top1': mean('expected_top1'), 'deadline_met': mean('deadline_met'),
+            'useful': mean('useful'),
+            'configs': ';'.join(f'{c}:{n}s' for c, n in sorted(configs.items()))}
+
+
+# ------------------------------------------------------------------------------------------
 # Targets and tables (for the report)
 
 def cells(rows: Sequence[Mapping[str, object]]) -> Dict[Tuple[float, float], Dict[str, Mapping]]:
@@ -257,7 +371,7 @@ def check_targets(rows: Sequence[Mapping[str, object]], met_target: float = 0.99
             else:
                 res['deadline_fail'].append((bw, dl, e['deadline_met']))
         ea = e.get(acc_key) or 0.0
-        worse = [p for p, r in pol.items() if p not in ('edgent', 'oracle')
+        worse = [p for p, r in pol.items() if p not in ('edgent', 'oracle', 'true-bandwidth')
                  and (r['deadline_met'] or 0) >= met_target and (r.get(acc_key) or 0) > ea]
         if worse:
             res['acc_fail'].append((bw, dl, worse))
@@ -297,8 +411,9 @@ def markdown_table(rows: Sequence[Mapping[str, object]], deadline_ms: float,
 # Plots
 
 COLORS = {'device-only': '#1f77b4', 'edge-only': '#ff7f0e', 'partition-only': '#2ca02c',
-          'exit-only': '#9467bd', 'edgent': '#d62728', 'oracle': '#555555'}
-STYLES = {'oracle': '--', 'edgent': '-'}
+          'exit-only': '#9467bd', 'edgent': '#d62728', 'true-bandwidth': '#e377c2',
+          'oracle': '#555555'}
+STYLES = {'oracle': '--', 'edgent': '-', 'true-bandwidth': ':'}
 
 
 def plot_sweep(rows: Sequence[Mapping[str, object]], out_png: Path,
@@ -407,9 +522,11 @@ def plot_predicted(frames: Sequence[Mapping[str, object]], out_png: Path) -> Pat
 
 def plot_trace(series: Mapping[str, Mapping[str, object]], out_png: Path, title: str) -> Path:
     """
-    Time series of one trace replay: per policy, bandwidth (true and estimated), decision and
-    latency with the deadline. ``series[policy]``: {'rates': [(t, mbps)], 'estimate': [(t, mbps)],
-    'frames': [(t, e2e_ms or None, exit, split, met)], 'deadline_ms': float}.
+    Plot the time series of one trace replay.
+
+    Per policy: bandwidth (true and estimated), the exit used and the latency with the deadline.
+    ``series[policy]``: {'rates': [(t, mbps)], 'estimate': [(t, mbps)], 'frames': [(t, e2e_ms or
+    None, exit, split, met, drop_reason)], 'deadline_ms': float}.
     """
     import matplotlib
     matplotlib.use('Agg')
@@ -423,14 +540,14 @@ def plot_trace(series: Mapping[str, Mapping[str, object]], out_png: Path, title:
         axes[0].step(xs, ys, where='post', color='k', lw=1.2, label='shaped rate (true)')
     for p in pols:
         est = series[p].get('estimate') or []
-        if est and p in ('edgent', 'oracle', 'exit-only'):
+        if est and p == 'edgent':
             xs, ys = zip(*est)
             axes[0].plot(xs, ys, '.', ms=2, color=COLORS[p], label=f'estimate ({p})')
         fr = series[p]['frames']
         if fr:
-            axes[1].plot([f[0] for f in fr], [f[2] + 0.06 * (SWEEP_POLICIES.index(p) - 2.5)
-                                               for f in fr], '.', ms=2.5, color=COLORS[p],
-                         label=p)
+            off = 0.06 * (SWEEP_POLICIES.index(p) - 2.5)
+            axes[1].plot([f[0] for f in fr], [f[2] + off for f in fr], '.', ms=2.5,
+                         color=COLORS[p], label=p)
             done = [f for f in fr if f[1] is not None]
             axes[2].plot([f[0] for f in done], [f[1] for f in done], '.', ms=2.5,
                          color=COLORS[p], label=p)

@@ -33,9 +33,9 @@ import threading
 import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from .sweep import (aggregate, append_rows, cell_key, check_grid, DEFAULT_BANDWIDTHS_MBPS,
-                    DEFAULT_DEADLINES_MS, DEFAULT_ROBOT_SCALE, FRAME_FIELDS, read_done,
-                    SWEEP_POLICIES)
+from .sweep import (aggregate, append_rows, cell_key, check_grid, CSV_FIELDS,
+                    DEFAULT_BANDWIDTHS_MBPS, DEFAULT_DEADLINES_MS, DEFAULT_ROBOT_SCALE,
+                    FRAME_FIELDS, LIVE_POLICIES, read_done, read_rows)
 from .testbed_session import (_stop, DECISION_FIELDS, executable, FASTDDS_PROFILE, LINK_FIELDS,
                               OUTCOME_FIELDS, ros_args, session_env)
 
@@ -112,9 +112,11 @@ class NodeSession:
 
     def start(self, rate_mbps: float, timeout_s: float = 120.0, settle_s: float = 4.0) -> None:
         """
-        Start edge, planner, camera and controller at ``WARMUP_MBPS``, edge-only until the first
-        edge result (DDS discovery of four participants takes many seconds below 1 Mbit/s), then
-        shape the link to ``rate_mbps`` and let the bandwidth estimate settle.
+        Start edge, planner, camera and controller; return once the link is ready.
+
+        They start at ``WARMUP_MBPS``, edge-only, until the first edge result (DDS discovery of
+        four participants takes many seconds below 1 Mbit/s); then the link is shaped to
+        ``rate_mbps`` and the bandwidth estimate gets ``settle_s`` to settle.
         """
         policy, deadline_ms, true_bandwidth_bps = 'edge-only', 1000.0, WARMUP_MBPS * 1e6
         self.tb.set_rate(WARMUP_MBPS)
@@ -222,10 +224,11 @@ class NodeSession:
     def collect(self, since_stamp: float, frames: int, timeout_s: float,
                 until_stamp: Optional[float] = None) -> Tuple[List[dict], List[dict], List[dict]]:
         """
-        Return outcomes of frames captured at or after ``since_stamp`` (and before
-        ``until_stamp``): stop at ``frames`` counted ones (closed-loop skips do not count) or
-        once every frame captured before ``until_stamp`` has an outcome, or at ``timeout_s``.
-        Also return decisions and link-quality messages received meanwhile.
+        Return the outcomes of frames captured in a window, with decisions and link quality.
+
+        The window starts at ``since_stamp`` (capture stamps) and ends before ``until_stamp``;
+        collecting stops at ``frames`` counted outcomes (closed-loop skips do not count), once
+        every frame captured in the window has an outcome, or at ``timeout_s``.
         """
         from .sweep import in_cell
         start_index = len(self.records)
@@ -345,7 +348,38 @@ def run_sweep(out_csv: Path, bandwidths: Sequence[float], deadlines: Sequence[fl
     finally:
         bar.close()
         tb.teardown()
+    n = write_oracle(out_csv, frames_csv, min_frames=min(10, frames))
+    print(f'sweep: {n} oracle cells computed from the measurements', file=sys.stderr)
     return ran
+
+
+def write_oracle(out_csv: Path, frames_csv: Path, min_frames: int = 10) -> int:
+    """Replace the ``oracle`` rows of ``out_csv`` by the offline oracle of ``frames_csv``."""
+    from .artifacts import load_accuracy, read_config
+    from .sweep import offline_oracle
+    if not Path(out_csv).exists() or not Path(frames_csv).exists():
+        return 0
+    cfg = read_config()
+    acc = load_accuracy(model_id=cfg.model_id())
+    rows = [r for r in read_rows(out_csv) if r['policy'] != 'oracle']
+    oracle = offline_oracle(read_rows(frames_csv), acc, min_frames=min_frames)
+    scale = {float(r['bandwidth_mbps']): r.get('robot_scale') for r in rows}
+    for r in oracle:
+        r['robot_scale'] = scale.get(float(r['bandwidth_mbps']))
+    tmp = Path(str(out_csv) + '.tmp')
+    tmp.unlink(missing_ok=True)
+    append_rows(tmp, [_as_written(r) for r in rows] + oracle, CSV_FIELDS)
+    tmp.replace(out_csv)
+    return len(oracle)
+
+
+def _as_written(row: Dict[str, object]) -> Dict[str, object]:
+    """Undo read_rows' float conversion of integer columns."""
+    out = dict(row)
+    for k in ('frames', 'classified', 'exit', 'split', 'decisions'):
+        if isinstance(out.get(k), float):
+            out[k] = int(out[k])
+    return out
 
 
 # ------------------------------------------------------------------------------------------------
@@ -402,7 +436,7 @@ def run_traces(out_dir: Path, traces: Sequence[Tuple[str, float, float]],
 
                     def on_step(wall: float, mbps: float, p=p) -> None:
                         rates.append((wall, mbps))
-                        if p == 'oracle':
+                        if p == 'true-bandwidth':
                             sess.set_planner(wait=False, true_bandwidth_bps=float(mbps * 1e6))
                     th, stop = player.start(tb.set_rate, dur, on_step=on_step)
                     outs, decs, links = sess.collect(t0, 0, dur + 40.0, until_stamp=t0 + dur)
@@ -436,6 +470,16 @@ def run_traces(out_dir: Path, traces: Sequence[Tuple[str, float, float]],
     finally:
         bar.close()
         tb.teardown()
+    sweep_csv = out_dir / 'sweep.csv'
+    if sweep_csv.exists():
+        from .sweep import trace_oracle
+        sweep_rows = read_rows(sweep_csv)
+        for fname, start_s, dur in traces:
+            o = trace_oracle(sweep_rows, trace_rows(Path(trace_dir) / fname, start_s, dur), dur,
+                             deadline_ms)
+            if o is not None:
+                o.update(trace=fname, start_s=start_s, duration_s=dur)
+                rows_out.append(o)
     fields = ('trace', 'start_s', 'duration_s', 'policy', 'deadline_ms', 'frames', 'classified',
               'top1', 'expected_top1', 'deadline_met', 'useful', 'p50_ms', 'p95_ms', 'p99_ms',
               'switches', 'configs', 'drops', 'robot_scale')
@@ -493,13 +537,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.action == 'run':
         bws = args.bandwidths or list(DEFAULT_BANDWIDTHS_MBPS)
         dls = args.deadlines or list(DEFAULT_DEADLINES_MS)
-        pols = args.policies or list(SWEEP_POLICIES)
+        pols = args.policies or list(LIVE_POLICIES)
         if args.smoke:
-            bws, dls, pols = [0.1, 5.0], [300.0], ['device-only', 'edge-only', 'edgent',
-                                                    'oracle']
+            bws, dls = [0.1, 5.0], [300.0]
+            pols = ['device-only', 'edge-only', 'edgent', 'true-bandwidth']
         try:
             n = run_sweep(Path(args.out), bws, dls, pols, 4 if args.smoke else args.frames,
-                          robot_scale=args.robot_scale, fresh=args.fresh)
+                          robot_scale=args.robot_scale, fresh=args.fresh,
+                          frames_csv=Path(args.frames_csv) if args.frames_csv else None)
         except (ValueError, OSError) as exc:
             print(f'edgent-ros sweep: {exc}', file=sys.stderr)
             return 2
@@ -508,7 +553,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     traces = DEFAULT_TRACES
     if args.trace:
         traces = [(t, args.start_s, args.duration_s) for t in args.trace]
-    rows = run_traces(Path(args.results), traces, args.policies or list(SWEEP_POLICIES),
+    rows = run_traces(Path(args.results), traces, args.policies or list(LIVE_POLICIES),
                       deadline_ms=args.deadline_ms, robot_scale=args.robot_scale)
     print(f'{len(rows)} trace runs; results in {Path(args.results) / "traces.csv"}')
     return 0
@@ -523,12 +568,14 @@ def add_sweep_parser(sub) -> None:
     r.add_argument('--out', default=str(RESULTS / 'sweep.csv'))
     r.add_argument('--bandwidths', type=float, nargs='+', metavar='MBPS')
     r.add_argument('--deadlines', type=float, nargs='+', metavar='MS')
-    r.add_argument('--policies', nargs='+', choices=SWEEP_POLICIES)
+    r.add_argument('--policies', nargs='+', choices=LIVE_POLICIES)
     r.add_argument('--frames', type=int, default=20, help='frames per cell')
     r.add_argument('--robot-scale', type=float, default=DEFAULT_ROBOT_SCALE,
                    help='robot this many times slower than the profiled one')
     r.add_argument('--smoke', action='store_true', help='2 bandwidths x 1 deadline x 4 '
                    'policies x 4 frames')
+    r.add_argument('--frames-csv', default=None, help='per-frame rows (default: '
+                   '<out>_frames.csv)')
     r.add_argument('--fresh', action='store_true', help='start over (delete the results CSV)')
     t = acts.add_parser('traces', help='trace replays, one policy after the other')
     t.add_argument('--results', default=str(RESULTS))
@@ -537,7 +584,7 @@ def add_sweep_parser(sub) -> None:
     t.add_argument('--start-s', type=float, default=0.0)
     t.add_argument('--duration-s', type=float, default=60.0)
     t.add_argument('--deadline-ms', type=float, default=TRACE_DEADLINE_MS)
-    t.add_argument('--policies', nargs='+', choices=SWEEP_POLICIES)
+    t.add_argument('--policies', nargs='+', choices=LIVE_POLICIES)
     t.add_argument('--robot-scale', type=float, default=DEFAULT_ROBOT_SCALE)
     pl = acts.add_parser('plot', help='draw the PNGs and check the targets')
     pl.add_argument('--results', default=str(RESULTS))

@@ -70,8 +70,8 @@ DEFAULT_ROBOT_QUOTA = 0.25
 DEFAULT_ROBOT_PERIOD_US = 100_000
 # Per-frame compute_slowdown for camera_node so that its device time matches the profiled
 # (back-to-back, per layer) robot latency model: the median predicted/measured ratio over the
-# configurations of bench/robot_slowdown.py (1.7-2.6; BENCHMARKS.md, robot CPU emulation).
-ROBOT_COMPUTE_SLOWDOWN = 2.3
+# configurations of bench/robot_slowdown.py (1.1-2.3; BENCHMARKS.md, robot CPU emulation).
+ROBOT_COMPUTE_SLOWDOWN = 1.75
 CGROUP_CPU_ROOT = Path('/sys/fs/cgroup/cpu')
 _NAME_RE = re.compile(r'^[a-z][a-z0-9]{0,7}$')   # keeps '<name>_r' etc. within IFNAMSIZ
 

@@ -105,8 +105,8 @@ def test_edge_killed_then_restarted(procs, listener):
     assert settled == list(range(seqs[0], seqs[-1] - 19)), 'a frame has no outcome'
 
 
-def test_oracle_follows_true_bandwidth_and_robot_scale(procs, listener):
-    """policy oracle plans at true_bandwidth_bps (set from outside), ignoring link estimates."""
+def test_true_bandwidth_policy_and_robot_scale(procs, listener):
+    """Policy true-bandwidth plans at true_bandwidth_bps (set from outside), not estimates."""
     from rclpy.parameter import Parameter
 
     from edgent_ros.artifacts import load_accuracy, read_config
@@ -116,8 +116,8 @@ def test_oracle_follows_true_bandwidth_and_robot_scale(procs, listener):
     pub = listener.node.create_publisher(LinkQuality, 'edgent/link_quality', qos.LINK_QUALITY)
     procs.start('edge_node')
     procs.start('camera_node', remap=['edgent/link_quality:=edgent/camera_link'], fps=5.0)
-    procs.start('planner_node', deadline_ms=300.0, policy='oracle', robot_time_scale=60.0,
-                true_bandwidth_bps=0.1e6, link_timeout_s=30.0)
+    procs.start('planner_node', deadline_ms=300.0, policy='true-bandwidth',
+                robot_time_scale=60.0, true_bandwidth_bps=0.1e6, link_timeout_s=30.0)
     cam = AsyncParameterClient(listener.node, 'camera_node')
     planner = AsyncParameterClient(listener.node, 'planner_node')
     assert listener.spin_until(lambda: cam.services_are_ready()
@@ -126,7 +126,7 @@ def test_oracle_follows_true_bandwidth_and_robot_scale(procs, listener):
     problem = scale_robot(EdgentProblem.from_model(
         cfg, load_accuracy(model_id=cfg.model_id()), LatencyModels.load(model_id=cfg.model_id()),
         overhead_ms=2.0), 60.0)
-    _publish_link(listener, pub, 100e6)   # an estimate the oracle must not use
+    _publish_link(listener, pub, 100e6)   # an estimate the policy must not use
     seen = set()
     for bps in (0.1e6, 0.02e6, 20e6, 0.0):
         want = decide(problem, bps, 300.0)
@@ -139,8 +139,8 @@ def test_oracle_follows_true_bandwidth_and_robot_scale(procs, listener):
         seen.add(want.config)
     assert len(seen) >= 2
     last = listener.msgs('edgent/decision')[-1]
-    assert last.policy == 'oracle' and (last.exit_index, last.split_index) == want.config
+    assert last.policy == 'true-bandwidth' and (last.exit_index, last.split_index) == want.config
     fut = planner.set_parameters([Parameter('policy', value='clairvoyant')])
     assert listener.spin_until(fut.done, 5.0)
     assert not fut.result().results[0].successful
-    assert 'oracle' in fut.result().results[0].reason
+    assert 'true-bandwidth' in fut.result().results[0].reason

@@ -391,8 +391,10 @@ RECOVERY_BOUND_S = 10.0   # first edge result for a frame captured at most this 
 @needs_root
 def test_link_cut_and_restored(testbed, tmp_path):
     """
-    Uplink cut mid-run: frames in flight end as counted drops, the camera falls back to
-    device-only results within its edge timeout, and co-inference resumes after the link returns.
+    Cut the uplink mid-run and restore it.
+
+    Frames in flight end as counted drops, the camera falls back to device-only results within
+    its edge timeout, and co-inference resumes after the link returns.
     """
     pytest.importorskip('rclpy', reason='rclpy not installed (run scripts/setup.sh)')
     from edgent_ros.testbed_session import executable, run_session
