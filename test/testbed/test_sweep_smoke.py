@@ -37,7 +37,8 @@ def test_smoke_sweep_and_resume(tmp_path):
     by = {(r['policy'], r['bandwidth_mbps']): r for r in rows}
     assert (tmp_path / 'sweep_frames.csv').exists()
     for r in rows:
-        assert r['frames'] == 3 and r['classified'] >= 2, (r, logs)
+        # the oracle's row pools every frame measured of its configuration at that bandwidth
+        assert (r['frames'] == 3 or r['policy'] == 'oracle') and r['classified'] >= 2, (r, logs)
         assert r['p50_ms'] > 0 and r['p50_ms'] <= r['p95_ms'] <= r['p99_ms']
     for bw in (0.2, 5.0):
         d = by[('device-only', bw)]
