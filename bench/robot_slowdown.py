@@ -4,9 +4,10 @@ Measure a live camera_node under the robot CPU quota against the robot latency m
 How fast does a live camera_node compute under the testbed's robot CPU quota, compared with the
 robot latency model the planner uses? (issue 6, robot CPU emulation)
 
-The robot latency model (``edgent_ros/artifacts/latency_models.json``) was profiled back to back
-under a 25 % CFS quota (``edgent-ros profile --host robot``), i.e. ~4x slower than this CPU. A
-live camera computes one ~2 ms burst per frame, which a CFS quota hardly throttles. This script
+The robot latency model (``edgent_ros/artifacts/latency_models.json``) is profiled with the
+robot emulation ``edgent-ros profile --host robot --emulation factor``: one thread, times x 4
+(1 / the 25 % quota). A live camera computes one ~2 ms burst per frame, which a CFS quota hardly
+throttles, so the testbed camera gets ``compute_slowdown`` 4: the same emulation. This script
 runs the real camera_node on the testbed for a few (exit, split) configurations, in the robot
 cgroup and outside it, with ``compute_slowdown`` 1 and with a candidate factor, and compares the
 ``device_ms`` it reports with the model's prediction (``optimizer.evaluate``).
@@ -39,6 +40,7 @@ def main(argv=None) -> int:
     p.add_argument('--factor', type=float, default=None,
                    help='also run with this compute_slowdown in the cgroup')
     p.add_argument('--out', type=Path, default=RESULTS / 'robot_slowdown.csv')
+    p.add_argument('--no-free', action='store_true', help='skip the run outside the cgroup')
     args = p.parse_args(argv)
     from edgent_ros.artifacts import load_accuracy, read_config
     from edgent_ros.optimizer import EdgentProblem, evaluate
@@ -52,7 +54,7 @@ def main(argv=None) -> int:
     cfg = read_config(None)
     problem = EdgentProblem.from_model(cfg, load_accuracy(None, cfg.model_id()),
                                        LatencyModels.load(None, model_id=cfg.model_id()))
-    runs = [('cgroup', True, 1.0), ('free', False, 1.0)]
+    runs = [('cgroup', True, 1.0)] + ([] if args.no_free else [('free', False, 1.0)])
     if args.factor:
         runs.append((f'cgroup+slowdown{args.factor:g}', True, args.factor))
     rows = []
@@ -97,6 +99,11 @@ def main(argv=None) -> int:
         print(f'\ncgroup, compute_slowdown 1: predicted/measured median '
               f'{statistics.median(cg):.2f} (range {min(cg):.2f}-{max(cg):.2f})'
               ' -> use compute_slowdown of about this')
+    fac = [r['predicted_over_measured'] for r in rows if r['emulation'].startswith(
+        'cgroup+slowdown') and r['predicted_over_measured'] != '']
+    if fac:
+        print(f'cgroup, compute_slowdown {args.factor:g}: predicted/measured median '
+              f'{statistics.median(fac):.2f} (range {min(fac):.2f}-{max(fac):.2f})')
     return 0
 
 

@@ -76,8 +76,8 @@ class CameraNode(Node):
         self.publish_frames = declare(self, 'publish_frames', True,
                                       'publish each 32x32 frame on edgent/frame (for rviz)')
         self.slowdown = declare(self, 'compute_slowdown', 1.0,
-                                'robot emulation: after device compute, wait (f - 1) x its '
-                                'time (a CPU quota does not throttle one short burst)',
+                                'robot emulation: after the device-side layers, wait (f - 1) x '
+                                'their time (a CPU quota does not throttle one short burst)',
                                 float_range=(1.0, 10_000.0), read_only=True)
         self.wait_for_edge_s = declare(self, 'wait_for_edge_s', 5.0,
                                        'file sources start once the edge subscribes to '
@@ -268,8 +268,9 @@ class CameraNode(Node):
             return
         out = self.runner.device_step(frame, exit_index, split_index)
         if self.slowdown > 1.0:
-            time.sleep((self.slowdown - 1.0) * out.device_ms / 1e3)
-            out.device_ms *= self.slowdown
+            extra_ms = (self.slowdown - 1.0) * out.layers_ms   # the robot's DNN is f x slower
+            time.sleep(extra_ms / 1e3)
+            out.device_ms += extra_ms
         if out.classification is not None:
             res = self._result(seq, stamp, exit_index, split_index, true_class, deadline_ms)
             res.finished_on = InferenceResult.FINISHED_ON_DEVICE

@@ -76,7 +76,8 @@ class DeviceOutput:
 
     tensor: Optional[np.ndarray]          # to send (split < end), else None
     classification: Optional[Classification]  # device-only result (split == end), else None
-    device_ms: float
+    device_ms: float                      # everything the robot did for the frame
+    layers_ms: float = 0.0                # of which the model's layers [0, split)
 
 
 class CoInference:
@@ -107,11 +108,14 @@ class CoInference:
             return DeviceOutput(np.ascontiguousarray(frame_u8[None]), None,
                                 (time.perf_counter() - t0) * 1e3)
         x = normalize_images(torch.from_numpy(np.ascontiguousarray(frame_u8[None])))
+        t1 = time.perf_counter()
         y = self.model.run(x, exit_index, 0, split_index)
-        ms = (time.perf_counter() - t0) * 1e3
+        layers = (time.perf_counter() - t1) * 1e3
         if split_index == n:
-            return DeviceOutput(None, classify(y.numpy()), ms)
-        return DeviceOutput(y.numpy(), None, ms)
+            out = classify(y.numpy())
+            return DeviceOutput(None, out, (time.perf_counter() - t0) * 1e3, layers)
+        y = y.numpy()
+        return DeviceOutput(y, None, (time.perf_counter() - t0) * 1e3, layers)
 
     def expected_shape(self, exit_index: int, split_index: int) -> Tuple[int, ...]:
         """Batched shape and dtype name the edge expects at ``(exit, split)``."""

@@ -27,6 +27,8 @@ from .node_util import accept, declare, refuse, run
 from .optimizer import (PLANNER_POLICIES, Decision, EdgentProblem, Hysteresis, HysteresisStep,
                         decide, scale_robot)
 
+STRATEGIES = ('per-sample', 'map')
+
 
 class _Target:
     """One node whose parameters follow the decision, with its in-flight request."""
@@ -89,6 +91,23 @@ class PlannerNode(Node):
                              float_range=(0.01, 0.99), read_only=True)
         dwell = declare(self, 'min_dwell_s', 2.0, 'minimum time between non-urgent switches',
                         float_range=(0.0, 3600.0), read_only=True)
+        self.strategy = declare(self, 'strategy', 'per-sample',
+                                'edgent policy: per-sample (plan every estimate, hysteresis) or '
+                                'map (configuration map + change-point detection)')
+        map_path = declare(self, 'config_map_path', '', 'configuration map JSON (edgent-ros '
+                           'build-map); needed by strategy map', read_only=True)
+        self.cmap = None
+        if map_path:
+            from .config_map import ConfigMap, MapStrategy
+            try:
+                self.cmap = MapStrategy(ConfigMap.load(map_path, model_id=self.model_id))
+            except ArtifactError as exc:
+                self.get_logger().fatal(f'cannot load the configuration map: {exc}')
+                raise SystemExit(2) from exc
+        if self.strategy not in STRATEGIES or (self.strategy == 'map' and self.cmap is None):
+            self.get_logger().fatal(f'strategy must be one of {STRATEGIES} (map needs '
+                                    f'config_map_path), got {self.strategy!r}')
+            raise SystemExit(2)
         camera = declare(self, 'camera_node', 'camera_node',
                          'node whose exit/split/deadline follow the decision', read_only=True)
         edge = declare(self, 'edge_node', 'edge_node',
@@ -122,18 +141,24 @@ class PlannerNode(Node):
         for p in params:
             if p.name == 'policy' and p.value not in PLANNER_POLICIES:
                 return refuse(f'policy must be one of {PLANNER_POLICIES}, got {p.value!r}')
+            if p.name == 'strategy' and p.value not in STRATEGIES:
+                return refuse(f'strategy must be one of {STRATEGIES}, got {p.value!r}')
+            if p.name == 'strategy' and p.value == 'map' and self.cmap is None:
+                return refuse('strategy map needs a configuration map (config_map_path)')
         return accept()
 
     def _post_set(self, params):
         names = {p.name for p in params}
         for p in params:
             if p.name in ('deadline_ms', 'policy', 'link_timeout_s', 'set_timeout_s',
-                          'true_bandwidth_bps'):
+                          'true_bandwidth_bps', 'strategy'):
                 setattr(self, p.name, p.value)
+        if 'strategy' in names and self.cmap is not None:
+            self.cmap.reset()
         if 'policy' in names:
             self.hyst.policy = self._hyst_policy()
             self.hyst.reset()
-        if names & {'deadline_ms', 'policy'} or \
+        if names & {'deadline_ms', 'policy', 'strategy'} or \
                 ('true_bandwidth_bps' in names and self.policy == 'true-bandwidth'):
             self.plan('parameter change')   # re-plan at once
 
@@ -145,6 +170,10 @@ class PlannerNode(Node):
         source = msg.header.frame_id or 'default'
         self.links[source] = msg
         self.link_rx_s[source] = time.monotonic()
+        if self.cmap is not None and self.strategy == 'map':
+            bw = self.bandwidth_bps()
+            if bw > 0:
+                self.cmap.update(bw / 1e6)   # the change-point detector sees every estimate
         self.plan('link quality')
 
     def edge_queue_ms(self) -> float:
@@ -182,6 +211,12 @@ class PlannerNode(Node):
                                   (d.exit_index, d.split_index) !=
                                   (self.decision.exit_index, self.decision.split_index),
                                   'true bandwidth')
+        elif self.policy == 'edgent' and self.strategy == 'map':
+            d = self.cmap.decide(self.problem, self.bandwidth_bps(), self.deadline_ms)
+            step = HysteresisStep(d, self.decision is None or
+                                  (d.exit_index, d.split_index) !=
+                                  (self.decision.exit_index, self.decision.split_index),
+                                  'map')
         else:
             step = self.hyst.update(time.monotonic(), self.problem, self.bandwidth_bps(),
                                     self.deadline_ms)

@@ -341,7 +341,8 @@ class RobotCpuLimit:
 
     def __init__(self, quota: float = DEFAULT_CPU_QUOTA, threads: int = DEFAULT_ROBOT_THREADS,
                  period_us: int = DEFAULT_CPU_PERIOD_US, name: str = DEFAULT_CGROUP,
-                 slowdown_factor: Optional[float] = None, allow_fallback: bool = True):
+                 slowdown_factor: Optional[float] = None, allow_fallback: bool = True,
+                 force_factor: bool = False):
         """Validate the settings (ValueError with the bad value); nothing changes until enter."""
         cfs_quota_us(quota, period_us)      # validates both
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
@@ -355,6 +356,7 @@ class RobotCpuLimit:
         self.name = name
         self.slowdown_factor = float(slowdown_factor or 1.0 / quota)
         self.allow_fallback = allow_fallback
+        self.force_factor = bool(force_factor)
         self.emulation = ''
         self.time_factor = 1.0
         self._old_threads = 0
@@ -363,7 +365,7 @@ class RobotCpuLimit:
     def __enter__(self) -> 'RobotCpuLimit':
         """Move into the cgroup (or set up the fallback); return self."""
         self._old_threads = torch.get_num_threads()
-        if cgroup_v1_cpu_available():
+        if cgroup_v1_cpu_available() and not self.force_factor:
             if cgroup_dir(self.name).is_dir() and not cgroup_pids(self.name):
                 remove_cgroup(self.name)     # left behind by a crashed run
             ensure_cgroup(self.name, self.quota, self.period_us)
@@ -376,7 +378,7 @@ class RobotCpuLimit:
                 raise
             torch.set_num_threads(self.threads)
             self.emulation, self.time_factor = 'cgroup', 1.0
-        elif self.allow_fallback:
+        elif self.allow_fallback or self.force_factor:
             torch.set_num_threads(1)
             self.threads = 1
             self.emulation, self.time_factor = 'thread+factor', self.slowdown_factor
@@ -734,11 +736,12 @@ def cmd_profile(args: argparse.Namespace) -> int:
                 torch.set_num_threads(old_threads)
         else:
             with RobotCpuLimit(args.cpu_quota, args.threads or DEFAULT_ROBOT_THREADS,
-                               args.cpu_period_us, args.cgroup, args.slowdown_factor) as lim:
+                               args.cpu_period_us, args.cgroup, args.slowdown_factor,
+                               force_factor=args.emulation == 'factor') as lim:
                 host = HostInfo('robot', lim.emulation, lim.threads, lim.quota,
                                 lim.period_us if lim.emulation == 'cgroup' else None,
                                 lim.time_factor, lim.window_s())
-                if lim.emulation != 'cgroup':
+                if lim.emulation != 'cgroup' and args.emulation != 'factor':
                     print(f'profile: no cgroup v1 cpu controller (or not root): robot emulated '
                           f'by 1 thread x slowdown factor {lim.time_factor:g}', file=sys.stderr)
                 summary = _run_profile(args, host, timing)
@@ -778,6 +781,10 @@ def add_profile_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help='robot: fraction of one CPU (default %(default)s)')
     s.add_argument('--cpu-period-us', type=int, default=DEFAULT_CPU_PERIOD_US,
                    help='robot: cpu.cfs_period_us (default %(default)s)')
+    s.add_argument('--emulation', choices=('auto', 'factor'), default='auto',
+                   help='robot: auto = cgroup CPU quota when root, else factor; factor = 1 '
+                        'thread x slowdown factor (what the testbed camera\'s '
+                        'compute_slowdown does to each frame)')
     s.add_argument('--slowdown-factor', type=float, default=None,
                    help='robot without cgroup: multiply times by this (default 1/cpu-quota)')
     s.add_argument('--cgroup', default=DEFAULT_CGROUP, help='robot: cgroup name under '

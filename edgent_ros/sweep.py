@@ -34,6 +34,8 @@ from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, 
 LIVE_POLICIES = ('device-only', 'edge-only', 'partition-only', 'exit-only', 'edgent',
                  'true-bandwidth')
 SWEEP_POLICIES = LIVE_POLICIES + ('oracle',)
+# Trace replays also run Edgent with the configuration map + change-point strategy (issue 10).
+TRACE_POLICIES = LIVE_POLICIES + ('edgent-map',)
 ORACLE_MIN_FRAMES = 10
 # 8 log-spaced points, 50 kbit/s .. 10 Mbit/s (3 significant digits)
 DEFAULT_BANDWIDTHS_MBPS = (0.05, 0.107, 0.227, 0.484, 1.03, 2.2, 4.69, 10.0)
@@ -55,7 +57,7 @@ OK, DEVICE = 0, 1   # InferenceResult.STATUS_OK, FINISHED_ON_DEVICE
 
 
 def check_grid(bandwidths: Sequence[float], deadlines: Sequence[float],
-               policies: Sequence[str]) -> None:
+               policies: Sequence[str], allowed: Sequence[str] = LIVE_POLICIES) -> None:
     """Raise ValueError naming the first bad value of a sweep grid."""
     if not bandwidths or not deadlines or not policies:
         raise ValueError('a sweep needs at least one bandwidth, deadline and policy')
@@ -66,8 +68,8 @@ def check_grid(bandwidths: Sequence[float], deadlines: Sequence[float],
         if not (isinstance(d, (int, float)) and math.isfinite(d) and d > 0):
             raise ValueError(f'deadlines must be finite ms > 0, got {d!r}')
     for p in policies:
-        if p not in LIVE_POLICIES:
-            raise ValueError(f'unknown policy {p!r}; expected one of {", ".join(LIVE_POLICIES)} '
+        if p not in allowed:
+            raise ValueError(f'unknown policy {p!r}; expected one of {", ".join(allowed)} '
                              '(the oracle is computed from their measurements)')
 
 
@@ -331,6 +333,28 @@ def trace_oracle(sweep_rows: Sequence[Mapping[str, object]],
             'configs': ';'.join(f'{c}:{n}s' for c, n in sorted(configs.items()))}
 
 
+def big_drops(rates: Sequence[Tuple[float, float]], factor: float = 2.0) -> List[float]:
+    """Return the times at which the rate fell below 1/``factor`` of the previous step's."""
+    return [t for (_, a), (t, b) in zip(rates, rates[1:]) if b < a / factor]
+
+
+def reaction_times(drops: Sequence[float], decisions: Sequence[Tuple[float, int, int]],
+                   horizon_s: float = 15.0) -> List[Optional[float]]:
+    """
+    Per drop: seconds until the decision in force first changed (None: not within horizon).
+
+    ``decisions``: ``(t, exit, split)`` in time order (times on the same clock as ``drops``).
+    """
+    out: List[Optional[float]] = []
+    for t in drops:
+        before = [d for d in decisions if d[0] <= t]
+        cur = (before[-1][1], before[-1][2]) if before else None
+        nxt = next((d for d in decisions if t < d[0] <= t + horizon_s
+                    and (d[1], d[2]) != cur), None)
+        out.append(None if nxt is None else round(nxt[0] - t, 3))
+    return out
+
+
 # ------------------------------------------------------------------------------------------
 # Targets and tables (for the report)
 
@@ -412,7 +436,7 @@ def markdown_table(rows: Sequence[Mapping[str, object]], deadline_ms: float,
 
 COLORS = {'device-only': '#1f77b4', 'edge-only': '#ff7f0e', 'partition-only': '#2ca02c',
           'exit-only': '#9467bd', 'edgent': '#d62728', 'true-bandwidth': '#e377c2',
-          'oracle': '#555555'}
+          'edgent-map': '#8c564b', 'oracle': '#555555'}
 STYLES = {'oracle': '--', 'edgent': '-', 'true-bandwidth': ':'}
 
 
@@ -531,7 +555,8 @@ def plot_trace(series: Mapping[str, Mapping[str, object]], out_png: Path, title:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    pols = [p for p in SWEEP_POLICIES if p in series]
+    order = SWEEP_POLICIES + ('edgent-map',)
+    pols = [p for p in order if p in series]
     fig, axes = plt.subplots(3, 1, figsize=(9, 7.5), sharex=True)
     first = series[pols[0]]
     rt = first['rates']
@@ -540,12 +565,12 @@ def plot_trace(series: Mapping[str, Mapping[str, object]], out_png: Path, title:
         axes[0].step(xs, ys, where='post', color='k', lw=1.2, label='shaped rate (true)')
     for p in pols:
         est = series[p].get('estimate') or []
-        if est and p == 'edgent':
+        if est and p in ('edgent', 'edgent-map'):
             xs, ys = zip(*est)
             axes[0].plot(xs, ys, '.', ms=2, color=COLORS[p], label=f'estimate ({p})')
         fr = series[p]['frames']
         if fr:
-            off = 0.06 * (SWEEP_POLICIES.index(p) - 2.5)
+            off = 0.06 * (order.index(p) - 3)
             axes[1].plot([f[0] for f in fr], [f[2] + off for f in fr], '.', ms=2.5,
                          color=COLORS[p], label=p)
             done = [f for f in fr if f[1] is not None]

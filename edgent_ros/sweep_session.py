@@ -33,9 +33,10 @@ import threading
 import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from .sweep import (aggregate, append_rows, cell_key, check_grid, CSV_FIELDS,
+from .sweep import (aggregate, append_rows, big_drops, cell_key, check_grid, CSV_FIELDS,
                     DEFAULT_BANDWIDTHS_MBPS, DEFAULT_DEADLINES_MS, DEFAULT_ROBOT_SCALE,
-                    FRAME_FIELDS, LIVE_POLICIES, read_done, read_rows)
+                    FRAME_FIELDS, LIVE_POLICIES, reaction_times, read_done, read_rows,
+                    TRACE_POLICIES)
 from .testbed_session import (_stop, DECISION_FIELDS, executable, FASTDDS_PROFILE, LINK_FIELDS,
                               OUTCOME_FIELDS, ros_args, session_env)
 
@@ -353,6 +354,27 @@ def run_sweep(out_csv: Path, bandwidths: Sequence[float], deadlines: Sequence[fl
     return ran
 
 
+def build_default_map(path: Path, robot_scale: float, exclude: Sequence[str],
+                      trace_dir: Path = TRACES) -> Path:
+    """Build the testbed's configuration map from every trace in ``trace_dir`` not excluded."""
+    from .config_map import build_map, read_trace
+    from .artifacts import read_config
+    files = sorted(p for p in Path(trace_dir).glob('*.csv')
+                   if p.name != 'index.csv' and p.name not in set(exclude))
+    if not files:
+        raise ValueError(f'no traces to build a map from in {trace_dir}')
+    _, problem = _problem(robot_scale)
+    body = build_map(problem, {p.name: read_trace(p) for p in files},
+                     list(DEFAULT_DEADLINES_MS))
+    body.update(model_id=read_config().model_id(), robot_time_scale=robot_scale)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(body, indent=1) + '\n')
+    print(f'configuration map from {len(files)} traces (not the replayed ones): {path}',
+          file=sys.stderr)
+    return path
+
+
 def write_oracle(out_csv: Path, frames_csv: Path, min_frames: int = 10) -> int:
     """Replace the ``oracle`` rows of ``out_csv`` by the offline oracle of ``frames_csv``."""
     from .artifacts import load_accuracy, read_config
@@ -402,10 +424,16 @@ def run_traces(out_dir: Path, traces: Sequence[Tuple[str, float, float]],
                policies: Sequence[str], deadline_ms: float = TRACE_DEADLINE_MS,
                robot_scale: float = DEFAULT_ROBOT_SCALE, fps: float = 20.0,
                name: str = TESTBED_NAME, logdir: Optional[Path] = None,
-               trace_dir: Path = TRACES) -> List[dict]:
-    """Replay each trace segment once per policy; write ``traces.csv`` and per-trace JSON."""
+               trace_dir: Path = TRACES, map_path: Optional[Path] = None) -> List[dict]:
+    """
+    Replay each trace segment once per policy; write ``traces.csv`` and per-trace JSON.
+
+    ``edgent-map`` runs the planner's Edgent policy with strategy ``map`` (``map_path``).
+    """
     from .testbed import Testbed, TracePlayer
-    check_grid([1.0], [deadline_ms], policies)
+    check_grid([1.0], [deadline_ms], policies, allowed=TRACE_POLICIES)
+    if 'edgent-map' in policies and not (map_path and Path(map_path).is_file()):
+        raise ValueError(f'edgent-map needs a configuration map, {map_path} not found')
     accuracy, problem = _problem(robot_scale)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -419,7 +447,9 @@ def run_traces(out_dir: Path, traces: Sequence[Tuple[str, float, float]],
             rows = trace_rows(Path(trace_dir) / fname, start_s, dur)
             player = TracePlayer(rows, loop=False)
             tb.set_rate(rows[0][1])
-            sess = NodeSession(tb, robot_scale, logdir / Path(fname).stem, fps=fps)
+            sess = NodeSession(tb, robot_scale, logdir / Path(fname).stem, fps=fps,
+                               planner={'config_map_path': str(Path(map_path).resolve())}
+                               if map_path else None)
             series = {}
             try:
                 sess.start(rows[0][1])
@@ -427,9 +457,13 @@ def run_traces(out_dir: Path, traces: Sequence[Tuple[str, float, float]],
                     bar.set_postfix_str(f'{fname} {p}')
                     tb.set_rate(rows[0][1])
                     idx = len(sess.records)
-                    sess.set_planner(policy=p, deadline_ms=float(deadline_ms),
-                                     true_bandwidth_bps=float(rows[0][1] * 1e6))
-                    sess.wait_decision(p, deadline_ms, idx)
+                    planner_policy = 'edgent' if p == 'edgent-map' else p
+                    params = dict(policy=planner_policy, deadline_ms=float(deadline_ms),
+                                  true_bandwidth_bps=float(rows[0][1] * 1e6))
+                    if map_path:
+                        params['strategy'] = 'map' if p == 'edgent-map' else 'per-sample'
+                    sess.set_planner(**params)
+                    sess.wait_decision(planner_policy, deadline_ms, idx)
                     time.sleep(3.0)   # the estimate settles on the segment's first rate
                     rates: List[Tuple[float, float]] = []
                     t0 = time.time()
@@ -446,16 +480,26 @@ def run_traces(out_dir: Path, traces: Sequence[Tuple[str, float, float]],
                     switches = sum(1 for a, b in zip(decs, decs[1:])
                                    if (a['exit_index'], a['split_index'])
                                    != (b['exit_index'], b['split_index']))
+                    dec_t = [(d['t'] - t0, d['exit_index'], d['split_index']) for d in decs]
+                    reacts = reaction_times(big_drops(rates), dec_t)
+                    got = [r for r in reacts if r is not None]
+                    states = [d.get('reason', '').split(' Mbit/s')[0] for d in decs
+                              if str(d.get('reason', '')).startswith('map state')]
                     row.update(trace=fname, start_s=start_s, duration_s=dur, policy=p,
                                deadline_ms=deadline_ms, switches=switches,
-                               robot_scale=robot_scale)
+                               robot_scale=robot_scale, big_drops=len(reacts),
+                               reacted=len(got),
+                               reaction_s=round(sum(got) / len(got), 3) if got else None,
+                               state_changes=sum(1 for a, b in zip(states, states[1:])
+                                                 if a != b) if states else None)
                     rows_out.append(row)
                     series[p] = {
                         'deadline_ms': deadline_ms, 'rates': rates,
                         'estimate': [(lq['t'] - t0, lq['uplink_bandwidth_bps'] / 1e6)
                                      for lq in links if lq['uplink_bandwidth_bps'] > 0],
                         'decisions': [(d['t'] - t0, d['exit_index'], d['split_index'],
-                                       d['bandwidth_bps'] / 1e6) for d in decs],
+                                       d['bandwidth_bps'] / 1e6, d.get('reason', ''))
+                                      for d in decs],
                         'frames': [(o['stamp'] - t0,
                                     o['end_to_end_ms'] if o['status'] == 0 else None,
                                     o['exit_index'], o['split_index'],
@@ -482,7 +526,8 @@ def run_traces(out_dir: Path, traces: Sequence[Tuple[str, float, float]],
                 rows_out.append(o)
     fields = ('trace', 'start_s', 'duration_s', 'policy', 'deadline_ms', 'frames', 'classified',
               'top1', 'expected_top1', 'deadline_met', 'useful', 'p50_ms', 'p95_ms', 'p99_ms',
-              'switches', 'configs', 'drops', 'robot_scale')
+              'switches', 'state_changes', 'big_drops', 'reacted', 'reaction_s', 'configs',
+              'drops', 'robot_scale')
     path = out_dir / 'traces.csv'
     path.unlink(missing_ok=True)
     append_rows(path, rows_out, fields)
@@ -519,9 +564,18 @@ def make_plots(results: Path = RESULTS) -> List[Path]:
     return out
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt(f'signal {signum}')
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     """``edgent-ros sweep run|traces|plot``."""
+    import signal
     from .testbed import unavailable_reason
+    # SIGTERM, and SIGINT even where a background start ignored it, stop the run through the
+    # finally blocks: nodes stopped, testbed removed, the results CSV keeps every finished cell
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     if args.action == 'plot':
         for p in make_plots(Path(args.results)):
             print(p)
@@ -553,8 +607,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     traces = DEFAULT_TRACES
     if args.trace:
         traces = [(t, args.start_s, args.duration_s) for t in args.trace]
-    rows = run_traces(Path(args.results), traces, args.policies or list(LIVE_POLICIES),
-                      deadline_ms=args.deadline_ms, robot_scale=args.robot_scale)
+    policies = args.policies or list(TRACE_POLICIES)
+    map_path = Path(args.map)
+    if 'edgent-map' in policies and not map_path.is_file():
+        build_default_map(map_path, args.robot_scale, [t for t, _, _ in traces])
+    rows = run_traces(Path(args.results), traces, policies, deadline_ms=args.deadline_ms,
+                      robot_scale=args.robot_scale, map_path=map_path)
     print(f'{len(rows)} trace runs; results in {Path(args.results) / "traces.csv"}')
     return 0
 
@@ -584,7 +642,10 @@ def add_sweep_parser(sub) -> None:
     t.add_argument('--start-s', type=float, default=0.0)
     t.add_argument('--duration-s', type=float, default=60.0)
     t.add_argument('--deadline-ms', type=float, default=TRACE_DEADLINE_MS)
-    t.add_argument('--policies', nargs='+', choices=LIVE_POLICIES)
+    t.add_argument('--policies', nargs='+', choices=TRACE_POLICIES)
+    t.add_argument('--map', default=str(RESULTS / 'config_map.json'),
+                   help='configuration map for edgent-ros (built from the traces not replayed '
+                        'when missing)')
     t.add_argument('--robot-scale', type=float, default=DEFAULT_ROBOT_SCALE)
     pl = acts.add_parser('plot', help='draw the PNGs and check the targets')
     pl.add_argument('--results', default=str(RESULTS))
@@ -621,7 +682,8 @@ def _control(timeout_s: float) -> int:
     node.create_subscription(InferenceResult, 'edgent/outcome',
                              lambda m: record('outcome', m, OUTCOME_FIELDS), qos.RESULT)
     node.create_subscription(ExitSplitDecision, 'edgent/decision',
-                             lambda m: record('decision', m, DECISION_FIELDS + ('policy',)),
+                             lambda m: record('decision', m,
+                                              DECISION_FIELDS + ('policy', 'reason')),
                              qos.DECISION)
     node.create_subscription(LinkQuality, 'edgent/link_quality',
                              lambda m: record('link_quality', m, LINK_FIELDS), qos.LINK_QUALITY)

@@ -144,3 +144,68 @@ def test_true_bandwidth_policy_and_robot_scale(procs, listener):
     assert listener.spin_until(fut.done, 5.0)
     assert not fut.result().results[0].successful
     assert 'true-bandwidth' in fut.result().results[0].reason
+
+
+def test_map_strategy_follows_detected_states(procs, listener, tmp_path):
+    """Strategy map: decisions come from the configuration map, per detected bandwidth state."""
+    import json
+
+    from rclpy.parameter import Parameter
+
+    from edgent_ros.artifacts import load_accuracy, read_config
+    from edgent_ros.config_map import build_map, ConfigMap
+    from edgent_ros.optimizer import decide, EdgentProblem, scale_robot
+    from edgent_ros.regression import LatencyModels
+    cfg = read_config()
+    problem = scale_robot(EdgentProblem.from_model(
+        cfg, load_accuracy(model_id=cfg.model_id()), LatencyModels.load(model_id=cfg.model_id()),
+        overhead_ms=2.0), 60.0)
+    body = build_map(problem, {'t': [(1.0, 5.0)] * 60 + [(1.0, 0.03)] * 60}, [300.0])
+    body['model_id'] = cfg.model_id()
+    path = tmp_path / 'map.json'
+    path.write_text(json.dumps(body))
+    cmap = ConfigMap(body)
+    fast, slow = cmap.lookup(5.0, 300.0)[:2], cmap.lookup(0.03, 300.0)[:2]
+    assert fast != slow
+
+    listener.listen(ExitSplitDecision, 'edgent/decision', qos.DECISION)
+    pub = listener.node.create_publisher(LinkQuality, 'edgent/link_quality', qos.LINK_QUALITY)
+    procs.start('edge_node')
+    procs.start('camera_node', remap=['edgent/link_quality:=edgent/camera_link'], fps=5.0)
+    procs.start('planner_node', deadline_ms=300.0, robot_time_scale=60.0, strategy='map',
+                config_map_path=str(path), link_timeout_s=30.0)
+    cam = AsyncParameterClient(listener.node, 'camera_node')
+    planner = AsyncParameterClient(listener.node, 'planner_node')
+    assert listener.spin_until(lambda: cam.services_are_ready()
+                               and planner.services_are_ready(), 30.0)
+    assert listener.spin_until(lambda: pub.get_subscription_count() > 0, 30.0)
+
+    def settle(bps, want, n=6):
+        got = None
+        for _ in range(n):
+            _publish_link(listener, pub, bps)
+            listener.spin_until(lambda: False, 0.2)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 2.0 and got != want:
+            got = _camera_params(listener, cam)
+        return got
+    assert settle(5e6, fast) == fast, procs.log('planner_node')
+    assert settle(0.03e6, slow) == slow, procs.log('planner_node')
+    last = listener.msgs('edgent/decision')[-1]
+    assert last.reason.startswith('map state') and last.policy == 'edgent'
+    # the per-sample strategy, switched at run time, plans every estimate again
+    fut = planner.set_parameters([Parameter('strategy', value='per-sample')])
+    assert listener.spin_until(fut.done, 5.0) and fut.result().results[0].successful
+    assert settle(5e6, decide(problem, 5e6, 300.0).config, n=2) == \
+        decide(problem, 5e6, 300.0).config
+    fut = planner.set_parameters([Parameter('strategy', value='psychic')])
+    assert listener.spin_until(fut.done, 5.0) and not fut.result().results[0].successful
+
+
+def test_map_strategy_needs_a_map(procs, tmp_path):
+    bad = tmp_path / 'map.json'
+    bad.write_text('{"format": "something else"}')
+    p = procs.start('planner_node', name='no_map', strategy='map')
+    assert p.wait(30) == 2 and 'config_map_path' in procs.log('no_map')
+    p = procs.start('planner_node', name='bad_map', strategy='map', config_map_path=str(bad))
+    assert p.wait(30) == 2 and 'map.json: not a configuration map' in procs.log('bad_map')

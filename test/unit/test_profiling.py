@@ -164,6 +164,15 @@ def test_robot_fallback_without_cgroup(monkeypatch):
             pass
 
 
+def test_robot_factor_emulation_forced(monkeypatch):
+    """force_factor: 1 thread x factor even where a cgroup is available (testbed consistency)."""
+    monkeypatch.setattr(profiling, 'cgroup_v1_cpu_available', lambda: True)
+    monkeypatch.setattr(profiling, 'ensure_cgroup', lambda *a: pytest.fail('cgroup used'))
+    with RobotCpuLimit(quota=0.25, threads=2, force_factor=True) as lim:
+        assert lim.emulation == 'thread+factor' and lim.time_factor == pytest.approx(4.0)
+        assert torch.get_num_threads() == 1 and lim.window_s() == 0.0
+
+
 @pytest.mark.skipif(not profiling.cgroup_v1_cpu_available(),
                     reason='needs root and a cgroup v1 cpu controller at /sys/fs/cgroup/cpu')
 def test_robot_cgroup_limits_and_cleans_up():
