@@ -94,3 +94,20 @@ def test_map_strategy_switches_on_change_points_only():
     assert strat.decide(PROBLEM, 0.0, 25.0).config == decide(PROBLEM, 0.0, 25.0).config
     strat.reset()
     assert strat.state is None and strat.switches == 0
+
+
+def test_build_map_cli(tmp_path, capsys):
+    from edgent_ros.cli import main
+    from edgent_ros.artifacts import read_config
+    trace = tmp_path / 'a.csv'
+    trace.write_text('t_s,mbps\n' + ''.join(f'{t},{5.0 if t < 30 else 0.05}\n'
+                                             for t in range(60)))
+    out = tmp_path / 'map.json'
+    assert main(['build-map', '--traces', str(trace), '--deadlines', '100', '300',
+                 '--robot-time-scale', '60', '--out', str(out)]) == 0
+    assert '15 states x 2 deadlines from 1 traces (60 s)' in capsys.readouterr().out
+    m = ConfigMap.load(out, model_id=read_config().model_id())
+    assert m.deadlines == [100.0, 300.0] and m.body['robot_time_scale'] == 60.0
+    assert m.lookup(5.0, 300.0)[:2] == (5, 0)          # 3 KB at 5 Mbit/s: edge-only
+    assert m.lookup(0.05, 300.0)[2]['deadline_met'] == 1.0
+    assert main(['build-map', '--traces', str(tmp_path / 'none.csv'), '--out', str(out)]) == 2

@@ -1,0 +1,97 @@
+"""
+Print the Markdown tables of BENCHMARKS.md §7-8 from the sweep and trace results.
+
+``python bench/sweep_report.py [--results bench/results]``: reads ``sweep.csv``,
+``sweep_frames.csv`` and ``traces.csv`` (written by ``edgent-ros sweep run`` / ``traces``) and
+prints: per deadline, each policy's correct-and-on-time rate with its configuration; a summary
+per policy; the issue's target check; latency-prediction errors; the trace-replay table.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+import statistics
+import sys
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def main(argv=None) -> int:
+    """Print the report tables."""
+    from edgent_ros.sweep import check_targets, markdown_table, read_rows, SWEEP_POLICIES
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    p.add_argument('--results', type=Path, default=ROOT / 'bench' / 'results')
+    args = p.parse_args(argv)
+    rows = read_rows(args.results / 'sweep.csv')
+    deadlines = sorted({float(r['deadline_ms']) for r in rows})
+    print('### Correct and on time (%), (exit/split) most used, per deadline\n')
+    for dl in deadlines:
+        print(f'**Deadline {dl:g} ms**\n')
+        print(markdown_table(rows, dl, 'useful'))
+    print('### Summary over all cells\n')
+    print('| policy | cells meeting the deadline on >= 99 % | mean deadline met | mean accuracy '
+          '(test-set top-1 of the exits used) | mean correct and on time |')
+    print('|---|---|---|---|---|')
+    for pol in SWEEP_POLICIES:
+        rs = [r for r in rows if r['policy'] == pol]
+        if not rs:
+            continue
+
+        def mean(key):
+            xs = [float(r[key]) for r in rs if r.get(key) is not None]
+            return statistics.fmean(xs) if xs else float('nan')
+        meets = sum((r['deadline_met'] or 0) >= 0.99 for r in rs)
+        print(f'| {pol} | {meets} / {len(rs)} | {100 * mean("deadline_met"):.1f} % | '
+              f'{100 * mean("expected_top1"):.1f} % | {100 * mean("useful"):.1f} % |')
+    res = check_targets(rows)
+    print('\n### Targets\n')
+    print(f'- Edgent meets the deadline on >= 99 % of frames in '
+          f'{res["edgent_meets_where_oracle"]} of the {res["oracle_meets"]} cells where the '
+          f'oracle does; misses: {res["deadline_fail"]}')
+    print(f'- Edgent accuracy >= every baseline that meets the deadline in '
+          f'{res["acc_ge_baselines"]} of {res["cells"]} cells; exceptions: {res["acc_fail"]}')
+    print(f'- within 1 point of the oracle in {res["within_1pt_oracle"]} of {res["cells"]} '
+          f'cells; exceptions: {res["oracle_fail"]}')
+    frames_csv = args.results / 'sweep_frames.csv'
+    if frames_csv.exists():
+        fr = [f for f in read_rows(frames_csv) if f['e2e_ms'] is not None
+              and f['predicted_ms'] is not None and f['policy'] != 'oracle']
+        print('\n### Latency prediction (end-to-end, every classified frame of the live '
+              'policies, at the true bandwidth)\n')
+        print('| frames finished on | frames | MAPE | median predicted/measured |')
+        print('|---|---|---|---|')
+        for where in ('device', 'edge', None):
+            fs = [f for f in fr if where is None or f['where'] == where]
+            if not fs:
+                continue
+            ape = [abs(float(f['predicted_ms']) - float(f['e2e_ms'])) / float(f['e2e_ms'])
+                   for f in fs]
+            ratio = statistics.median(float(f['predicted_ms']) / float(f['e2e_ms'])
+                                      for f in fs)
+            print(f'| {where or "all"} | {len(fs)} | {100 * statistics.fmean(ape):.1f} % | '
+                  f'{ratio:.2f} |')
+    traces_csv = args.results / 'traces.csv'
+    if traces_csv.exists():
+        tr = read_rows(traces_csv)
+        print('\n### Trace replays\n')
+        print('| trace | policy | frames | deadline met | accuracy (exits used) | correct and '
+              'on time | p95 ms | switches | big drops: reacted, mean s |')
+        print('|---|---|---|---|---|---|---|---|---|')
+        for r in tr:
+            def pct(k):
+                return '–' if r.get(k) is None else f'{100 * float(r[k]):.1f} %'
+            react = '–' if not r.get('big_drops') else \
+                f'{int(r["reacted"] or 0)}/{int(r["big_drops"])}, ' + \
+                ('–' if r.get('reaction_s') is None else f'{float(r["reaction_s"]):.1f}')
+            frames = '–' if r.get('frames') is None else int(r['frames'])
+            p95 = '–' if r.get('p95_ms') is None else f'{float(r["p95_ms"]):.0f}'
+            sw = '–' if r.get('switches') is None else int(r['switches'])
+            print(f'| {r["trace"]} | {r["policy"]} | {frames} | {pct("deadline_met")} | '
+                  f'{pct("expected_top1")} | {pct("useful")} | {p95} | {sw} | {react} |')
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
