@@ -167,10 +167,11 @@ class ConfigMap:
             raise ArtifactError(f'{path}: cannot read configuration map ({exc})') from None
         if not isinstance(body, dict):
             raise ArtifactError(f'{path}: not a configuration map (not a JSON object)')
+        cmap = cls(body, path)
         if model_id is not None and body.get('model_id') != model_id:
             raise ArtifactError(f'{path}: configuration map is for model '
                                 f'{body.get("model_id")!r}, not {model_id!r}')
-        return cls(body, path)
+        return cmap
 
     def deadline_key(self, deadline_ms: float) -> float:
         """Return the map deadline used for ``deadline_ms``: the largest <= it, else smallest."""

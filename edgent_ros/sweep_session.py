@@ -384,8 +384,11 @@ def write_oracle(out_csv: Path, frames_csv: Path, min_frames: int = 10) -> int:
         return 0
     cfg = read_config()
     acc = load_accuracy(model_id=cfg.model_id())
+    from .sweep import add_on_time_accuracy
     rows = [r for r in read_rows(out_csv) if r['policy'] != 'oracle']
-    oracle = offline_oracle(read_rows(frames_csv), acc, min_frames=min_frames)
+    frames = read_rows(frames_csv)
+    add_on_time_accuracy(rows, frames, acc)
+    oracle = offline_oracle(frames, acc, min_frames=min_frames)
     scale = {float(r['bandwidth_mbps']): r.get('robot_scale') for r in rows}
     for r in oracle:
         r['robot_scale'] = scale.get(float(r['bandwidth_mbps']))
@@ -578,7 +581,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
     if args.action == 'plot':
-        for p in make_plots(Path(args.results)):
+        res = Path(args.results)
+        if (res / 'sweep.csv').exists():
+            write_oracle(res / 'sweep.csv', res / 'sweep_frames.csv')
+        for p in make_plots(res):
             print(p)
         sweep_csv = Path(args.results) / 'sweep.csv'
         if sweep_csv.exists():
