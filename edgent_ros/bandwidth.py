@@ -298,3 +298,20 @@ class EdgeWatchdog:
         """Return True if the edge was heard within ``timeout_s`` before ``now_s``."""
         silence = self.silence_s(now_s)
         return silence is not None and silence <= self.timeout_s
+
+
+def arrival_s(now_mono_s: float, now_wall_ns: int, info) -> float:
+    """
+    Return when a message arrived, on the monotonic clock of ``now_mono_s``.
+
+    The middleware's reception time (``MessageInfo['received_timestamp']``, system clock) is
+    used, so a result that waited in the executor behind device compute (the robot emulation
+    sleeps in the frame callback) does not count as link time. Falls back to now when the
+    middleware gives none or an implausible one (> 10 s old or in the future).
+    """
+    try:
+        rx = int(info['received_timestamp'])
+    except (TypeError, KeyError, ValueError):
+        return now_mono_s
+    waited = (now_wall_ns - rx) / 1e9
+    return now_mono_s - waited if rx > 0 and 0.0 <= waited <= 10.0 else now_mono_s

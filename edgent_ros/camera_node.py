@@ -23,7 +23,7 @@ from sensor_msgs.msg import Image
 
 from . import qos
 from .artifacts import ArtifactError, load_accuracy
-from .bandwidth import BandwidthEstimator, EdgeWatchdog
+from .bandwidth import arrival_s, BandwidthEstimator, EdgeWatchdog
 from .inference import FrameLedger, Pending
 from .model import NUM_EXITS
 from .msg import InferenceResult, LinkQuality, Tensor
@@ -313,10 +313,10 @@ class CameraNode(Node):
         self.get_logger().warning(f'{info.total_count_change} result message(s) lost in transport',
                                   throttle_duration_sec=5.0)
 
-    def _on_result(self, msg: InferenceResult) -> None:
+    def _on_result(self, msg: InferenceResult, info) -> None:
         if msg.finished_on == InferenceResult.FINISHED_ON_DEVICE:
             return  # our own device-only result
-        now = time.monotonic()
+        now = arrival_s(time.monotonic(), time.time_ns(), info)
         if msg.header.frame_id == self.frame_id + '/probe':
             self._on_probe_result(msg, now)
             return

@@ -467,11 +467,17 @@ COLORS = {'device-only': '#1f77b4', 'edge-only': '#ff7f0e', 'partition-only': '#
 STYLES = {'oracle': '--', 'edgent': '-', 'true-bandwidth': ':'}
 
 
+MARKERS = {'device-only': 's', 'edge-only': '^', 'partition-only': 'v', 'exit-only': 'D',
+           'edgent': 'o', 'true-bandwidth': 'x', 'oracle': '+', 'edgent-map': '*'}
+YLIM = {'expected_top1': (75, 88), 'deadline_met': (-3, 103), 'on_time_accuracy': (-3, 90),
+        'useful': (-3, 103)}
+
+
 def plot_sweep(rows: Sequence[Mapping[str, object]], out_png: Path,
-               metrics: Sequence[Tuple[str, str]] = (('expected_top1', 'accuracy (test-set top-1 '
-                                                      'of the exits used)'),
-                                                     ('deadline_met', 'deadline met'),
-                                                     ('useful', 'correct and on time'))) -> Path:
+               metrics: Sequence[Tuple[str, str]] = (
+                   ('expected_top1', 'accuracy: top-1 of\nthe exits used'),
+                   ('deadline_met', 'deadline met'),
+                   ('on_time_accuracy', 'on-time accuracy'))) -> Path:
     """Plot each metric vs bandwidth, one column per deadline, one line per policy."""
     import matplotlib
     matplotlib.use('Agg')
@@ -489,10 +495,12 @@ def plot_sweep(rows: Sequence[Mapping[str, object]], out_png: Path,
                 ys = [by[(bw, dl)].get(p, {}).get(key) for bw in bws]
                 pts = [(bw, 100 * y) for bw, y in zip(bws, ys) if y is not None]
                 if pts:
-                    # a small vertical offset per policy keeps equal lines visible
-                    ax.plot([x for x, _ in pts], [y + 0.4 * (k - 2.5) for _, y in pts],
-                            STYLES.get(p, '-'), marker='o', ms=3, lw=1.4 if p == 'edgent' else 1,
-                            color=COLORS[p], label=p)
+                    # equal values overlap: markers of different shapes and sizes stay visible
+                    ax.plot([x for x, _ in pts], [y for _, y in pts], STYLES.get(p, '-'),
+                            marker=MARKERS.get(p, 'o'), ms=7 - 0.6 * k, mfc='none',
+                            lw=1.6 if p == 'edgent' else 0.9, color=COLORS[p], label=p)
+            if key in YLIM:
+                ax.set_ylim(*YLIM[key])
             ax.set_xscale('log')
             ax.grid(alpha=0.3)
             if i == 0:
@@ -530,6 +538,8 @@ def plot_cdfs(frames: Sequence[Mapping[str, object]], out_png: Path,
                         color=COLORS[p], ls=STYLES.get(p, '-'), label=p)
         ax.axvline(deadline_ms, color='k', lw=0.8, ls=':')
         ax.set_xscale('log')
+        from matplotlib.ticker import NullFormatter
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_title(f'{bw:g} Mbit/s, deadline {deadline_ms:g} ms', fontsize=9)
         ax.set_xlabel('end-to-end latency (ms)', fontsize=8)
         ax.grid(alpha=0.3)

@@ -211,3 +211,15 @@ def test_edge_watchdog():
             EdgeWatchdog(bad)
     with pytest.raises(ValueError, match='now_s'):
         dog.heard(math.nan)
+
+
+def test_arrival_uses_the_middleware_reception_time():
+    from edgent_ros.bandwidth import arrival_s
+    now_wall = 1_800_000_000_000_000_000
+    # received 0.25 s before the callback ran: arrival 0.25 s before now on the monotonic clock
+    assert arrival_s(100.0, now_wall, {'received_timestamp': now_wall - 250_000_000}) == \
+        pytest.approx(99.75)
+    for info in (None, {}, {'received_timestamp': 0}, {'received_timestamp': 'x'},
+                 {'received_timestamp': now_wall + 10**9},        # in the future
+                 {'received_timestamp': now_wall - 60 * 10**9}):  # implausibly old
+        assert arrival_s(100.0, now_wall, info) == 100.0
