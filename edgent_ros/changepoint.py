@@ -1,6 +1,7 @@
 """
-Online change-point detection on bandwidth samples (issue 10): Bayesian online change-point
-detection (Adams & MacKay 2007) in log-bandwidth.
+Online change-point detection on bandwidth samples (issue 10).
+
+Bayesian online change-point detection (Adams & MacKay 2007) in log-bandwidth.
 
 Model: the log of the bandwidth is piecewise constant plus Gaussian noise of known spread
 ``sigma`` (a state's own fluctuation); each segment's level has a Gaussian prior around the

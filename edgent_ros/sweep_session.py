@@ -37,8 +37,8 @@ from .sweep import (aggregate, append_rows, big_drops, cell_key, check_grid, CSV
                     DEFAULT_BANDWIDTHS_MBPS, DEFAULT_DEADLINES_MS, DEFAULT_ROBOT_SCALE,
                     FRAME_FIELDS, LIVE_POLICIES, reaction_times, read_done, read_rows,
                     TRACE_POLICIES)
-from .testbed_session import (_stop, DECISION_FIELDS, executable, FASTDDS_PROFILE, LINK_FIELDS,
-                              OUTCOME_FIELDS, ros_args, session_env)
+from .testbed_session import (_stop, DECISION_FIELDS, executable, FASTDDS_PROFILE, record_topics,
+                              ros_args, session_env, spin_until)
 
 RESULTS = Path('bench') / 'results'   # relative to where it runs: the repository root
 
@@ -664,11 +664,8 @@ def add_sweep_parser(sub) -> None:
 
 def _control(timeout_s: float) -> int:
     import rclpy
-    from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
     from rclpy.parameter_client import AsyncParameterClient
-    from . import qos
-    from .msg import ExitSplitDecision, InferenceResult, LinkQuality
     rclpy.init()
     node = rclpy.create_node('sweep_controller')
     out_lock = threading.Lock()
@@ -677,23 +674,7 @@ def _control(timeout_s: float) -> int:
         with out_lock:
             print(json.dumps(rec), flush=True)
 
-    def record(topic: str, msg, fields) -> None:
-        rec = {'topic': topic, 't': time.time()}
-        for f in fields:
-            v = getattr(msg, f, None)
-            rec[f] = v if isinstance(v, (bool, int, float, str)) or v is None else str(v)
-        st = getattr(msg, 'header', None)
-        if st is not None:
-            rec['stamp'] = st.stamp.sec + st.stamp.nanosec * 1e-9
-        emit(rec)
-    node.create_subscription(InferenceResult, 'edgent/outcome',
-                             lambda m: record('outcome', m, OUTCOME_FIELDS), qos.RESULT)
-    node.create_subscription(ExitSplitDecision, 'edgent/decision',
-                             lambda m: record('decision', m,
-                                              DECISION_FIELDS + ('policy', 'reason')),
-                             qos.DECISION)
-    node.create_subscription(LinkQuality, 'edgent/link_quality',
-                             lambda m: record('link_quality', m, LINK_FIELDS), qos.LINK_QUALITY)
+    record_topics(node, emit, decision_fields=DECISION_FIELDS + ('policy', 'reason'))
     client = AsyncParameterClient(node, 'planner_node')
     cmds: 'queue.Queue[dict]' = queue.Queue()
     done = threading.Event()
@@ -725,18 +706,7 @@ def _control(timeout_s: float) -> int:
                           't': time.time()})
             client.set_parameters_atomically(params, callback=answered)
     node.create_timer(0.02, on_timer)
-    ex = SingleThreadedExecutor()
-    ex.add_node(node)
-    end = time.monotonic() + timeout_s
-    try:
-        while time.monotonic() < end and not done.is_set():
-            ex.spin_once(timeout_sec=0.1)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        ex.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
+    spin_until(node, done.is_set, timeout_s)
     return 0
 
 

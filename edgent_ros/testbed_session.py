@@ -228,16 +228,17 @@ def summarize(outcomes: List[dict]) -> Dict[str, object]:
 # ------------------------------------------------------------------------------------------
 # Recorder role (inside the robot namespace)
 
-def _record(n: int, timeout_s: float) -> int:
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
+def record_topics(node, emit, decision_fields=DECISION_FIELDS, on_outcome=None) -> None:
+    """
+    Subscribe ``node`` to outcomes, decisions and link quality; ``emit(dict)`` each as a record.
+
+    A record holds the topic kind, the wall time ``t`` it arrived, the listed fields and the
+    header stamp (``stamp``, s). ``on_outcome()`` is called after each outcome.
+    """
     from . import qos
     from .msg import ExitSplitDecision, InferenceResult, LinkQuality
-    rclpy.init()
-    node = rclpy.create_node('testbed_recorder')
-    count = [0]
 
-    def emit(topic: str, msg, fields) -> None:
+    def record(topic: str, msg, fields) -> None:
         rec = {'topic': topic, 't': time.time()}
         for f in fields:
             v = getattr(msg, f, None)
@@ -245,21 +246,26 @@ def _record(n: int, timeout_s: float) -> int:
         st = getattr(msg, 'header', None)
         if st is not None:
             rec['stamp'] = st.stamp.sec + st.stamp.nanosec * 1e-9
-        print(json.dumps(rec), flush=True)
-
-    def on_outcome(m) -> None:
-        count[0] += 1
-        emit('outcome', m, OUTCOME_FIELDS)
-    node.create_subscription(InferenceResult, 'edgent/outcome', on_outcome, qos.RESULT)
+        emit(rec)
+        if topic == 'outcome' and on_outcome is not None:
+            on_outcome()
+    node.create_subscription(InferenceResult, 'edgent/outcome',
+                             lambda m: record('outcome', m, OUTCOME_FIELDS), qos.RESULT)
     node.create_subscription(ExitSplitDecision, 'edgent/decision',
-                             lambda m: emit('decision', m, DECISION_FIELDS), qos.DECISION)
+                             lambda m: record('decision', m, decision_fields), qos.DECISION)
     node.create_subscription(LinkQuality, 'edgent/link_quality',
-                             lambda m: emit('link_quality', m, LINK_FIELDS), qos.LINK_QUALITY)
+                             lambda m: record('link_quality', m, LINK_FIELDS), qos.LINK_QUALITY)
+
+
+def spin_until(node, done, timeout_s: float) -> None:
+    """Spin ``node`` until ``done()`` or ``timeout_s``; then destroy it and shut rclpy down."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
     ex = SingleThreadedExecutor()
     ex.add_node(node)
     end = time.monotonic() + timeout_s
     try:
-        while time.monotonic() < end and count[0] < n:
+        while time.monotonic() < end and not done():
             ex.spin_once(timeout_sec=0.1)
     except KeyboardInterrupt:
         pass
@@ -267,6 +273,18 @@ def _record(n: int, timeout_s: float) -> int:
         ex.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
+
+
+def _record(n: int, timeout_s: float) -> int:
+    import rclpy
+    rclpy.init()
+    node = rclpy.create_node('testbed_recorder')
+    count = [0]
+
+    def counted() -> None:
+        count[0] += 1
+    record_topics(node, lambda rec: print(json.dumps(rec), flush=True), on_outcome=counted)
+    spin_until(node, lambda: count[0] >= n, timeout_s)
     return 0
 
 

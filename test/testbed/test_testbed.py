@@ -348,16 +348,22 @@ def test_run_in_joins_cgroup_before_namespace(testbed):
 # --------------------------------------------------------------------------------------------
 # End to end: camera (robot namespace, robot cgroup) -> shaped 2 Mbit/s -> edge
 
-@needs_root
-def test_camera_and_edge_across_shaped_link(testbed, tmp_path):
+def _nodes_up(testbed, mbps: float) -> None:
+    """Skip without rclpy or the built nodes; else set the testbed up at ``mbps``."""
     pytest.importorskip('rclpy', reason='rclpy not installed (run scripts/setup.sh)')
-    from edgent_ros.testbed_session import executable, run_session, summarize
+    from edgent_ros.testbed_session import executable
     try:
         executable('camera_node')
     except FileNotFoundError as exc:
         pytest.skip(str(exc))
-    testbed.rate_mbps = 2.0
+    testbed.rate_mbps = mbps
     testbed.setup()
+
+
+@needs_root
+def test_camera_and_edge_across_shaped_link(testbed, tmp_path):
+    _nodes_up(testbed, 2.0)
+    from edgent_ros.testbed_session import run_session, summarize
     frames = 12
     # exit 5, split 3: conv1+relu1+pool1 on the robot, a 32 KiB tensor (~135 ms at 2 Mbit/s)
     res = run_session(testbed, camera={'exit_index': 5, 'split_index': 3, 'fps': 2.0,
@@ -396,14 +402,8 @@ def test_link_cut_and_restored(testbed, tmp_path):
     Frames in flight end as counted drops, the camera falls back to device-only results within
     its edge timeout, and co-inference resumes after the link returns.
     """
-    pytest.importorskip('rclpy', reason='rclpy not installed (run scripts/setup.sh)')
-    from edgent_ros.testbed_session import executable, run_session
-    try:
-        executable('camera_node')
-    except FileNotFoundError as exc:
-        pytest.skip(str(exc))
-    testbed.rate_mbps = 2.0
-    testbed.setup()
+    _nodes_up(testbed, 2.0)
+    from edgent_ros.testbed_session import run_session
     frames = 200
     edge_timeout_s = 2.0
     trace = TracePlayer([(0, 2.0), (LINK_CUT_AT_S, 0.0), (LINK_BACK_AT_S, 2.0)], loop=False)

@@ -100,8 +100,8 @@ def test_build_map_cli(tmp_path, capsys):
     from edgent_ros.cli import main
     from edgent_ros.artifacts import read_config
     trace = tmp_path / 'a.csv'
-    trace.write_text('t_s,mbps\n' + ''.join(f'{t},{5.0 if t < 30 else 0.05}\n'
-                                             for t in range(60)))
+    rows = ''.join(f'{t},{5.0 if t < 30 else 0.05}\n' for t in range(60))
+    trace.write_text('t_s,mbps\n' + rows)
     out = tmp_path / 'map.json'
     assert main(['build-map', '--traces', str(trace), '--deadlines', '100', '300',
                  '--robot-time-scale', '60', '--out', str(out)]) == 0
