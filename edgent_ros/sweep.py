@@ -613,6 +613,12 @@ def plot_trace(series: Mapping[str, Mapping[str, object]], out_png: Path, title:
             done = [f for f in fr if f[1] is not None]
             axes[2].plot([f[0] for f in done], [f[1] for f in done], '.', ms=2.5,
                          color=COLORS[p], label=p)
+    states = [(d[0], str(d[4]).split(' Mbit/s')[0]) for d in series.get('edgent-map', {}).get(
+        'decisions', []) if len(d) > 4 and str(d[4]).startswith('map state')]
+    changes = [t for (t, st), (_, prev) in zip(states[1:], states) if st != prev]
+    for k, t in enumerate(changes):
+        axes[0].axvline(t, color=COLORS['edgent-map'], lw=0.8, ls='--',
+                        label='edgent-map: detected state change' if k == 0 else None)
     axes[2].axhline(float(first['deadline_ms']), color='k', ls=':', lw=1, label='deadline')
     axes[0].set_yscale('log')
     axes[0].set_ylabel('uplink (Mbit/s)')
