@@ -35,6 +35,9 @@ from .tensor_codec import ENCODINGS, encode, fill_message
 SOURCES = ('sample', 'cifar10-test', 'topic')
 
 
+START_SETTLE_S = 0.5   # start-up gate: hold this long after the edge and subscribers are seen
+
+
 class CameraNode(Node):
     """Robot side of Edgent co-inference."""
 
@@ -147,6 +150,7 @@ class CameraNode(Node):
             event_callbacks=SubscriptionEventCallbacks(message_lost=self._on_message_lost))
         self._t0 = time.monotonic()
         self._started = False
+        self._ready_since = None
         self.images: Optional[np.ndarray] = None
         self.labels: Optional[np.ndarray] = None
         self._cursor = 0
@@ -217,10 +221,19 @@ class CameraNode(Node):
         if not self._started:
             # the edge must both hear our tensors and be heard on edgent/result (besides our
             # own device-only publisher), else the first results are lost to discovery
+            now = time.monotonic()
             waiting = self.tensor_pub.get_subscription_count() == 0 or \
                 self.count_publishers(self.result_pub.topic_name) < 2 or \
                 self.outcome_pub.get_subscription_count() < self.wait_for_subscribers
-            if waiting and time.monotonic() - self._t0 < self.wait_for_edge_s:
+            # seeing the edge's reader does not mean it has matched our writer yet: a frame
+            # sent then can be replaced in the keep-last-1 history before the reader asks for
+            # it; so the gate also holds START_SETTLE_S after everything is seen
+            if waiting:
+                self._ready_since = None
+            elif self._ready_since is None:
+                self._ready_since = now
+            settling = self._ready_since is not None and now - self._ready_since < START_SETTLE_S
+            if (waiting or settling) and now - self._t0 < self.wait_for_edge_s:
                 return   # start-up gate, not a drop: no frame was captured yet
             self._started = True
         if self._cursor >= len(self.images):

@@ -6,11 +6,12 @@ from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityP
 # image_raw: camera drivers publish best effort; a subscriber must match it.
 IMAGE = qos_profile_sensor_data
 
-# edgent/tensor: reliable, keep last 1. A late frame is worthless, so we keep no backlog; but on
-# Fast DDS a best-effort multi-fragment sample is lost whole when one fragment drops, which on a
-# shaped link is most of them, so fragments are repaired (reliable) and the camera never has more
-# than `max_in_flight` frames on the link (pacing lives in the camera node, not in DDS queues).
-TENSOR = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+# edgent/tensor: reliable, keep last 4. On Fast DDS a best-effort multi-fragment sample is lost
+# whole when one fragment drops, which on a shaped link is most of them, so fragments are repaired
+# (reliable). The camera never has more than `max_in_flight` (default 2) frames on the link (pacing
+# lives in the camera node, not in DDS queues); the depth only has to hold those: with depth 1 an
+# edge busy with one frame while the next two arrived lost the older one (edge_timeout).
+TENSOR = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=4,
                     reliability=ReliabilityPolicy.RELIABLE,
                     durability=DurabilityPolicy.VOLATILE)
 

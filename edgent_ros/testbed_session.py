@@ -128,8 +128,9 @@ def run_session(tb, camera: Dict[str, object], edge: Optional[Dict[str, object]]
     logdir.mkdir(parents=True, exist_ok=True)
     domain_id = domain_id if domain_id is not None else random.randint(200, 232)
     env = session_env(domain_id, profile)
+    # wait_for_subscribers: the first frame waits for the recorder (else its outcomes are lost)
     cam = {'source': 'sample', 'loop': True, 'exit_when_done': True, 'wait_for_edge_s': 60.0,
-           'compute_slowdown': float(compute_slowdown)}
+           'wait_for_subscribers': 1, 'compute_slowdown': float(compute_slowdown)}
     cam.update(camera)
     cgroup = tb.cgroup if (robot_cgroup and tb.robot_quota is not None) else None
     procs: Dict[str, subprocess.Popen] = {}

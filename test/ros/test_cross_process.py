@@ -49,7 +49,7 @@ def test_frames_cross_processes(procs, listener, reference, exit_index, split_in
     assert sorted(o.sequence for o in outcomes) == list(range(1, N + 1))
     for o in outcomes:
         i = o.sequence - 1
-        assert o.status == InferenceResult.STATUS_OK, (o.status, o.drop_reason)
+        assert o.status == InferenceResult.STATUS_OK, (o.sequence, o.status, o.drop_reason)
         assert (o.exit_index, o.split_index) == (exit_index, split_index)
         assert o.class_id == runner.full_forward(x[i], exit_index).class_id
         assert o.true_class_id == int(y[i])
