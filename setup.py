@@ -31,10 +31,10 @@ setup(
     entry_points={
         'console_scripts': [
             'edgent-ros = edgent_ros.cli:main',
-            'camera_node = edgent_ros.camera_node:main',
-            'edge_node = edgent_ros.edge_node:main',
-            'planner_node = edgent_ros.planner_node:main',
-            'viz_node = edgent_ros.viz_node:main',
+            'camera_node = edgent_ros.entry:camera_node',
+            'edge_node = edgent_ros.entry:edge_node',
+            'planner_node = edgent_ros.entry:planner_node',
+            'viz_node = edgent_ros.entry:viz_node',
         ],
     },
 )

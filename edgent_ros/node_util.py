@@ -8,7 +8,11 @@ import rclpy
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
 from rclpy.executors import ExternalShutdownException
+import rclpy.executors
 from rclpy.node import Node
+
+# Longest time a node's spin loop waits before it looks at the context again (s).
+SPIN_STEP_S = 0.25
 
 
 def declare(node: Node, name: str, default: Any, description: str,
@@ -90,13 +94,33 @@ def publish_diagnostics(node: Node, pub, statuses: list) -> None:
 
 
 def run(node_factory: Callable[[], Node], args: Optional[list] = None) -> int:
-    """Init rclpy, spin the node until Ctrl-C / shutdown, and exit quietly."""
+    """
+    Init rclpy, spin the node until Ctrl-C / SIGTERM / shutdown, and exit quietly.
+
+    A signal that came while the process was still importing (recorded by ``entry``) or while
+    the node was being built ends the process at once, cleanly. Spinning is in bounded steps
+    while the context is ok, so a shutdown that no executor was waiting for yet is still seen.
+    """
+    from .entry import signalled
+    if signalled():
+        return 0
     try:
         with rclpy.init(args=args):
-            node = node_factory()
             try:
-                rclpy.spin(node)
+                node = node_factory()
+            except SystemExit:
+                raise
+            except Exception:
+                if not rclpy.ok():   # the context was shut down by a signal mid-construction
+                    return 0
+                raise
+            executor = rclpy.executors.SingleThreadedExecutor()
+            executor.add_node(node)
+            try:
+                while rclpy.ok() and not signalled():
+                    executor.spin_once(timeout_sec=SPIN_STEP_S)
             finally:
+                executor.shutdown(timeout_sec=1.0)
                 node.destroy_node()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

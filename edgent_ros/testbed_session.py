@@ -117,7 +117,8 @@ def run_session(tb, camera: Dict[str, object], edge: Optional[Dict[str, object]]
 
     ``camera``/``edge``/``planner``: node parameters (``planner`` None: no planner, the camera
     keeps its fixed exit/split). ``trace``: a ``TracePlayer`` applied to ``tb.set_rate`` from
-    the moment the camera starts. Returns outcomes, decisions and link-quality messages (dicts,
+    the first outcome on (trace time 0 = the camera's first frame has an outcome: node start-up
+    under the robot's CPU quota takes 5-15 s and must not eat into the trace). Returns outcomes, decisions and link-quality messages (dicts,
     each with the wall time ``t`` it was received), the rate changes and the log folder.
     """
     import tempfile
@@ -162,10 +163,6 @@ def run_session(tb, camera: Dict[str, object], edge: Optional[Dict[str, object]]
                   True)
         start('camera_node', 'robot', [executable('camera_node'), *ros_args(cam)], True)
         t0 = time.time()
-        if trace is not None:
-            _, stop_trace = trace.start(
-                tb.set_rate, timeout_s,
-                on_step=lambda w, r: result['rates'].append({'t': t0 + w, 'mbps': r}))
         end = time.monotonic() + timeout_s
         n = 0
         while time.monotonic() < end and n < frames:
@@ -181,6 +178,12 @@ def run_session(tb, camera: Dict[str, object], edge: Optional[Dict[str, object]]
                 continue
             kind = rec.pop('topic', '')
             if kind == 'outcome':
+                if trace is not None and stop_trace is None:
+                    t_trace = time.time()
+                    _, stop_trace = trace.start(
+                        tb.set_rate, max(1.0, end - time.monotonic()),
+                        on_step=lambda w, r, t=t_trace: result['rates'].append(
+                            {'t': t + w, 'mbps': r}))
                 result['outcomes'].append(rec)
                 n += 1
             elif kind == 'decision':
