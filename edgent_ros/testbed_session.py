@@ -118,8 +118,9 @@ def run_session(tb, camera: Dict[str, object], edge: Optional[Dict[str, object]]
     ``camera``/``edge``/``planner``: node parameters (``planner`` None: no planner, the camera
     keeps its fixed exit/split). ``trace``: a ``TracePlayer`` applied to ``tb.set_rate`` from
     the first outcome on (trace time 0 = the camera's first frame has an outcome: node start-up
-    under the robot's CPU quota takes 5-15 s and must not eat into the trace). Returns outcomes, decisions and link-quality messages (dicts,
-    each with the wall time ``t`` it was received), the rate changes and the log folder.
+    under the robot's CPU quota takes 5-15 s and must not eat into the trace). Returns
+    outcomes, decisions and link-quality messages (dicts, each with the wall time ``t`` it was
+    received), the rate changes and the log folder.
     """
     import tempfile
     frames = int(camera.get('max_frames', 0))
