@@ -12,7 +12,7 @@ from dataclasses import asdict
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, NamedTuple, Optional, Tuple
 
 from .model import AlexNetConfig, MultiExitAlexNet, NUM_EXITS
 
@@ -127,6 +127,78 @@ def load_accuracy(path: Optional[Path] = None, model_id: Optional[str] = None
     if sorted(table) != list(range(1, NUM_EXITS + 1)) \
             or not all(0.0 <= a <= 1.0 for a in table.values()):
         raise ArtifactError(f'{path}: need top1 in [0, 1] for exits 1..{NUM_EXITS}, got {table}')
+    return table
+
+
+class EncodingCost(NamedTuple):
+    """Measured cost of one (exit, split, encoding): top-1 in [0, 1], bytes, codec ms."""
+
+    top1: float
+    bytes_mean: float
+    bytes_p95: float
+    encode_ms: float
+    decode_ms: float
+
+
+def _accuracy_body(path: Optional[Path], model_id: Optional[str]) -> Tuple[Path, Dict[str, Any]]:
+    path = Path(path or ARTIFACT_DIR / ACCURACY_FILE)
+    body = load_json(path, ACCURACY_FORMAT)
+    if model_id is not None and body.get('model_id') != model_id:
+        raise ArtifactError(f'{path}: accuracy table is for model {body.get("model_id")!r}, '
+                            f'not {model_id!r}')
+    return path, body
+
+
+def load_encodings(path: Optional[Path] = None, model_id: Optional[str] = None
+                   ) -> Dict[Tuple[int, int, str], EncodingCost]:
+    """
+    Return ``{(exit, split, encoding): EncodingCost}`` from the accuracy table's encodings.
+
+    Written by ``edgent-ros accuracy`` (measured on the test set); an accuracy file without it
+    is refused with the command to run.
+    """
+    from .tensor_codec import ENCODINGS
+    path, body = _accuracy_body(path, model_id)
+    section = body.get('encodings')
+    if not isinstance(section, dict) or not isinstance(section.get('configs'), list):
+        raise ArtifactError(f'{path}: no per-encoding accuracy table; run '
+                            '`edgent-ros accuracy` to measure it')
+    out = {}
+    try:
+        for r in section['configs']:
+            key = (int(r['exit']), int(r['split']), str(r['encoding']))
+            cost = EncodingCost(float(r['top1']), float(r['bytes_mean']), float(r['bytes_p95']),
+                                float(r['encode_ms']), float(r['decode_ms']))
+            if key[2] not in ENCODINGS or not 1 <= key[0] <= NUM_EXITS or key[1] < 0 \
+                    or not 0.0 <= cost.top1 <= 1.0 or min(cost[1:]) < 0:
+                raise ValueError(f'bad row {r}')
+            out[key] = cost
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArtifactError(f'{path}: malformed "encodings" table ({exc})') from exc
+    return out
+
+
+def load_confidence(path: Optional[Path] = None, model_id: Optional[str] = None
+                    ) -> Dict[int, list]:
+    """
+    Return ``{final_exit: [{threshold, top1, exit_fraction}, ...]}`` (thresholds ascending).
+
+    The BranchyNet confidence early-exit table written by ``edgent-ros accuracy``.
+    """
+    path, body = _accuracy_body(path, model_id)
+    section = body.get('confidence')
+    try:
+        table = {int(e): sorted(rows, key=lambda r: float(r['threshold']))
+                 for e, rows in section['exits'].items()}
+        for e, rows in table.items():
+            for r in rows:
+                if not 0.0 <= float(r['top1']) <= 1.0 or len(r['exit_fraction']) != e:
+                    raise ValueError(f'bad row {r} for exit {e}')
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ArtifactError(f'{path}: no usable confidence early-exit table ({exc}); run '
+                            '`edgent-ros accuracy`') from exc
+    if sorted(table) != list(range(1, NUM_EXITS + 1)):
+        raise ArtifactError(f'{path}: confidence table must cover exits 1..{NUM_EXITS}')
     return table
 
 

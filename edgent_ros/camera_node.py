@@ -30,7 +30,9 @@ from .msg import InferenceResult, LinkQuality, Tensor
 from .node_util import (accept, declare, diagnostic_status, load_runner, publish_diagnostics,
                         refuse, run)
 from .optimizer import EdgentProblem, decide_policy, scale_robot
-from .tensor_codec import ENCODINGS, encode, fill_message
+from .tensor_codec import effective_encoding, ENCODINGS, encode, fill_message
+
+MAX_THRESHOLD = 100.0   # nats; far above ln(10) = 2.3, where every side exit fires
 
 SOURCES = ('sample', 'cifar10-test', 'topic')
 
@@ -70,9 +72,14 @@ class CameraNode(Node):
                                      'frames on the link at once; more are dropped (link_busy)',
                                      int_range=(1, 64))
         self.encoding = declare(self, 'encoding', 'raw',
-                                'tensor encoding: raw (fp32), fp16, int8 (affine, per tensor), '
-                                'compressed (zlib); the uint8 frame at split 0 is always raw',
-                                read_only=True)
+                                'tensor encoding (the planner sets it with encodings enabled): '
+                                'raw, compressed (zlib) for any tensor; fp16, int8 (per-tensor '
+                                'affine), int8-zlib for activations; png, jpeg for the frame '
+                                'at split 0; one that does not fit the cut sends raw')
+        self.confidence_threshold = declare(
+            self, 'confidence_threshold', 0.0, 'BranchyNet early exit: stop a frame at the '
+            'first side exit whose softmax entropy (nats) is below this; 0 = off',
+            float_range=(0.0, MAX_THRESHOLD))
         self.frame_id = declare(self, 'frame_id', 'camera', 'header.frame_id of frames',
                                 read_only=True)
         self.log_frames = declare(self, 'log_frames', False, 'log one line per outcome')
@@ -134,6 +141,7 @@ class CameraNode(Node):
         self.recent_lost: deque = deque(maxlen=50)
         self.late_results = 0   # results for frames no longer pending (see _on_result)
         self.edge_queue_ms = 0.0   # exponential average of the edge's reported queue wait
+        self.edge_batch = 1.0      # exponential average of the edge's batch size for our frames
         self.add_on_set_parameters_callback(self._on_set)
         self.add_post_set_parameters_callback(self._post_set)
 
@@ -191,6 +199,10 @@ class CameraNode(Node):
 
     def _on_set(self, params):
         new = {p.name: p.value for p in params}
+        if 'encoding' in new and new['encoding'] not in ENCODINGS:
+            reason = f'encoding must be one of {sorted(ENCODINGS)}, got {new["encoding"]!r}'
+            self.get_logger().warning(f'refused parameter change: {reason}')
+            return refuse(reason)
         if 'exit_index' in new or 'split_index' in new:
             reason = self._check_pair(int(new.get('exit_index', self.exit_index)),
                                       int(new.get('split_index', self.split_index)))
@@ -204,7 +216,7 @@ class CameraNode(Node):
             for p in params:
                 if p.name in ('exit_index', 'split_index', 'fps', 'max_frames', 'loop',
                               'deadline_ms', 'result_timeout_s', 'max_in_flight', 'log_frames',
-                              'publish_frames'):
+                              'publish_frames', 'encoding', 'confidence_threshold'):
                     setattr(self, p.name, p.value)
                 if p.name == 'fps' and hasattr(self, 'timer'):
                     self.timer.timer_period_ns = int(1e9 / p.value)
@@ -234,8 +246,10 @@ class CameraNode(Node):
                 self._ready_since = now
             settling = self._ready_since is not None and now - self._ready_since < START_SETTLE_S
             if (waiting or settling) and now - self._t0 < self.wait_for_edge_s:
+                self.watchdog.heard(now)   # nothing sent yet: no silence to count
                 return   # start-up gate, not a drop: no frame was captured yet
             self._started = True
+            self.watchdog.heard(now)
         if self._cursor >= len(self.images):
             if not self.loop:
                 return
@@ -266,6 +280,7 @@ class CameraNode(Node):
         with self.lock:
             exit_index, split_index = self.exit_index, self.split_index
             deadline_ms = self.deadline_ms
+            encoding, threshold = self.encoding, float(self.confidence_threshold)
             if self.fallback:
                 d = decide_policy(self.problem, 'device-only', 0.0, deadline_ms)
                 exit_index, split_index = d.exit_index, d.split_index
@@ -279,7 +294,7 @@ class CameraNode(Node):
                 and self.ledger.in_flight >= self.max_in_flight:
             self._drop(seq, stamp, true_class, 'link_busy', deadline_ms, exit_index, split_index)
             return
-        out = self.runner.device_step(frame, exit_index, split_index)
+        out = self.runner.device_step(frame, exit_index, split_index, threshold)
         if self.slowdown > 1.0:
             extra_ms = (self.slowdown - 1.0) * out.layers_ms   # the robot's DNN is f x slower
             time.sleep(extra_ms / 1e3)
@@ -288,14 +303,14 @@ class CameraNode(Node):
             res = self._result(seq, stamp, exit_index, split_index, true_class, deadline_ms)
             res.finished_on = InferenceResult.FINISHED_ON_DEVICE
             self._fill_class(res, out.classification)
+            res.exit_index = out.classification.exit_index or exit_index
             res.device_ms = out.device_ms
             res.end_to_end_ms = (time.monotonic() - capture_s) * 1e3
             res.deadline_met = res.end_to_end_ms <= deadline_ms
             self.result_pub.publish(res)
             self._outcome(res, 'ok_device')
             return
-        encoding = self.encoding if split_index > 0 or self.encoding == 'compressed' else 'raw'
-        enc = encode(out.tensor, encoding,
+        enc = encode(out.tensor, effective_encoding(encoding, image=split_index == 0),
                      name='input' if split_index == 0 else f'split{split_index}')
         msg = Tensor()
         msg.header.stamp = stamp
@@ -306,6 +321,7 @@ class CameraNode(Node):
         msg.split_index = split_index
         fill_message(msg, enc)
         msg.device_compute_ms = out.device_ms
+        msg.confidence_threshold = threshold
         self.ledger.send(Pending(seq, time.monotonic(), capture_s, exit_index, split_index,
                                  enc.nbytes, out.device_ms, true_class, deadline_ms,
                                  stamp.sec * 10**9 + stamp.nanosec))
@@ -344,6 +360,7 @@ class CameraNode(Node):
         if msg.status == InferenceResult.STATUS_OK:
             self.recent_lost.append(False)
             self.edge_queue_ms += 0.2 * (float(msg.edge_queue_ms) - self.edge_queue_ms)
+            self.edge_batch += 0.2 * (max(1.0, float(msg.batch_size)) - self.edge_batch)
             transfer_s = (now - p.sent_s) - (msg.edge_ms + msg.edge_queue_ms) / 1e3
             if transfer_s > 0:
                 self.estimator.add_transfer(now, p.payload_bytes, transfer_s)
@@ -414,6 +431,7 @@ class CameraNode(Node):
         m.rtt_ms = float(self.rtt_ms)
         m.loss = float(sum(self.recent_lost) / len(self.recent_lost)) if self.recent_lost else 0.0
         m.edge_queue_ms = float(self.edge_queue_ms)
+        m.edge_batch_size = float(self.edge_batch)
         if est is not None and reachable:
             m.uplink_bandwidth_bps = float(est.bps)
             m.bandwidth_uncertainty = float(est.uncertainty)
@@ -450,6 +468,7 @@ class CameraNode(Node):
         res.sequence = seq
         res.model_id = self.model_id
         res.exit_index = exit_index
+        res.requested_exit_index = exit_index
         res.split_index = split_index
         res.true_class_id = true_class
         res.deadline_ms = float(deadline_ms)
@@ -481,6 +500,7 @@ class CameraNode(Node):
                   'deadline_met_rate': f'{sum(self.met) / len(self.met):.3f}' if self.met
                   else 'n/a',
                   'exit_index': self.exit_index, 'split_index': self.split_index,
+                  'encoding': self.encoding, 'confidence_threshold': self.confidence_threshold,
                   'frames_dropped': drops, 'late_results': self.late_results}
         values.update(summary)
         level = 0 if reachable and not self.fallback else 1

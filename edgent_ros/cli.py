@@ -196,7 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     for mod, fn in (('profiling', 'add_profile_parser'), ('regression', 'add_fit_parser'),
                     ('bag_tools', 'add_bag_parsers'), ('testbed', 'add_testbed_parser'),
                     ('sweep_session', 'add_sweep_parser'),
-                    ('config_map', 'add_build_map_parser')):
+                    ('config_map', 'add_build_map_parser'),
+                    ('accuracy_table', 'add_accuracy_parser'),
+                    ('batching', 'add_profile_batch_parser')):
         getattr(__import__(f'edgent_ros.{mod}', fromlist=[fn]), fn)(sub)
     return p
 

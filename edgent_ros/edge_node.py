@@ -7,6 +7,14 @@ publisher, so results never cross namespaces. Frames wait in one bounded queue s
 worker thread; a frame that would overflow it, or that waited longer than ``max_queue_ms``, is
 refused with a reason, as is every malformed frame. Refusals are published as results with
 ``STATUS_REFUSED`` (so the robot accounts for them at once) and counted per reason.
+
+**Batching** (``max_batch`` > 1, off by default): when the worker takes a frame, the frames
+already waiting with the same (exit, split, confidence threshold) join it, up to ``max_batch``
+(from any robot); with ``batch_window_ms`` > 0 it also waits that long for more. One batched
+forward costs less than the same frames one by one, so under load every frame waits less.
+Each result reports the batch size; the planner scales its edge-time prediction by the
+profiled batch cost (``LatencyModels.batch_factor``). Frames carry their own BranchyNet
+``confidence_threshold``: side exits after the cut are tried on the edge.
 """
 
 from __future__ import annotations
@@ -25,7 +33,10 @@ from .model import NUM_EXITS
 from .msg import InferenceResult, Tensor
 from .node_util import (accept, declare, diagnostic_status, load_runner, publish_diagnostics,
                         refuse, run)
-from .tensor_codec import CodecError, from_message
+
+# Largest meaningful entropy threshold (nats): above ln(num_classes) every side exit fires.
+MAX_THRESHOLD = 100.0
+from .tensor_codec import CodecError, ENCODING_NAMES, from_message
 
 
 class EdgeNode(Node):
@@ -50,6 +61,12 @@ class EdgeNode(Node):
         self.max_payload_bytes = declare(self, 'max_payload_bytes', 8 * 1024 * 1024,
                                          'refuse tensors with a larger payload',
                                          int_range=(1, 1 << 30))
+        self.max_batch = declare(self, 'max_batch', 1, 'frames of one configuration computed '
+                                 'together (1 = no batching)', int_range=(1, 64))
+        self.batch_window_ms = declare(self, 'batch_window_ms', 0.0,
+                                       'with max_batch > 1: wait this long for more frames '
+                                       '(0 = batch only the frames already waiting)',
+                                       float_range=(0.0, 100.0))
         namespaces = declare(self, 'robot_namespaces', [''],
                              'robots served: one tensor/result topic pair per namespace',
                              read_only=True)
@@ -94,7 +111,7 @@ class EdgeNode(Node):
     def _post_set(self, params):
         for p in params:
             if p.name in ('exit_index', 'split_index', 'max_queue', 'max_queue_ms',
-                          'max_payload_bytes'):
+                          'max_payload_bytes', 'max_batch', 'batch_window_ms'):
                 setattr(self, p.name, p.value)
         if any(p.name in ('exit_index', 'split_index') for p in params):
             self._warm_up(self.exit_index, self.split_index)
@@ -114,6 +131,10 @@ class EdgeNode(Node):
         try:
             array = from_message(msg, max_bytes=self.max_payload_bytes)
             self.runner.validate(msg.model_id, int(msg.exit_index), int(msg.split_index), array)
+            threshold = float(msg.confidence_threshold)
+            if not (0.0 <= threshold <= MAX_THRESHOLD):   # NaN fails too
+                raise FrameRefused('confidence_threshold', f'confidence_threshold {threshold} '
+                                   f'not in [0, {MAX_THRESHOLD}] nats')
             self.seq_tracker.check(f'{ns}|{msg.header.frame_id}', int(msg.sequence))
         except CodecError as exc:
             self._refuse(ns, msg, exc.reason, str(exc))
@@ -145,6 +166,7 @@ class EdgeNode(Node):
         level = 0 if refused == 0 else 1   # OK / WARN: frames were refused
         values = {'frames_ok': self.counts['ok'], 'frames_refused': refused,
                   'queue_depth': len(self.queue), 'max_queue': self.max_queue,
+                  'max_batch': self.max_batch,
                   'model_id': self.model_id, 'robots': ','.join(self.pubs) or '/'}
         values.update(sorted((k, v) for k, v in self.counts.items() if k != 'ok'))
         publish_diagnostics(self, self.diag_pub, [diagnostic_status(
@@ -166,7 +188,9 @@ class EdgeNode(Node):
         res.sequence = msg.sequence
         res.model_id = msg.model_id
         res.exit_index = msg.exit_index
+        res.requested_exit_index = msg.exit_index
         res.split_index = msg.split_index
+        res.encoding = ENCODING_NAMES.get(int(msg.encoding), str(msg.encoding))
         res.finished_on = InferenceResult.FINISHED_ON_EDGE
         res.class_id = -1
         res.true_class_id = -1
@@ -174,6 +198,32 @@ class EdgeNode(Node):
         return res
 
     # -- compute ----------------------------------------------------------------------------
+    @staticmethod
+    def _config_of(msg: Tensor) -> tuple:
+        return (int(msg.exit_index), int(msg.split_index), float(msg.confidence_threshold))
+
+    def _take_batch(self) -> list:
+        """Pop the oldest frame and the waiting frames of its configuration (under ``cv``)."""
+        first = self.queue.popleft()
+        batch = [first]
+        if self.max_batch <= 1:
+            return batch
+        cfg = self._config_of(first[1])
+        deadline = time.monotonic() + self.batch_window_ms / 1e3
+        while True:
+            keep = deque()
+            while self.queue:
+                item = self.queue.popleft()
+                if len(batch) < self.max_batch and self._config_of(item[1]) == cfg:
+                    batch.append(item)
+                else:
+                    keep.append(item)
+            self.queue.extend(keep)
+            left = deadline - time.monotonic()
+            if len(batch) >= self.max_batch or left <= 0 or self._stop:
+                return batch
+            self.cv.wait(left)
+
     def _work(self) -> None:
         while True:
             with self.cv:
@@ -181,30 +231,42 @@ class EdgeNode(Node):
                     self.cv.wait(0.5)
                 if self._stop:
                     return
-                ns, msg, array, arrival = self.queue.popleft()
-            waited_ms = (time.monotonic() - arrival) * 1e3
-            if waited_ms > self.max_queue_ms:
-                self._refuse(ns, msg, 'stale', f'waited {waited_ms:.0f} ms in the edge queue')
+                batch = self._take_batch()
+            start = time.monotonic()
+            ready = []
+            for ns, msg, array, arrival in batch:
+                waited_ms = (start - arrival) * 1e3
+                if waited_ms > self.max_queue_ms:
+                    self._refuse(ns, msg, 'stale', f'waited {waited_ms:.0f} ms in the edge queue')
+                else:
+                    ready.append((ns, msg, array, waited_ms))
+            if not ready:
                 continue
+            exit_index, split_index, threshold = self._config_of(ready[0][1])
             try:
-                cls, edge_ms = self.runner.edge_step(array, int(msg.exit_index),
-                                                     int(msg.split_index))
+                classes, edge_ms = self.runner.edge_batch([r[2] for r in ready], exit_index,
+                                                          split_index, threshold)
             except Exception as exc:  # keep serving: a bad frame must not kill the edge
-                self._refuse(ns, msg, 'compute_error', repr(exc))
+                for ns, msg, _, _ in ready:
+                    self._refuse(ns, msg, 'compute_error', repr(exc))
                 continue
-            res = self._result_for(msg)
-            res.class_id = cls.class_id
-            res.label = cls.label
-            res.confidence = cls.confidence
-            res.scores = cls.scores.tolist()
-            res.edge_ms = edge_ms
-            res.edge_queue_ms = waited_ms
             now = self.get_clock().now().nanoseconds * 1e-9
-            stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-            res.end_to_end_ms = max(0.0, (now - stamp) * 1e3)  # edge clock; the robot recomputes
-            res.status = InferenceResult.STATUS_OK
-            self.counts['ok'] += 1
-            self.pubs[ns].publish(res)
+            self.counts[f'batch_size_{len(ready)}'] += 1
+            for (ns, msg, _, waited_ms), cls in zip(ready, classes):
+                res = self._result_for(msg)
+                res.exit_index = cls.exit_index
+                res.class_id = cls.class_id
+                res.label = cls.label
+                res.confidence = cls.confidence
+                res.scores = cls.scores.tolist()
+                res.edge_ms = edge_ms
+                res.edge_queue_ms = waited_ms
+                res.batch_size = len(ready)
+                stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+                res.end_to_end_ms = max(0.0, (now - stamp) * 1e3)  # edge clock; robot recomputes
+                res.status = InferenceResult.STATUS_OK
+                self.counts['ok'] += 1
+                self.pubs[ns].publish(res)
 
     def destroy_node(self):
         """Stop the worker thread (if start-up got that far), then destroy the node."""

@@ -10,6 +10,14 @@ end-to-end latency (ms) is::
 
 ``s == n`` is device-only: nothing is sent, so neither the link nor the edge is involved.
 
+**Encodings** (a third dimension, off unless a problem is given ``variants``): besides the
+fp32/raw tensor, a cut may send the tensor encoded (``tensor_codec``: fp16, int8, int8-zlib,
+zlib; PNG or JPEG for the frame at split 0). Each variant of ``(exit, split)`` has its own
+measured top-1 (lossy encodings change it), payload bytes and codec cost (encode on the robot,
+decode on the edge, added to those sides). A configuration is then ``(exit, split, encoding)``
+and the rule below runs over all of them: the optimizer trades bytes against accuracy. The
+baseline policies keep the paper's raw tensors.
+
 Decision rule (``decide``, the Edgent paper's): among all configurations whose predicted latency
 meets the deadline (``total_ms <= deadline_ms``), take the most accurate exit and its fastest
 split. Ties are broken deterministically, in this order:
@@ -17,7 +25,7 @@ split. Ties are broken deterministically, in this order:
 1. equal accuracy (two exits): the lower latency;
 2. equal latency (within ``TIE_MS``): fewer payload bytes on the link (device-only sends 0, so it
    wins a tie: no dependence on the link or the edge), then the larger split (more work on the
-   robot, less load on a shared edge), then the smaller exit index.
+   robot, less load on a shared edge), then the smaller exit index, then raw before encoded.
 
 If nothing meets the deadline the decision is the fastest configuration overall (ties: the more
 accurate exit, then rule 2), with ``feasible=False`` and a reason giving the numbers. A bandwidth
@@ -109,12 +117,20 @@ def _where(split: int, n: int) -> str:
 
 
 class _Tables:
-    """Flat per-configuration arrays of one problem: entry ``i`` is one (exit, split) pair."""
+    """Flat per-configuration arrays of one problem: entry ``i`` is one (exit, split, encoding).
+
+    Entries ``offset[e] + s`` are the raw configurations of exit ``e``; encoded variants follow
+    all raw entries (``index`` maps every ``(exit, split, encoding)`` to its entry).
+    """
 
     def __init__(self, accuracy: Dict[int, float], robot: Dict[int, List[float]],
-                 edge: Dict[int, List[float]], nbytes: Dict[int, List[int]]):
+                 edge: Dict[int, List[float]], nbytes: Dict[int, List[int]],
+                 variants: Optional[Dict[Tuple[int, int], List['Variant']]] = None):
         exit_of, split_of, n_of, acc, dev, suf, link = [], [], [], [], [], [], []
+        enc_of: List[str] = []
         self.offset: Dict[int, int] = {}
+        prefix: Dict[int, np.ndarray] = {}
+        suffix: Dict[int, np.ndarray] = {}
         for e in sorted(accuracy):
             n = len(robot[e])
             self.offset[e] = len(exit_of)
@@ -122,32 +138,53 @@ class _Tables:
             split_of += list(range(n + 1))
             n_of += [n] * (n + 1)
             acc += [accuracy[e]] * (n + 1)
+            enc_of += ['raw'] * (n + 1)
             # prefix[s] = robot time of layers [0, s); suffix[s] = edge time of layers [s, n)
-            dev.append(np.concatenate(([0.0], np.cumsum(np.asarray(robot[e], dtype=float)))))
+            prefix[e] = np.concatenate(([0.0], np.cumsum(np.asarray(robot[e], dtype=float))))
             rev = np.cumsum(np.asarray(edge[e], dtype=float)[::-1])[::-1]
-            suf.append(np.concatenate((rev, [0.0])))
+            suffix[e] = np.concatenate((rev, [0.0]))
+            dev.append(prefix[e])
+            suf.append(suffix[e])
             link += list(nbytes[e])
+        dev_extra: List[float] = []
+        edge_extra: List[float] = []
+        for (e, s_), vs in sorted((variants or {}).items()):
+            for v in vs:
+                exit_of.append(e)
+                split_of.append(s_)
+                n_of.append(len(robot[e]))
+                acc.append(v.accuracy)
+                enc_of.append(v.encoding)
+                dev_extra.append(prefix[e][s_] + v.encode_ms)
+                edge_extra.append(suffix[e][s_] + v.decode_ms)
+                link.append(v.nbytes)
         self.exit_of = np.asarray(exit_of, dtype=np.int64)
         self.split_of = np.asarray(split_of, dtype=np.int64)
         self.n_of = np.asarray(n_of, dtype=np.int64)
         self.acc = np.asarray(acc, dtype=float)
-        self.device_ms = np.concatenate(dev)
-        self.edge_ms = np.concatenate(suf)
+        self.encoding_of = list(enc_of)
+        self.device_ms = np.concatenate(dev + [np.asarray(dev_extra, dtype=float)])
+        self.edge_ms = np.concatenate(suf + [np.asarray(edge_extra, dtype=float)])
         self.link_bytes = np.asarray(link, dtype=np.int64)
         self.bits_k = self.link_bytes.astype(float) * 8000.0   # transfer ms = bits_k / bps
         self.offload = self.split_of < self.n_of
-        # Static tie-break rank (rule 2): fewer bytes, then larger split, then smaller exit.
-        order = np.lexsort((self.exit_of, -self.split_of, self.link_bytes))
+        self.raw = np.asarray([x == 'raw' for x in enc_of], dtype=bool)
+        self.index = {(int(e), int(sp), x): i
+                      for i, (e, sp, x) in enumerate(zip(exit_of, split_of, enc_of))}
+        # Static tie-break rank (rule 2): fewer bytes, then larger split, then smaller exit,
+        # then raw before encoded variants (in the order they were given).
+        enc_rank = np.arange(len(enc_of)) * ~self.raw
+        order = np.lexsort((enc_rank, self.exit_of, -self.split_of, self.link_bytes))
         self.rank = np.empty(len(order), dtype=np.int64)
         self.rank[order] = np.arange(len(order))
         final = int(self.exit_of.max())
         self.final_exit = final
         self.masks = {
             'edgent': np.ones(len(order), dtype=bool),
-            'device-only': ~self.offload,
-            'edge-only': (self.exit_of == final) & (self.split_of == 0),
-            'partition-only': self.exit_of == final,
-            'exit-only': (self.split_of == 0) | ~self.offload,
+            'device-only': ~self.offload & self.raw,
+            'edge-only': (self.exit_of == final) & (self.split_of == 0) & self.raw,
+            'partition-only': (self.exit_of == final) & self.raw,
+            'exit-only': ((self.split_of == 0) | ~self.offload) & self.raw,
         }
 
     def breakdown(self, bw: float, overhead_ms: float, queue_ms: float
@@ -162,6 +199,22 @@ class _Tables:
 
 
 @dataclass(frozen=True)
+class Variant:
+    """
+    One encoded way to send the tensor of an ``(exit, split)`` cut (``split < n``).
+
+    ``accuracy``: measured top-1 with this encoding; ``nbytes``: payload bytes (mean for
+    size-varying encodings); ``encode_ms``/``decode_ms``: codec time added on the robot / edge.
+    """
+
+    encoding: str
+    accuracy: float
+    nbytes: int
+    encode_ms: float = 0.0
+    decode_ms: float = 0.0
+
+
+@dataclass(frozen=True)
 class EdgentProblem:
     """
     Everything the online phase needs for one model: accuracies, latencies and payloads.
@@ -171,7 +224,9 @@ class EdgentProblem:
     latency (ms) of each layer on the robot and on the edge (length ``n``), ``split_bytes[e]`` the
     payload (bytes) crossing the link at split ``s = 0..n`` (length ``n + 1``, last entry 0:
     device-only sends nothing). ``overhead_ms`` is added to the transfer of every offloaded frame
-    (``s < n``), ``edge_queue_ms`` (edge load) to its edge time.
+    (``s < n``), ``edge_queue_ms`` (edge load) to its edge time. ``variants`` (optional) maps
+    ``(exit, split)`` with ``split < n`` to encoded alternatives (``Variant``) of its raw tensor;
+    without it every cut sends the raw tensor (the paper's Edgent).
 
     Frozen: to change the overhead or the edge load, use ``dataclasses.replace``, which validates
     again. The inputs are copied, so later changes to the caller's dicts do not leak in.
@@ -183,6 +238,7 @@ class EdgentProblem:
     split_bytes: Dict[int, List[int]]
     overhead_ms: float
     edge_queue_ms: float = 0.0
+    variants: Optional[Dict[Tuple[int, int], Tuple[Variant, ...]]] = None
     _t: _Tables = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -205,7 +261,43 @@ class EdgentProblem:
         object.__setattr__(self, 'overhead_ms', _finite_nonneg('overhead_ms', self.overhead_ms))
         object.__setattr__(self, 'edge_queue_ms',
                            _finite_nonneg('edge_queue_ms', self.edge_queue_ms))
-        object.__setattr__(self, '_t', _Tables(acc, robot, edge, nbytes))
+        variants = self._check_variants(self.variants, robot)
+        object.__setattr__(self, 'variants', variants)
+        object.__setattr__(self, '_t', _Tables(acc, robot, edge, nbytes, variants))
+
+    @staticmethod
+    def _check_variants(variants: Any, robot: Dict[int, List[float]]
+                        ) -> Optional[Dict[Tuple[int, int], Tuple[Variant, ...]]]:
+        if variants is None:
+            return None
+        if not isinstance(variants, Mapping):
+            raise ValueError(f'variants must be a dict {{(exit, split): [Variant, ...]}}, got '
+                             f'{type(variants).__name__}')
+        out = {}
+        for key, vs in variants.items():
+            if not (isinstance(key, tuple) and len(key) == 2 and key[0] in robot
+                    and isinstance(key[1], (int, np.integer))
+                    and 0 <= key[1] < len(robot[key[0]])):
+                raise ValueError(f'variants: key {key!r} is not an offloading (exit, split) cut')
+            seen = {'raw'}
+            checked = []
+            for v in vs:
+                if not isinstance(v, Variant):
+                    raise ValueError(f'variants[{key}] must hold Variant objects, got {v!r}')
+                if not isinstance(v.encoding, str) or v.encoding in seen:
+                    raise ValueError(f'variants[{key}]: encoding {v.encoding!r} is raw, '
+                                     'repeated or not a name')
+                seen.add(v.encoding)
+                a = _number(f'variants[{key}] {v.encoding} accuracy', v.accuracy)
+                if not 0.0 <= a <= 1.0:
+                    raise ValueError(f'variants[{key}] {v.encoding}: accuracy must be a top-1 '
+                                     f'in [0, 1], got {v.accuracy!r}')
+                nb = _finite_nonneg(f'variants[{key}] {v.encoding} nbytes', v.nbytes)
+                checked.append(Variant(v.encoding, a, int(math.ceil(nb)),
+                                       _finite_nonneg('encode_ms', v.encode_ms),
+                                       _finite_nonneg('decode_ms', v.decode_ms)))
+            out[(int(key[0]), int(key[1]))] = tuple(checked)
+        return out
 
     @staticmethod
     def _check_keys(name: str, table: Any, exits: Sequence[int]) -> None:
@@ -264,13 +356,27 @@ class EdgentProblem:
     @classmethod
     def from_model(cls, cfg: Any, accuracy: Mapping[int, float], latency_models: Any,
                    overhead_ms: float = DEFAULT_OVERHEAD_MS, bytes_per_element: float = 4,
-                   edge_queue_ms: float = 0.0) -> 'EdgentProblem':
+                   edge_queue_ms: float = 0.0, encodings: Sequence[str] = ('raw',),
+                   encoding_table: Optional[Mapping[Tuple[int, int, str], Any]] = None,
+                   confidence_threshold: float = 0.0,
+                   confidence_table: Optional[Mapping[int, Sequence[Mapping[str, Any]]]] = None
+                   ) -> 'EdgentProblem':
         """
         Build the problem of the multi-exit AlexNet ``cfg`` (``edgent_ros.model``).
 
         ``latency_models`` is duck-typed: ``branch_layer_ms(host, cfg, exit_index)`` returns the
         predicted per-layer latency (ms) of a branch on ``host`` ('robot' or 'edge').
         ``bytes_per_element`` is the wire size of an activation element (4 fp32, 2 fp16, 1 int8).
+        ``encodings`` other than raw become variants of every cut they fit, with their top-1,
+        bytes and codec times from ``encoding_table`` (``artifacts.load_encodings``: required
+        then; a missing row is an error naming it).
+
+        ``confidence_threshold`` > 0 (nats) plans for BranchyNet early exit: exit ``E``'s top-1
+        becomes the cascade's at that threshold (``confidence_table``,
+        ``artifacts.load_confidence``, interpolated between measured thresholds), and every side
+        exit ``e < E`` adds its head's time to the layer it attaches after, on whichever host
+        runs that layer: the prediction is the worst case (no frame leaves early), so a planned
+        deadline holds for every frame; frames that do leave early only finish sooner.
         """
         from .model import NUM_EXITS, split_payload_bytes   # lazy: the model module needs torch
         robot, edge, nbytes = {}, {}, {}
@@ -279,7 +385,28 @@ class EdgentProblem:
             edge[e] = list(latency_models.branch_layer_ms('edge', cfg, e))
             nbytes[e] = [split_payload_bytes(cfg, e, s, bytes_per_element)
                          for s in range(len(robot[e]) + 1)]
-        return cls(dict(accuracy), robot, edge, nbytes, overhead_ms, edge_queue_ms)
+        accuracy = dict(accuracy)
+        variants = encoding_variants(robot, encodings, encoding_table)
+        threshold = _finite_nonneg('confidence_threshold', confidence_threshold)
+        if threshold > 0:
+            from .model import EXIT_ATTACH
+            if confidence_table is None:
+                raise ValueError('confidence_threshold > 0 needs the confidence table '
+                                 '(edgent-ros accuracy)')
+            head = {h: {e: sum(latency_models.branch_layer_ms(h, cfg, e)[a:])
+                        for e, a in EXIT_ATTACH.items()} for h in ('robot', 'edge')}
+            for e in range(2, NUM_EXITS + 1):
+                for side, a in EXIT_ATTACH.items():
+                    if side < e:
+                        robot[e][a - 1] += head['robot'][side]
+                        edge[e][a - 1] += head['edge'][side]
+            cascade = {e: cascade_top1(confidence_table[e], threshold) for e in accuracy}
+            if variants:   # an encoding's measured loss carries over to the cascade
+                variants = {(e, s): tuple(replace(v, accuracy=min(1.0, max(
+                    0.0, v.accuracy - accuracy[e] + cascade[e]))) for v in vs)
+                    for (e, s), vs in variants.items()}
+            accuracy = cascade
+        return cls(accuracy, robot, edge, nbytes, overhead_ms, edge_queue_ms, variants)
 
     @property
     def exits(self) -> List[int]:
@@ -324,11 +451,17 @@ class Decision:
     deadline_ms: float
     feasible: bool
     reason: str
+    encoding: str = 'raw'   # how the tensor crosses the link ('raw' also for device-only)
 
     @property
     def config(self) -> Tuple[int, int]:
         """The ``(exit_index, split_index)`` pair."""
         return (self.exit_index, self.split_index)
+
+    @property
+    def key(self) -> Tuple[int, int, str]:
+        """The full configuration ``(exit_index, split_index, encoding)``."""
+        return (self.exit_index, self.split_index, self.encoding)
 
     def to_dict(self) -> Dict[str, Any]:
         """Return the fields as a plain dict (floats may be inf: use ``allow_nan`` JSON)."""
@@ -350,11 +483,27 @@ def scale_robot(problem: EdgentProblem, factor: float) -> EdgentProblem:
     return replace(problem, robot_ms={e: [x * f for x in v] for e, v in problem.robot_ms.items()})
 
 
+def scale_edge(problem: EdgentProblem, factor: float) -> EdgentProblem:
+    """
+    Return ``problem`` with every edge layer time multiplied by ``factor``.
+
+    For an edge that batches: a frame computed in a batch of ``b`` waits for the whole batch,
+    ``LatencyModels.batch_factor('edge', b)`` times one frame's time.
+    """
+    f = _number('factor', factor)
+    if not (f > 0 and math.isfinite(f)):
+        raise ValueError(f'edge time factor must be a finite number > 0, got {factor!r}')
+    if f == 1.0:
+        return problem
+    return replace(problem, edge_ms={e: [x * f for x in v] for e, v in problem.edge_ms.items()})
+
+
 def _make(problem: EdgentProblem, i: int, transfer: float, edge: float, total: float,
           bw: float, deadline: float, feasible: bool, reason: str) -> Decision:
     t = problem._t
     return Decision(int(t.exit_of[i]), int(t.split_of[i]), float(t.device_ms[i]), float(transfer),
-                    float(edge), float(total), float(t.acc[i]), bw, deadline, feasible, reason)
+                    float(edge), float(total), float(t.acc[i]), bw, deadline, feasible, reason,
+                    t.encoding_of[i])
 
 
 def _choose(problem: EdgentProblem, policy: str, bw: float, deadline: float) -> Decision:
@@ -376,7 +525,8 @@ def _choose(problem: EdgentProblem, policy: str, bw: float, deadline: float) -> 
     i = int(idx[np.argmin(t.rank[idx])])
     e, s, n = int(t.exit_of[i]), int(t.split_of[i]), int(t.n_of[i])
     tot = float(total[i])
-    head = f'{policy}: exit {e} split {s} ({_where(s, n)})'
+    enc = '' if t.raw[i] else f' {t.encoding_of[i]}'
+    head = f'{policy}: exit {e} split {s}{enc} ({_where(s, n)})'
     if feasible:
         reason = (f'{head} predicted {tot:.3f} ms <= deadline {deadline:.3f} ms at '
                   f'{_fmt_bw(bw)}, top1 {t.acc[i]:.3f}')
@@ -385,7 +535,7 @@ def _choose(problem: EdgentProblem, policy: str, bw: float, deadline: float) -> 
             reason += f'; more accurate exits need >= {float(total[better].min()):.3f} ms'
     else:
         reason = (f'{policy}: no configuration meets deadline {deadline:.3f} ms at '
-                  f'{_fmt_bw(bw)}; fastest is exit {e} split {s} ({_where(s, n)}) at '
+                  f'{_fmt_bw(bw)}; fastest is exit {e} split {s}{enc} ({_where(s, n)}) at '
                   f'{tot:.3f} ms')
     return _make(problem, i, transfer[i], edge[i], tot, bw, deadline, feasible, reason)
 
@@ -421,18 +571,24 @@ def decide_policy(problem: EdgentProblem, policy: str, bandwidth_bps: float,
 
 
 def evaluate(problem: EdgentProblem, bandwidth_bps: float, exit_index: int, split_index: int,
-             deadline_ms: float = math.inf) -> Decision:
+             deadline_ms: float = math.inf, encoding: str = 'raw') -> Decision:
     """
     Return the predicted latency of one given configuration at ``bandwidth_bps`` (bit/s).
 
     ``feasible`` says whether it meets ``deadline_ms`` (default: no deadline, so any finite
-    latency is feasible; an offloading split on a dead link never is).
+    latency is feasible; an offloading split on a dead link never is). ``encoding`` must be one
+    of the problem's variants of that cut (raw always is; device-only is always raw).
     """
     bw = check_bandwidth(bandwidth_bps)
     deadline = check_deadline(deadline_ms)
     problem.check_config(exit_index, split_index)
     t = problem._t
-    i = t.offset[int(exit_index)] + int(split_index)
+    n_e = int(t.n_of[t.offset[int(exit_index)]])
+    key = (int(exit_index), int(split_index), 'raw' if int(split_index) == n_e else encoding)
+    if key not in t.index:
+        raise ValueError(f'encoding {encoding!r} is not a variant of exit {exit_index} split '
+                         f'{split_index} in this problem')
+    i = t.index[key]
     if not t.offload[i]:
         transfer, edge = 0.0, 0.0
     elif bw < LINK_DOWN_BPS:
@@ -443,9 +599,59 @@ def evaluate(problem: EdgentProblem, bandwidth_bps: float, exit_index: int, spli
     total = float(t.device_ms[i]) + transfer + edge
     feasible = total <= deadline + TIE_MS and not math.isinf(total)
     s, n = int(split_index), int(t.n_of[i])
-    reason = (f'exit {int(exit_index)} split {s} ({_where(s, n)}) predicted {total:.3f} ms '
+    enc = '' if t.raw[i] else f' {t.encoding_of[i]}'
+    reason = (f'exit {int(exit_index)} split {s}{enc} ({_where(s, n)}) predicted {total:.3f} ms '
               f'{"<=" if feasible else ">"} deadline {deadline:.3f} ms at {_fmt_bw(bw)}')
     return _make(problem, i, transfer, edge, total, bw, deadline, feasible, reason)
+
+
+def cascade_top1(rows: Sequence[Mapping[str, Any]], threshold: float) -> float:
+    """
+    Return the cascade top-1 at ``threshold`` from measured ``{threshold, top1}`` rows.
+
+    Linear between the measured thresholds, clamped to the first/last outside them.
+    """
+    pts = sorted((float(r['threshold']), float(r['top1'])) for r in rows)
+    if not pts:
+        raise ValueError('empty confidence table')
+    xs = [x for x, _ in pts]
+    return float(np.interp(float(threshold), xs, [y for _, y in pts]))
+
+
+def encoding_variants(robot_ms: Mapping[int, Sequence[float]], encodings: Sequence[str],
+                      table: Optional[Mapping[Tuple[int, int, str], Any]]
+                      ) -> Optional[Dict[Tuple[int, int], Tuple[Variant, ...]]]:
+    """
+    Return the ``variants`` of a problem for ``encodings`` from a measured encoding table.
+
+    ``table[(exit, split, encoding)]`` has ``top1``, ``bytes_mean``, ``encode_ms``,
+    ``decode_ms`` (``artifacts.EncodingCost``). Each encoding goes to every cut it fits (image
+    encodings at split 0, feature encodings at 0 < split < n); ``('raw',)`` gives None.
+    """
+    from .tensor_codec import ENCODINGS, applies
+    extra = [x for x in dict.fromkeys(encodings) if x != 'raw']
+    for x in extra:
+        if x not in ENCODINGS:
+            raise ValueError(f'unknown encoding {x!r}; known: {sorted(ENCODINGS)}')
+    if not extra:
+        return None
+    if table is None:
+        raise ValueError(f'encodings {extra} need the measured encoding table '
+                         '(edgent-ros accuracy)')
+    out: Dict[Tuple[int, int], Tuple[Variant, ...]] = {}
+    for e, layers in robot_ms.items():
+        for s in range(len(layers)):
+            vs = []
+            for x in extra:
+                if not applies(x, image=(s == 0)):
+                    continue
+                row = table.get((e, s, x))
+                if row is None:
+                    raise ValueError(f'encoding table has no row for exit {e} split {s} {x}')
+                vs.append(Variant(x, row.top1, row.bytes_mean, row.encode_ms, row.decode_ms))
+            if vs:
+                out[(e, s)] = tuple(vs)
+    return out
 
 
 def brute_force(problem: EdgentProblem, bandwidth_bps: float, deadline_ms: float,
@@ -453,27 +659,32 @@ def brute_force(problem: EdgentProblem, bandwidth_bps: float, deadline_ms: float
     """
     Return the decision of ``policy`` by plain loops: the test oracle for ``decide_policy``.
 
-    Written independently of the vectorized path (no shared tables): per exit, the fastest
-    allowed split; then the most accurate exit whose fastest split meets the deadline, else the
-    fastest exit. Same tie rules. Slow; for tests.
+    Written independently of the vectorized path (no shared tables): enumerate every allowed
+    (exit, split, encoding) with its latency from the per-layer lists; among those meeting the
+    deadline the most accurate, then the fastest; if none, the fastest, then the most accurate;
+    then the tie rule (bytes, larger split, smaller exit, raw before variants). Slow; for tests.
     """
     bw = check_bandwidth(bandwidth_bps)
     deadline = check_deadline(deadline_ms)
     check_policy(policy)
     final = max(problem.accuracy)
+    variants = problem.variants or {}
 
-    def allowed(e: int, s: int, n: int) -> bool:
+    def allowed(e: int, s: int, n: int, raw: bool) -> bool:
+        if policy == 'edgent':
+            return True
+        if not raw:
+            return False
         if policy == 'device-only':
             return s == n
         if policy == 'edge-only':
             return e == final and s == 0
         if policy == 'partition-only':
             return e == final
-        if policy == 'exit-only':
-            return s in (0, n)
-        return True
+        return s in (0, n)   # exit-only
 
-    def latency(e: int, s: int) -> Tuple[float, float, float, float]:
+    def latency(e: int, s: int, nbytes: int, enc_ms: float, dec_ms: float
+                ) -> Tuple[float, float, float, float]:
         robot, edge_layers = problem.robot_ms[e], problem.edge_ms[e]
         n = len(robot)
         device = 0.0
@@ -481,69 +692,51 @@ def brute_force(problem: EdgentProblem, bandwidth_bps: float, deadline_ms: float
             device += robot[k]
         if s == n:
             return device, 0.0, 0.0, device
-        on_edge = 0.0
+        device += enc_ms
+        on_edge = dec_ms
         for k in range(s, n):
             on_edge += edge_layers[k]
         on_edge += problem.edge_queue_ms
         if bw < LINK_DOWN_BPS:
             transfer = math.inf
         else:
-            transfer = problem.split_bytes[e][s] * 8.0 / bw * 1000.0 + problem.overhead_ms
+            transfer = nbytes * 8.0 / bw * 1000.0 + problem.overhead_ms
         return device, transfer, on_edge, device + transfer + on_edge
 
-    def ties_first(a: Tuple, b: Tuple) -> bool:
-        """Return True if ``a`` wins the tie-break (bytes, split, exit) against ``b``."""
-        (ea, sa, ba), (eb, sb, bb) = a, b
-        if ba != bb:
-            return ba < bb
-        if sa != sb:
-            return sa > sb
-        return ea < eb
-
-    best_per_exit = []   # (exit, split, bytes, parts)
+    cands = []   # (accuracy, total, tie key, exit, split, encoding, parts)
     for e in problem.accuracy:
         n = len(problem.robot_ms[e])
-        best = None
         for s in range(n + 1):
-            if not allowed(e, s, n):
-                continue
-            parts = latency(e, s)
-            row = (e, s, problem.split_bytes[e][s], parts)
-            if best is None or parts[3] < best[3][3] - TIE_MS or (
-                    abs(parts[3] - best[3][3]) <= TIE_MS and ties_first(row[:3], best[:3])) \
-                    or (math.isinf(parts[3]) and math.isinf(best[3][3])
-                        and ties_first(row[:3], best[:3])):
-                best = row
-        if best is not None:
-            best_per_exit.append(best)
+            options = [('raw', problem.accuracy[e], problem.split_bytes[e][s], 0.0, 0.0, 0)]
+            for k, v in enumerate(variants.get((e, s), ())):
+                options.append((v.encoding, v.accuracy, v.nbytes, v.encode_ms, v.decode_ms,
+                                k + 1))
+            for enc, acc, nbytes, enc_ms, dec_ms, order in options:
+                if not allowed(e, s, n, enc == 'raw'):
+                    continue
+                parts = latency(e, s, nbytes, enc_ms, dec_ms)
+                cands.append((acc, parts[3], (nbytes, -s, e, order), e, s, enc, parts))
 
     def near(x: float, y: float) -> bool:
         return x == y or abs(x - y) <= TIE_MS
 
-    feasible = [r for r in best_per_exit
-                if r[3][3] <= deadline + TIE_MS and not math.isinf(r[3][3])]
+    ok = [c for c in cands if c[1] <= deadline + TIE_MS and not math.isinf(c[1])]
     pick = None
-    if feasible:
-        for r in feasible:
-            if pick is None:
-                pick = r
-                continue
-            ar, ap = problem.accuracy[r[0]], problem.accuracy[pick[0]]
-            if ar > ap or (ar == ap and (r[3][3] < pick[3][3] - TIE_MS or (
-                    near(r[3][3], pick[3][3]) and ties_first(r[:3], pick[:3])))):
-                pick = r
-    else:
-        for r in best_per_exit:
-            if pick is None:
-                pick = r
-                continue
-            ar, ap = problem.accuracy[r[0]], problem.accuracy[pick[0]]
-            if r[3][3] < pick[3][3] - TIE_MS or (near(r[3][3], pick[3][3]) and (
-                    ar > ap or (ar == ap and ties_first(r[:3], pick[:3])))):
-                pick = r
-    e, s, _, (device, transfer, on_edge, total) = pick
-    return Decision(e, s, device, transfer, on_edge, total, problem.accuracy[e], bw, deadline,
-                    bool(feasible), f'{policy}: brute force')
+    for c in (ok or cands):
+        if pick is None:
+            pick = c
+            continue
+        if ok:
+            better = c[0] > pick[0] or (c[0] == pick[0] and (
+                c[1] < pick[1] - TIE_MS or (near(c[1], pick[1]) and c[2] < pick[2])))
+        else:
+            better = (c[1] < pick[1] - TIE_MS and not near(c[1], pick[1])) or (
+                near(c[1], pick[1]) and (c[0] > pick[0] or (c[0] == pick[0] and c[2] < pick[2])))
+        if better:
+            pick = c
+    acc, _, _, e, s, enc, (device, transfer, on_edge, total) = pick
+    return Decision(e, s, device, transfer, on_edge, total, acc, bw, deadline, bool(ok),
+                    f'{policy}: brute force', enc)
 
 
 def relative_change(a: float, b: float) -> float:
@@ -642,17 +835,18 @@ class Hysteresis:
         if cur is None:
             return self._adopt(now, cand, 'initial choice')
         try:
-            cur_now = evaluate(problem, bw, cur.exit_index, cur.split_index, deadline)
+            cur_now = evaluate(problem, bw, cur.exit_index, cur.split_index, deadline,
+                               cur.encoding)
         except ValueError:
             return self._adopt(now, cand, 'current configuration not valid for this problem')
-        if cand.config == cur.config:
+        if cand.key == cur.key:
             return self._keep(cand, 'candidate is the current configuration')
         if deadline != self._ref_deadline:
             return self._adopt(now, cand, f'deadline changed from {self._ref_deadline:g} ms '
                                           f'to {deadline:g} ms')
         if cand.feasible and not cur_now.feasible:
             return self._adopt(now, cand, f'current exit {cur.exit_index} split '
-                                          f'{cur.split_index} now needs {cur_now.total_ms:.3f} '
+                                          f'{cur.split_index} {cur.encoding} now needs {cur_now.total_ms:.3f} '
                                           f'ms > deadline {deadline:g} ms')
         if bw < (1.0 - self.big_drop) * self._ref_bw:
             return self._adopt(now, cand, f'bandwidth dropped from {_fmt_bw(self._ref_bw)} '
@@ -666,7 +860,7 @@ class Hysteresis:
                                           f'(from {_fmt_bw(self._ref_bw)} to {_fmt_bw(bw)})')
         if cand.feasible and cand.accuracy > cur_now.accuracy:
             low = evaluate(problem, bw * (1.0 - self.rel_change), cand.exit_index,
-                           cand.split_index, deadline)
+                           cand.split_index, deadline, cand.encoding)
             if low.feasible:
                 return self._adopt(now, cand, f'exit {cand.exit_index} is more accurate and '
                                               f'meets the deadline even at '

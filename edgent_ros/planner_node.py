@@ -4,9 +4,15 @@ planner_node: turn link quality + deadline into an exit/split decision and push 
 Subscribes ``edgent/link_quality`` (any number of publishers: the newest estimate wins), plans
 with the Edgent optimizer (``policy`` picks Edgent or a baseline) behind hysteresis, publishes
 each decision on ``edgent/decision`` (reliable, transient local: late joiners get the current
-one) and sets ``exit_index``/``split_index``/``deadline_ms`` on the camera node and
-``exit_index``/``split_index`` on the edge node through their parameter services, atomically,
-asynchronously, with a timeout and retry. A refused set is logged with the node's reason.
+one) and sets ``exit_index``/``split_index``/``deadline_ms`` (and ``encoding``,
+``confidence_threshold``) on the camera node and ``exit_index``/``split_index`` on the edge node
+through their parameter services, atomically, asynchronously, with a timeout and retry. A
+refused set is logged with the node's reason.
+
+Beyond the paper (each off by default): ``encodings`` lets the Edgent policy also choose how the
+tensor crosses the link (measured top-1/bytes per encoding from the accuracy table);
+``confidence_threshold`` plans for BranchyNet early exit (worst-case latency, cascade top-1);
+the edge's reported batch size scales the predicted edge time (``edge_batching``).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from .artifacts import ArtifactError, load_accuracy, read_config
 from .msg import ExitSplitDecision, LinkQuality
 from .node_util import accept, declare, refuse, run
 from .optimizer import (PLANNER_POLICIES, Decision, EdgentProblem, Hysteresis, HysteresisStep,
-                        decide, scale_robot)
+                        decide, scale_edge, scale_robot)
 
 STRATEGIES = ('per-sample', 'map')
 
@@ -60,18 +66,27 @@ class PlannerNode(Node):
         robot_scale = declare(self, 'robot_time_scale', 1.0,
                               'robot layer times x this (a robot slower than the profiled one)',
                               float_range=(0.01, 1000.0), read_only=True)
+        self.encodings = declare(self, 'encodings', ['raw'], 'tensor encodings the edgent '
+                                 'policy may choose (raw = the paper\'s; e.g. [raw, fp16, int8, '
+                                 'int8-zlib, png, jpeg]); needs the measured encoding table')
+        self.confidence_threshold = declare(
+            self, 'confidence_threshold', 0.0, 'BranchyNet early exit threshold (nats) pushed '
+            'to the camera and planned for; 0 = off', float_range=(0.0, 100.0))
+        self.edge_batching = declare(self, 'edge_batching', True, 'scale predicted edge time by '
+                                     'the batch size the edge reports (profiled batch cost)')
+        self._acc_path = acc_path or None
         try:
             from .regression import LatencyModels
-            cfg = read_config(weights or None)
-            self.model_id = cfg.model_id()
-            accuracy = load_accuracy(acc_path or None, model_id=self.model_id)
-            models = LatencyModels.load(lat_path or None, model_id=self.model_id)
-            self.problem = scale_robot(EdgentProblem.from_model(cfg, accuracy, models,
-                                                                overhead_ms=overhead_ms),
-                                       robot_scale)
+            self.cfg = read_config(weights or None)
+            self.model_id = self.cfg.model_id()
+            self.accuracy = load_accuracy(self._acc_path, model_id=self.model_id)
+            self.models = LatencyModels.load(lat_path or None, model_id=self.model_id)
+            self._overhead_ms, self._robot_scale = overhead_ms, robot_scale
+            self.base_problem = self._build_problem(self.encodings, self.confidence_threshold)
         except (ArtifactError, ValueError) as exc:
             self.get_logger().fatal(f'cannot load planner artifacts: {exc}')
             raise SystemExit(2) from exc
+        self.problem = self.base_problem
         self.deadline_ms = declare(self, 'deadline_ms', 200.0, 'latency deadline (ms)',
                                    float_range=(1.0, 60_000.0))
         self.policy = declare(self, 'policy', 'edgent',
@@ -124,6 +139,7 @@ class PlannerNode(Node):
         self.targets = [_Target(self, camera, True)]
         if edge:
             self.targets.append(_Target(self, edge, False))
+        self._batch_factor = 1.0
         self.links: Dict[str, LinkQuality] = {}
         self.link_rx_s: Dict[str, float] = {}
         self.decision: Optional[Decision] = None
@@ -136,8 +152,27 @@ class PlannerNode(Node):
                                f'deadline {self.deadline_ms:g} ms')
         self.plan('start')
 
+    def _build_problem(self, encodings, threshold: float) -> EdgentProblem:
+        """Return the planning problem for these encodings and confidence threshold."""
+        from .artifacts import load_confidence, load_encodings
+        table = (load_encodings(self._acc_path, model_id=self.model_id)
+                 if list(encodings) != ['raw'] else None)
+        conf = load_confidence(self._acc_path, model_id=self.model_id) if threshold > 0 else None
+        return scale_robot(EdgentProblem.from_model(
+            self.cfg, self.accuracy, self.models, overhead_ms=self._overhead_ms,
+            encodings=list(encodings), encoding_table=table, confidence_threshold=threshold,
+            confidence_table=conf), self._robot_scale)
+
     # -- parameters -------------------------------------------------------------------------
     def _on_set(self, params):
+        new = {p.name: p.value for p in params}
+        if 'encodings' in new or 'confidence_threshold' in new:
+            try:
+                self._pending_problem = self._build_problem(
+                    new.get('encodings', self.encodings),
+                    float(new.get('confidence_threshold', self.confidence_threshold)))
+            except (ArtifactError, ValueError) as exc:
+                return refuse(f'cannot plan with these encodings/threshold: {exc}')
         for p in params:
             if p.name == 'policy' and p.value not in PLANNER_POLICIES:
                 return refuse(f'policy must be one of {PLANNER_POLICIES}, got {p.value!r}')
@@ -151,14 +186,19 @@ class PlannerNode(Node):
         names = {p.name for p in params}
         for p in params:
             if p.name in ('deadline_ms', 'policy', 'link_timeout_s', 'set_timeout_s',
-                          'true_bandwidth_bps', 'strategy'):
+                          'true_bandwidth_bps', 'strategy', 'encodings', 'confidence_threshold',
+                          'edge_batching'):
                 setattr(self, p.name, p.value)
+        if names & {'encodings', 'confidence_threshold'}:
+            self.base_problem = self._pending_problem
+            self.problem = self.base_problem
+            self.hyst.reset()
         if 'strategy' in names and self.cmap is not None:
             self.cmap.reset()
         if 'policy' in names:
             self.hyst.policy = self._hyst_policy()
             self.hyst.reset()
-        if names & {'deadline_ms', 'policy', 'strategy'} or \
+        if names & {'deadline_ms', 'policy', 'strategy', 'encodings', 'confidence_threshold'} or \
                 ('true_bandwidth_bps' in names and self.policy == 'true-bandwidth'):
             self.plan('parameter change')   # re-plan at once
 
@@ -176,15 +216,25 @@ class PlannerNode(Node):
                 self.cmap.update(bw / 1e6)   # the change-point detector sees every estimate
         self.plan('link quality')
 
-    def edge_queue_ms(self) -> float:
-        """Edge queueing delay to plan for: the newest fresh report (0 if none)."""
+    def _newest_link(self) -> Optional[LinkQuality]:
         now = time.monotonic()
         fresh = [(self.link_rx_s[s], m) for s, m in self.links.items()
                  if now - self.link_rx_s[s] <= self.link_timeout_s]
-        if not fresh:
-            return 0.0
-        q = float(max(fresh, key=lambda t: t[0])[1].edge_queue_ms)
+        return max(fresh, key=lambda t: t[0])[1] if fresh else None
+
+    def edge_queue_ms(self) -> float:
+        """Edge queueing delay to plan for: the newest fresh report (0 if none)."""
+        m = self._newest_link()
+        q = float(m.edge_queue_ms) if m is not None else 0.0
         return q if math.isfinite(q) and q > 0 else 0.0
+
+    def edge_batch_factor(self) -> float:
+        """Edge time x this: the profiled cost of the batch size the edge reports (1: none)."""
+        m = self._newest_link()
+        b = float(m.edge_batch_size) if m is not None else 1.0
+        if not self.edge_batching or not math.isfinite(b) or b <= 1.0:
+            return 1.0
+        return round(self.models.batch_factor('edge', b), 2)
 
     def bandwidth_bps(self) -> float:
         """Bandwidth to plan for: the newest fresh estimate; 0 if none or edge unreachable."""
@@ -202,34 +252,32 @@ class PlannerNode(Node):
     def plan(self, why: str) -> None:
         """Compute the decision in force now; publish and push it when it changed."""
         q = round(self.edge_queue_ms(), 1)   # edge load enters the edge-time prediction
-        if q != self.problem.edge_queue_ms:
-            self.problem = dataclasses.replace(self.problem, edge_queue_ms=q)
+        f = self.edge_batch_factor()
+        if (q, f) != (self.problem.edge_queue_ms, self._batch_factor):
+            self._batch_factor = f
+            self.problem = dataclasses.replace(scale_edge(self.base_problem, f),
+                                               edge_queue_ms=q)
         if self.policy == 'true-bandwidth':
             # the Edgent rule at the true bandwidth: no estimate, no hysteresis
             d = decide(self.problem, float(self.true_bandwidth_bps), self.deadline_ms)
-            step = HysteresisStep(d, self.decision is None or
-                                  (d.exit_index, d.split_index) !=
-                                  (self.decision.exit_index, self.decision.split_index),
+            step = HysteresisStep(d, self.decision is None or d.key != self.decision.key,
                                   'true bandwidth')
         elif self.policy == 'edgent' and self.strategy == 'map':
             d = self.cmap.decide(self.problem, self.bandwidth_bps(), self.deadline_ms)
-            step = HysteresisStep(d, self.decision is None or
-                                  (d.exit_index, d.split_index) !=
-                                  (self.decision.exit_index, self.decision.split_index),
+            step = HysteresisStep(d, self.decision is None or d.key != self.decision.key,
                                   'map')
         else:
             step = self.hyst.update(time.monotonic(), self.problem, self.bandwidth_bps(),
                                     self.deadline_ms)
         d = step.decision
         changed = self.decision is None or step.switched or why == 'parameter change' \
-            or (d.exit_index, d.split_index) != (self.decision.exit_index,
-                                                 self.decision.split_index)
+            or d.key != self.decision.key
         self.decision = d
         if not changed:
             return
         self.get_logger().info(
             f'decision ({why}; {step.why}): exit {d.exit_index} split {d.split_index} '
-            f'predicted {d.total_ms:.1f} ms (device {d.device_ms:.1f} + link '
+            f'{d.encoding} predicted {d.total_ms:.1f} ms (device {d.device_ms:.1f} + link '
             f'{d.transfer_ms:.1f} + edge {d.edge_ms:.1f}) at {d.bandwidth_bps / 1e6:.3f} Mbit/s, '
             f'deadline {d.deadline_ms:g} ms, feasible {d.feasible}')
         self.decision_pub.publish(self._decision_msg(d, step.why))
@@ -243,6 +291,7 @@ class PlannerNode(Node):
         m.policy = self.policy
         m.exit_index = d.exit_index
         m.split_index = d.split_index
+        m.encoding = d.encoding
         m.predicted_device_ms = float(d.device_ms)
         m.predicted_transfer_ms = float(d.transfer_ms) if math.isfinite(d.transfer_ms) else -1.0
         m.predicted_edge_ms = float(d.edge_ms)
@@ -257,7 +306,10 @@ class PlannerNode(Node):
     # -- parameter pushing ------------------------------------------------------------------
     def _want(self, t: _Target) -> tuple:
         d = self.decision
-        return (d.exit_index, d.split_index, self.deadline_ms if t.with_deadline else None)
+        if not t.with_deadline:   # the edge: advisory exit/split only
+            return (d.exit_index, d.split_index, None)
+        return (d.exit_index, d.split_index, self.deadline_ms, d.encoding,
+                float(self.confidence_threshold))
 
     def _push(self) -> None:
         for t in self.targets:
@@ -270,7 +322,9 @@ class PlannerNode(Node):
             params = [Parameter('exit_index', value=int(want[0])),
                       Parameter('split_index', value=int(want[1]))]
             if want[2] is not None:
-                params.append(Parameter('deadline_ms', value=float(want[2])))
+                params += [Parameter('deadline_ms', value=float(want[2])),
+                           Parameter('encoding', value=str(want[3])),
+                           Parameter('confidence_threshold', value=float(want[4]))]
             t.pending, t.sent_s = want, time.monotonic()
             t.future = t.client.set_parameters_atomically(
                 params, callback=lambda f, t=t, want=want: self._on_set_done(t, want, f))

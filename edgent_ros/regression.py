@@ -426,6 +426,19 @@ class LatencyModels:
         d = self.host_info.get(host, {}).get('dispatch') or {}
         return float(d.get('dispatch_ms', 0.0))
 
+    def batch_factor(self, host: str, batch_size: float) -> float:
+        """
+        Return the time of a batch of ``batch_size`` frames over one frame's, on ``host``.
+
+        ``1 + beta * (b - 1)`` with the ``beta`` that ``edgent-ros profile-batch`` measured
+        (a batch of b costs less than b frames one by one when beta < 1); without a
+        measurement beta = 1: no gain assumed.
+        """
+        self._host(host)
+        b = max(1.0, float(batch_size))
+        beta = float((self.host_info.get(host, {}).get('batch') or {}).get('beta', 1.0))
+        return 1.0 + beta * (b - 1.0)
+
     def _host(self, host: str) -> Dict[str, KindModel]:
         if host not in self._models:
             raise ValueError(f'unknown host {host!r}; have {self.hosts}')
@@ -474,6 +487,7 @@ class LatencyModels:
             hosts[h] = {'emulation': info.get('emulation'),
                         'end_to_end': info.get('end_to_end'),
                         'dispatch': info.get('dispatch'),
+                        'batch': info.get('batch'),
                         'kinds': {k: m.to_json() for k, m in sorted(self._models[h].items())}}
         return {'model_id': self.model_id, 'floor_ms': FLOOR_MS, 'units': 'ms', 'hosts': hosts}
 
@@ -513,8 +527,15 @@ class LatencyModels:
                         or not math.isfinite(ms) or ms < 0:
                     raise ArtifactError(f'{source}: bad dispatch of host {h!r}: need '
                                         f'"dispatch_ms" >= 0, got {dispatch!r}')
+            batch = hb.get('batch')
+            if batch is not None:
+                beta = batch.get('beta') if isinstance(batch, Mapping) else None
+                if isinstance(beta, bool) or not isinstance(beta, (int, float)) \
+                        or not math.isfinite(beta) or not 0 < beta <= 2:
+                    raise ArtifactError(f'{source}: bad batch cost of host {h!r}: need '
+                                        f'"beta" in (0, 2], got {batch!r}')
             info[h] = {'emulation': hb.get('emulation'), 'end_to_end': hb.get('end_to_end'),
-                       'dispatch': dispatch}
+                       'dispatch': dispatch, 'batch': batch}
         return cls(models, info, body.get('model_id'))
 
     def save(self, path: Path, model_id: str) -> None:

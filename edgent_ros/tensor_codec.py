@@ -10,6 +10,14 @@ element-wise ``uint8[]`` conversion in rclpy is 30-100x slower for megabyte payl
 Errors raise ``CodecError`` with the offending ``field`` and a short ``reason`` code that nodes
 count per reason (``payload_length``, ``data_type``, ``encoding``, ``shape``, ``too_large``,
 ``non_finite``, ``strides``, ``scale``).
+
+Encodings (the planner's third decision dimension, see ``optimizer``): float32 activations go
+``raw`` (fp32), ``fp16``, ``int8`` (per-tensor affine, scale/zero-point in the message),
+``int8-zlib`` (the int8 bytes, then zlib: lossless on top of int8; post-ReLU features are
+sparse) or ``compressed`` (zlib of fp32, lossless); the uint8 frame at split 0 goes ``raw``,
+``compressed``, ``png`` (lossless) or ``jpeg`` (lossy, quality ``JPEG_QUALITY``). ``applies``
+says which encoding fits which tensor; ``effective_encoding`` is what a sender uses when the
+configured one does not fit (raw).
 """
 
 from __future__ import annotations
@@ -26,9 +34,17 @@ DATA_TYPES = {1: np.int8, 2: np.uint8, 3: np.int16, 4: np.uint16, 5: np.int32, 6
               7: np.int64, 8: np.uint64, 9: np.float32, 10: np.float64, 11: np.float16}
 CODE_OF = {np.dtype(v): k for k, v in DATA_TYPES.items()}
 ENCODING_RAW, ENCODING_FP16, ENCODING_INT8, ENCODING_COMPRESSED = 0, 1, 2, 3
+ENCODING_INT8_ZLIB, ENCODING_PNG, ENCODING_JPEG = 4, 5, 6
 ENCODINGS = {'raw': ENCODING_RAW, 'fp16': ENCODING_FP16, 'int8': ENCODING_INT8,
-             'compressed': ENCODING_COMPRESSED}
+             'compressed': ENCODING_COMPRESSED, 'int8-zlib': ENCODING_INT8_ZLIB,
+             'png': ENCODING_PNG, 'jpeg': ENCODING_JPEG}
 ENCODING_NAMES = {v: k for k, v in ENCODINGS.items()}
+# Which encodings fit which tensor: float32 activations, and the uint8 HxWx3 frame (split 0).
+FEATURE_ENCODINGS = ('raw', 'fp16', 'int8', 'int8-zlib', 'compressed')
+IMAGE_ENCODINGS = ('raw', 'compressed', 'png', 'jpeg')
+LOSSLESS = ('raw', 'compressed', 'png')      # decoded tensor == sent tensor
+JPEG_QUALITY = 90      # IJG scale; the accuracy table is measured at this quality
+ZLIB_LEVEL = 1         # fastest: 32-130 kB activations in well under a millisecond
 DEFAULT_MAX_BYTES = 16 * 1024 * 1024   # refuse payloads above this (configurable per node)
 MAX_RANK = 8
 MAX_DIM = 1 << 20
@@ -74,8 +90,10 @@ def encode(array: np.ndarray, encoding: str = 'raw', name: str = '') -> EncodedT
     """
     Encode ``array`` (any shape, a supported dtype) with ``encoding``.
 
-    ``fp16`` and ``int8`` apply to float32 input only: the decoded ``data_type`` stays float32;
-    ``int8`` is per-tensor affine (``value = scale * (q - zero_point)``).
+    ``fp16``, ``int8`` and ``int8-zlib`` apply to float32 input only: the decoded
+    ``data_type`` stays float32; ``int8`` is per-tensor affine
+    (``value = scale * (q - zero_point)``). ``png``/``jpeg`` apply to a uint8 RGB image
+    ``(1, H, W, 3)`` or ``(H, W, 3)`` only.
     """
     if encoding not in ENCODINGS:
         raise CodecError('encoding', 'encoding',
@@ -88,25 +106,110 @@ def encode(array: np.ndarray, encoding: str = 'raw', name: str = '') -> EncodedT
     strides = _c_strides(shape, arr.dtype.itemsize)
     scale, zero_point = 0.0, 0
     enc = ENCODINGS[encoding]
-    if enc in (ENCODING_FP16, ENCODING_INT8) and arr.dtype != np.float32:
+    if enc in (ENCODING_FP16, ENCODING_INT8, ENCODING_INT8_ZLIB) and arr.dtype != np.float32:
         raise CodecError('encoding', 'encoding',
                          f'{encoding} needs float32 input, got {arr.dtype}')
-    if enc in (ENCODING_FP16, ENCODING_INT8) and not np.isfinite(arr).all():
+    if enc in (ENCODING_FP16, ENCODING_INT8, ENCODING_INT8_ZLIB) \
+            and not np.isfinite(arr).all():
         raise CodecError('data', 'non_finite', f'{encoding} of a tensor with NaN or Inf values')
+    if enc in (ENCODING_PNG, ENCODING_JPEG) and not _is_image(arr):
+        raise CodecError('encoding', 'encoding', f'{encoding} needs a uint8 (1, H, W, 3) or '
+                         f'(H, W, 3) image, got {arr.dtype} {list(arr.shape)}')
     if enc == ENCODING_RAW:
         data = arr.astype(arr.dtype.newbyteorder('<'), copy=False).tobytes()
     elif enc == ENCODING_FP16:
         data = arr.astype('<f2').tobytes()
-    elif enc == ENCODING_INT8:
-        lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
-        lo, hi = min(lo, 0.0), max(hi, 0.0)
-        scale = (hi - lo) / 255.0 or 1.0
-        zero_point = int(round(-128 - lo / scale))
-        q = np.clip(np.rint(arr / scale) + zero_point, -128, 127).astype(np.int8)
+    elif enc in (ENCODING_INT8, ENCODING_INT8_ZLIB):
+        q, scale, zero_point = quantize_int8(arr)
         data = q.tobytes()
+        if enc == ENCODING_INT8_ZLIB:
+            data = zlib.compress(data, ZLIB_LEVEL)
+    elif enc in (ENCODING_PNG, ENCODING_JPEG):
+        data = _imencode(arr, enc)
     else:
-        data = zlib.compress(arr.astype(arr.dtype.newbyteorder('<'), copy=False).tobytes(), 1)
+        data = zlib.compress(arr.astype(arr.dtype.newbyteorder('<'), copy=False).tobytes(),
+                             ZLIB_LEVEL)
     return EncodedTensor(name, shape, code, strides, enc, float(scale), int(zero_point), data)
+
+
+def quantize_int8(arr: np.ndarray) -> Tuple[np.ndarray, float, int]:
+    """
+    Per-tensor affine int8 of a float32 array: return ``(q, scale, zero_point)``.
+
+    ``value ~= scale * (q - zero_point)``; the range always holds 0 (exact zeros stay exact:
+    post-ReLU activations are mostly zeros), error <= scale / 2 inside the range.
+    """
+    lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    scale = (hi - lo) / 255.0 or 1.0
+    zero_point = int(round(-128 - lo / scale))
+    q = np.clip(np.rint(arr / scale) + zero_point, -128, 127).astype(np.int8)
+    return q, float(scale), zero_point
+
+
+def applies(encoding: str, image: bool) -> bool:
+    """Return whether ``encoding`` fits the uint8 frame (``image``) or a float32 activation."""
+    return encoding in (IMAGE_ENCODINGS if image else FEATURE_ENCODINGS)
+
+
+def effective_encoding(encoding: str, image: bool) -> str:
+    """Return the encoding a sender uses for this tensor: ``encoding`` if it fits, else raw."""
+    if encoding not in ENCODINGS:
+        raise ValueError(f'unknown encoding {encoding!r}; known: {sorted(ENCODINGS)}')
+    return encoding if applies(encoding, image) else 'raw'
+
+
+def _is_image(arr: np.ndarray) -> bool:
+    shape = arr.shape[1:] if arr.ndim == 4 and arr.shape[0] == 1 else arr.shape
+    return arr.dtype == np.uint8 and len(shape) == 3 and shape[2] == 3
+
+
+def _imencode(arr: np.ndarray, enc: int) -> bytes:
+    import cv2
+    img = np.ascontiguousarray(arr.reshape(arr.shape[-3:])[:, :, ::-1])   # RGB -> BGR for cv2
+    if enc == ENCODING_PNG:
+        ok, buf = cv2.imencode('.png', img, [cv2.IMWRITE_PNG_COMPRESSION, 6])
+    else:
+        ok, buf = cv2.imencode('.jpg', img, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    if not ok:
+        raise CodecError('data', 'encoding', f'{ENCODING_NAMES[enc]} encoder failed')
+    return buf.tobytes()
+
+
+def _image_dims(buf: bytes, enc: int) -> Tuple[int, int, int]:
+    """Return (height, width, channels) from a PNG/JPEG header, without decoding pixels."""
+    if enc == ENCODING_PNG:
+        if len(buf) < 26 or buf[:8] != b'\x89PNG\r\n\x1a\n' or buf[12:16] != b'IHDR':
+            raise CodecError('data', 'payload_length', 'not a PNG image')
+        w, h = int.from_bytes(buf[16:20], 'big'), int.from_bytes(buf[20:24], 'big')
+        channels = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}.get(buf[25], 0)
+        return h, w, channels
+    i = 2
+    if buf[:2] != b'\xff\xd8':
+        raise CodecError('data', 'payload_length', 'not a JPEG image')
+    while i + 9 < len(buf):       # walk the segments to the first start-of-frame
+        if buf[i] != 0xFF:
+            break
+        marker, length = buf[i + 1], int.from_bytes(buf[i + 2:i + 4], 'big')
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            h, w = int.from_bytes(buf[i + 5:i + 7], 'big'), int.from_bytes(buf[i + 7:i + 9],
+                                                                           'big')
+            return h, w, buf[i + 9] if i + 9 < len(buf) else 0
+        i += 2 + length
+    raise CodecError('data', 'payload_length', 'JPEG without a frame header')
+
+
+def _imdecode(buf: Any, enc: int, shape: Tuple[int, ...]) -> np.ndarray:
+    import cv2
+    raw = bytes(buf)
+    want = shape[-3:]
+    if _image_dims(raw, enc) != want:
+        raise CodecError('shape', 'shape', f'{ENCODING_NAMES[enc]} image is '
+                         f'{list(_image_dims(raw, enc))} (h, w, c), shape says {list(want)}')
+    img = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
+    if img is None or img.shape != want:
+        raise CodecError('data', 'payload_length', f'undecodable {ENCODING_NAMES[enc]} payload')
+    return np.ascontiguousarray(img[:, :, ::-1])   # BGR -> RGB
 
 
 def decode(shape: Sequence[int], data_type: int, encoding: int, data: Any,
@@ -140,28 +243,41 @@ def decode(shape: Sequence[int], data_type: int, encoding: int, data: Any,
         raise CodecError('strides', 'strides', f'only C-contiguous strides '
                          f'{list(_c_strides(shape, dtype.itemsize))} are supported, '
                          f'got {list(strides)}')
-    if encoding in (ENCODING_FP16, ENCODING_INT8) and data_type != 9:
+    if encoding in (ENCODING_FP16, ENCODING_INT8, ENCODING_INT8_ZLIB) and data_type != 9:
         raise CodecError('encoding', 'encoding', f'{ENCODING_NAMES[encoding]} needs data_type '
                          f'FLOAT32 (9), got {data_type}')
+    if encoding in (ENCODING_PNG, ENCODING_JPEG) and (
+            data_type != 2 or not (len(shape) == 3 or (len(shape) == 4 and shape[0] == 1))
+            or shape[-1] != 3):
+        raise CodecError('encoding', 'encoding', f'{ENCODING_NAMES[encoding]} carries a uint8 '
+                         f'(1, H, W, 3) image, got data_type {data_type} shape {list(shape)}')
     if encoding == ENCODING_RAW:
         arr = _frombuffer(buf, dtype, n)
     elif encoding == ENCODING_FP16:
         arr = _frombuffer(buf, np.dtype('<f2'), n).astype(np.float32)
-    elif encoding == ENCODING_INT8:
+    elif encoding in (ENCODING_INT8, ENCODING_INT8_ZLIB):
         if not np.isfinite(scale) or scale <= 0:
             raise CodecError('scale', 'scale', f'int8 scale must be finite and > 0, got {scale}')
+        if encoding == ENCODING_INT8_ZLIB:
+            buf = _inflate(buf, n)
         q = _frombuffer(buf, np.dtype(np.int8), n)
         arr = (q.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)
+    elif encoding in (ENCODING_PNG, ENCODING_JPEG):
+        arr = _imdecode(buf, encoding, shape)
     else:
-        try:
-            raw = zlib.decompressobj().decompress(bytes(buf), n * dtype.itemsize + 1)
-        except zlib.error as exc:
-            raise CodecError('data', 'payload_length', f'bad compressed payload ({exc})') from exc
-        arr = _frombuffer(raw, dtype, n)
+        arr = _frombuffer(_inflate(buf, n * dtype.itemsize), dtype, n)
     arr = arr.reshape(shape)
     if check_finite and arr.dtype.kind == 'f' and not np.isfinite(arr).all():
         raise CodecError('data', 'non_finite', 'payload holds NaN or Inf values')
     return arr
+
+
+def _inflate(buf: Any, nbytes: int) -> bytes:
+    """Decompress a zlib payload, never to more than ``nbytes`` + 1 (a bomb stays small)."""
+    try:
+        return zlib.decompressobj().decompress(bytes(buf), nbytes + 1)
+    except zlib.error as exc:
+        raise CodecError('data', 'payload_length', f'bad compressed payload ({exc})') from exc
 
 
 def _frombuffer(buf: Any, dtype: np.dtype, n: int) -> np.ndarray:

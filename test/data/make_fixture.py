@@ -65,7 +65,7 @@ def main() -> int:
                                    frame_id='bag'),
                      uplink_bandwidth_bps=bw, bandwidth_uncertainty=0.1, rtt_ms=5.0, loss=0.0,
                      sample_count=8, source=LQ.SOURCE_EXTERNAL, edge_reachable=bw > 0,
-                     edge_queue_ms=0.0)
+                     edge_queue_ms=0.0, edge_batch_size=1.0)
             events.append((ns, '/edgent/link_quality', msg))
         for ns, topic, msg in sorted(events, key=lambda e: e[0]):
             w.write(topic, ns, msg)

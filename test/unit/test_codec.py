@@ -206,7 +206,7 @@ def test_unknown_data_type(code):
     _raises('data_type', 'data_type', (2, 3), code, ENCODING_RAW, _f32())
 
 
-@pytest.mark.parametrize('encoding', [4, 5, 255, -1])
+@pytest.mark.parametrize('encoding', [7, 8, 255, -1])
 def test_unknown_encoding(encoding):
     _raises('encoding', 'encoding', (2, 3), FLOAT32, encoding, _f32())
 
@@ -385,3 +385,80 @@ def test_from_message_validates():
     with pytest.raises(CodecError) as info:
         from_message(rx, max_bytes=128)
     assert info.value.reason == 'too_large'
+
+
+# ------------------------------------------------- int8-zlib, png, jpeg (planner encodings)
+
+def _frame(seed=3):
+    from edgent_ros.data import load_sample
+    return np.ascontiguousarray(load_sample()[0][seed][None])    # (1, 32, 32, 3) uint8
+
+
+def test_int8_zlib_decodes_to_the_int8_values_in_fewer_bytes():
+    arr = np.maximum(_sample(np.float32, (1, 64, 8, 8)), 0)      # post-ReLU: half zeros
+    q, z = encode(arr, 'int8'), encode(arr, 'int8-zlib')
+    assert z.encoding == 4 and z.nbytes < q.nbytes
+    np.testing.assert_array_equal(_decode(z), _decode(q))
+    assert q.nbytes * 4 == arr.nbytes                              # int8: 4x fewer than fp32
+
+
+def test_png_is_lossless_and_smaller_than_raw():
+    f = _frame()
+    enc = encode(f, 'png', name='input')
+    assert enc.encoding == 5 and enc.data_type == 2 and enc.nbytes < f.nbytes
+    np.testing.assert_array_equal(_decode(enc), f)
+
+
+def test_jpeg_is_close_and_much_smaller():
+    f = _frame()
+    enc = encode(f, 'jpeg')
+    out = _decode(enc)
+    assert enc.encoding == 6 and out.shape == f.shape and out.dtype == np.uint8
+    assert enc.nbytes < f.nbytes / 2
+    assert np.abs(out.astype(int) - f).mean() < 4.0
+
+
+@pytest.mark.parametrize('encoding', ['png', 'jpeg'])
+def test_image_encodings_need_a_uint8_rgb_frame(encoding):
+    for bad in (np.zeros((1, 8, 4, 4), np.float32), np.zeros((1, 32, 32), np.uint8),
+                np.zeros((2, 32, 32, 3), np.uint8)):
+        with pytest.raises(CodecError) as info:
+            encode(bad, encoding)
+        assert info.value.reason == 'encoding'
+
+
+@pytest.mark.parametrize('encoding', ['png', 'jpeg'])
+def test_image_payload_must_match_the_declared_shape(encoding):
+    enc = encode(_frame(), encoding)
+    _raises('shape', 'shape', (1, 16, 32, 3), 2, enc.encoding, enc.data)
+    _raises('encoding', 'encoding', (1, 32, 32, 3), FLOAT32, enc.encoding, enc.data)
+    _raises('encoding', 'encoding', (32, 32, 3, 1), 2, enc.encoding, enc.data)
+
+
+@pytest.mark.parametrize('encoding, payload', [
+    (5, b''), (5, b'\x89PNG\r\n\x1a\n' + b'\0' * 30), (6, b'\xff\xd8\xff'), (6, b'not a jpeg'),
+    (6, b'\xff\xd8' + b'\xff\xe0\x00\x10' + b'\0' * 14)])
+def test_garbled_image_payload(encoding, payload):
+    with pytest.raises(CodecError) as info:
+        decode((1, 32, 32, 3), 2, encoding, payload)
+    assert info.value.reason in ('payload_length', 'shape')
+
+
+def test_image_bomb_is_refused_from_its_header():
+    """A PNG claiming 60000 x 60000 pixels is refused before any pixel is decoded."""
+    enc = encode(_frame(), 'png')
+    data = bytearray(enc.data)
+    data[16:20] = (60000).to_bytes(4, 'big')
+    data[20:24] = (60000).to_bytes(4, 'big')
+    _raises('shape', 'shape', (1, 32, 32, 3), 2, enc.encoding, bytes(data))
+
+
+def test_effective_encoding_falls_back_to_raw_where_it_does_not_fit():
+    from edgent_ros.tensor_codec import applies, effective_encoding
+    assert effective_encoding('jpeg', image=True) == 'jpeg'
+    assert effective_encoding('jpeg', image=False) == 'raw'
+    assert effective_encoding('int8', image=True) == 'raw'
+    assert effective_encoding('compressed', image=True) == 'compressed'
+    assert applies('int8-zlib', image=False) and not applies('png', image=False)
+    with pytest.raises(ValueError):
+        effective_encoding('bogus', image=True)

@@ -375,3 +375,84 @@ def test_load_sample_damaged_zip(tmp_path, damage):
     path.write_bytes(bytes(raw))
     with pytest.raises(ValueError, match='s.npz'):
         load_sample(path)
+
+
+# ----------------------------------------------------------- confidence early exit, batching
+
+@pytest.fixture(scope='module')
+def trained():
+    """The shipped trained model (its side exits are confident on real frames)."""
+    from edgent_ros.artifacts import load_model
+    return CoInference(load_model())
+
+
+def _cascade_reference(co, frame, final, threshold):
+    """The exit BranchyNet's rule picks, from full forwards of every exit."""
+    from edgent_ros.model import EXIT_ATTACH
+    for e in sorted(k for k in EXIT_ATTACH if k < final):
+        c = co.full_forward(frame, e)
+        p = np.clip(c.scores.astype(np.float64), 1e-12, 1)
+        if -(p * np.log(p)).sum() < threshold:
+            return c
+    return co.full_forward(frame, final)
+
+
+@pytest.mark.parametrize('threshold', [0.05, 0.5, 1.5, 50.0])
+def test_confidence_exit_equals_the_cascade_wherever_the_cut(trained, threshold):
+    """Robot-side or edge-side side exits: same exit and class as BranchyNet on the full model."""
+    frames, _ = load_sample()
+    taken = set()
+    for frame in frames[:12]:
+        for final in (3, 5):
+            want = _cascade_reference(trained, frame, final, threshold)
+            for split in range(trained.branch_len(final) + 1):
+                out = trained.device_step(frame, final, split, threshold)
+                if out.classification is not None:
+                    got = out.classification
+                else:
+                    got, _ = trained.edge_step(out.tensor, final, split, threshold)
+                assert got.exit_index == want.exit_index, (final, split, threshold)
+                _same(got, want)
+                taken.add(got.exit_index)
+    if threshold >= 50.0:
+        assert taken == {1}          # every frame is "confident" at the first side exit
+    elif threshold == 0.5:
+        assert len(taken) >= 2       # some frames leave early, some do not
+
+
+def test_confident_frame_finishes_on_the_robot_without_sending(trained):
+    """A side exit before the cut finishes the frame on the robot: nothing to send."""
+    frame = load_sample()[0][0]
+    out = trained.device_step(frame, 5, 10, threshold=50.0)   # exit 1 attaches at 3 <= 10
+    assert out.tensor is None and out.classification.exit_index == 1
+    out = trained.device_step(frame, 5, 2, threshold=50.0)    # attach 3 > 2: the edge's job
+    assert out.tensor is not None
+    got, _ = trained.edge_step(out.tensor, 5, 2, threshold=50.0)
+    assert got.exit_index == 1
+    assert trained.device_step(frame, 5, 10).classification is None   # off by default
+
+
+@pytest.mark.parametrize('exit_index, split', [(5, 0), (5, 3), (3, 6), (5, 15), (1, 0)])
+def test_edge_batch_equals_frames_one_by_one(co, exit_index, split):
+    """A batch of frames gives every frame the same result as alone, in order."""
+    rng = np.random.default_rng(exit_index * 100 + split)
+    frames = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(5)]
+    arrays = [co.device_step(f, exit_index, split).tensor for f in frames]
+    got, ms = co.edge_batch(arrays, exit_index, split)
+    assert len(got) == 5 and ms > 0
+    for g, a in zip(got, arrays):
+        one, _ = co.edge_step(a, exit_index, split)
+        assert g.exit_index == exit_index
+        _same(g, one)
+
+
+def test_edge_batch_with_mixed_early_exits(trained):
+    """Rows leaving at different side exits stay matched to their frames."""
+    frames, _ = load_sample()
+    arrays = [trained.device_step(f, 5, 0).tensor for f in frames[:16]]
+    got, _ = trained.edge_batch(arrays, 5, 0, threshold=0.5)
+    for g, f in zip(got, frames[:16]):
+        want = _cascade_reference(trained, f, 5, 0.5)
+        assert g.exit_index == want.exit_index
+        _same(g, want)
+    assert len({g.exit_index for g in got}) >= 2

@@ -426,3 +426,133 @@ def test_scale_robot_slows_only_the_robot(alexnet):
         with pytest.raises(ValueError):
             scale_robot(alexnet, bad)
     assert PLANNER_POLICIES == POLICIES + ('true-bandwidth',)
+
+
+# ------------------------------------------------------------------ encodings (third dimension)
+
+def with_variants(p: EdgentProblem, rng: random.Random) -> EdgentProblem:
+    """Give ``p`` random encoded variants of most offloading cuts."""
+    from edgent_ros.optimizer import Variant
+    variants = {}
+    for e in p.exits:
+        n = p.branch_len(e)
+        for s in range(n):
+            if rng.random() < 0.3:
+                continue
+            vs = []
+            for name in rng.sample(['fp16', 'int8', 'int8-zlib', 'jpeg'], rng.randint(1, 3)):
+                acc = p.accuracy[e] - rng.choice([0.0, 0.0, 0.001, 0.05])
+                vs.append(Variant(name, max(0.0, acc), rng.choice(
+                    [p.split_bytes[e][s] // 4, p.split_bytes[e][s], rng.randint(0, 5000)]),
+                    rng.choice([0.0, rng.uniform(0, 1)]), rng.choice([0.0, rng.uniform(0, 1)])))
+            variants[(e, s)] = vs
+    return dataclasses.replace(p, variants=variants)
+
+
+def same_key(a: Decision, b: Decision) -> None:
+    """Like ``same``, and the encodings agree too."""
+    same(a, b)
+    assert a.encoding == b.encoding, (a, b)
+
+
+def test_decide_with_encodings_equals_brute_force():
+    """Encoded variants: the vectorized rule equals plain enumeration for every policy."""
+    rng = random.Random(9)
+    checked = 0
+    for _ in range(200):
+        p = with_variants(random_problem(rng), rng)
+        lats = sorted(d.total_ms for d in all_totals(p, 1e6) if math.isfinite(d.total_ms))
+        for bw in (0.0, INF, 10 ** rng.uniform(3, 9), 10 ** rng.uniform(3, 9)):
+            for d in (rng.uniform(0.01, 1.2 * lats[-1] + 1.0), rng.choice(lats) or 1.0, INF):
+                got = decide(p, bw, d)
+                same_key(got, brute_force(p, bw, d))
+                same_key(got, dataclasses.replace(
+                    evaluate(p, bw, got.exit_index, got.split_index, d, got.encoding),
+                    reason=got.reason))
+                for policy in POLICIES[1:]:
+                    base = decide_policy(p, policy, bw, d)
+                    assert base.encoding == 'raw', (policy, base)   # baselines: the paper's
+                    same_key(base, brute_force(p, bw, d, policy))
+                checked += 1
+    assert checked >= 2000
+
+
+def test_encoding_trades_bytes_for_accuracy():
+    """A lossy encoding is taken only where the raw tensor misses the deadline."""
+    from edgent_ros.optimizer import Variant
+    slow = {1: [5.0, 5.0], 2: [10.0, 20.0, 30.0]}   # a robot too slow for exit 2 alone
+    p = small_problem(robot_ms=slow, variants={(2, 0): [Variant('jpeg', 0.79, 1000, 0.1, 0.1)]})
+    # 3072 B at 1 Mbit/s = 24.6 ms; jpeg 1000 B = 8 ms (+0.2 ms codec)
+    d = decide(p, 1e6, 40.0)
+    assert d.key == (2, 0, 'raw') and d.accuracy == 0.8
+    d = decide(p, 1e6, 15.0)
+    assert d.key == (2, 0, 'jpeg') and d.feasible and d.accuracy == 0.79
+    assert d.transfer_ms == pytest.approx(8.0 + 1.0) and d.device_ms == pytest.approx(0.1)
+    assert d.edge_ms == pytest.approx(0.6 + 0.1)
+    assert 'jpeg' in d.reason
+    # without the variant, exit 1 on the device is the best that meets 15 ms (0.5)
+    assert decide(small_problem(robot_ms=slow), 1e6, 15.0).config == (1, 2)
+
+
+def test_evaluate_refuses_an_encoding_the_problem_lacks():
+    p = small_problem()
+    with pytest.raises(ValueError, match='not a variant'):
+        evaluate(p, 1e6, 2, 0, 10.0, 'int8')
+    assert evaluate(p, 1e6, 2, 3, 10.0, 'int8').encoding == 'raw'   # device-only: nothing sent
+
+
+@pytest.mark.parametrize('bad, match', [
+    ({(2, 3): []}, 'not an offloading'),
+    ({(9, 0): []}, 'not an offloading'),
+    ({(2, 0): ['jpeg']}, 'Variant objects'),
+])
+def test_bad_variants_are_refused(bad, match):
+    with pytest.raises(ValueError, match=match):
+        small_problem(variants=bad)
+
+
+def test_variant_fields_are_validated():
+    from edgent_ros.optimizer import Variant
+    for v, match in ((Variant('raw', 0.5, 10), 'raw, repeated'),
+                     (Variant('jpeg', 1.5, 10), 'top-1'),
+                     (Variant('jpeg', 0.5, -1), 'nbytes'),
+                     (Variant('jpeg', 0.5, 10, -1.0), 'encode_ms')):
+        with pytest.raises(ValueError, match=match):
+            small_problem(variants={(2, 0): [v]})
+
+
+def test_hysteresis_treats_an_encoding_change_as_a_switch():
+    from edgent_ros.optimizer import Variant
+    p = small_problem(robot_ms={1: [5.0, 5.0], 2: [10.0, 20.0, 30.0]},
+                      variants={(2, 0): [Variant('jpeg', 0.79, 1000)]})
+    h = Hysteresis(min_dwell_s=0.0)
+    assert h.update(0.0, p, 1e6, 40.0).decision.key == (2, 0, 'raw')
+    step = h.update(1.0, p, 1e6, 15.0)   # deadline change: jpeg now
+    assert step.switched and step.decision.key == (2, 0, 'jpeg')
+    step = h.update(2.0, p, 1e6, 15.0)
+    assert not step.switched and step.decision.key == (2, 0, 'jpeg')
+
+
+def test_from_model_builds_variants_from_an_encoding_table(alexnet):
+    """Every cut gets the encodings that fit it, with the table's numbers."""
+    from types import SimpleNamespace
+    from edgent_ros.optimizer import encoding_variants
+    robot = {e: alexnet.robot_ms[e] for e in alexnet.exits}
+    table = {}
+    for e in alexnet.exits:
+        for s in range(alexnet.branch_len(e)):
+            for x in ('jpeg', 'png', 'int8', 'fp16'):
+                table[(e, s, x)] = SimpleNamespace(top1=0.5, bytes_mean=123.4, encode_ms=0.1,
+                                                   decode_ms=0.2)
+    v = encoding_variants(robot, ['raw', 'jpeg', 'int8'], table)
+    assert [x.encoding for x in v[(5, 0)]] == ['jpeg']
+    assert [x.encoding for x in v[(5, 3)]] == ['int8']
+    assert (5, alexnet.branch_len(5)) not in v
+    assert encoding_variants(robot, ['raw'], None) is None
+    with pytest.raises(ValueError, match='need the measured'):
+        encoding_variants(robot, ['int8'], None)
+    with pytest.raises(ValueError, match='unknown encoding'):
+        encoding_variants(robot, ['bogus'], table)
+    del table[(3, 2, 'int8')]
+    with pytest.raises(ValueError, match='exit 3 split 2 int8'):
+        encoding_variants(robot, ['int8'], table)
