@@ -67,13 +67,20 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _load_problem(args: argparse.Namespace):
-    from .artifacts import load_accuracy, read_config
-    from .optimizer import EdgentProblem
+    from .artifacts import load_accuracy, load_confidence, load_encodings, read_config
+    from .optimizer import EdgentProblem, scale_robot
     from .regression import LatencyModels
     cfg = read_config(args.weights)
     accuracy = load_accuracy(args.accuracy, model_id=cfg.model_id())
     models = LatencyModels.load(args.latency_models, model_id=cfg.model_id())
-    return cfg, EdgentProblem.from_model(cfg, accuracy, models, overhead_ms=args.overhead_ms)
+    encodings = getattr(args, 'encodings', None) or ['raw']
+    threshold = getattr(args, 'confidence_threshold', 0.0) or 0.0
+    table = load_encodings(args.accuracy, cfg.model_id()) if encodings != ['raw'] else None
+    conf = load_confidence(args.accuracy, cfg.model_id()) if threshold > 0 else None
+    problem = EdgentProblem.from_model(cfg, accuracy, models, overhead_ms=args.overhead_ms,
+                                       encodings=encodings, encoding_table=table,
+                                       confidence_threshold=threshold, confidence_table=conf)
+    return cfg, scale_robot(problem, getattr(args, 'robot_time_scale', 1.0) or 1.0)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -92,7 +99,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     where = ('device-only' if d.split_index == n else 'edge-only' if d.split_index == 0
              else f'layers [0, {d.split_index}) on the robot, [{d.split_index}, {n}) on the edge')
     print(f'{args.policy} at {args.bandwidth_mbps:g} Mbit/s, deadline {args.deadline_ms:g} ms:')
-    print(f'  exit {d.exit_index}, split {d.split_index} ({where})')
+    print(f'  exit {d.exit_index}, split {d.split_index} ({where})'
+          + (f', tensor sent as {d.encoding}' if d.split_index < n else ''))
     print(f'  expected top-1 {100 * d.accuracy:.1f} %')
     print(f'  predicted latency {d.total_ms:.2f} ms = device {d.device_ms:.2f} + transfer '
           f'{d.transfer_ms:.2f} + edge {d.edge_ms:.2f}')
@@ -173,6 +181,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('--bandwidth-mbps', type=float, required=True, help='uplink Mbit/s')
     s.add_argument('--deadline-ms', type=float, required=True, help='latency deadline (ms)')
     s.add_argument('--policy', choices=POLICIES, default='edgent')
+    s.add_argument('--encodings', nargs='+', default=['raw'], metavar='ENC',
+                   help='encodings the edgent policy may choose (raw fp16 int8 int8-zlib '
+                   'compressed png jpeg); default raw = the paper\'s')
+    s.add_argument('--confidence-threshold', type=float, default=0.0,
+                   help='plan for BranchyNet early exit at this entropy threshold (nats)')
+    s.add_argument('--robot-time-scale', type=float, default=1.0,
+                   help='robot layer times x this (a slower robot class; the sweep uses 60)')
     s.add_argument('--json', action='store_true')
     _add_artifact_args(s)
     s.set_defaults(func=cmd_plan)

@@ -92,6 +92,15 @@ def _bad_cases(robot):
          lambda s: _with(_tensor(robot, s, exit_index=3, split_index=n3 - 1), split_index=n3)),
         ('wrong dtype for split 0 (int16)', 'data_type',
          t0(data_type=3, data=bytes(2 * 3072), strides=[])),
+        ('garbled JPEG frame', 'payload_length', t0(encoding=6, data=b'\xff\xd8 not a jpeg')),
+        ('PNG claiming another size', 'shape',
+         t0(encoding=5, data=encode(np.zeros((1, 16, 16, 3), np.uint8), 'png').data)),
+        ('JPEG of a float activation', 'encoding', t(encoding=6)),
+        ('garbled int8-zlib payload', 'payload_length',
+         t(encoding=4, scale=0.1, data=b'not zlib')),
+        ('negative confidence threshold', 'confidence_threshold', t(confidence_threshold=-1.0)),
+        ('NaN confidence threshold', 'confidence_threshold',
+         t(confidence_threshold=float('nan'))),
     ]
 
 

@@ -556,3 +556,15 @@ def test_from_model_builds_variants_from_an_encoding_table(alexnet):
     del table[(3, 2, 'int8')]
     with pytest.raises(ValueError, match='exit 3 split 2 int8'):
         encoding_variants(robot, ['int8'], table)
+
+
+def test_a_lossy_variant_is_never_credited_above_its_exit():
+    """Measured +0.02 points for int8 is noise: capped at the exit's top-1, raw wins on speed."""
+    from types import SimpleNamespace
+    from edgent_ros.optimizer import encoding_variants
+    robot = {1: [1.0, 1.0]}
+    table = {(1, 1, 'int8'): SimpleNamespace(top1=0.91, bytes_mean=10, encode_ms=0.0,
+                                             decode_ms=0.0)}
+    v = encoding_variants(robot, ['int8'], table, accuracy={1: 0.9})
+    assert v[(1, 1)][0].accuracy == 0.9
+    assert encoding_variants(robot, ['int8'], table)[(1, 1)][0].accuracy == 0.91
