@@ -6,6 +6,11 @@ namespace) at a fixed exit/split and frame rate, listens to every robot's ``edge
 a fixed time, and writes ``bench/results/load.json`` and ``load.png``: per robot the frames,
 results, drops per reason, end-to-end p50/p95/p99 and the edge queue wait. Isolated on its own
 ROS_DOMAIN_ID with localhost discovery. Needs the built package (``source scripts/env.sh``).
+
+``--max-batch 1 4`` runs every robot count with the edge batching off (1) and on (4, with
+``--batch-window-ms``): each point also reports the mean batch size, the measured edge time
+(queue wait + batch compute) and the planner's prediction of it (profiled suffix time x
+``LatencyModels.batch_factor`` of the reported batch size + the reported queue wait).
 """
 
 import argparse
@@ -24,8 +29,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'test'))
 RESULTS = Path(__file__).resolve().parent / 'results'
 
 
+def _predicted_edge_ms(exit_index: int, split_index: int) -> tuple:
+    """Return (one-frame suffix ms on the edge, LatencyModels) from the shipped models."""
+    from edgent_ros.artifacts import read_config
+    from edgent_ros.regression import LatencyModels
+    cfg = read_config()
+    models = LatencyModels.load(model_id=cfg.model_id())
+    return sum(models.branch_layer_ms('edge', cfg, exit_index)[split_index:]), models
+
+
 def run(robots: int, fps: float, seconds: float, exit_index: int, split_index: int,
-        max_queue: int) -> dict:
+        max_queue: int, max_batch: int = 1, batch_window_ms: float = 0.0) -> dict:
     """Run one load point; return its per-robot statistics."""
     from ros_helpers import Listener, Procs   # the test suite's process / listener helpers
     from edgent_ros import qos
@@ -37,7 +51,7 @@ def run(robots: int, fps: float, seconds: float, exit_index: int, split_index: i
         for ns in names:
             listener.listen(InferenceResult, f'/{ns}/edgent/outcome', qos.RESULT)
         procs.start('edge_node', robot_namespaces=names, max_queue=max_queue,
-                    max_queue_ms=500.0)
+                    max_queue_ms=500.0, max_batch=max_batch, batch_window_ms=batch_window_ms)
         for ns in names:
             procs.start('camera_node', name=f'camera_{ns}', ns=ns, fps=fps,
                         exit_index=exit_index, split_index=split_index, max_in_flight=2,
@@ -47,6 +61,7 @@ def run(robots: int, fps: float, seconds: float, exit_index: int, split_index: i
         t0 = {n: len(listener.msgs(f'/{n}/edgent/outcome')) for n in names}
         listener.spin_until(lambda: False, seconds)
         out = {}
+        suffix_ms, models = _predicted_edge_ms(exit_index, split_index)
         for n in names:
             got = listener.msgs(f'/{n}/edgent/outcome')[t0[n]:]
             ok = [o for o in got if o.status == InferenceResult.STATUS_OK]
@@ -61,6 +76,13 @@ def run(robots: int, fps: float, seconds: float, exit_index: int, split_index: i
                 else 0.0,
                 'deadline_met': float(np.mean([o.deadline_met for o in ok])) if ok else 0.0,
             }
+            if ok:
+                b = float(np.mean([max(1, o.batch_size) for o in ok]))
+                q = float(np.mean([o.edge_queue_ms for o in ok]))
+                out[n].update(
+                    batch_mean=b, edge_ms_mean=float(np.mean([o.edge_ms for o in ok])),
+                    edge_total_ms_mean=q + float(np.mean([o.edge_ms for o in ok])),
+                    edge_total_ms_predicted=q + suffix_ms * models.batch_factor('edge', b))
         return out
     finally:
         procs.stop_all()
@@ -76,19 +98,26 @@ def main(argv=None) -> int:
     ap.add_argument('--exit', type=int, default=5)
     ap.add_argument('--split', type=int, default=0, help='0 = edge-only (most edge load)')
     ap.add_argument('--max-queue', type=int, default=4)
+    ap.add_argument('--max-batch', type=int, nargs='+', default=[1],
+                    help='edge max_batch values to run (1 = batching off)')
+    ap.add_argument('--batch-window-ms', type=float, default=0.0)
     ap.add_argument('--out', type=Path, default=RESULTS / 'load.json')
     args = ap.parse_args(argv)
     os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(100, 199)))
     os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
     report = {'fps_per_robot': args.fps, 'seconds': args.seconds, 'exit': args.exit,
-              'split': args.split, 'edge_max_queue': args.max_queue, 'points': {}}
-    for n in args.robots:
-        print(f'{n} robot(s) x {args.fps:g} fps ...', file=sys.stderr, flush=True)
-        t = time.monotonic()
-        report['points'][str(n)] = run(n, args.fps, args.seconds, args.exit, args.split,
-                                       args.max_queue)
-        print(f'  done in {time.monotonic() - t:.0f} s: '
-              + json.dumps(report['points'][str(n)]), file=sys.stderr)
+              'split': args.split, 'edge_max_queue': args.max_queue,
+              'batch_window_ms': args.batch_window_ms, 'points': {}}
+    for b in args.max_batch:
+        for n in args.robots:
+            key = str(n) if args.max_batch == [1] else f'{n}x{b}'
+            print(f'{n} robot(s) x {args.fps:g} fps, max_batch {b} ...', file=sys.stderr,
+                  flush=True)
+            t = time.monotonic()
+            report['points'][key] = run(n, args.fps, args.seconds, args.exit, args.split,
+                                        args.max_queue, b, args.batch_window_ms)
+            print(f'  done in {time.monotonic() - t:.0f} s: '
+                  + json.dumps(report['points'][key]), file=sys.stderr)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + '\n')
     plot(report, args.out.with_suffix('.png'))
@@ -97,23 +126,32 @@ def main(argv=None) -> int:
 
 
 def plot(report: dict, path: Path) -> None:
-    """Latency percentiles and drop rate versus the number of robots."""
+    """Latency percentiles and drop rate versus the number of robots (one line per max_batch)."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    ns = sorted(int(k) for k in report['points'])
+    series = {}
+    for key in report['points']:
+        n, _, b = key.partition('x')
+        series.setdefault(int(b or 1), []).append((int(n), key))
     fig, (a0, a1) = plt.subplots(1, 2, figsize=(10, 4))
-    for q in ('p50_ms', 'p95_ms', 'p99_ms'):
-        a0.plot(ns, [np.mean([r[q] for r in report['points'][str(n)].values()]) for n in ns],
-                marker='o', label=q[:3])
+    for b, items in sorted(series.items()):
+        items.sort()
+        ns, keys = [n for n, _ in items], [k for _, k in items]
+        tag = f'batch {b}' if len(series) > 1 else ''
+        for q, style in (('p50_ms', '-'), ('p95_ms', '--'), ('p99_ms', ':')):
+            a0.plot(ns, [np.mean([r[q] for r in report['points'][k].values()]) for k in keys],
+                    style, marker='o', label=f'{q[:3]} {tag}'.strip())
+        drop = [sum(sum(r['drops'].values()) for r in report['points'][k].values())
+                / max(1, sum(r['frames'] for r in report['points'][k].values())) for k in keys]
+        a1.plot(ns, [100 * d for d in drop], marker='o', label=tag or None)
     a0.set(xlabel='robots on one edge', ylabel='end-to-end latency (ms)',
            title=f'{report["fps_per_robot"]:g} fps per robot, exit {report["exit"]} '
                  f'split {report["split"]}')
-    a0.legend()
-    drop = [sum(sum(r['drops'].values()) for r in report['points'][str(n)].values())
-            / max(1, sum(r['frames'] for r in report['points'][str(n)].values())) for n in ns]
-    a1.plot(ns, [100 * d for d in drop], marker='o', color='tab:red')
+    a0.legend(fontsize=7)
     a1.set(xlabel='robots on one edge', ylabel='frames dropped (%)', title='Drops (all reasons)')
+    if len(series) > 1:
+        a1.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

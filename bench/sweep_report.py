@@ -20,7 +20,8 @@ sys.path.insert(0, str(ROOT))
 
 def main(argv=None) -> int:
     """Print the report tables."""
-    from edgent_ros.sweep import check_targets, markdown_table, read_rows, SWEEP_POLICIES
+    from edgent_ros.sweep import (check_targets, encoding_gain, markdown_table, read_rows,
+                                  SWEEP_POLICIES)
     p = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     p.add_argument('--results', type=Path, default=ROOT / 'bench' / 'results')
     args = p.parse_args(argv)
@@ -60,6 +61,14 @@ def main(argv=None) -> int:
     print(f'- on-time accuracy: Edgent >= every baseline in {res["acc_ge_baselines"]} of '
           f'{res["cells"]} cells; exceptions: {res["acc_fail"]}; within 1 point of the oracle '
           f'in {res["within_1pt_oracle"]}; exceptions: {res["oracle_fail"]}')
+    gain = encoding_gain(rows)
+    if gain['cells']:
+        print(f'- issue 9: edgent+enc meets the deadline on >= 99 % in '
+              f'{gain["edgent+enc_meets"]} of {gain["cells"]} cells, edgent in '
+              f'{gain["edgent_meets"]}; only edgent+enc: {gain["only_edgent+enc"]}; only '
+              f'edgent: {gain["only_edgent"]}; mean on-time accuracy '
+              f'{100 * (gain["edgent+enc_on_time_accuracy"] or 0):.1f} % vs '
+              f'{100 * (gain["edgent_on_time_accuracy"] or 0):.1f} %')
     print('\n### On-time accuracy (%), per deadline\n')
     for dl in deadlines:
         print(f'**Deadline {dl:g} ms**\n')

@@ -1,6 +1,5 @@
 """
-The accuracy table beyond one number per exit: per (exit, split, encoding), and per confidence
-threshold (no rclpy).
+The accuracy table per (exit, split, encoding) and per confidence threshold (no rclpy).
 
 ``measure_encodings`` runs every (exit, split) of the model on labelled images with the
 intermediate tensor encoded and decoded exactly as the link would (``tensor_codec``): top-1,
@@ -166,7 +165,7 @@ def measure_encodings(model: MultiExitAlexNet, images: np.ndarray, labels: np.nd
 
 
 def count_configs(model: MultiExitAlexNet) -> int:
-    """Number of progress steps of ``measure_encodings``: 5 (split 0) + every inner split."""
+    """Return the progress steps of ``measure_encodings``: 5 (split 0) + every inner split."""
     return NUM_EXITS + sum(model.branch_len(e) - 1 for e in range(1, NUM_EXITS + 1))
 
 
@@ -182,7 +181,7 @@ def exit_probabilities(model: MultiExitAlexNet, images: np.ndarray,
 
 
 def entropy(p: np.ndarray) -> np.ndarray:
-    """Softmax entropy (nats) over the last axis."""
+    """Return the entropy in nats of softmax rows ``p`` (last axis)."""
     p = np.clip(p, 1e-12, 1.0)
     return -(p * np.log(p)).sum(-1)
 

@@ -33,10 +33,10 @@ from .model import NUM_EXITS
 from .msg import InferenceResult, Tensor
 from .node_util import (accept, declare, diagnostic_status, load_runner, publish_diagnostics,
                         refuse, run)
+from .tensor_codec import CodecError, ENCODING_NAMES, from_message
 
 # Largest meaningful entropy threshold (nats): above ln(num_classes) every side exit fires.
 MAX_THRESHOLD = 100.0
-from .tensor_codec import CodecError, ENCODING_NAMES, from_message
 
 
 class EdgeNode(Node):

@@ -120,8 +120,8 @@ class CoInference:
         """Return the number of layers of branch ``exit_index``."""
         return self.model.branch_len(exit_index)
 
-    def _forward(self, x: torch.Tensor, exit_index: int, start: int, stop: int,
-                 threshold: float) -> Tuple[torch.Tensor, torch.Tensor, Dict[int, Tuple[int, np.ndarray]]]:
+    def _forward(self, x: torch.Tensor, exit_index: int, start: int, stop: int, threshold: float
+                 ) -> Tuple[torch.Tensor, torch.Tensor, Dict[int, Tuple[int, np.ndarray]]]:
         """
         Run layers ``[start, stop)`` of branch ``exit_index`` on batch ``x`` with side exits.
 

@@ -117,7 +117,8 @@ def _where(split: int, n: int) -> str:
 
 
 class _Tables:
-    """Flat per-configuration arrays of one problem: entry ``i`` is one (exit, split, encoding).
+    """
+    Flat per-configuration arrays of one problem: entry ``i`` is one (exit, split, encoding).
 
     Entries ``offset[e] + s`` are the raw configurations of exit ``e``; encoded variants follow
     all raw entries (``index`` maps every ``(exit, split, encoding)`` to its entry).
@@ -851,8 +852,8 @@ class Hysteresis:
                                           f'to {deadline:g} ms')
         if cand.feasible and not cur_now.feasible:
             return self._adopt(now, cand, f'current exit {cur.exit_index} split '
-                                          f'{cur.split_index} {cur.encoding} now needs {cur_now.total_ms:.3f} '
-                                          f'ms > deadline {deadline:g} ms')
+                                          f'{cur.split_index} {cur.encoding} now needs '
+                                          f'{cur_now.total_ms:.3f} ms > deadline {deadline:g} ms')
         if bw < (1.0 - self.big_drop) * self._ref_bw:
             return self._adopt(now, cand, f'bandwidth dropped from {_fmt_bw(self._ref_bw)} '
                                           f'to {_fmt_bw(bw)}')

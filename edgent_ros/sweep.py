@@ -21,6 +21,10 @@ Definitions (also in BENCHMARKS.md):
 * latency percentiles: end-to-end (capture to result) of the classified frames; the breakdown
   columns are medians; ``predicted_ms``: the latency model's prediction for the configuration at
   the true bandwidth, ``pred_ape``: mean absolute percentage error of that prediction.
+* ``edgent+enc`` (issue 9): the planner's Edgent policy with every tensor encoding allowed
+  (``ENCODINGS_ALL``); a frame sent JPEG/int8/fp16 counts with the test-set top-1 measured for
+  that (exit, split, encoding). The oracle and the baselines stay in the paper's space (raw
+  tensors): the oracle's candidates are the raw configurations.
 """
 
 from __future__ import annotations
@@ -35,7 +39,10 @@ from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, 
 # Policies run live by the nodes ('true-bandwidth': the Edgent rule at the shaped rate, no
 # estimate), and the oracle, computed offline from the measurements (``offline_oracle``).
 LIVE_POLICIES = ('device-only', 'edge-only', 'partition-only', 'exit-only', 'edgent',
-                 'true-bandwidth')
+                 'true-bandwidth', 'edgent+enc')
+# 'edgent+enc': the planner's edgent policy with these encodings allowed (issue 9)
+ENCODINGS_ALL = ('raw', 'fp16', 'int8', 'int8-zlib', 'compressed', 'png', 'jpeg')
+LOSSLESS = ('', 'raw', 'compressed', 'png')
 SWEEP_POLICIES = LIVE_POLICIES + ('oracle',)
 # Trace replays also run Edgent with the configuration map + change-point strategy (issue 10).
 TRACE_POLICIES = LIVE_POLICIES + ('edgent-map',)
@@ -52,10 +59,28 @@ CSV_FIELDS = ('policy', 'bandwidth_mbps', 'deadline_ms', 'frames', 'top1', 'dead
               'on_time_accuracy',
               'classified', 'drops', 'configs', 'device_ms', 'uplink_ms', 'edge_ms',
               'edge_queue_ms', 'predicted_ms', 'pred_ape', 'decisions', 'robot_scale',
-              'elapsed_s')
+              'elapsed_s', 'encoding')
 FRAME_FIELDS = ('policy', 'bandwidth_mbps', 'deadline_ms', 'sequence', 'status', 'drop_reason',
                 'where', 'exit', 'split', 'correct', 'e2e_ms', 'device_ms', 'uplink_ms', 'edge_ms',
-                'predicted_ms', 'deadline_met')
+                'predicted_ms', 'deadline_met', 'encoding')
+
+
+def planner_params(policy: str) -> Dict[str, object]:
+    """Return the planner parameters that run sweep ``policy`` (policy name and encodings)."""
+    if policy == 'edgent+enc':
+        return {'policy': 'edgent', 'encodings': list(ENCODINGS_ALL)}
+    return {'policy': 'edgent' if policy == 'edgent-map' else policy, 'encodings': ['raw']}
+
+
+def frame_accuracy(accuracy: Mapping[int, float],
+                   enc_accuracy: Optional[Mapping[Tuple[int, int, str], float]],
+                   exit_index: int, split_index: int, encoding: Optional[str]) -> float:
+    """Test-set top-1 of a frame's configuration: the exit's, or its lossy encoding's."""
+    enc = encoding or 'raw'
+    if enc not in LOSSLESS and enc_accuracy and (exit_index, split_index, enc) in enc_accuracy:
+        return float(enc_accuracy[(exit_index, split_index, enc)])
+    return float(accuracy[exit_index])
+
 
 OK, DEVICE = 0, 1   # InferenceResult.STATUS_OK, FINISHED_ON_DEVICE
 
@@ -153,15 +178,24 @@ def in_cell(outcome: Mapping[str, object]) -> bool:
 
 
 def aggregate(outcomes: Sequence[Mapping[str, object]], accuracy: Mapping[int, float],
-              predict: Optional[Callable[[int, int], float]] = None,
-              decisions: Sequence[Mapping[str, object]] = ()
+              predict: Optional[Callable[[int, int, str], float]] = None,
+              decisions: Sequence[Mapping[str, object]] = (),
+              enc_accuracy: Optional[Mapping[Tuple[int, int, str], float]] = None
               ) -> Tuple[Dict[str, object], List[Dict[str, object]]]:
     """
     Aggregate one cell's outcomes (recorder dicts) into a CSV row and per-frame rows.
 
-    ``accuracy``: test-set top-1 per exit. ``predict(exit, split)``: predicted end-to-end ms at
-    the cell's true bandwidth (None: no prediction columns).
+    ``accuracy``: test-set top-1 per exit; ``enc_accuracy``: per (exit, split, encoding) for
+    frames sent with a lossy encoding. ``predict(exit, split, encoding)``: predicted end-to-end
+    ms at the cell's true bandwidth (None: no prediction columns).
     """
+    def enc_of(o: Mapping[str, object]) -> str:
+        return str(o.get('encoding') or 'raw') if o['status'] == OK and \
+            o.get('finished_on') != DEVICE else 'raw'
+
+    def acc_of(o: Mapping[str, object]) -> float:
+        return frame_accuracy(accuracy, enc_accuracy, int(o['exit_index']),
+                              int(o['split_index']), enc_of(o))
     frames = [o for o in outcomes if in_cell(o)]
     ok = [o for o in frames if o['status'] == OK]
     drops: Dict[str, int] = {}
@@ -169,16 +203,16 @@ def aggregate(outcomes: Sequence[Mapping[str, object]], accuracy: Mapping[int, f
         if o['status'] != OK:
             r = str(o.get('drop_reason') or 'unknown')
             drops[r] = drops.get(r, 0) + 1
-    configs: Dict[Tuple[int, int], int] = {}
+    configs: Dict[Tuple[int, int, str], int] = {}
     for o in ok:
-        c = (int(o['exit_index']), int(o['split_index']))
+        c = (int(o['exit_index']), int(o['split_index']), enc_of(o))
         configs[c] = configs.get(c, 0) + 1
     per_frame = []
     preds, apes = [], []
     for o in frames:
         pred = None
         if o['status'] == OK and predict is not None:
-            pred = float(predict(int(o['exit_index']), int(o['split_index'])))
+            pred = float(predict(int(o['exit_index']), int(o['split_index']), enc_of(o)))
             preds.append(pred)
             if o['end_to_end_ms'] > 0 and math.isfinite(pred):
                 apes.append(abs(pred - o['end_to_end_ms']) / o['end_to_end_ms'])
@@ -194,7 +228,8 @@ def aggregate(outcomes: Sequence[Mapping[str, object]], accuracy: Mapping[int, f
             'uplink_ms': round(float(o['uplink_ms']), 3),
             'edge_ms': round(float(o['edge_ms']), 3),
             'predicted_ms': round(pred, 3) if pred is not None else None,
-            'deadline_met': int(o['status'] == OK and bool(o['deadline_met']))})
+            'deadline_met': int(o['status'] == OK and bool(o['deadline_met'])),
+            'encoding': enc_of(o) if o['status'] == OK else ''})
     e2e = [float(o['end_to_end_ms']) for o in ok]
     offloaded = [o for o in ok if o['finished_on'] != DEVICE]
 
@@ -203,23 +238,24 @@ def aggregate(outcomes: Sequence[Mapping[str, object]], accuracy: Mapping[int, f
 
     def rnd(x: Optional[float], n: int = 4) -> Optional[float]:
         return None if x is None else round(x, n)
-    top = max(configs.items(), key=lambda kv: (kv[1], kv[0]))[0] if configs else (None, None)
+    top = max(configs.items(), key=lambda kv: (kv[1], kv[0]))[0] if configs \
+        else (None, None, None)
     n = len(frames)
     row = {
         'frames': n, 'classified': len(ok),
         'top1': rnd(sum(o['class_id'] == o['true_class_id'] for o in ok) / len(ok)) if ok
         else None,
-        'expected_top1': rnd(sum(accuracy[int(o['exit_index'])] for o in ok) / len(ok)) if ok
-        else None,
+        'expected_top1': rnd(sum(acc_of(o) for o in ok) / len(ok)) if ok else None,
         'deadline_met': rnd(sum(bool(o['deadline_met']) for o in ok) / n) if n else None,
         'useful': rnd(sum(bool(o['deadline_met']) and o['class_id'] == o['true_class_id']
                           for o in ok) / n) if n else None,
-        'on_time_accuracy': rnd(sum(accuracy[int(o['exit_index'])] for o in ok
-                                    if o['deadline_met']) / n) if n else None,
+        'on_time_accuracy': rnd(sum(acc_of(o) for o in ok if o['deadline_met']) / n)
+        if n else None,
         'p50_ms': rnd(percentile(e2e, 0.50), 2), 'p95_ms': rnd(percentile(e2e, 0.95), 2),
         'p99_ms': rnd(percentile(e2e, 0.99), 2),
-        'exit': top[0], 'split': top[1],
-        'configs': ';'.join(f'{e}/{s}:{k}' for (e, s), k in sorted(configs.items())),
+        'exit': top[0], 'split': top[1], 'encoding': top[2],
+        'configs': ';'.join(f'{e}/{s}{"" if x == "raw" else "/" + x}:{k}'
+                            for (e, s, x), k in sorted(configs.items())),
         'drops': ';'.join(f'{r}:{k}' for r, k in sorted(drops.items())),
         'device_ms': med([float(o['device_ms']) for o in ok]),
         'uplink_ms': med([float(o['uplink_ms']) for o in offloaded]),
@@ -240,8 +276,8 @@ def offline_oracle(frames: Sequence[Mapping[str, object]], accuracy: Mapping[int
     """
     Return one ``oracle`` row per (bandwidth, deadline) cell of the per-frame rows.
 
-    At each bandwidth, every configuration (exit, split) that some live policy ran for at least
-    ``min_frames`` frames (at any deadline) is a candidate with its measured latencies; for a
+    At each bandwidth, every raw configuration (exit, split) that some live policy ran for at
+    least ``min_frames`` frames (at any deadline) is a candidate with its measured latencies; for a
     deadline, the oracle takes the most accurate candidate (test-set top-1) whose frames met that
     deadline at a rate >= ``met_target`` (ties: higher rate, then lower median), or, when none
     does, the candidate with the highest rate. Its row reports that configuration's measured
@@ -250,8 +286,9 @@ def offline_oracle(frames: Sequence[Mapping[str, object]], accuracy: Mapping[int
     pool: Dict[float, Dict[Tuple[int, int], List[Mapping]]] = {}
     grid = set()
     for f in frames:
-        if f['policy'] == 'oracle' or f.get('exit') is None:
-            continue
+        if f['policy'] == 'oracle' or f.get('exit') is None \
+                or (f.get('encoding') or 'raw') != 'raw':
+            continue   # the oracle searches the paper's space: raw tensors
         bw = float(f['bandwidth_mbps'])
         grid.add((bw, float(f['deadline_ms'])))
         pool.setdefault(bw, {}).setdefault((int(f['exit']), int(f['split'])), []).append(f)
@@ -375,13 +412,17 @@ def cells(rows: Sequence[Mapping[str, object]]) -> Dict[Tuple[float, float], Dic
 
 
 def add_on_time_accuracy(rows: List[Dict[str, object]], frames: Sequence[Mapping[str, object]],
-                         accuracy: Mapping[int, float]) -> None:
+                         accuracy: Mapping[int, float],
+                         enc_accuracy: Optional[Mapping[Tuple[int, int, str], float]] = None
+                         ) -> None:
     """Fill ``on_time_accuracy`` of live rows from their per-frame rows (older CSVs)."""
     acc: Dict[Tuple[str, float, float], List[float]] = {}
     for f in frames:
         key = (str(f['policy']), float(f['bandwidth_mbps']), float(f['deadline_ms']))
         ok = f['e2e_ms'] is not None and int(f['deadline_met'])
-        acc.setdefault(key, []).append(accuracy[int(f['exit'])] if ok else 0.0)
+        acc.setdefault(key, []).append(frame_accuracy(
+            accuracy, enc_accuracy, int(f['exit']), int(f['split']), f.get('encoding'))
+            if ok else 0.0)
     for r in rows:
         key = (str(r['policy']), float(r['bandwidth_mbps']), float(r['deadline_ms']))
         if r['policy'] != 'oracle' and key in acc:
@@ -420,7 +461,8 @@ def check_targets(rows: Sequence[Mapping[str, object]], met_target: float = 0.99
             else:
                 res['deadline_fail'].append((bw, dl, e['deadline_met']))
         ea = e.get(acc_key) or 0.0
-        worse = [p for p, r in pol.items() if p not in ('edgent', 'oracle', 'true-bandwidth')
+        worse = [p for p, r in pol.items()
+                 if p not in ('edgent', 'oracle', 'true-bandwidth', 'edgent+enc')
                  and (not only_meeting or (r['deadline_met'] or 0) >= met_target)
                  and (r.get(acc_key) or 0) > ea]
         if worse:
@@ -433,6 +475,34 @@ def check_targets(rows: Sequence[Mapping[str, object]], met_target: float = 0.99
             else:
                 res['oracle_fail'].append((bw, dl, ea, o.get(acc_key)))
     return res
+
+
+def encoding_gain(rows: Sequence[Mapping[str, object]], met_target: float = 0.99,
+                  policy: str = 'edgent+enc', base: str = 'edgent') -> Dict[str, object]:
+    """
+    Compare ``policy`` with ``base`` cell by cell (issue 9's target: meets strictly more cells).
+
+    Returns how many cells each meets the deadline on >= ``met_target`` of its frames, the cells
+    only one of them meets, and the mean on-time accuracy of both over the shared cells.
+    """
+    by = cells(rows)
+    both = [(k, pol) for k, pol in sorted(by.items()) if policy in pol and base in pol]
+
+    def meets(r: Mapping[str, object]) -> bool:
+        return (r.get('deadline_met') or 0.0) >= met_target
+
+    def mean(p: str, key: str) -> Optional[float]:
+        xs = [float(pol[p][key]) for _, pol in both if pol[p].get(key) is not None]
+        return round(statistics.fmean(xs), 4) if xs else None
+    return {'cells': len(both),
+            f'{policy}_meets': sum(meets(pol[policy]) for _, pol in both),
+            f'{base}_meets': sum(meets(pol[base]) for _, pol in both),
+            'only_' + policy: [k for k, pol in both
+                               if meets(pol[policy]) and not meets(pol[base])],
+            'only_' + base: [k for k, pol in both
+                             if meets(pol[base]) and not meets(pol[policy])],
+            f'{policy}_on_time_accuracy': mean(policy, 'on_time_accuracy'),
+            f'{base}_on_time_accuracy': mean(base, 'on_time_accuracy')}
 
 
 def markdown_table(rows: Sequence[Mapping[str, object]], deadline_ms: float,
@@ -463,12 +533,13 @@ def markdown_table(rows: Sequence[Mapping[str, object]], deadline_ms: float,
 
 COLORS = {'device-only': '#1f77b4', 'edge-only': '#ff7f0e', 'partition-only': '#2ca02c',
           'exit-only': '#9467bd', 'edgent': '#d62728', 'true-bandwidth': '#e377c2',
-          'edgent-map': '#8c564b', 'oracle': '#555555'}
-STYLES = {'oracle': '--', 'edgent': '-', 'true-bandwidth': ':'}
+          'edgent-map': '#8c564b', 'oracle': '#555555', 'edgent+enc': '#17becf'}
+STYLES = {'oracle': '--', 'edgent': '-', 'true-bandwidth': ':', 'edgent+enc': '-'}
 
 
 MARKERS = {'device-only': 's', 'edge-only': '^', 'partition-only': 'v', 'exit-only': 'D',
-           'edgent': 'o', 'true-bandwidth': 'x', 'oracle': '+', 'edgent-map': '*'}
+           'edgent': 'o', 'true-bandwidth': 'x', 'oracle': '+', 'edgent-map': '*',
+           'edgent+enc': 'P'}
 YLIM = {'expected_top1': (75, 88), 'deadline_met': (-3, 103), 'on_time_accuracy': (-3, 90),
         'useful': (-3, 103)}
 

@@ -35,8 +35,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from .sweep import (aggregate, append_rows, big_drops, cell_key, check_grid, CSV_FIELDS,
                     DEFAULT_BANDWIDTHS_MBPS, DEFAULT_DEADLINES_MS, DEFAULT_ROBOT_SCALE,
-                    FRAME_FIELDS, LIVE_POLICIES, reaction_times, read_done, read_rows,
-                    TRACE_POLICIES)
+                    ENCODINGS_ALL, FRAME_FIELDS, LIVE_POLICIES, planner_params, reaction_times,
+                    read_done, read_rows, TRACE_POLICIES)
 from .testbed_session import (_stop, DECISION_FIELDS, executable, FASTDDS_PROFILE, record_topics,
                               ros_args, session_env, spin_until)
 
@@ -267,20 +267,28 @@ class NodeSession:
 # ------------------------------------------------------------------------------------------------
 # Static-bandwidth sweep
 
-def _problem(robot_scale: float):
-    from .artifacts import load_accuracy, read_config
+def _problem(robot_scale: float, encodings: Sequence[str] = ('raw',)):
+    from .artifacts import load_accuracy, load_encodings, read_config
     from .optimizer import EdgentProblem, scale_robot
     from .regression import LatencyModels
     cfg = read_config()
     acc = load_accuracy(model_id=cfg.model_id())
+    table = load_encodings(model_id=cfg.model_id()) if list(encodings) != ['raw'] else None
     return acc, scale_robot(EdgentProblem.from_model(
         cfg, acc, LatencyModels.load(model_id=cfg.model_id()),
-        overhead_ms=TESTBED_OVERHEAD_MS), robot_scale)
+        overhead_ms=TESTBED_OVERHEAD_MS, encodings=list(encodings), encoding_table=table),
+        robot_scale)
 
 
-def _predictor(problem, bw_bps: float) -> Callable[[int, int], float]:
+def _enc_accuracy() -> Dict[Tuple[int, int, str], float]:
+    from .artifacts import load_encodings
+    return {k: v.top1 for k, v in load_encodings().items()}
+
+
+def _predictor(problem, bw_bps: float) -> Callable[[int, int, str], float]:
+    """Predicted end-to-end ms of (exit, split, encoding) at the cell's true bandwidth."""
     from .optimizer import evaluate
-    return lambda e, s: float(evaluate(problem, bw_bps, e, s).total_ms)
+    return lambda e, s, x: float(evaluate(problem, bw_bps, e, s, encoding=x).total_ms)
 
 
 def _progress(total: int, desc: str):
@@ -311,7 +319,8 @@ def run_sweep(out_csv: Path, bandwidths: Sequence[float], deadlines: Sequence[fl
           f'each, robot {robot_scale:g}x the profiled one', file=sys.stderr)
     if not todo:
         return 0
-    accuracy, problem = _problem(robot_scale)
+    accuracy, problem = _problem(robot_scale, ENCODINGS_ALL)
+    enc_accuracy = _enc_accuracy()
     cell_timeout_s = cell_timeout_s or 30.0 + 3.0 * frames
     logdir = Path(logdir or (Path('/tmp') / f'edgent-sweep-{int(time.time())}'))
     tb = Testbed(name=name, rate_mbps=float(bandwidths[0]))
@@ -331,13 +340,14 @@ def run_sweep(out_csv: Path, bandwidths: Sequence[float], deadlines: Sequence[fl
                     bar.set_postfix_str(f'{bw:g} Mbit/s, {dl:g} ms, {p}')
                     t0 = time.time()
                     idx = len(sess.records)
-                    sess.set_planner(policy=p, deadline_ms=float(dl),
-                                     true_bandwidth_bps=float(bw * 1e6))
-                    sess.wait_decision(p, dl, idx)
+                    params = planner_params(p)
+                    sess.set_planner(deadline_ms=float(dl), true_bandwidth_bps=float(bw * 1e6),
+                                     **params)
+                    sess.wait_decision(str(params['policy']), dl, idx)
                     time.sleep(settle_s)   # the planner's parameter push reaches the camera
                     outs, decs, _ = sess.collect(time.time(), frames, cell_timeout_s)
                     row, per_frame = aggregate(outs, accuracy, _predictor(problem, bw * 1e6),
-                                               decs)
+                                               decs, enc_accuracy)
                     key = {'policy': p, 'bandwidth_mbps': bw, 'deadline_ms': dl}
                     row.update(key, robot_scale=robot_scale,
                                elapsed_s=round(time.time() - t0, 2))
@@ -439,6 +449,7 @@ def run_traces(out_dir: Path, traces: Sequence[Tuple[str, float, float]],
     if 'edgent-map' in policies and not (map_path and Path(map_path).is_file()):
         raise ValueError(f'edgent-map needs a configuration map, {map_path} not found')
     accuracy, problem = _problem(robot_scale)
+    enc_accuracy = _enc_accuracy()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     logdir = Path(logdir or (Path('/tmp') / f'edgent-traces-{int(time.time())}'))
@@ -461,9 +472,9 @@ def run_traces(out_dir: Path, traces: Sequence[Tuple[str, float, float]],
                     bar.set_postfix_str(f'{fname} {p}')
                     tb.set_rate(rows[0][1])
                     idx = len(sess.records)
-                    planner_policy = 'edgent' if p == 'edgent-map' else p
-                    params = dict(policy=planner_policy, deadline_ms=float(deadline_ms),
+                    params = dict(planner_params(p), deadline_ms=float(deadline_ms),
                                   true_bandwidth_bps=float(rows[0][1] * 1e6))
+                    planner_policy = str(params['policy'])
                     if map_path:
                         params['strategy'] = 'map' if p == 'edgent-map' else 'per-sample'
                     sess.set_planner(**params)
@@ -480,10 +491,10 @@ def run_traces(out_dir: Path, traces: Sequence[Tuple[str, float, float]],
                     outs, decs, links = sess.collect(t0, 0, dur + 40.0, until_stamp=t0 + dur)
                     stop.set()
                     th.join(5.0)
-                    row, per_frame = aggregate(outs, accuracy, None, decs)
+                    row, per_frame = aggregate(outs, accuracy, None, decs, enc_accuracy)
                     switches = sum(1 for a, b in zip(decs, decs[1:])
-                                   if (a['exit_index'], a['split_index'])
-                                   != (b['exit_index'], b['split_index']))
+                                   if (a['exit_index'], a['split_index'], a.get('encoding'))
+                                   != (b['exit_index'], b['split_index'], b.get('encoding')))
                     dec_t = [(d['t'] - t0, d['exit_index'], d['split_index']) for d in decs]
                     reacts = reaction_times(big_drops(rates), dec_t)
                     got = [r for r in reacts if r is not None]
@@ -588,8 +599,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             print(p)
         sweep_csv = Path(args.results) / 'sweep.csv'
         if sweep_csv.exists():
-            from .sweep import check_targets, read_rows
-            print(json.dumps(check_targets(read_rows(sweep_csv)), indent=1))
+            from .sweep import check_targets, encoding_gain, read_rows
+            rows = read_rows(sweep_csv)
+            print(json.dumps(check_targets(rows), indent=1))
+            print(json.dumps({'encoding_gain': encoding_gain(rows)}, indent=1))
         return 0
     reason = unavailable_reason()
     if reason:
@@ -601,7 +614,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         pols = args.policies or list(LIVE_POLICIES)
         if args.smoke:
             bws, dls = [0.1, 5.0], [300.0]
-            pols = ['device-only', 'edge-only', 'edgent', 'true-bandwidth']
+            pols = ['device-only', 'edge-only', 'edgent', 'true-bandwidth', 'edgent+enc']
         try:
             n = run_sweep(Path(args.out), bws, dls, pols, 4 if args.smoke else args.frames,
                           robot_scale=args.robot_scale, fresh=args.fresh,
@@ -637,7 +650,7 @@ def add_sweep_parser(sub) -> None:
     r.add_argument('--frames', type=int, default=20, help='frames per cell')
     r.add_argument('--robot-scale', type=float, default=DEFAULT_ROBOT_SCALE,
                    help='robot this many times slower than the profiled one')
-    r.add_argument('--smoke', action='store_true', help='2 bandwidths x 1 deadline x 4 '
+    r.add_argument('--smoke', action='store_true', help='2 bandwidths x 1 deadline x 5 '
                    'policies x 4 frames')
     r.add_argument('--frames-csv', default=None, help='per-frame rows (default: '
                    '<out>_frames.csv)')

@@ -1,6 +1,8 @@
 """
-Beyond the paper, across processes (issue 9): encodings chosen by the planner, BranchyNet
-confidence exits on robot and edge, edge batching of several robots' frames.
+Beyond the paper across processes (issue 9): encodings, confidence exits, edge batching.
+
+The planner chooses encodings, BranchyNet confidence exits run on robot and edge, the edge
+batches several robots' frames.
 
 Each is switched on by a parameter (off by default) and checked on the real nodes over DDS.
 """

@@ -26,14 +26,14 @@ def test_smoke_sweep_and_resume(tmp_path):
     except FileNotFoundError as exc:
         pytest.skip(str(exc))
     out = tmp_path / 'sweep.csv'
-    pols = ['device-only', 'edge-only', 'edgent', 'true-bandwidth']
+    pols = ['device-only', 'edge-only', 'edgent', 'true-bandwidth', 'edgent+enc']
     kw = dict(bandwidths=[0.2, 5.0], deadlines=[400.0], policies=pols, frames=3,
               name=f'sw{os.getpid():x}'[:8], logdir=tmp_path / 'logs')
-    assert run_sweep(out, **kw) == 8
+    assert run_sweep(out, **kw) == 10
     rows = read_rows(out)
     logs = {p.name: p.read_text()[-1500:] for p in (tmp_path / 'logs').rglob('*.log')}
-    # 8 live cells + 2 oracle cells computed from their frames
-    assert len(rows) == 10 and set(CSV_FIELDS) <= set(rows[0])
+    # 10 live cells + 2 oracle cells computed from their frames
+    assert len(rows) == 12 and set(CSV_FIELDS) <= set(rows[0])
     by = {(r['policy'], r['bandwidth_mbps']): r for r in rows}
     assert (tmp_path / 'sweep_frames.csv').exists()
     for r in rows:
@@ -54,7 +54,14 @@ def test_smoke_sweep_and_resume(tmp_path):
     for p in ('edgent', 'true-bandwidth', 'oracle'):
         r = by[(p, 5.0)]
         assert (r['exit'], r['split']) == (5, 0) and r['deadline_met'] == 1.0, (r, logs)
+    # with encodings allowed, the final exit's frame crosses compressed (PNG: lossless and
+    # fewer bytes, so faster at the same accuracy) and still meets the deadline
+    for bw in (0.2, 5.0):
+        r = by[('edgent+enc', bw)]
+        assert (r['exit'], r['split'], r['encoding']) == (5, 0, 'png'), (r, logs)
+        assert r['deadline_met'] == 1.0, (r, logs)
+    assert by[('edgent+enc', 0.2)]['uplink_ms'] < slow
     # resumable: a second run finds every cell done and changes nothing
     before = out.read_text()
     assert run_sweep(out, **kw) == 0 and out.read_text() == before
-    assert len(read_done(out)) == 10
+    assert len(read_done(out)) == 12

@@ -381,13 +381,13 @@ def test_load_sample_damaged_zip(tmp_path, damage):
 
 @pytest.fixture(scope='module')
 def trained():
-    """The shipped trained model (its side exits are confident on real frames)."""
+    """Return the shipped trained model (its side exits are confident on real frames)."""
     from edgent_ros.artifacts import load_model
     return CoInference(load_model())
 
 
 def _cascade_reference(co, frame, final, threshold):
-    """The exit BranchyNet's rule picks, from full forwards of every exit."""
+    """Return the classification BranchyNet's rule picks, from full forwards of every exit."""
     from edgent_ros.model import EXIT_ATTACH
     for e in sorted(k for k in EXIT_ATTACH if k < final):
         c = co.full_forward(frame, e)

@@ -45,7 +45,7 @@ def test_aggregate_counts_every_frame_and_skips_closed_loop_skips():
             outcome(4, status=1, reason='edge_timeout', e2e=0.0, met=False),
             outcome(5, where=1, e=1, s=10, e2e=80.0, up=0.0, edge=0.0, cls=2),  # wrong class
             outcome(6, e2e=60.0)]
-    row, frames = aggregate(outs, ACC, predict=lambda e, s: 50.0 if s == 0 else 100.0)
+    row, frames = aggregate(outs, ACC, predict=lambda e, s, x: 50.0 if s == 0 else 100.0)
     assert row['frames'] == 5 and row['classified'] == 4
     assert row['drops'] == 'edge_timeout:1'
     assert row['deadline_met'] == pytest.approx(3 / 5)     # the drop and the late one miss
@@ -110,7 +110,7 @@ def test_check_targets_and_table():
     assert res['within_1pt_oracle'] == 1
     table = markdown_table(rows, 100.0, 'useful')
     assert table.splitlines()[0].startswith('| Mbit/s | device-only')
-    assert '| 1 | 70 (1/10) | 18 (5/0) | – | – | 85 (5/0) | – | 85 (5/0) |' in table
+    assert '| 1 | 70 (1/10) | 18 (5/0) | – | – | 85 (5/0) | – | – | 85 (5/0) |' in table
 
 
 def test_plots_are_written(tmp_path):
@@ -205,3 +205,31 @@ def test_trace_oracle_uses_the_sweep_cell_below_each_second():
     assert o['expected_top1'] == pytest.approx((0.9 * 2 + 0.8 + 0.8) / 4)
     assert o['configs'] == '2/10:2s;5/0:2s'
     assert trace_oracle(rows, [(0, 1.0)], 1.0, 100.0) is None
+
+
+def test_encoded_frames_count_with_their_measured_accuracy_and_stay_out_of_the_oracle():
+    """A JPEG frame counts at the JPEG top-1; the oracle only searches raw configurations."""
+    from edgent_ros.sweep import encoding_gain, offline_oracle, planner_params
+    base = {'status': 0, 'drop_reason': '', 'finished_on': 0, 'exit_index': 5, 'split_index': 0,
+            'class_id': 1, 'true_class_id': 1, 'device_ms': 1.0, 'uplink_ms': 10.0,
+            'edge_ms': 1.0, 'edge_queue_ms': 0.0, 'end_to_end_ms': 20.0, 'deadline_met': True}
+    outs = [dict(base, sequence=i, encoding='jpeg') for i in range(10)]
+    row, frames = aggregate(outs, ACC, enc_accuracy={(5, 0, 'jpeg'): 0.80})
+    assert row['expected_top1'] == pytest.approx(0.80) and row['encoding'] == 'jpeg'
+    assert row['configs'] == '5/0/jpeg:10'
+    assert {f['encoding'] for f in frames} == {'jpeg'}
+    row, _ = aggregate([dict(base, sequence=1, encoding='png')], ACC,
+                       enc_accuracy={(5, 0, 'png'): 0.1})
+    assert row['expected_top1'] == pytest.approx(ACC[5])   # lossless: the exit's own
+    for f in frames:
+        f.update(policy='edgent+enc', bandwidth_mbps=1.0, deadline_ms=100.0)
+    assert offline_oracle(frames, ACC, min_frames=5) == []
+    assert planner_params('edgent+enc')['encodings'][0] == 'raw'
+    assert planner_params('edge-only') == {'policy': 'edge-only', 'encodings': ['raw']}
+    rows = [{'policy': 'edgent', 'bandwidth_mbps': 1.0, 'deadline_ms': d, 'deadline_met': m,
+             'on_time_accuracy': 0.5} for d, m in ((100, 0.5), (200, 1.0))]
+    rows += [{'policy': 'edgent+enc', 'bandwidth_mbps': 1.0, 'deadline_ms': d,
+              'deadline_met': 1.0, 'on_time_accuracy': 0.8} for d in (100, 200)]
+    gain = encoding_gain(rows)
+    assert gain['edgent+enc_meets'] == 2 and gain['edgent_meets'] == 1
+    assert gain['only_edgent+enc'] == [(1.0, 100.0)] and gain['only_edgent'] == []
