@@ -499,6 +499,29 @@ def scale_edge(problem: EdgentProblem, factor: float) -> EdgentProblem:
     return replace(problem, edge_ms={e: [x * f for x in v] for e, v in problem.edge_ms.items()})
 
 
+def calibrate(problem: EdgentProblem, device_factor: float, offload_factor: float
+              ) -> EdgentProblem:
+    """
+    Return ``problem`` with robot time x ``device_factor`` and the offloaded part x the other.
+
+    The offloaded part is transfer + edge: edge layers, decode cost and the per-message overhead
+    are scaled here; the caller divides the bandwidth it plans with by ``offload_factor`` (the
+    transfer's bytes / bandwidth term), so every offloaded frame's link + edge time is exactly
+    ``offload_factor`` times the model's (``calibration.LatencyCalibration`` gives the factors).
+    """
+    for name, f in (('device_factor', device_factor), ('offload_factor', offload_factor)):
+        v = _number(name, f)
+        if not (v > 0 and math.isfinite(v)):
+            raise ValueError(f'{name} must be a finite number > 0, got {f!r}')
+    out = scale_edge(scale_robot(problem, device_factor), offload_factor)
+    if offload_factor == 1.0:
+        return out
+    variants = None if out.variants is None else {
+        k: tuple(replace(v, decode_ms=v.decode_ms * offload_factor) for v in vs)
+        for k, vs in out.variants.items()}
+    return replace(out, overhead_ms=out.overhead_ms * offload_factor, variants=variants)
+
+
 def _make(problem: EdgentProblem, i: int, transfer: float, edge: float, total: float,
           bw: float, deadline: float, feasible: bool, reason: str) -> Decision:
     t = problem._t

@@ -28,10 +28,11 @@ from rclpy.parameter_client import AsyncParameterClient
 
 from . import qos
 from .artifacts import ArtifactError, load_accuracy, read_config
-from .msg import ExitSplitDecision, LinkQuality
+from .calibration import LatencyCalibration
+from .msg import ExitSplitDecision, InferenceResult, LinkQuality
 from .node_util import accept, declare, refuse, run
-from .optimizer import (PLANNER_POLICIES, Decision, EdgentProblem, Hysteresis, HysteresisStep,
-                        decide, scale_edge, scale_robot)
+from .optimizer import (calibrate, PLANNER_POLICIES, Decision, EdgentProblem, evaluate,
+                        Hysteresis, HysteresisStep, decide, scale_edge, scale_robot)
 
 STRATEGIES = ('per-sample', 'map')
 
@@ -74,6 +75,15 @@ class PlannerNode(Node):
             'to the camera and planned for; 0 = off', float_range=(0.0, 100.0))
         self.edge_batching = declare(self, 'edge_batching', True, 'scale predicted edge time by '
                                      'the batch size the edge reports (profiled batch cost)')
+        self.calibration = declare(self, 'calibration', True, 'correct the latency model by the '
+                                   'measured/predicted ratios of recent frames (edgent/outcome)')
+        self.calibration_quantile = declare(
+            self, 'calibration_quantile', 0.99, 'decide with this quantile of the recent ratios '
+            '(the deadline then holds for that share of frames); the median is reported',
+            float_range=(0.5, 1.0))
+        self.calibration_window_s = declare(self, 'calibration_window_s', 60.0,
+                                            'ratios older than this are forgotten',
+                                            float_range=(1.0, 3600.0), read_only=True)
         self._acc_path = acc_path or None
         try:
             from .regression import LatencyModels
@@ -139,7 +149,10 @@ class PlannerNode(Node):
         self.targets = [_Target(self, camera, True)]
         if edge:
             self.targets.append(_Target(self, edge, False))
-        self._batch_factor = 1.0
+        self.calib = LatencyCalibration(window_s=self.calibration_window_s)
+        self._problem_key = None
+        self._published_ms: Optional[float] = None
+        self.model_problem = self.report_problem = self.problem
         self.links: Dict[str, LinkQuality] = {}
         self.link_rx_s: Dict[str, float] = {}
         self.decision: Optional[Decision] = None
@@ -147,6 +160,7 @@ class PlannerNode(Node):
                                                   qos.DECISION)
         self.create_subscription(LinkQuality, 'edgent/link_quality', self._on_link,
                                  qos.LINK_QUALITY)
+        self.create_subscription(InferenceResult, 'edgent/outcome', self._on_outcome, qos.RESULT)
         self.create_timer(0.25, self._on_timer)
         self.get_logger().info(f'planner_node: model {self.model_id}, policy {self.policy}, '
                                f'deadline {self.deadline_ms:g} ms')
@@ -187,12 +201,14 @@ class PlannerNode(Node):
         for p in params:
             if p.name in ('deadline_ms', 'policy', 'link_timeout_s', 'set_timeout_s',
                           'true_bandwidth_bps', 'strategy', 'encodings', 'confidence_threshold',
-                          'edge_batching'):
+                          'edge_batching', 'calibration', 'calibration_quantile'):
                 setattr(self, p.name, p.value)
         if names & {'encodings', 'confidence_threshold'}:
             self.base_problem = self._pending_problem
-            self.problem = self.base_problem
+            self._problem_key = None
             self.hyst.reset()
+        if names & {'calibration', 'calibration_quantile'}:
+            self._problem_key = None
         if 'strategy' in names and self.cmap is not None:
             self.cmap.reset()
         if 'policy' in names:
@@ -248,40 +264,89 @@ class PlannerNode(Node):
             return 0.0
         return max(0.0, float(msg.uplink_bandwidth_bps))
 
+    # -- calibration ------------------------------------------------------------------------
+    def _plan_bandwidth(self) -> float:
+        """Return the bandwidth the policy plans with (true-bandwidth: the true one)."""
+        if self.policy == 'true-bandwidth':
+            return float(self.true_bandwidth_bps)
+        return self.bandwidth_bps()
+
+    def _factors(self, quantile: float) -> Dict[str, float]:
+        if not self.calibration:
+            return {'device': 1.0, 'offload': 1.0}
+        return {k: round(v, 3) for k, v in
+                self.calib.factors(time.monotonic(), quantile).items()}
+
+    def _on_outcome(self, msg: InferenceResult) -> None:
+        """Compare a classified frame's measured latency with the model's prediction."""
+        if msg.status != InferenceResult.STATUS_OK or not self.calibration:
+            return
+        if msg.requested_exit_index and msg.requested_exit_index != msg.exit_index:
+            return   # left at a confident side exit: faster than the configuration it ran
+        bw = self._plan_bandwidth()
+        try:
+            p = evaluate(self.model_problem, bw, int(msg.exit_index), int(msg.split_index),
+                         encoding=msg.encoding or 'raw')
+        except ValueError:
+            return   # a configuration this planner does not model
+        now = time.monotonic()
+        self.calib.add(now, 'device', p.device_ms, float(msg.device_ms))
+        if msg.finished_on == InferenceResult.FINISHED_ON_EDGE:
+            self.calib.add(now, 'offload', p.transfer_ms + p.edge_ms,
+                           float(msg.end_to_end_ms) - float(msg.device_ms))
+
     # -- planning ---------------------------------------------------------------------------
     def plan(self, why: str) -> None:
         """Compute the decision in force now; publish and push it when it changed."""
         q = round(self.edge_queue_ms(), 1)   # edge load enters the edge-time prediction
         f = self.edge_batch_factor()
-        if (q, f) != (self.problem.edge_queue_ms, self._batch_factor):
-            self._batch_factor = f
-            self.problem = dataclasses.replace(scale_edge(self.base_problem, f),
-                                               edge_queue_ms=q)
+        fq, fm = self._factors(self.calibration_quantile), self._factors(0.5)
+        key = (q, f, tuple(fq.values()), tuple(fm.values()))
+        if key != self._problem_key:
+            self._problem_key = key
+            self.model_problem = dataclasses.replace(scale_edge(self.base_problem, f),
+                                                     edge_queue_ms=q)
+            # decide on a high quantile of the measured/predicted ratios, report the median
+            self.problem = calibrate(self.model_problem, fq['device'], fq['offload'])
+            self.report_problem = calibrate(self.model_problem, fm['device'], fm['offload'])
+        bw = self._plan_bandwidth()
+        bw_q = bw / fq['offload']
         if self.policy == 'true-bandwidth':
             # the Edgent rule at the true bandwidth: no estimate, no hysteresis
-            d = decide(self.problem, float(self.true_bandwidth_bps), self.deadline_ms)
+            d = decide(self.problem, bw_q, self.deadline_ms)
             step = HysteresisStep(d, self.decision is None or d.key != self.decision.key,
                                   'true bandwidth')
         elif self.policy == 'edgent' and self.strategy == 'map':
-            d = self.cmap.decide(self.problem, self.bandwidth_bps(), self.deadline_ms)
+            d = self.cmap.decide(self.problem, bw_q, self.deadline_ms)
             step = HysteresisStep(d, self.decision is None or d.key != self.decision.key,
                                   'map')
         else:
-            step = self.hyst.update(time.monotonic(), self.problem, self.bandwidth_bps(),
-                                    self.deadline_ms)
+            step = self.hyst.update(time.monotonic(), self.problem, bw_q, self.deadline_ms)
         d = step.decision
         changed = self.decision is None or step.switched or why == 'parameter change' \
             or d.key != self.decision.key
         self.decision = d
-        if not changed:
+        shown = dataclasses.replace(evaluate(self.report_problem, bw / fm['offload'],
+                                             d.exit_index, d.split_index, d.deadline_ms,
+                                             d.encoding),
+                                    feasible=d.feasible, reason=d.reason, bandwidth_bps=bw)
+        moved = self._published_ms is not None and math.isfinite(shown.total_ms) and \
+            abs(shown.total_ms - self._published_ms) > 0.05 * max(self._published_ms, 1e-3)
+        if not changed and not moved:
             return
-        self.get_logger().info(
-            f'decision ({why}; {step.why}): exit {d.exit_index} split {d.split_index} '
-            f'{d.encoding} predicted {d.total_ms:.1f} ms (device {d.device_ms:.1f} + link '
-            f'{d.transfer_ms:.1f} + edge {d.edge_ms:.1f}) at {d.bandwidth_bps / 1e6:.3f} Mbit/s, '
-            f'deadline {d.deadline_ms:g} ms, feasible {d.feasible}')
-        self.decision_pub.publish(self._decision_msg(d, step.why))
-        self._push()
+        if changed:
+            self.get_logger().info(
+                f'decision ({why}; {step.why}): exit {d.exit_index} split {d.split_index} '
+                f'{d.encoding} predicted {shown.total_ms:.1f} ms (device {shown.device_ms:.1f} '
+                f'+ link {shown.transfer_ms:.1f} + edge {shown.edge_ms:.1f}) at '
+                f'{bw / 1e6:.3f} Mbit/s, deadline {d.deadline_ms:g} ms, feasible {d.feasible}'
+                + (f'; calibration x{fq["device"]:g} device, x{fq["offload"]:g} offload '
+                   f'(q{self.calibration_quantile:g})' if fq != {'device': 1.0, 'offload': 1.0}
+                   else ''))
+        self._published_ms = shown.total_ms
+        self.decision_pub.publish(self._decision_msg(shown, step.why))
+        if changed:
+            self._push()
 
     def _decision_msg(self, d: Decision, why: str) -> ExitSplitDecision:
         m = ExitSplitDecision()

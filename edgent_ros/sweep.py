@@ -20,7 +20,9 @@ Definitions (also in BENCHMARKS.md):
   sampling noise of 20 images (the comparisons use it).
 * latency percentiles: end-to-end (capture to result) of the classified frames; the breakdown
   columns are medians; ``predicted_ms``: the latency model's prediction for the configuration at
-  the true bandwidth, ``pred_ape``: mean absolute percentage error of that prediction.
+  the true bandwidth, ``pred_ape``: mean absolute percentage error of that prediction;
+  ``planner_ms`` / ``planner_ape``: the planner's own prediction (its latest decision of the
+  frame's configuration before capture: estimated bandwidth, calibrated) and its error.
 * ``edgent+enc`` (issue 9): the planner's Edgent policy with every tensor encoding allowed
   (``ENCODINGS_ALL``); a frame sent JPEG/int8/fp16 counts with the test-set top-1 measured for
   that (exit, split, encoding). The oracle and the baselines stay in the paper's space (raw
@@ -59,10 +61,10 @@ CSV_FIELDS = ('policy', 'bandwidth_mbps', 'deadline_ms', 'frames', 'top1', 'dead
               'on_time_accuracy',
               'classified', 'drops', 'configs', 'device_ms', 'uplink_ms', 'edge_ms',
               'edge_queue_ms', 'predicted_ms', 'pred_ape', 'decisions', 'robot_scale',
-              'elapsed_s', 'encoding')
+              'elapsed_s', 'encoding', 'planner_ape')
 FRAME_FIELDS = ('policy', 'bandwidth_mbps', 'deadline_ms', 'sequence', 'status', 'drop_reason',
                 'where', 'exit', 'split', 'correct', 'e2e_ms', 'device_ms', 'uplink_ms', 'edge_ms',
-                'predicted_ms', 'deadline_met', 'encoding')
+                'predicted_ms', 'deadline_met', 'encoding', 'planner_ms')
 
 
 def planner_params(policy: str) -> Dict[str, object]:
@@ -207,8 +209,23 @@ def aggregate(outcomes: Sequence[Mapping[str, object]], accuracy: Mapping[int, f
     for o in ok:
         c = (int(o['exit_index']), int(o['split_index']), enc_of(o))
         configs[c] = configs.get(c, 0) + 1
+    # the planner's own prediction for a frame: its latest decision of that configuration
+    # published before the frame was captured (it republishes when its prediction moves > 5 %)
+    decs = sorted((d for d in decisions if d.get('predicted_total_ms') is not None
+                   and d.get('stamp') is not None), key=lambda d: d['stamp'])
+
+    def planner_ms(o: Mapping[str, object]) -> Optional[float]:
+        key = (int(o['exit_index']), int(o['split_index']), enc_of(o))
+        best = None
+        for d in decs:
+            if d['stamp'] > o['stamp']:
+                break
+            if (int(d['exit_index']), int(d['split_index']),
+                    str(d.get('encoding') or 'raw')) == key:
+                best = float(d['predicted_total_ms'])
+        return best if best is not None and best > 0 else None
     per_frame = []
-    preds, apes = [], []
+    preds, apes, p_apes = [], [], []
     for o in frames:
         pred = None
         if o['status'] == OK and predict is not None:
@@ -216,6 +233,9 @@ def aggregate(outcomes: Sequence[Mapping[str, object]], accuracy: Mapping[int, f
             preds.append(pred)
             if o['end_to_end_ms'] > 0 and math.isfinite(pred):
                 apes.append(abs(pred - o['end_to_end_ms']) / o['end_to_end_ms'])
+        pl = planner_ms(o) if o['status'] == OK and 'stamp' in o else None
+        if pl is not None and o['end_to_end_ms'] > 0:
+            p_apes.append(abs(pl - o['end_to_end_ms']) / o['end_to_end_ms'])
         per_frame.append({
             'sequence': o['sequence'], 'status': o['status'],
             'drop_reason': o.get('drop_reason') or '',
@@ -229,7 +249,8 @@ def aggregate(outcomes: Sequence[Mapping[str, object]], accuracy: Mapping[int, f
             'edge_ms': round(float(o['edge_ms']), 3),
             'predicted_ms': round(pred, 3) if pred is not None else None,
             'deadline_met': int(o['status'] == OK and bool(o['deadline_met'])),
-            'encoding': enc_of(o) if o['status'] == OK else ''})
+            'encoding': enc_of(o) if o['status'] == OK else '',
+            'planner_ms': round(pl, 3) if pl is not None else None})
     e2e = [float(o['end_to_end_ms']) for o in ok]
     offloaded = [o for o in ok if o['finished_on'] != DEVICE]
 
@@ -262,6 +283,7 @@ def aggregate(outcomes: Sequence[Mapping[str, object]], accuracy: Mapping[int, f
         'edge_ms': med([float(o['edge_ms']) for o in offloaded]),
         'edge_queue_ms': med([float(o['edge_queue_ms']) for o in offloaded]),
         'predicted_ms': med(preds), 'pred_ape': rnd(statistics.fmean(apes)) if apes else None,
+        'planner_ape': rnd(statistics.fmean(p_apes)) if p_apes else None,
         'decisions': len(decisions),
     }
     return row, per_frame

@@ -345,7 +345,10 @@ def run_sweep(out_csv: Path, bandwidths: Sequence[float], deadlines: Sequence[fl
                                      **params)
                     sess.wait_decision(str(params['policy']), dl, idx)
                     time.sleep(settle_s)   # the planner's parameter push reaches the camera
-                    outs, decs, _ = sess.collect(time.time(), frames, cell_timeout_s)
+                    outs, _, _ = sess.collect(time.time(), frames, cell_timeout_s)
+                    decs = [r for r in sess.records[idx:] if r['topic'] == 'decision'
+                            and r.get('policy') == params['policy']
+                            and abs(float(r['deadline_ms']) - dl) < 1e-6]
                     row, per_frame = aggregate(outs, accuracy, _predictor(problem, bw * 1e6),
                                                decs, enc_accuracy)
                     key = {'policy': p, 'bandwidth_mbps': bw, 'deadline_ms': dl}

@@ -68,7 +68,9 @@ def test_replayed_link_quality_gives_identical_decisions(procs, listener):
         listener.spin_until(lambda: False, 1.0)
         procs.stop(f'planner_{run}')
         decisions = listener.msgs('edgent/decision')
-        runs.append([(d.exit_index, d.split_index, d.feasible) for d in decisions])
+        seq = [(d.exit_index, d.split_index, d.feasible) for d in decisions]
+        # a decision is republished when its predicted latency moves > 5 %: compare changes
+        runs.append([c for i, c in enumerate(seq) if i == 0 or c != seq[i - 1]])
         listener.received['edgent/decision'].clear()
     assert runs[0] == runs[1], runs
     assert len(set(runs[0])) >= 2, 'the bandwidth drop and outage must change the decision'

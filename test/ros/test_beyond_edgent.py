@@ -59,7 +59,8 @@ def test_planner_chooses_an_encoding_and_the_frames_cross_with_it(procs, listene
     # a slow robot (x60, the evaluation's class), 0.2 Mbit/s: the raw 3 KB frame needs
     # ~125 ms, a JPEG ~45 ms; the deadline admits only the JPEG for the final exit
     procs.start('planner_node', deadline_ms=90.0, robot_time_scale=60.0, link_timeout_s=60.0,
-                encodings=['raw', 'fp16', 'int8', 'int8-zlib', 'png', 'jpeg'])
+                encodings=['raw', 'fp16', 'int8', 'int8-zlib', 'png', 'jpeg'],
+                calibration=False)   # the link is the test's: loopback frames would calibrate
     camera = AsyncParameterClient(listener.node, 'camera_node')
     assert listener.spin_until(camera.services_are_ready, 30.0)
     assert listener.spin_until(lambda: lq.get_subscription_count() > 0, 30.0)

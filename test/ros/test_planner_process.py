@@ -39,7 +39,8 @@ def test_camera_parameters_follow_link_quality(procs, listener):
     procs.start('edge_node')
     # the camera's own estimate goes elsewhere so the test alone drives the planner
     procs.start('camera_node', remap=['edgent/link_quality:=edgent/camera_link'], fps=5.0)
-    procs.start('planner_node', deadline_ms=50.0, min_dwell_s=0.0, link_timeout_s=30.0)
+    procs.start('planner_node', deadline_ms=50.0, min_dwell_s=0.0, link_timeout_s=30.0,
+                calibration=False)   # compared with the static model's decisions
     client = AsyncParameterClient(listener.node, 'camera_node')
     assert listener.spin_until(lambda: client.services_are_ready(), 30.0)
     assert listener.spin_until(lambda: pub.get_subscription_count() > 0, 30.0)
@@ -117,7 +118,8 @@ def test_true_bandwidth_policy_and_robot_scale(procs, listener):
     procs.start('edge_node')
     procs.start('camera_node', remap=['edgent/link_quality:=edgent/camera_link'], fps=5.0)
     procs.start('planner_node', deadline_ms=300.0, policy='true-bandwidth',
-                robot_time_scale=60.0, true_bandwidth_bps=0.1e6, link_timeout_s=30.0)
+                robot_time_scale=60.0, true_bandwidth_bps=0.1e6, link_timeout_s=30.0,
+                calibration=False)
     cam = AsyncParameterClient(listener.node, 'camera_node')
     planner = AsyncParameterClient(listener.node, 'planner_node')
     assert listener.spin_until(lambda: cam.services_are_ready()
@@ -173,7 +175,7 @@ def test_map_strategy_follows_detected_states(procs, listener, tmp_path):
     procs.start('edge_node')
     procs.start('camera_node', remap=['edgent/link_quality:=edgent/camera_link'], fps=5.0)
     procs.start('planner_node', deadline_ms=300.0, robot_time_scale=60.0, strategy='map',
-                config_map_path=str(path), link_timeout_s=30.0)
+                config_map_path=str(path), link_timeout_s=30.0, calibration=False)
     cam = AsyncParameterClient(listener.node, 'camera_node')
     planner = AsyncParameterClient(listener.node, 'planner_node')
     assert listener.spin_until(lambda: cam.services_are_ready()
@@ -209,3 +211,35 @@ def test_map_strategy_needs_a_map(procs, tmp_path):
     assert p.wait(30) == 2 and 'config_map_path' in procs.log('no_map')
     p = procs.start('planner_node', name='bad_map', strategy='map', config_map_path=str(bad))
     assert p.wait(30) == 2 and 'map.json: not a configuration map' in procs.log('bad_map')
+
+
+def test_calibration_makes_the_prediction_track_measured_latency(procs, listener):
+    """
+    A planner whose model says the robot is 4x faster than it is learns the ratio from outcomes.
+
+    Device-only (the edge is unreachable: no link quality): the published prediction starts at
+    the model's quarter of the measured latency and, after a few frames, is within 35 % of the
+    measured median; with calibration off it stays at the model's.
+    """
+    import statistics
+    from edgent_ros.msg import ExitSplitDecision
+    listener.listen(InferenceResult, 'edgent/outcome', qos.RESULT)
+    listener.listen(ExitSplitDecision, 'edgent/decision', qos.DECISION)
+    procs.start('camera_node', exit_index=5, split_index=20, fps=10.0, wait_for_edge_s=0.0,
+                publish_frames=False)
+    procs.start('planner_node', deadline_ms=1000.0, robot_time_scale=0.25, link_timeout_s=1.0,
+                min_dwell_s=0.0)
+    assert listener.spin_until(lambda: len(listener.msgs('edgent/outcome')) >= 30, 30.0)
+
+    def measured():
+        xs = [o.end_to_end_ms for o in listener.msgs('edgent/outcome')[-20:]
+              if o.status == InferenceResult.STATUS_OK]
+        return statistics.median(xs)
+
+    def tracks():
+        d = listener.msgs('edgent/decision')
+        return bool(d) and abs(d[-1].predicted_total_ms - measured()) <= 0.35 * measured()
+    assert listener.spin_until(tracks, 20.0), (
+        [round(d.predicted_total_ms, 2) for d in listener.msgs('edgent/decision')], measured())
+    first = listener.msgs('edgent/decision')[0].predicted_total_ms
+    assert first < 0.6 * measured(), 'the uncalibrated model under-predicts 4x'

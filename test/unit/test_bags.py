@@ -37,7 +37,8 @@ def test_write_then_read_round_trip(tmp_path, storage):
             w.write('/edgent/link_quality', 10 + k, LQ(
                 header=Header(stamp=Time(sec=k, nanosec=0), frame_id='x'),
                 uplink_bandwidth_bps=1e6 * k, bandwidth_uncertainty=0.0, rtt_ms=1.0, loss=0.0,
-                sample_count=k, source=0, edge_reachable=True, edge_queue_ms=0.5))
+                sample_count=k, source=0, edge_reachable=True, edge_queue_ms=0.5,
+                edge_batch_size=1.0))
     got = [deserialize(store, d, t) for _, t, _, d in read(tmp_path / 'b')]
     assert [m.uplink_bandwidth_bps for m in got] == [0.0, 1e6, 2e6]
     assert np.allclose([m.edge_queue_ms for m in got], 0.5)
