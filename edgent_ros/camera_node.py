@@ -87,7 +87,7 @@ class CameraNode(Node):
                                       'publish each 32x32 frame on edgent/frame (for rviz)')
         self.slowdown = declare(self, 'compute_slowdown', 1.0,
                                 'robot emulation: after the device-side layers, wait (f - 1) x '
-                                'their time (a CPU quota does not throttle one short burst)',
+                                'their CPU time (a CPU quota does not throttle one short burst)',
                                 float_range=(1.0, 10_000.0), read_only=True)
         self.wait_for_edge_s = declare(self, 'wait_for_edge_s', 5.0,
                                        'file sources start once the edge subscribes to '
@@ -296,7 +296,10 @@ class CameraNode(Node):
             return
         out = self.runner.device_step(frame, exit_index, split_index, threshold)
         if self.slowdown > 1.0:
-            extra_ms = (self.slowdown - 1.0) * out.layers_ms   # the robot's DNN is f x slower
+            # the robot's DNN is f x slower: wait (f - 1) x the CPU time the layers took here
+            # (not their wall time, which a throttle of the robot's CPU quota can stretch
+            # many-fold: f x a 50 ms throttle would be seconds)
+            extra_ms = (self.slowdown - 1.0) * out.layers_cpu_ms
             time.sleep(extra_ms / 1e3)
             out.device_ms += extra_ms
         if out.classification is not None:

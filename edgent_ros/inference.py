@@ -101,6 +101,8 @@ class DeviceOutput:
     classification: Optional[Classification]  # device-only result (split == end), else None
     device_ms: float                      # everything the robot did for the frame
     layers_ms: float = 0.0                # of which the model's layers (and side heads)
+    layers_cpu_ms: float = 0.0            # CPU time of this thread in those layers (excludes
+    #                                       waits: a CPU-quota throttle, preemption)
 
 
 class CoInference:
@@ -164,17 +166,19 @@ class CoInference:
             return DeviceOutput(np.ascontiguousarray(frame_u8[None]), None,
                                 (time.perf_counter() - t0) * 1e3)
         x = normalize_images(torch.from_numpy(np.ascontiguousarray(frame_u8[None])))
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.thread_time()
         y, rows, done = self._forward(x, exit_index, 0, split_index, threshold)
         layers = (time.perf_counter() - t1) * 1e3
+        cpu = (time.thread_time() - c1) * 1e3
         if done:
             e, z = done[0]
-            return DeviceOutput(None, classify(z, e), (time.perf_counter() - t0) * 1e3, layers)
+            return DeviceOutput(None, classify(z, e), (time.perf_counter() - t0) * 1e3, layers,
+                                cpu)
         if split_index == n:
             out = classify(y.numpy(), exit_index)
-            return DeviceOutput(None, out, (time.perf_counter() - t0) * 1e3, layers)
+            return DeviceOutput(None, out, (time.perf_counter() - t0) * 1e3, layers, cpu)
         y = y.numpy()
-        return DeviceOutput(y, None, (time.perf_counter() - t0) * 1e3, layers)
+        return DeviceOutput(y, None, (time.perf_counter() - t0) * 1e3, layers, cpu)
 
     def expected_shape(self, exit_index: int, split_index: int) -> Tuple[int, ...]:
         """Batched shape and dtype name the edge expects at ``(exit, split)``."""

@@ -513,13 +513,15 @@ def calibrate(problem: EdgentProblem, device_factor: float, offload_factor: floa
         v = _number(name, f)
         if not (v > 0 and math.isfinite(v)):
             raise ValueError(f'{name} must be a finite number > 0, got {f!r}')
-    out = scale_edge(scale_robot(problem, device_factor), offload_factor)
-    if offload_factor == 1.0:
-        return out
-    variants = None if out.variants is None else {
-        k: tuple(replace(v, decode_ms=v.decode_ms * offload_factor) for v in vs)
-        for k, vs in out.variants.items()}
-    return replace(out, overhead_ms=out.overhead_ms * offload_factor, variants=variants)
+    if device_factor == 1.0 and offload_factor == 1.0:
+        return problem
+    fd, fo = float(device_factor), float(offload_factor)
+    variants = None if problem.variants is None else {
+        k: tuple(replace(v, decode_ms=v.decode_ms * fo) for v in vs)
+        for k, vs in problem.variants.items()}
+    return replace(problem, robot_ms={e: [x * fd for x in v] for e, v in problem.robot_ms.items()},
+                   edge_ms={e: [x * fo for x in v] for e, v in problem.edge_ms.items()},
+                   overhead_ms=problem.overhead_ms * fo, variants=variants)
 
 
 def _make(problem: EdgentProblem, i: int, transfer: float, edge: float, total: float,

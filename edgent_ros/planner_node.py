@@ -35,6 +35,9 @@ from .optimizer import (calibrate, PLANNER_POLICIES, Decision, EdgentProblem, ev
                         Hysteresis, HysteresisStep, decide, scale_edge, scale_robot)
 
 STRATEGIES = ('per-sample', 'map')
+# Calibration factors move in steps of this (relative): a rebuilt planning problem costs a few
+# ms of robot CPU, and finer steps would change nothing the planner decides.
+CALIBRATION_STEP = 0.05
 
 
 class _Target:
@@ -272,9 +275,11 @@ class PlannerNode(Node):
         return self.bandwidth_bps()
 
     def _factors(self, quantile: float) -> Dict[str, float]:
+        """Calibration factors, in 5 % steps: the problem is rebuilt only when one moves."""
         if not self.calibration:
             return {'device': 1.0, 'offload': 1.0}
-        return {k: round(v, 3) for k, v in
+        step = math.log(1.0 + CALIBRATION_STEP)
+        return {k: round(math.exp(round(math.log(v) / step) * step), 4) for k, v in
                 self.calib.factors(time.monotonic(), quantile).items()}
 
     def _on_outcome(self, msg: InferenceResult) -> None:

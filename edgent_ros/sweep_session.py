@@ -589,11 +589,20 @@ def _interrupt(signum, frame) -> None:
 def cmd_sweep(args: argparse.Namespace) -> int:
     """``edgent-ros sweep run|traces|plot``."""
     import signal
-    from .testbed import unavailable_reason
     # SIGTERM, and SIGINT even where a background start ignored it, stop the run through the
     # finally blocks: nodes stopped, testbed removed, the results CSV keeps every finished cell
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
+    try:
+        return _sweep_action(args)
+    except KeyboardInterrupt as exc:
+        print(f'edgent-ros sweep: interrupted ({exc}); the results files keep every finished '
+              'cell: rerun the same command to resume', file=sys.stderr)
+        return 130
+
+
+def _sweep_action(args: argparse.Namespace) -> int:
+    from .testbed import unavailable_reason
     if args.action == 'plot':
         res = Path(args.results)
         if (res / 'sweep.csv').exists():

@@ -68,11 +68,13 @@ OUTAGE_RATE_BIT = 1000              # tbf rate used for a trace's 0 Mbit/s (outa
 MIN_RATE_BIT = OUTAGE_RATE_BIT
 DEFAULT_ROBOT_QUOTA = 0.25
 DEFAULT_ROBOT_PERIOD_US = 100_000
-# Per-frame compute_slowdown of camera_node (applied to the device-side layers' time): the robot
-# emulation the profiler uses (`edgent-ros profile --host robot --emulation factor`: 1 thread x
-# 1/quota = 4) divided by the cold-start penalty of a live camera, whose layers run one frame at
-# a time with cold caches, 1.85x slower than the profiler's back-to-back repeats (measured over
-# 8 configurations: 1.6-2.4; BENCHMARKS.md, robot CPU emulation).
+# Per-frame compute_slowdown of camera_node (applied to the CPU time of the device-side layers):
+# the robot emulation the profiler uses (`edgent-ros profile --host robot --emulation factor`:
+# 1 thread x 1/quota = 4) divided by the cold-start penalty of a live camera, whose layers run
+# one frame at a time with cold caches and a clocked-down core, 1.85x slower than the
+# profiler's back-to-back repeats when it was measured (8 configurations: 1.6-2.4). The penalty
+# varies with the VM's state (1.9-3.1 in a later session): the planner's online calibration
+# learns the live robot's ratio (BENCHMARKS.md, robot CPU emulation).
 ROBOT_COMPUTE_SLOWDOWN = 2.15
 CGROUP_CPU_ROOT = Path('/sys/fs/cgroup/cpu')
 _NAME_RE = re.compile(r'^[a-z][a-z0-9]{0,7}$')   # keeps '<name>_r' etc. within IFNAMSIZ
