@@ -29,12 +29,12 @@ RESULTS = ROOT / 'bench' / 'results'
 THRESHOLDS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.0, 1.25, 1.5, 2.0)
 
 
-def predicted_ms(models, cfg, final: int, fractions) -> tuple:
+def predicted_ms(models, cfg, final: int, fractions, threshold: float) -> tuple:
     """Return (expected, worst-case) robot ms of the cascade for exit shares ``fractions``."""
     from edgent_ros.model import EXIT_ATTACH
     trunk = models.branch_layer_ms('robot', cfg, final)
     head = {e: sum(models.branch_layer_ms('robot', cfg, e)[a:]) for e, a in EXIT_ATTACH.items()}
-    sides = sorted(e for e in EXIT_ATTACH if e < final)
+    sides = sorted(e for e in EXIT_ATTACH if e < final) if threshold > 0 else []
     worst = sum(trunk) + sum(head[e] for e in sides)
     expected = 0.0
     for e, frac in zip(range(1, final + 1), fractions):
@@ -83,7 +83,7 @@ def main(argv=None) -> int:
             taken.append(out.classification.exit_index)
         frac = [float(np.mean(np.asarray(taken) == e)) for e in range(1, args.final_exit + 1)]
         ref = min(table, key=lambda r: abs(r['threshold'] - t))
-        exp_ms, worst_ms = predicted_ms(models, cfg, args.final_exit, ref['exit_fraction'])
+        exp_ms, worst_ms = predicted_ms(models, cfg, args.final_exit, ref['exit_fraction'], t)
         rows.append({'threshold': t, 'measured_top1': correct / len(x),
                      'measured_mean_ms': statistics.mean(times),
                      'measured_p95_ms': float(np.percentile(times, 95)),
@@ -117,7 +117,10 @@ def plot(report: dict, path: Path) -> None:
     for r in rows:
         a0.annotate(f'{r["threshold"]:g}', (r['measured_mean_ms'], 100 * r['measured_top1']),
                     fontsize=7, xytext=(3, 3), textcoords='offset points')
-    a0.axvline(rows[0]['predicted_worst_ms'], color='grey', ls=':', label='planned worst case')
+    a0.axvline(rows[-1]['predicted_worst_ms'], color='grey', ls=':',
+               label='planned worst case (t > 0)')
+    a0.axvline(rows[0]['predicted_worst_ms'], color='grey', ls='-.', lw=0.8,
+               label='plain branch (t = 0), predicted')
     a0.set(xlabel='mean robot latency (ms, emulated robot)', ylabel='top-1 (%)',
            title=f'confidence early exit, final exit {report["final_exit"]} on the robot')
     a0.legend(fontsize=7)

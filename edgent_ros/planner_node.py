@@ -81,9 +81,9 @@ class PlannerNode(Node):
         self.calibration = declare(self, 'calibration', True, 'correct the latency model by the '
                                    'measured/predicted ratios of recent frames (edgent/outcome)')
         self.calibration_quantile = declare(
-            self, 'calibration_quantile', 0.99, 'decide with this quantile of the recent ratios '
-            '(the deadline then holds for that share of frames); the median is reported',
-            float_range=(0.5, 1.0))
+            self, 'calibration_quantile', 0.99, 'decide with this quantile of the recent robot '
+            'compute ratios (the deadline then holds for that share of frames); the median is '
+            'reported; the offloaded part always uses its median', float_range=(0.5, 1.0))
         self.calibration_window_s = declare(self, 'calibration_window_s', 60.0,
                                             'ratios older than this are forgotten',
                                             float_range=(1.0, 3600.0), read_only=True)
@@ -275,12 +275,20 @@ class PlannerNode(Node):
         return self.bandwidth_bps()
 
     def _factors(self, quantile: float) -> Dict[str, float]:
-        """Calibration factors, in 5 % steps: the problem is rebuilt only when one moves."""
+        """
+        Return the calibration factors, in 5 % steps (the problem is rebuilt only when one moves).
+
+        The robot's compute at ``quantile``; the offloaded part at its median whatever the
+        quantile: the bandwidth estimate already follows the link, frame by frame, and a high
+        quantile of (measured / predicted at the estimate) would count the link's spread twice.
+        """
         if not self.calibration:
             return {'device': 1.0, 'offload': 1.0}
+        now = time.monotonic()
+        raw = {'device': self.calib.factor(now, 'device', quantile),
+               'offload': self.calib.factor(now, 'offload', 0.5)}
         step = math.log(1.0 + CALIBRATION_STEP)
-        return {k: round(math.exp(round(math.log(v) / step) * step), 4) for k, v in
-                self.calib.factors(time.monotonic(), quantile).items()}
+        return {k: round(math.exp(round(math.log(v) / step) * step), 4) for k, v in raw.items()}
 
     def _on_outcome(self, msg: InferenceResult) -> None:
         """Compare a classified frame's measured latency with the model's prediction."""

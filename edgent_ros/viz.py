@@ -37,6 +37,8 @@ class OutcomeView:
     deadline_ms: float = 0.0
     deadline_met: bool = False
     drop_reason: str = ''
+    encoding: str = ''          # how the tensor crossed ('' or 'raw': the paper's)
+    requested_exit: int = 0     # > exit_index: a confident side exit stopped the frame early
 
 
 def colour(o: OutcomeView):
@@ -65,7 +67,10 @@ def annotate(frame_rgb: Optional[np.ndarray], o: OutcomeView, size: int = 256) -
     if o.ok:
         truth = f' (true {o.true_label})' if o.true_label else ''
         lines = [f'{o.label} {100 * o.confidence:.0f}%{truth}',
-                 f'exit {o.exit_index} split {o.split_index}',
+                 f'exit {o.exit_index}'
+                 + (f' (of {o.requested_exit})' if o.requested_exit > o.exit_index else '')
+                 + f' split {o.split_index}'
+                 + (f' {o.encoding}' if o.encoding not in ('', 'raw') else ''),
                  f'{o.end_to_end_ms:.1f} / {o.deadline_ms:.0f} ms '
                  f'{"met" if o.deadline_met else "MISSED"}']
     else:

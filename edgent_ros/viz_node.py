@@ -65,7 +65,7 @@ class VizNode(Node):
         o = OutcomeView(ok, r.label, CLASSES[r.true_class_id] if 0 <= r.true_class_id < 10
                         else '', r.confidence, r.exit_index, r.split_index, r.end_to_end_ms,
                         r.device_ms, r.uplink_ms, r.edge_ms + r.edge_queue_ms, r.deadline_ms,
-                        r.deadline_met, r.drop_reason)
+                        r.deadline_met, r.drop_reason, r.encoding, r.requested_exit_index)
         self.stats.add(o)
         frame_msg = self.frames.pop((r.header.stamp.sec, r.header.stamp.nanosec), None)
         frame = None
