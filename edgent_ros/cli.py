@@ -126,7 +126,19 @@ def cmd_info(args: argparse.Namespace) -> int:
                              else round(models.end_to_end_mape_pct(h) / 100.0, 4))
                          for h in models.hosts},
         'robot_emulation': models.emulation('robot') if 'robot' in models.hosts else None,
+        'edge_batch_beta': (models.host_info.get('edge', {}).get('batch') or {}).get('beta'),
+        'encodings': None, 'confidence_thresholds': None,
     }
+    enc = acc.get('encodings')
+    if isinstance(enc, dict) and enc.get('configs'):
+        from .accuracy_table import int8_summary
+        info['encodings'] = {'configs': len(enc['configs']), 'images': enc.get('images'),
+                             'jpeg_quality': enc.get('jpeg_quality'),
+                             'kinds': sorted({r['encoding'] for r in enc['configs']}),
+                             'int8': int8_summary(enc['configs'])}
+    conf = acc.get('confidence')
+    if isinstance(conf, dict):
+        info['confidence_thresholds'] = conf.get('thresholds')
     if args.json:
         _print_json(info)
         return 0
@@ -135,6 +147,18 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f'  exit {r["exit"]}: top-1 {100 * r["top1"]:.2f} %')
     for h, m in info['latency_mape'].items():
         print(f'  latency model {h}: end-to-end MAPE {m if m is None else f"{100 * m:.1f} %"}')
+    if info['edge_batch_beta'] is not None:
+        print(f'  edge batch cost: T_b / T_1 = 1 + {info["edge_batch_beta"]:g} (b - 1)')
+    e = info['encodings']
+    if e:
+        i8 = e['int8']
+        print(f'  encodings measured: {", ".join(e["kinds"])} ({e["configs"]} (exit, split, '
+              f'encoding) rows, {e["images"]} images); int8 {i8.get("bytes_cut_min")}x fewer '
+              f'bytes, at most {i8.get("top1_loss_max_points")} points lost')
+    else:
+        print('  encodings: not measured (edgent-ros accuracy)')
+    if info['confidence_thresholds']:
+        print(f'  confidence early-exit table: {len(info["confidence_thresholds"])} thresholds')
     return 0
 
 
