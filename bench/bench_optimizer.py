@@ -104,6 +104,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         results[policy] = time_calls(
             lambda b, d, p=policy: decide_policy(problem, p, b, d), pairs[:5000])
     results['brute_force'] = time_calls(lambda b, d: brute_force(problem, b, d), pairs[:2000])
+    n_variants = 0
+    try:   # the third dimension (issue 9): every encoding, from the measured table
+        from edgent_ros.artifacts import load_encodings
+        enc_problem = EdgentProblem.from_model(
+            SHIPPED_CONFIG, accuracy, lat, overhead_ms=1.0,
+            encodings=('raw', 'fp16', 'int8', 'int8-zlib', 'compressed', 'png', 'jpeg'),
+            encoding_table=load_encodings(model_id=SHIPPED_CONFIG.model_id()))
+        n_variants = sum(len(v) for v in enc_problem.variants.values())
+        results['decide_encodings'] = time_calls(lambda b, d: decide(enc_problem, b, d), pairs)
+    except Exception as exc:  # noqa: B902 - no encoding table: skip that row
+        print(f'no encodings row: {exc}', file=sys.stderr)
     outcomes = [decide(problem, b, d) for b, d in pairs[:5000]]
 
     report = {
@@ -111,6 +122,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         'problem': {'model_id': SHIPPED_CONFIG.model_id(), 'exits': NUM_EXITS,
                     'branch_layers': [problem.branch_len(e) for e in problem.exits],
                     'configurations': sum(problem.branch_len(e) + 1 for e in problem.exits),
+                    'encoded_variants': n_variants,
                     'accuracy_source': acc_source,
                     'latency_model': lat_source,
                     'overhead_ms': problem.overhead_ms},

@@ -99,7 +99,10 @@ class BandwidthEstimator:
     Constructor arguments:
 
     - ``window``: samples averaged (the last N).
-    - ``min_bytes``: smaller payloads are ignored (the fixed cost swamps them).
+    - ``min_bytes``: smaller payloads are ignored (the fixed cost swamps them), unless
+      ``slow_transfer_s`` is set and the transfer took at least that long: on a slow link a
+      1 KB JPEG frame takes 80-170 ms and the fixed cost is a few percent of it (without this,
+      such frames never count, and the probes sent instead take half of a 50 kbit/s link).
     - ``overhead_s``: fixed per-message cost (s) subtracted from every transfer; None (default)
       means the smoothed probe RTT when one is known, else 0.
     - ``min_payload_fraction``: a sample whose payload time (after that subtraction) is below
@@ -118,7 +121,8 @@ class BandwidthEstimator:
     def __init__(self, window: int = 8, min_bytes: int = 4096,
                  overhead_s: Optional[float] = None, min_payload_fraction: float = 0.1,
                  stale_after_s: float = 5.0, probe_after_s: float = 2.0,
-                 drop_ratio: float = 0.5, drop_confirm: int = 1, rtt_alpha: float = 0.25):
+                 drop_ratio: float = 0.5, drop_confirm: int = 1, rtt_alpha: float = 0.25,
+                 slow_transfer_s: Optional[float] = None):
         for name, v, lo in (('window', window, 1), ('min_bytes', min_bytes, 0),
                             ('drop_confirm', drop_confirm, 1)):
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
@@ -137,6 +141,8 @@ class BandwidthEstimator:
         self.drop_ratio = _positive('drop_ratio', drop_ratio)
         if self.drop_ratio >= 1.0:
             raise ValueError(f'drop_ratio must be in (0, 1), got {drop_ratio!r}')
+        self.slow_transfer_s = None if slow_transfer_s is None else \
+            _positive('slow_transfer_s', slow_transfer_s)
         self.rtt_alpha = _positive('rtt_alpha', rtt_alpha)
         if self.rtt_alpha > 1.0:
             raise ValueError(f'rtt_alpha must be in (0, 1], got {rtt_alpha!r}')
@@ -200,7 +206,8 @@ class BandwidthEstimator:
         if source not in SOURCES:
             raise ValueError(f'source must be one of {SOURCES}, got {source!r}')
         self._last_add_s = now
-        if payload_bytes < self.min_bytes:
+        if payload_bytes < self.min_bytes and (
+                self.slow_transfer_s is None or took < self.slow_transfer_s or payload_bytes == 0):
             return False
         overhead = self.overhead_s
         if overhead is None:

@@ -130,11 +130,12 @@ class CameraNode(Node):
             self.get_logger().fatal(f'cannot load fallback artifacts: {exc}')
             raise SystemExit(2) from exc
         # drop_confirm 2: one slow sample (a result held up on the way back) must not collapse
-        # the estimate; a real drop gives two in a row within a frame or a probe interval
+        # the estimate; a real drop gives two in a row within a frame or a probe interval.
+        # slow_transfer_s: a small (JPEG) frame that took >= 40 ms counts (slow link)
         self.estimator = BandwidthEstimator(min_bytes=2048, overhead_s=0.0,
                                             probe_after_s=probe_after_s,
                                             stale_after_s=max(5.0, 3 * probe_after_s),
-                                            drop_confirm=2)
+                                            drop_confirm=2, slow_transfer_s=0.04)
         self.watchdog = EdgeWatchdog(self.edge_timeout_s)
         self.watchdog.heard(time.monotonic())   # grace period at start
         self.fallback = False

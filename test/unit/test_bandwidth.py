@@ -223,3 +223,17 @@ def test_arrival_uses_the_middleware_reception_time():
                  {'received_timestamp': now_wall + 10**9},        # in the future
                  {'received_timestamp': now_wall - 60 * 10**9}):  # implausibly old
         assert arrival_s(100.0, now_wall, info) == 100.0
+
+
+def test_small_payloads_count_when_the_transfer_is_slow():
+    """A 1 KB frame that took 160 ms is a link measurement; one that took 3 ms is overhead."""
+    from edgent_ros.bandwidth import BandwidthEstimator
+    est = BandwidthEstimator(min_bytes=2048, overhead_s=0.0, slow_transfer_s=0.04)
+    assert not est.add_transfer(0.0, 1000, 0.003)
+    assert est.add_transfer(1.0, 1000, 0.16)
+    assert est.estimate(1.0).bps == pytest.approx(8000 / 0.16)
+    assert not est.needs_probe(1.5)
+    plain = BandwidthEstimator(min_bytes=2048, overhead_s=0.0)
+    assert not plain.add_transfer(0.0, 1000, 0.16)
+    with pytest.raises(ValueError):
+        BandwidthEstimator(slow_transfer_s=0.0)
