@@ -78,9 +78,11 @@ def main(argv=None) -> int:
         fr = [f for f in read_rows(frames_csv) if f['e2e_ms'] is not None
               and f['predicted_ms'] is not None and f['policy'] != 'oracle']
         print('\n### Latency prediction (end-to-end, every classified frame of the live '
-              'policies, at the true bandwidth)\n')
-        print('| frames finished on | frames | MAPE | median predicted/measured |')
-        print('|---|---|---|---|')
+              'policies)\n')
+        print('| frames finished on | frames | static model at the true bandwidth: MAPE | '
+              'median predicted/measured | frames | planner (estimate, calibrated): MAPE | '
+              'median predicted/measured |')
+        print('|---|---|---|---|---|---|---|')
         for where in ('device', 'edge', None):
             fs = [f for f in fr if where is None or f['where'] == where]
             if not fs:
@@ -89,8 +91,15 @@ def main(argv=None) -> int:
                    for f in fs]
             ratio = statistics.median(float(f['predicted_ms']) / float(f['e2e_ms'])
                                       for f in fs)
+            ps = [f for f in fs if f.get('planner_ms') is not None]
+            p_ape = [abs(float(f['planner_ms']) - float(f['e2e_ms'])) / float(f['e2e_ms'])
+                     for f in ps]
+            p_ratio = statistics.median(float(f['planner_ms']) / float(f['e2e_ms'])
+                                        for f in ps) if ps else float('nan')
             print(f'| {where or "all"} | {len(fs)} | {100 * statistics.fmean(ape):.1f} % | '
-                  f'{ratio:.2f} |')
+                  f'{ratio:.2f} | {len(ps)} | '
+                  f'{100 * statistics.fmean(p_ape) if p_ape else float("nan"):.1f} % | '
+                  f'{p_ratio:.2f} |')
     traces_csv = args.results / 'traces.csv'
     if traces_csv.exists():
         tr = read_rows(traces_csv)

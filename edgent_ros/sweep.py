@@ -540,8 +540,10 @@ def markdown_table(rows: Sequence[Mapping[str, object]], deadline_ms: float,
         for p in policies:
             r = pol.get(p)
             v = None if r is None else r.get(value)
+            enc = '' if r is None or r.get('encoding') in (None, '', 'raw') \
+                else f' {r["encoding"]}'
             cfg = '' if r is None or r.get('exit') is None else \
-                f' ({int(r["exit"])}/{int(r["split"])})'
+                f' ({int(r["exit"])}/{int(r["split"])}{enc})'
             vals.append('–' if v is None else f'{100 * float(v):.0f}{cfg}'
                         if value in ('useful', 'deadline_met', 'top1', 'expected_top1',
                                      'on_time_accuracy')
@@ -646,28 +648,38 @@ def plot_cdfs(frames: Sequence[Mapping[str, object]], out_png: Path,
 
 
 def plot_predicted(frames: Sequence[Mapping[str, object]], out_png: Path) -> Path:
-    """Scatter predicted vs measured end-to-end latency of every classified frame."""
+    """
+    Scatter predicted vs measured end-to-end latency of every classified frame.
+
+    Left: the static latency model at the true bandwidth; right (when the frames have it): the
+    planner's own prediction (its bandwidth estimate, online calibration).
+    """
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(4.2, 4.0))
-    for where, color in (('device', '#1f77b4'), ('edge', '#d62728')):
-        pts = [(float(f['predicted_ms']), float(f['e2e_ms'])) for f in frames
-               if f['e2e_ms'] is not None and f['predicted_ms'] is not None
-               and f['where'] == where]
-        if pts:
-            ax.scatter([p for p, _ in pts], [m for _, m in pts], s=4, alpha=0.35, color=color,
-                       label=f'finished on {where} ({len(pts)} frames)')
-    lo, hi = 1.0, 5000.0
-    ax.plot([lo, hi], [lo, hi], 'k-', lw=0.8)
-    ax.plot([lo, hi], [1.1 * lo, 1.1 * hi], 'k:', lw=0.6)
-    ax.plot([lo, hi], [lo / 1.1, hi / 1.1], 'k:', lw=0.6)
-    ax.set_xscale('log')
-    ax.set_yscale('log')
-    ax.set_xlabel('predicted (ms)')
-    ax.set_ylabel('measured end-to-end (ms)')
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
+    keys = [('predicted_ms', 'static model at the true bandwidth')]
+    if any(f.get('planner_ms') is not None for f in frames):
+        keys.append(('planner_ms', 'planner: estimate + calibration'))
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 4.0), squeeze=False)
+    for ax, (key, title) in zip(axes[0], keys):
+        for where, color in (('device', '#1f77b4'), ('edge', '#d62728')):
+            pts = [(float(f[key]), float(f['e2e_ms'])) for f in frames
+                   if f['e2e_ms'] is not None and f.get(key) is not None
+                   and f['where'] == where]
+            if pts:
+                ax.scatter([p for p, _ in pts], [m for _, m in pts], s=4, alpha=0.35,
+                           color=color, label=f'finished on {where} ({len(pts)} frames)')
+        lo, hi = 1.0, 5000.0
+        ax.plot([lo, hi], [lo, hi], 'k-', lw=0.8)
+        ax.plot([lo, hi], [1.1 * lo, 1.1 * hi], 'k:', lw=0.6)
+        ax.plot([lo, hi], [lo / 1.1, hi / 1.1], 'k:', lw=0.6)
+        ax.set_xscale('log')
+        ax.set_yscale('log')
+        ax.set_xlabel('predicted (ms)')
+        ax.set_ylabel('measured end-to-end (ms)')
+        ax.set_title(title, fontsize=9)
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out_png, dpi=110)
     plt.close(fig)

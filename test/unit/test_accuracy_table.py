@@ -16,7 +16,7 @@ from edgent_ros.training import SHIPPED_CONFIG
 
 @pytest.fixture(scope='module')
 def tiny():
-    """A random-init model and 12 labelled sample frames."""
+    """Build a random-init model and 12 labelled sample frames."""
     torch.manual_seed(0)
     x, y = load_sample()
     return MultiExitAlexNet(SHIPPED_CONFIG).eval(), x[:12], y[:12]
