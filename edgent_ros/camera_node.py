@@ -7,6 +7,12 @@ converted with cv_bridge and resized to 32x32). ``exit_index``/``split_index`` a
 (the planner sets them); every Tensor carries its own exit/split/model_id. When ``split_index``
 is the end of the branch the robot finishes the frame itself and nothing crosses the link.
 Every frame ends as exactly one ``edgent/outcome``: a result or a drop with a reason.
+
+The device-side compute runs in a worker thread, one frame at a time, so the executor keeps
+serving results, probes and the edge watchdog while the robot computes (a slow robot's
+single-threaded executor would starve them and declare a healthy edge unreachable). A file-source
+tick while the robot is still computing captures nothing (as a camera driver waiting for the
+consumer); an image arriving then is counted and dropped as ``robot_busy``.
 """
 
 from __future__ import annotations
@@ -150,6 +156,7 @@ class CameraNode(Node):
         self.add_post_set_parameters_callback(self._post_set)
 
         self.lock = threading.Lock()
+        self.ledger_lock = threading.RLock()   # ledger, sequence, deadline stats: two threads
         self.ledger = FrameLedger(timeout_s=self.result_timeout_s)
         self.seq = 0
         self.tensor_pub = self.create_publisher(Tensor, 'edgent/tensor', qos.TENSOR)
@@ -183,6 +190,12 @@ class CameraNode(Node):
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', qos.VIZ)
         self.create_timer(1.0, self._on_diagnostics)
         self.met = deque(maxlen=100)
+        self._work_cv = threading.Condition()
+        self._slot = None        # the next frame for the worker: (frame, label, stamp)
+        self._busy = False       # the worker is computing a frame
+        self._stop = False
+        self._worker = threading.Thread(target=self._work, name='camera_worker', daemon=True)
+        self._worker.start()
         self.get_logger().info(
             f'camera_node: model {self.model_id}, exit {self.exit_index}, split '
             f'{self.split_index}, source {self.source}'
@@ -254,13 +267,15 @@ class CameraNode(Node):
                 return   # start-up gate, not a drop: no frame was captured yet
             self._started = True
             self.watchdog.heard(now)
+        if self.robot_busy():
+            return   # the robot is still computing the previous frame: nothing captured
         if self._cursor >= len(self.images):
             if not self.loop:
                 return
             self._cursor = 0
         i = self._cursor
         self._cursor += 1
-        self.process_frame(self.images[i], int(self.labels[i]))
+        self._submit(self.images[i], int(self.labels[i]), None)
 
     def _on_image(self, msg: Image) -> None:
         if self.max_frames and self.ledger.produced >= self.max_frames:
@@ -269,15 +284,63 @@ class CameraNode(Node):
         try:
             frame = preprocess_image(self.bridge.imgmsg_to_cv2(msg, desired_encoding='rgb8'))
         except Exception as exc:  # cv_bridge raises CvBridgeError and others on bad images
-            self.ledger.produce()
-            self._drop(self._next_seq(), msg.header.stamp, -1, 'bad_image', 0.0)
+            with self.ledger_lock:
+                self.ledger.produce()
+                self._drop(self._next_seq(), msg.header.stamp, -1, 'bad_image', 0.0)
             self.get_logger().warning(f'bad image dropped: {exc}', throttle_duration_sec=5.0)
             return
-        self.process_frame(frame, -1, stamp=msg.header.stamp)
+        if self.robot_busy():
+            with self.ledger_lock:
+                self.ledger.produce()
+                self._drop(self._next_seq(), msg.header.stamp, -1, 'robot_busy',
+                           self.deadline_ms)
+            return
+        self._submit(frame, -1, msg.header.stamp)
+
+    # -- the worker: device compute off the executor -----------------------------------------
+    def robot_busy(self) -> bool:
+        """Return whether the worker has a frame waiting or in computation."""
+        with self._work_cv:
+            return self._busy or self._slot is not None
+
+    def _submit(self, frame: np.ndarray, label: int, stamp) -> None:
+        with self._work_cv:
+            self._slot = (frame, label, stamp)
+            self._work_cv.notify()
+
+    def _work(self) -> None:
+        while True:
+            with self._work_cv:
+                while self._slot is None and not self._stop:
+                    self._work_cv.wait(0.5)
+                if self._stop:
+                    return
+                item, self._slot = self._slot, None
+                self._busy = True
+            try:
+                self.process_frame(item[0], item[1], stamp=item[2])
+            except Exception as exc:  # noqa: B902 - keep the robot running; shutdown ends it
+                if not self.context.ok():
+                    return
+                self.get_logger().error(f'frame processing failed: {exc!r}',
+                                        throttle_duration_sec=5.0)
+            finally:
+                with self._work_cv:
+                    self._busy = False
+
+    def destroy_node(self):
+        """Stop the worker thread (if start-up got that far), then destroy the node."""
+        if hasattr(self, '_worker'):
+            with self._work_cv:
+                self._stop = True
+                self._work_cv.notify_all()
+            self._worker.join(timeout=5.0)
+        return super().destroy_node()
 
     def _next_seq(self) -> int:
-        self.seq += 1
-        return self.seq
+        with self.ledger_lock:
+            self.seq += 1
+            return self.seq
 
     def process_frame(self, frame: np.ndarray, true_class: int, stamp=None) -> None:
         """Run the device part of one uint8 RGB 32x32 frame and send or finish it."""
@@ -290,12 +353,14 @@ class CameraNode(Node):
                 exit_index, split_index = d.exit_index, d.split_index
         stamp = stamp or self.get_clock().now().to_msg()
         capture_s = time.monotonic()
-        seq = self._next_seq()
-        self.ledger.produce()
+        with self.ledger_lock:
+            seq = self._next_seq()
+            self.ledger.produce()
+            busy = split_index < self.runner.branch_len(exit_index) \
+                and self.ledger.in_flight >= self.max_in_flight
         if self.publish_frames:
             self.frame_pub.publish(self._frame_msg(frame, stamp, seq))
-        if split_index < self.runner.branch_len(exit_index) \
-                and self.ledger.in_flight >= self.max_in_flight:
+        if busy:
             self._drop(seq, stamp, true_class, 'link_busy', deadline_ms, exit_index, split_index)
             return
         out = self.runner.device_step(frame, exit_index, split_index, threshold)
@@ -329,9 +394,10 @@ class CameraNode(Node):
         fill_message(msg, enc)
         msg.device_compute_ms = out.device_ms
         msg.confidence_threshold = threshold
-        self.ledger.send(Pending(seq, time.monotonic(), capture_s, exit_index, split_index,
-                                 enc.nbytes, out.device_ms, true_class, deadline_ms,
-                                 stamp.sec * 10**9 + stamp.nanosec))
+        with self.ledger_lock:
+            self.ledger.send(Pending(seq, time.monotonic(), capture_s, exit_index, split_index,
+                                     enc.nbytes, out.device_ms, true_class, deadline_ms,
+                                     stamp.sec * 10**9 + stamp.nanosec))
         self.tensor_pub.publish(msg)
 
     def _frame_msg(self, frame: np.ndarray, stamp, seq: int) -> Image:
@@ -357,7 +423,8 @@ class CameraNode(Node):
             self._on_probe_result(msg, now)
             return
         stamp_ns = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
-        p = self.ledger.take(int(msg.sequence), stamp_ns)
+        with self.ledger_lock:
+            p = self.ledger.take(int(msg.sequence), stamp_ns)
         if p is None:
             # expired already (its frame was counted as dropped), or history of an earlier run
             # of this camera (transient local): not a frame outcome
@@ -453,12 +520,13 @@ class CameraNode(Node):
         self.link_pub.publish(m)
 
     def _on_housekeeping(self) -> None:
-        for p in self.ledger.expire(time.monotonic()):
-            self.recent_lost.append(True)
-            self._drop(p.seq, None, p.true_class, 'edge_timeout', p.deadline_ms,
-                       p.exit_index, p.split_index)
-        if self.exit_when_done and self.max_frames \
-                and self.ledger.produced >= self.max_frames and self.ledger.in_flight == 0:
+        with self.ledger_lock:
+            for p in self.ledger.expire(time.monotonic()):
+                self.recent_lost.append(True)
+                self._drop(p.seq, None, p.true_class, 'edge_timeout', p.deadline_ms,
+                           p.exit_index, p.split_index)
+            done = self.ledger.produced >= self.max_frames and self.ledger.in_flight == 0
+        if self.exit_when_done and self.max_frames and done and not self.robot_busy():
             self.get_logger().info(f'done: {self.ledger.summary()}')
             from rclpy.duration import Duration
             for pub in (self.outcome_pub, self.result_pub):   # let subscribers get the last ones
@@ -499,7 +567,8 @@ class CameraNode(Node):
         now = time.monotonic()
         est = self.estimator.estimate(now)
         reachable = self.watchdog.reachable(now)
-        summary = self.ledger.summary()
+        with self.ledger_lock:
+            summary = self.ledger.summary()
         drops = sum(v for k, v in summary.items() if k.startswith(('dropped:', 'refused:')))
         values = {'edge_reachable': reachable, 'fallback_device_only': self.fallback,
                   'uplink_bandwidth_bps': f'{est.bps:.0f}' if est else 'unknown',
@@ -516,9 +585,10 @@ class CameraNode(Node):
         publish_diagnostics(self, self.diag_pub, [diagnostic_status(self, level, msg, values)])
 
     def _outcome(self, res: InferenceResult, kind: str) -> None:
-        self.ledger.finish(kind)
-        if res.status == InferenceResult.STATUS_OK:
-            self.met.append(bool(res.deadline_met))
+        with self.ledger_lock:
+            self.ledger.finish(kind)
+            if res.status == InferenceResult.STATUS_OK:
+                self.met.append(bool(res.deadline_met))
         self.outcome_pub.publish(res)
         if self.log_frames:
             if res.status == InferenceResult.STATUS_OK:

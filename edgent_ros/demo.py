@@ -94,13 +94,18 @@ def run_demo(args: argparse.Namespace) -> int:
         cam = {'max_frames': args.frames, 'fps': float(args.fps), 'loop': True,
                'source': args.source, 'deadline_ms': float(args.deadline_ms),
                'exit_when_done': True,
-               'wait_for_subscribers': 1, 'wait_for_edge_s': 30.0}   # this process listens
+               # edgent/outcome readers to wait for: this process, and the planner's
+               # calibration (one reader seen could be the planner's, and the first
+               # frames would be lost to this process's discovery)
+               'wait_for_subscribers': 1 if fixed else 2, 'wait_for_edge_s': 30.0}
         if args.exit is not None:
             cam['exit_index'] = args.exit
         if args.split is not None:
             cam['split_index'] = args.split
         procs.append(_start('camera_node', cam, logdir))
-        end = time.monotonic() + 30 + 3 * args.frames / args.fps
+        # the camera may wait wait_for_edge_s for discovery after its own start-up (torch
+        # import, model load: seconds on a loaded 2-core machine): bound the run past both
+        end = time.monotonic() + 30 + float(cam['wait_for_edge_s']) + 3 * args.frames / args.fps
         n_dec = 0
         while len(outcomes) < args.frames and time.monotonic() < end:
             ex.spin_once(timeout_sec=0.05)
@@ -133,7 +138,20 @@ def run_demo(args: argparse.Namespace) -> int:
         ex.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
-    return _summary(outcomes, args.frames)
+    rc = _summary(outcomes, args.frames)
+    if rc:
+        _show_logs(logdir)
+    return rc
+
+
+def _show_logs(logdir: Path, lines: int = 15) -> None:
+    """Print the tail of each node's log: a run that lost frames says why."""
+    for log in sorted(logdir.glob('*.log')):
+        tail = log.read_text(errors='replace').splitlines()[-lines:]
+        print(f'--- last {len(tail)} lines of {log}:')
+        for line in tail:
+            print(f'  {line}')
+    sys.stdout.flush()
 
 
 def _summary(outcomes: List, frames: int) -> int:

@@ -118,7 +118,14 @@ def run(node_factory: Callable[[], Node], args: Optional[list] = None) -> int:
             executor.add_node(node)
             try:
                 while rclpy.ok() and not signalled():
-                    executor.spin_once(timeout_sec=SPIN_STEP_S)
+                    try:
+                        executor.spin_once(timeout_sec=SPIN_STEP_S)
+                    except (KeyboardInterrupt, ExternalShutdownException):
+                        raise
+                    except Exception:
+                        if rclpy.ok():
+                            raise
+                        break   # shut down by a signal mid-step (e.g. an invalid wait set)
             finally:
                 executor.shutdown(timeout_sec=1.0)
                 node.destroy_node()

@@ -89,7 +89,7 @@ class NodeSession:
                                profile)
         self.camera = {'source': 'sample', 'loop': True, 'fps': float(fps), 'max_in_flight': 1,
                        'result_timeout_s': 15.0, 'edge_timeout_s': 6.0, 'wait_for_edge_s': 60.0,
-                       'wait_for_subscribers': 1, 'publish_frames': False,
+                       'wait_for_subscribers': 2, 'publish_frames': False,   # recorder+planner
                        'compute_slowdown': ROBOT_COMPUTE_SLOWDOWN * robot_scale,
                        'robot_time_scale': float(robot_scale)}
         self.camera.update(camera or {})

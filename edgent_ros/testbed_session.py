@@ -132,8 +132,10 @@ def run_session(tb, camera: Dict[str, object], edge: Optional[Dict[str, object]]
     domain_id = domain_id if domain_id is not None else random.randint(200, 232)
     env = session_env(domain_id, profile)
     # wait_for_subscribers: the first frame waits for the recorder (else its outcomes are lost)
+    # and the planner, which reads edgent/outcome too (one reader seen may be the planner's)
     cam = {'source': 'sample', 'loop': True, 'exit_when_done': True, 'wait_for_edge_s': 60.0,
-           'wait_for_subscribers': 1, 'compute_slowdown': float(compute_slowdown)}
+           'wait_for_subscribers': 1 + (planner is not None),
+           'compute_slowdown': float(compute_slowdown)}
     cam.update(camera)
     cgroup = tb.cgroup if (robot_cgroup and tb.robot_quota is not None) else None
     procs: Dict[str, subprocess.Popen] = {}

@@ -23,8 +23,8 @@ def test_viz_node_publishes_what_rviz_shows(procs, listener):
     assert {m.ns for m in markers} == {'latency', 'deadline', 'text'}
     assert 'split 3' in [m for m in markers if m.ns == 'text'][0].text
 
-    def viz_diag():
-        for arr in listener.msgs('/diagnostics'):
+    def viz_diag():   # the latest report: an early one can predate the first frame
+        for arr in reversed(listener.msgs('/diagnostics')):
             for st in arr.status:
                 if st.name.endswith('viz_node'):
                     return {kv.key: kv.value for kv in st.values}
