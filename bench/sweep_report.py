@@ -18,6 +18,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+def _prediction_error(frames, key: str):
+    """Return (frames, MAPE, median predicted/measured) of the prediction ``key``."""
+    fs = [f for f in frames if f.get(key) is not None]
+    if not fs:
+        return 0, float('nan'), float('nan')
+    ratios = [float(f[key]) / float(f['e2e_ms']) for f in fs]
+    return len(fs), statistics.fmean(abs(r - 1.0) for r in ratios), statistics.median(ratios)
+
+
 def main(argv=None) -> int:
     """Print the report tables."""
     from edgent_ros.sweep import (check_targets, encoding_gain, markdown_table, read_rows,
@@ -87,19 +96,9 @@ def main(argv=None) -> int:
             fs = [f for f in fr if where is None or f['where'] == where]
             if not fs:
                 continue
-            ape = [abs(float(f['predicted_ms']) - float(f['e2e_ms'])) / float(f['e2e_ms'])
-                   for f in fs]
-            ratio = statistics.median(float(f['predicted_ms']) / float(f['e2e_ms'])
-                                      for f in fs)
-            ps = [f for f in fs if f.get('planner_ms') is not None]
-            p_ape = [abs(float(f['planner_ms']) - float(f['e2e_ms'])) / float(f['e2e_ms'])
-                     for f in ps]
-            p_ratio = statistics.median(float(f['planner_ms']) / float(f['e2e_ms'])
-                                        for f in ps) if ps else float('nan')
-            print(f'| {where or "all"} | {len(fs)} | {100 * statistics.fmean(ape):.1f} % | '
-                  f'{ratio:.2f} | {len(ps)} | '
-                  f'{100 * statistics.fmean(p_ape) if p_ape else float("nan"):.1f} % | '
-                  f'{p_ratio:.2f} |')
+            cells = [_prediction_error(fs, key) for key in ('predicted_ms', 'planner_ms')]
+            print(f'| {where or "all"} | ' + ' | '.join(
+                f'{n} | {100 * mape:.1f} % | {ratio:.2f}' for n, mape, ratio in cells) + ' |')
     traces_csv = args.results / 'traces.csv'
     if traces_csv.exists():
         tr = read_rows(traces_csv)

@@ -85,10 +85,6 @@ class LatencyCalibration:
         v = xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
         return min(self.max_factor, max(self.min_factor, v))
 
-    def factors(self, now_s: float, quantile: float) -> Dict[str, float]:
-        """Return ``{part: factor}`` at ``quantile``."""
-        return {p: self.factor(now_s, p, quantile) for p in PARTS}
-
     def reset(self, part: Optional[str] = None) -> None:
         """Forget the samples of ``part`` (all parts if None)."""
         for p in (PARTS if part is None else (part,)):
