@@ -36,6 +36,10 @@ if [ ! -f "$STAMPS/pip-$req_hash" ]; then
 fi
 
 # 2. Vendored wheels: launch / launch_testing / ros2cli, and cv_bridge (+ its Debian libs).
+if [ ! -d "$SHARED/vendor" ]; then
+  log "WARNING: $SHARED/vendor not found (set EDGENT_SHARED_DIR): no launch/ros2cli/cv_bridge" \
+      "wheels, so ros2 launch, the launch tests and cv_bridge will not work"
+fi
 if [ -d "$SHARED/vendor/ros2-launch" ] && [ ! -f "$STAMPS/vendor-launch" ]; then
   log "installing vendored launch, launch_testing and ros2cli wheels"
   pip_quiet install --no-deps "$SHARED"/vendor/ros2-launch/*.whl
