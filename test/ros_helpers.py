@@ -1,11 +1,12 @@
 """
 Fixtures for tests with real rclpy nodes in separate processes over real DDS.
 
-Each test run gets its own ROS_DOMAIN_ID and localhost-only discovery, so two runs on one machine
-never hear each other. Nodes are started from their installed executables (what ``ros2 run``
-starts) and stopped with SIGINT, then SIGKILL.
+Each test gets its own ROS_DOMAIN_ID and localhost-only discovery, so two tests (or two runs on
+one machine) never hear each other. Nodes are started from their installed executables (what
+``ros2 run`` starts) and stopped with SIGINT, then SIGKILL.
 """
 
+import itertools
 import os
 from pathlib import Path
 import random
@@ -31,10 +32,19 @@ def _prefix() -> Path:
     pytest.skip('edgent_ros is not installed (scripts/setup.sh builds it)')
 
 
-@pytest.fixture(scope='session')
+_TAKEN = itertools.count()
+_DOMAINS = random.Random(os.getpid() ^ int(time.time())).sample(range(100, 200), 100)
+
+
+@pytest.fixture
 def domain_id():
-    """Return a ROS_DOMAIN_ID unique to this run, exported for child processes."""
-    did = random.Random(os.getpid() ^ int(time.time())).randint(100, 199)
+    """
+    Return a ROS_DOMAIN_ID of this test's own, exported for child processes.
+
+    Each test takes the next of a run-random sequence over 100..199, so a process that outlived
+    its test (or a stale Fast DDS shared-memory port it left) is never on the next test's domain.
+    """
+    did = _DOMAINS[next(_TAKEN) % len(_DOMAINS)]
     os.environ['ROS_DOMAIN_ID'] = str(did)
     os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
     return did
@@ -138,8 +148,8 @@ class Listener:
             return [m for _, m in self.received[topic]]
 
     def close(self):
-        """Destroy the node and shut down the context."""
-        self.executor.shutdown()
+        """Destroy the node and shut down the context (bounded: a test never hangs here)."""
+        self.executor.shutdown(timeout_sec=5.0)
         self.node.destroy_node()
         self.context.try_shutdown()
 
