@@ -205,9 +205,10 @@ class MapStrategy:
     ``update(mbps)`` feeds one sample to the detector; the bandwidth *state* changes when the
     detector declares a change point whose level lies in another state, or when its level has
     stayed in another state for ``confirm`` samples (a drift). ``decide`` returns the map's
-    configuration for the current state, with its latency predicted at the current estimate; no
-    estimate (edge unreachable, link down) gives the best device-only configuration, as the
-    per-sample strategy does.
+    configuration for the current state, with its latency predicted at the current estimate, unless
+    the planner's calibrated model says that entry misses the deadline at the state's level (then
+    the Edgent optimum at that level); no estimate (edge unreachable, link down) gives the best
+    device-only configuration, as the per-sample strategy does.
     """
 
     def __init__(self, cmap: ConfigMap, detector: Any = None, confirm: int = 3):
@@ -246,18 +247,38 @@ class MapStrategy:
         self.switches += int(moved)
         return True
 
-    def decide(self, problem: Any, bandwidth_bps: float, deadline_ms: float):
-        """Return the ``Decision`` for the current state (device-only without an estimate)."""
+    def decide(self, problem: Any, bandwidth_bps: float, deadline_ms: float,
+               level_scale: float = 1.0):
+        """
+        Return the ``Decision`` for the current state (device-only without an estimate).
+
+        The map's entry was chosen offline for the profiled latency model. ``problem`` is the
+        planner's model now (calibrated online from measured outcomes); when the entry misses
+        the deadline under it at the state's level (the detector's level x ``level_scale``, the
+        planner's bandwidth correction), the map is stale for this robot and edge, and the
+        decision is the Edgent optimum at that level instead. The level changes only with the
+        state's samples, so this does not flap with each estimate as a per-sample check would.
+        """
         from dataclasses import replace
         from .optimizer import decide, evaluate, LINK_DOWN_BPS
         if self.state is None or not bandwidth_bps >= LINK_DOWN_BPS:
             d = decide(problem, 0.0, deadline_ms)
             return replace(d, reason=f'map: no bandwidth estimate, device-only ({d.reason})')
         c = self.cmap.entry(self.state, deadline_ms)
-        d = evaluate(problem, bandwidth_bps, c['exit'], c['split'], deadline_ms)
         lo, hi = self.cmap.bounds(self.state)
-        return replace(d, reason=f'map state [{lo:g}, {hi:g}) Mbit/s (level '
-                                 f'{self.level_mbps:.3g}): {d.reason}')
+        where = f'map state [{lo:g}, {hi:g}) Mbit/s (level {self.level_mbps:.3g})'
+        level_bps = self.level_mbps * 1e6 * level_scale
+        if math.isfinite(level_bps) and level_bps >= LINK_DOWN_BPS and \
+                not evaluate(problem, level_bps, c['exit'], c['split'], deadline_ms).feasible:
+            alt = decide(problem, level_bps, deadline_ms)
+            if alt.feasible:
+                d = evaluate(problem, bandwidth_bps, alt.exit_index, alt.split_index,
+                             deadline_ms, alt.encoding)
+                return replace(d, reason=f'{where}: entry ({c["exit"]}, {c["split"]}) misses '
+                                         f'the deadline under the calibrated model; Edgent at '
+                                         f'the level instead: {d.reason}')
+        d = evaluate(problem, bandwidth_bps, c['exit'], c['split'], deadline_ms)
+        return replace(d, reason=f'{where}: {d.reason}')
 
 
 # --------------------------------------------------------------------------------------------

@@ -330,7 +330,8 @@ class PlannerNode(Node):
             step = HysteresisStep(d, self.decision is None or d.key != self.decision.key,
                                   'true bandwidth')
         elif self.policy == 'edgent' and self.strategy == 'map':
-            d = self.cmap.decide(self.problem, bw_q, self.deadline_ms)
+            d = self.cmap.decide(self.problem, bw_q, self.deadline_ms,
+                                 level_scale=1.0 / fq['offload'])
             step = HysteresisStep(d, self.decision is None or d.key != self.decision.key,
                                   'map')
         else:

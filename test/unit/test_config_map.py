@@ -7,7 +7,7 @@ import pytest
 from edgent_ros.artifacts import ArtifactError
 from edgent_ros.config_map import (build_map, ConfigMap, DEFAULT_EDGES, MapStrategy, read_trace,
                                    state_of)
-from edgent_ros.optimizer import decide, EdgentProblem, evaluate
+from edgent_ros.optimizer import calibrate, decide, EdgentProblem, evaluate
 
 ACC = {1: 0.70, 2: 0.80, 3: 0.85}
 # exit e: e layers of 10 ms on the robot, 1 ms on the edge; the input is 25 kB, features 1 kB
@@ -94,6 +94,30 @@ def test_map_strategy_switches_on_change_points_only():
     assert strat.decide(PROBLEM, 0.0, 25.0).config == decide(PROBLEM, 0.0, 25.0).config
     strat.reset()
     assert strat.state is None and strat.switches == 0
+
+
+def test_map_strategy_replans_when_the_calibrated_model_says_the_entry_is_late():
+    trace = [(1.0, 10.0)] * 50
+    strat = MapStrategy(ConfigMap(build_map(PROBLEM, {'t': trace}, [25.0])))
+    for _ in range(5):
+        strat.update(10.0)
+    assert strat.decide(PROBLEM, 10e6, 25.0).config == (3, 1)   # 10 ms on the robot: in time
+    # measured outcomes say the robot is 3x slower: (3, 1) now takes 30 ms there
+    slow = calibrate(PROBLEM, 3.0, 1.0)
+    assert not evaluate(slow, 10e6, 3, 1, 25.0).feasible
+    d = strat.decide(slow, 10e6, 25.0)
+    want = decide(slow, 10e6, 25.0)
+    assert want.feasible and d.config == want.config != (3, 1)
+    assert 'misses the deadline under the calibrated model' in d.reason
+    # the check is at the detector's level x level_scale (the planner's bandwidth correction),
+    # not at each estimate: a low estimate alone keeps the entry
+    assert strat.decide(PROBLEM, 2e6, 25.0).config == (3, 1)
+    # an offload correction of 1/100 makes the link 100x slower at the level: device-only exit
+    d = strat.decide(PROBLEM, 10e6, 25.0, level_scale=0.01)
+    assert d.config == decide(PROBLEM, 0.1e6, 25.0).config != (3, 1)
+    # nothing feasible at the level either: the map's entry stays (no worse option is taken)
+    hopeless = calibrate(PROBLEM, 100.0, 100.0)
+    assert strat.decide(hopeless, 10e6, 25.0).config == (3, 1)
 
 
 def test_build_map_cli(tmp_path, capsys):
