@@ -106,29 +106,31 @@ def run(node_factory: Callable[[], Node], args: Optional[list] = None) -> int:
         return 0
     try:
         with rclpy.init(args=args):
+            # the executor first: a signal can shut the context down at any point from here on,
+            # and whatever then fails (building the node, adding it, a spin step) ends the
+            # process cleanly through the finally below
             try:
-                node = node_factory()
-            except SystemExit:
-                raise
+                executor = rclpy.executors.SingleThreadedExecutor()
             except Exception:
-                if not rclpy.ok():   # the context was shut down by a signal mid-construction
+                if not rclpy.ok():
                     return 0
                 raise
-            executor = rclpy.executors.SingleThreadedExecutor()
-            executor.add_node(node)
+            node = None
             try:
+                node = node_factory()
+                executor.add_node(node)
                 while rclpy.ok() and not signalled():
-                    try:
-                        executor.spin_once(timeout_sec=SPIN_STEP_S)
-                    except (KeyboardInterrupt, ExternalShutdownException):
-                        raise
-                    except Exception:
-                        if rclpy.ok():
-                            raise
-                        break   # shut down by a signal mid-step (e.g. an invalid wait set)
+                    executor.spin_once(timeout_sec=SPIN_STEP_S)
+            except (SystemExit, KeyboardInterrupt, ExternalShutdownException):
+                raise
+            except Exception:
+                if rclpy.ok():
+                    raise
+                # shut down by a signal mid-construction or mid-step (e.g. an invalid wait set)
             finally:
                 executor.shutdown(timeout_sec=1.0)
-                node.destroy_node()
+                if node is not None:
+                    node.destroy_node()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     return 0
