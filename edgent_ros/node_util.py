@@ -106,17 +106,12 @@ def run(node_factory: Callable[[], Node], args: Optional[list] = None) -> int:
         return 0
     try:
         with rclpy.init(args=args):
-            # the executor first: a signal can shut the context down at any point from here on,
-            # and whatever then fails (building the node, adding it, a spin step) ends the
-            # process cleanly through the finally below
+            # a signal can shut the context down at any point from here on; whatever then fails
+            # (making the executor, building the node, adding it, a spin step) ends the process
+            # cleanly through the finally below
+            executor = node = None
             try:
                 executor = rclpy.executors.SingleThreadedExecutor()
-            except Exception:
-                if not rclpy.ok():
-                    return 0
-                raise
-            node = None
-            try:
                 node = node_factory()
                 executor.add_node(node)
                 while rclpy.ok() and not signalled():
@@ -128,7 +123,8 @@ def run(node_factory: Callable[[], Node], args: Optional[list] = None) -> int:
                     raise
                 # shut down by a signal mid-construction or mid-step (e.g. an invalid wait set)
             finally:
-                executor.shutdown(timeout_sec=1.0)
+                if executor is not None:
+                    executor.shutdown(timeout_sec=1.0)
                 if node is not None:
                     node.destroy_node()
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -148,7 +148,7 @@ class Listener:
             return [m for _, m in self.received[topic]]
 
     def close(self):
-        """Destroy the node and shut down the context (bounded: a test never hangs here)."""
+        """Destroy the node and shut down the context (the executor's wait is bounded)."""
         self.executor.shutdown(timeout_sec=5.0)
         self.node.destroy_node()
         self.context.try_shutdown()
