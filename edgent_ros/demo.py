@@ -107,7 +107,20 @@ def run_demo(args: argparse.Namespace) -> int:
         # import, model load: seconds on a loaded 2-core machine): bound the run past both
         end = time.monotonic() + 30 + float(cam['wait_for_edge_s']) + 3 * args.frames / args.fps
         n_dec = 0
-        while len(outcomes) < args.frames and time.monotonic() < end:
+        planner_end = None
+        while time.monotonic() < end:
+            if len(outcomes) >= args.frames:
+                # the planner's decision is transient local, but its writer may match this
+                # process's reader after the camera's frames are done (discovery of each pair
+                # of the four processes is independent; seconds on a loaded 2-core machine):
+                # wait a bounded while for it, so the decision in force is always shown
+                if fixed or decisions:
+                    break
+                planner_end = planner_end or time.monotonic() + 15.0
+                if time.monotonic() > planner_end:
+                    print('  planner: no decision received on edgent/decision (see the '
+                          'planner_node log)')
+                    break
             ex.spin_once(timeout_sec=0.05)
             while n_dec < len(decisions) and not args.quiet:
                 d = decisions[n_dec]
