@@ -11,7 +11,8 @@ needs no clock synchronization (``BandwidthEstimator.transfer_seconds``). It sti
 fixed per-message cost (DDS, the trip back of the small result), which dominates small payloads.
 Two defences: the RTT of small probe messages, when known, is subtracted as that fixed cost, and
 samples under ``min_bytes`` are ignored. When the configuration sends little or nothing (device-
-only), ``needs_probe`` asks the caller for an active probe of a known, larger size.
+only), ``needs_probe`` asks the caller for an active probe of a known size, sent as a
+back-to-back pair (``ProbePair``) so that a shaper's burst does not inflate it.
 
 The estimate is the byte-weighted harmonic mean of the per-sample rates over the last ``window``
 samples, which equals total bits / total payload time: a big transfer counts more than a small
@@ -276,6 +277,77 @@ class BandwidthEstimator:
         """
         now = _finite('now_s', now_s)
         return now - self._last_sample_s >= self.probe_after_s
+
+
+class ProbePair:
+    """
+    Two probe frames sent back to back; the gap between their arrivals measures the link's rate.
+
+    A single small probe sent after an idle gap measures the shaper's burst, not its rate: a
+    token bucket (or a Wi-Fi AP's first aggregate) lets the first packet(s) through at once, so a
+    3 KB probe on a 50 kbit/s link that passes 1.5 KB in its burst "takes" half its real time
+    and the estimate comes out 1.5-2x too high (the sweep sent frames that arrived late on
+    it). Sent back to back, the first probe spends the burst and the second queues behind it:
+    the dispersion (the second's arrival minus the first's, edge processing taken off) is the
+    second's serialization time alone, free of the burst and of every fixed per-message cost
+    (the packet-pair technique). On a fast link the dispersion is a few ms, within scheduling
+    jitter, so below ``min_dispersion_s`` the pair counts as one train: both payloads over the
+    time from sending to the second's arrival.
+
+    ``sent_s``: when both were published; ``seqs``: their two sequence numbers in sending order;
+    ``nbytes``: the payload of each. Pure logic; times are seconds on one monotonic clock.
+    """
+
+    def __init__(self, sent_s: float, seqs: tuple, nbytes: int,
+                 min_dispersion_s: float = 0.01):
+        if len(seqs) != 2 or seqs[0] == seqs[1]:
+            raise ValueError(f'a probe pair needs two distinct sequence numbers, got {seqs!r}')
+        if isinstance(nbytes, bool) or not isinstance(nbytes, numbers.Integral) or nbytes <= 0:
+            raise ValueError(f'nbytes must be an integer > 0, got {nbytes!r}')
+        self.sent_s = _finite('sent_s', sent_s)
+        self.seqs = (int(seqs[0]), int(seqs[1]))
+        self.nbytes = int(nbytes)
+        self.min_dispersion_s = _positive('min_dispersion_s', min_dispersion_s)
+        self._out_s: dict = {}      # seq -> when it left the link (arrival minus edge time)
+        self.failed = False
+
+    def owns(self, seq: int) -> bool:
+        """Return True if ``seq`` is one of this pair's probes."""
+        return int(seq) in self.seqs
+
+    def result(self, seq: int, arrival_s: float, edge_s: float, ok: bool = True):
+        """
+        Record the edge's answer to probe ``seq``; return a sample once both are in.
+
+        The answer arrived back at ``arrival_s`` (s) after ``edge_s`` (s) of edge queueing and
+        processing; ``ok`` is False when the edge refused the probe. Returns None until both
+        answers are in (and after a refusal: the pair gives no sample), then ``(payload_bytes,
+        seconds, kind)`` for ``BandwidthEstimator.add_transfer``, kind 'pair' (dispersion) or
+        'train'.
+        """
+        seq = int(seq)
+        if seq not in self.seqs:
+            raise ValueError(f'probe {seq} is not one of this pair {self.seqs}')
+        if self.failed or seq in self._out_s:
+            return None
+        if not ok:
+            self.failed = True
+            return None
+        self._out_s[seq] = _finite('arrival_s', arrival_s) - _nonneg('edge_s', edge_s)
+        if len(self._out_s) < 2:
+            return None
+        first, second = (self._out_s[s] for s in self.seqs)
+        gap = second - first
+        if gap >= self.min_dispersion_s:
+            return self.nbytes, gap, 'pair'
+        train = second - self.sent_s
+        if train <= 0.0:
+            return None
+        return 2 * self.nbytes, train, 'train'
+
+    def complete(self) -> bool:
+        """Return True once both answers are in, or the pair failed."""
+        return self.failed or len(self._out_s) == 2
 
 
 class EdgeWatchdog:

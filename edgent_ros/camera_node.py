@@ -29,7 +29,7 @@ from sensor_msgs.msg import Image
 
 from . import qos
 from .artifacts import ArtifactError, load_accuracy
-from .bandwidth import arrival_s, BandwidthEstimator, EdgeWatchdog
+from .bandwidth import arrival_s, BandwidthEstimator, EdgeWatchdog, ProbePair
 from .inference import FrameLedger, Pending
 from .model import NUM_EXITS
 from .msg import InferenceResult, LinkQuality, Tensor
@@ -110,7 +110,7 @@ class CameraNode(Node):
                                       'no answer from the edge this long: device-only fallback',
                                       float_range=(0.1, 3600.0))
         probe_after_s = declare(self, 'probe_after_s', 1.0,
-                                'no transfer sample this long: send a small probe frame',
+                                'no transfer sample this long: send a pair of small probe frames',
                                 float_range=(0.05, 3600.0), read_only=True)
         acc_path = declare(self, 'accuracy_path', '', 'accuracy table (fallback choice); '
                            'empty = shipped', read_only=True)
@@ -146,7 +146,7 @@ class CameraNode(Node):
         self.watchdog.heard(time.monotonic())   # grace period at start
         self.fallback = False
         self.probe_seq = 0
-        self.probe_sent: dict = {}
+        self.probe_pair: Optional[ProbePair] = None
         self.rtt_ms = -1.0
         self.recent_lost: deque = deque(maxlen=50)
         self.late_results = 0   # results for frames no longer pending (see _on_result)
@@ -459,31 +459,37 @@ class CameraNode(Node):
             self.get_logger().info('edge reachable again: co-inference resumes')
 
     def _send_probe(self, now: float) -> None:
-        """Send one small real frame (split 0, final exit) through the edge to measure the link."""
+        """Send two small real frames (split 0, final exit) back to back through the edge."""
         frame = self.images[0] if self.images is not None else np.zeros((32, 32, 3), np.uint8)
-        self.probe_seq += 1
         enc = encode(np.ascontiguousarray(frame[None]), 'raw', name='probe')
-        msg = Tensor()
-        msg.header.stamp = self.get_clock().now().to_msg()
-        msg.header.frame_id = self.frame_id + '/probe'
-        msg.sequence = self.probe_seq
-        msg.model_id = self.model_id
-        msg.exit_index = NUM_EXITS
-        msg.split_index = 0
-        fill_message(msg, enc)
-        self.probe_sent = {self.probe_seq: (now, enc.nbytes)}   # one probe in flight at most
-        self.tensor_pub.publish(msg)
+        seqs = (self.probe_seq + 1, self.probe_seq + 2)
+        self.probe_seq += 2
+        # one pair in flight at most; the second spends no burst (see ProbePair)
+        self.probe_pair = ProbePair(now, seqs, enc.nbytes)
+        for seq in seqs:
+            msg = Tensor()
+            msg.header.stamp = self.get_clock().now().to_msg()
+            msg.header.frame_id = self.frame_id + '/probe'
+            msg.sequence = seq
+            msg.model_id = self.model_id
+            msg.exit_index = NUM_EXITS
+            msg.split_index = 0
+            fill_message(msg, enc)
+            self.tensor_pub.publish(msg)
 
     def _on_probe_result(self, msg: InferenceResult, now: float) -> None:
-        sent = self.probe_sent.pop(int(msg.sequence), None)
-        if sent is None:
+        pair = self.probe_pair
+        if pair is None or not pair.owns(msg.sequence):
             return
         self._heard(now)
-        t0, nbytes = sent
-        transfer_s = (now - t0) - (msg.edge_ms + msg.edge_queue_ms) / 1e3
-        self.rtt_ms = (now - t0) * 1e3 - msg.edge_ms - msg.edge_queue_ms
-        if transfer_s > 0:
-            self.estimator.add_transfer(now, nbytes, transfer_s, source='probe')
+        edge_s = (msg.edge_ms + msg.edge_queue_ms) / 1e3
+        if msg.sequence == pair.seqs[0]:
+            self.rtt_ms = (now - pair.sent_s - edge_s) * 1e3
+        sample = pair.result(msg.sequence, now, edge_s, msg.status == InferenceResult.STATUS_OK)
+        if pair.complete():
+            self.probe_pair = None
+        if sample is not None:
+            self.estimator.add_transfer(now, sample[0], sample[1], source='probe')
 
     def _on_link_timer(self) -> None:
         now = time.monotonic()
@@ -492,10 +498,9 @@ class CameraNode(Node):
             self.fallback = True
             self.get_logger().warning(f'edge unreachable for {self.edge_timeout_s:g} s: running '
                                       'the best device-only configuration until it answers')
-        stale = [k for k, (t0, _) in self.probe_sent.items() if now - t0 > self.edge_timeout_s]
-        for k in stale:
-            del self.probe_sent[k]
-        if (self.estimator.needs_probe(now) or self.fallback) and not self.probe_sent:
+        if self.probe_pair is not None and now - self.probe_pair.sent_s > self.edge_timeout_s:
+            self.probe_pair = None      # lost or unanswered: the next pair replaces it
+        if (self.estimator.needs_probe(now) or self.fallback) and self.probe_pair is None:
             self._send_probe(now)
         est = self.estimator.estimate(now)
         m = LinkQuality()

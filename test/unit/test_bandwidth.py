@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from edgent_ros.bandwidth import BandwidthEstimator, EdgeWatchdog, Estimate
+from edgent_ros.bandwidth import BandwidthEstimator, EdgeWatchdog, Estimate, ProbePair
 
 PAYLOAD = 100_000    # bytes: a mid-trunk activation
 
@@ -237,3 +237,61 @@ def test_small_payloads_count_when_the_transfer_is_slow():
     assert not plain.add_transfer(0.0, 1000, 0.16)
     with pytest.raises(ValueError):
         BandwidthEstimator(slow_transfer_s=0.0)
+
+
+def _token_bucket_exits(sent_s, sizes, bps, burst_bytes, rtt_s):
+    """When each back-to-back message leaves a tbf-shaped link (full bucket at ``sent_s``)."""
+    t, free, out = sent_s, burst_bytes, []
+    for n in sizes:
+        passed = min(free, n)
+        free -= passed
+        t += (n - passed) * 8 / bps
+        out.append(t + rtt_s)
+    return out
+
+
+def test_probe_pair_measures_the_rate_that_a_single_probe_after_idle_overstates():
+    bps, nbytes, edge_s = 50e3, 3072, 0.006
+    exits = _token_bucket_exits(10.0, [nbytes, nbytes], bps, burst_bytes=1514, rtt_s=0.03)
+    single = nbytes * 8 / (exits[0] - 10.0)
+    assert single > 1.5 * bps                          # the burst inflates one probe
+    pair = ProbePair(10.0, (7, 8), nbytes)
+    assert pair.result(7, exits[0] + edge_s, edge_s) is None and not pair.complete()
+    got, took, kind = pair.result(8, exits[1] + 2 * edge_s, 2 * edge_s)   # queued behind 7
+    assert pair.complete() and kind == 'pair' and got == nbytes
+    assert got * 8 / took == pytest.approx(bps, rel=1e-9)
+    est = BandwidthEstimator(min_bytes=2048, overhead_s=0.0)
+    assert est.add_transfer(exits[1], got, took, 'probe')
+    assert est.estimate(exits[1]).bps == pytest.approx(bps)
+
+
+def test_probe_pair_on_a_fast_link_is_a_train():
+    bps, nbytes = 20e6, 3072
+    exits = _token_bucket_exits(0.0, [nbytes, nbytes], bps, burst_bytes=1514, rtt_s=0.002)
+    pair = ProbePair(0.0, (1, 2), nbytes, min_dispersion_s=0.01)
+    pair.result(1, exits[0], 0.0)
+    got, took, kind = pair.result(2, exits[1], 0.0)
+    assert kind == 'train' and got == 2 * nbytes and took == pytest.approx(exits[1])
+
+
+def test_probe_pair_refused_or_repeated_answers_give_no_sample():
+    pair = ProbePair(0.0, (1, 2), 3072)
+    assert pair.result(1, 0.5, 0.0, ok=False) is None and pair.complete()
+    assert pair.result(2, 1.0, 0.0) is None            # a refused half spoils the pair
+    pair = ProbePair(0.0, (1, 2), 3072)
+    assert pair.result(1, 0.5, 0.0) is None
+    assert pair.result(1, 0.6, 0.0) is None            # a duplicate answer is ignored
+    assert pair.result(2, 1.0, 0.0)[2] == 'pair'
+    with pytest.raises(ValueError, match='not one of this pair'):
+        pair.result(9, 1.0, 0.0)
+    assert pair.owns(2) and not pair.owns(3)
+
+
+@pytest.mark.parametrize('kwargs', [dict(seqs=(1, 1)), dict(seqs=(1,)), dict(nbytes=0),
+                                    dict(nbytes=True), dict(min_dispersion_s=0.0),
+                                    dict(sent_s=math.inf)])
+def test_probe_pair_rejects_bad_arguments(kwargs):
+    args = dict(sent_s=0.0, seqs=(1, 2), nbytes=3072)
+    args.update(kwargs)
+    with pytest.raises(ValueError):
+        ProbePair(**args)
