@@ -267,16 +267,30 @@ class BandwidthEstimator:
         return Estimate(self._rate(fresh), self.rtt_ms(now), len(fresh), uncertainty,
                         max(0.0, now - newest.t_s), newest.source)
 
-    def needs_probe(self, now_s: float) -> bool:
+    def needs_probe(self, now_s: float, in_flight: int = 0,
+                    last_send_s: float = -math.inf) -> bool:
         """
-        Return True when no sample was accepted for ``probe_after_s`` (s) (or never).
+        Return True when an active probe should go now.
+
+        That is when no sample was accepted for ``probe_after_s`` (s) (or never), and the link
+        is quiet: no frame of the caller's in flight (``in_flight``) and none sent within
+        ``probe_after_s`` before ``now_s`` (``last_send_s``). A frame on the link brings its own
+        sample, and a probe would only queue in front of the next frame and make it late (on a
+        50 kbit/s link a probe pair is a second of airtime). Frames that bring no sample (too
+        small and fast) do not hold probes off for ever: after ``2 * probe_after_s`` without a
+        sample the probe goes regardless.
 
         A probe's own sample resets the timer too, so without passive traffic (device-only, or
         payloads under ``min_bytes``) the caller probes about every ``probe_after_s``; the caller
-        keeps at most one probe in flight.
+        keeps at most one probe (pair) in flight.
         """
         now = _finite('now_s', now_s)
-        return now - self._last_sample_s >= self.probe_after_s
+        age = now - self._last_sample_s
+        if age < self.probe_after_s:
+            return False
+        if age >= 2.0 * self.probe_after_s:
+            return True
+        return in_flight <= 0 and now - last_send_s >= self.probe_after_s
 
 
 class ProbePair:

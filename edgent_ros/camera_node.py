@@ -18,6 +18,7 @@ consumer); an image arriving then is counted and dropped as ``robot_busy``.
 from __future__ import annotations
 
 from collections import deque
+import math
 import threading
 import time
 from typing import Optional
@@ -147,6 +148,7 @@ class CameraNode(Node):
         self.fallback = False
         self.probe_seq = 0
         self.probe_pair: Optional[ProbePair] = None
+        self.last_edge_send_s = -math.inf
         self.rtt_ms = -1.0
         self.recent_lost: deque = deque(maxlen=50)
         self.late_results = 0   # results for frames no longer pending (see _on_result)
@@ -394,10 +396,12 @@ class CameraNode(Node):
         fill_message(msg, enc)
         msg.device_compute_ms = out.device_ms
         msg.confidence_threshold = threshold
+        sent_s = time.monotonic()
         with self.ledger_lock:
-            self.ledger.send(Pending(seq, time.monotonic(), capture_s, exit_index, split_index,
+            self.ledger.send(Pending(seq, sent_s, capture_s, exit_index, split_index,
                                      enc.nbytes, out.device_ms, true_class, deadline_ms,
                                      stamp.sec * 10**9 + stamp.nanosec))
+        self.last_edge_send_s = sent_s      # holds probes off (needs_probe)
         self.tensor_pub.publish(msg)
 
     def _frame_msg(self, frame: np.ndarray, stamp, seq: int) -> Image:
@@ -500,7 +504,10 @@ class CameraNode(Node):
                                       'the best device-only configuration until it answers')
         if self.probe_pair is not None and now - self.probe_pair.sent_s > self.edge_timeout_s:
             self.probe_pair = None      # lost or unanswered: the next pair replaces it
-        if (self.estimator.needs_probe(now) or self.fallback) and self.probe_pair is None:
+        with self.ledger_lock:
+            in_flight = self.ledger.in_flight
+        if self.probe_pair is None and (self.fallback or self.estimator.needs_probe(
+                now, in_flight, self.last_edge_send_s)):
             self._send_probe(now)
         est = self.estimator.estimate(now)
         m = LinkQuality()

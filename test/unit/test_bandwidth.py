@@ -139,6 +139,17 @@ def test_needs_probe_timing():
     assert not est.needs_probe(5.5) and est.needs_probe(5.7)
 
 
+def test_no_probe_while_frames_use_the_link_unless_they_bring_no_sample():
+    est = BandwidthEstimator(probe_after_s=1.0, overhead_s=0.0)
+    est.add_transfer(10.0, PAYLOAD, 0.5)
+    assert est.needs_probe(11.2)                               # quiet link, stale sample
+    assert not est.needs_probe(11.2, in_flight=1)              # a frame brings a sample
+    assert not est.needs_probe(11.2, last_send_s=10.5)         # one just went: it queues
+    assert est.needs_probe(11.6, last_send_s=10.5)
+    # frames too small to measure would hold probes off for ever: 2 x probe_after_s at most
+    assert est.needs_probe(12.0, in_flight=1, last_send_s=11.9)
+
+
 def test_rtt_smoothing_and_staleness():
     est = BandwidthEstimator(stale_after_s=5.0, rtt_alpha=0.25)
     assert est.rtt_ms(0.0) is None
