@@ -258,6 +258,8 @@ class MapStrategy:
         planner's bandwidth correction), the map is stale for this robot and edge, and the
         decision is the Edgent optimum at that level instead. The level changes only with the
         state's samples, so this does not flap with each estimate as a per-sample check would.
+        When nothing meets the deadline at the level, the faster of the entry and Edgent's
+        fastest choice is taken.
         """
         from dataclasses import replace
         from .optimizer import decide, evaluate, LINK_DOWN_BPS
@@ -268,10 +270,14 @@ class MapStrategy:
         lo, hi = self.cmap.bounds(self.state)
         where = f'map state [{lo:g}, {hi:g}) Mbit/s (level {self.level_mbps:.3g})'
         level_bps = self.level_mbps * 1e6 * level_scale
-        if math.isfinite(level_bps) and level_bps >= LINK_DOWN_BPS and \
-                not evaluate(problem, level_bps, c['exit'], c['split'], deadline_ms).feasible:
+        at_level = None
+        if math.isfinite(level_bps) and level_bps >= LINK_DOWN_BPS:
+            at_level = evaluate(problem, level_bps, c['exit'], c['split'], deadline_ms)
+        if at_level is not None and not at_level.feasible:
             alt = decide(problem, level_bps, deadline_ms)
-            if alt.feasible:
+            # nothing meets the deadline at the level: Edgent's fastest choice, unless the
+            # entry is faster still (a stale entry far past the deadline is never kept)
+            if alt.feasible or alt.total_ms < at_level.total_ms:
                 d = evaluate(problem, bandwidth_bps, alt.exit_index, alt.split_index,
                              deadline_ms, alt.encoding)
                 return replace(d, reason=f'{where}: entry ({c["exit"]}, {c["split"]}) misses '

@@ -115,9 +115,16 @@ def test_map_strategy_replans_when_the_calibrated_model_says_the_entry_is_late()
     # an offload correction of 1/100 makes the link 100x slower at the level: device-only exit
     d = strat.decide(PROBLEM, 10e6, 25.0, level_scale=0.01)
     assert d.config == decide(PROBLEM, 0.1e6, 25.0).config != (3, 1)
-    # nothing feasible at the level either: the map's entry stays (no worse option is taken)
+    # nothing feasible at the level either: the faster of the entry and Edgent's fastest
+    # (the FCC replay kept exit 3 on the robot at 777 ms against 300 ms, exit 1 was ~350 ms)
     hopeless = calibrate(PROBLEM, 100.0, 100.0)
-    assert strat.decide(hopeless, 10e6, 25.0).config == (3, 1)
+    fastest = decide(hopeless, 10e6, 25.0)
+    entry = evaluate(hopeless, 10e6, 3, 1, 25.0)
+    assert not fastest.feasible and not entry.feasible
+    assert fastest.total_ms < entry.total_ms
+    d = strat.decide(hopeless, 10e6, 25.0)
+    assert d.config == fastest.config != (3, 1)
+    assert 'misses the deadline under the calibrated model' in d.reason
 
 
 def test_build_map_cli(tmp_path, capsys):
