@@ -62,6 +62,12 @@ def _nonneg(name: str, value: Any) -> float:
     return v
 
 
+def _count(name: str, value: Any, lo: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < lo:
+        raise ValueError(f'{name} must be an integer >= {lo}, got {value!r}')
+    return int(value)
+
+
 @dataclass(frozen=True)
 class Estimate:
     """
@@ -200,9 +206,7 @@ class BandwidthEstimator:
         was ignored: payload under ``min_bytes`` or overhead-dominated (see the class docstring).
         """
         now = self._check_time(now_s, self._last_add_s)
-        if isinstance(payload_bytes, bool) or not isinstance(payload_bytes, numbers.Integral) \
-                or payload_bytes < 0:
-            raise ValueError(f'payload_bytes must be an integer >= 0, got {payload_bytes!r}')
+        payload_bytes = _count('payload_bytes', payload_bytes, 0)
         took = _positive('transfer_s', transfer_s)
         if source not in SOURCES:
             raise ValueError(f'source must be one of {SOURCES}, got {source!r}')
@@ -316,11 +320,9 @@ class ProbePair:
                  min_dispersion_s: float = 0.01):
         if len(seqs) != 2 or seqs[0] == seqs[1]:
             raise ValueError(f'a probe pair needs two distinct sequence numbers, got {seqs!r}')
-        if isinstance(nbytes, bool) or not isinstance(nbytes, numbers.Integral) or nbytes <= 0:
-            raise ValueError(f'nbytes must be an integer > 0, got {nbytes!r}')
         self.sent_s = _finite('sent_s', sent_s)
         self.seqs = (int(seqs[0]), int(seqs[1]))
-        self.nbytes = int(nbytes)
+        self.nbytes = _count('nbytes', nbytes, 1)
         self.min_dispersion_s = _positive('min_dispersion_s', min_dispersion_s)
         self._out_s: dict = {}      # seq -> when it left the link (arrival minus edge time)
         self.failed = False

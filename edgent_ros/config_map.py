@@ -270,19 +270,18 @@ class MapStrategy:
         lo, hi = self.cmap.bounds(self.state)
         where = f'map state [{lo:g}, {hi:g}) Mbit/s (level {self.level_mbps:.3g})'
         level_bps = self.level_mbps * 1e6 * level_scale
-        at_level = None
         if math.isfinite(level_bps) and level_bps >= LINK_DOWN_BPS:
             at_level = evaluate(problem, level_bps, c['exit'], c['split'], deadline_ms)
-        if at_level is not None and not at_level.feasible:
-            alt = decide(problem, level_bps, deadline_ms)
-            # nothing meets the deadline at the level: Edgent's fastest choice, unless the
-            # entry is faster still (a stale entry far past the deadline is never kept)
-            if alt.feasible or alt.total_ms < at_level.total_ms:
-                d = evaluate(problem, bandwidth_bps, alt.exit_index, alt.split_index,
-                             deadline_ms, alt.encoding)
-                return replace(d, reason=f'{where}: entry ({c["exit"]}, {c["split"]}) misses '
-                                         f'the deadline under the calibrated model; Edgent at '
-                                         f'the level instead: {d.reason}')
+            if not at_level.feasible:
+                alt = decide(problem, level_bps, deadline_ms)
+                # nothing meets the deadline at the level: Edgent's fastest choice, unless the
+                # entry is faster still (a stale entry far past the deadline is never kept)
+                if alt.feasible or alt.total_ms < at_level.total_ms:
+                    d = evaluate(problem, bandwidth_bps, alt.exit_index, alt.split_index,
+                                 deadline_ms, alt.encoding)
+                    return replace(d, reason=f'{where}: entry ({c["exit"]}, {c["split"]}) '
+                                             f'misses the deadline under the calibrated model; '
+                                             f'Edgent at the level instead: {d.reason}')
         d = evaluate(problem, bandwidth_bps, c['exit'], c['split'], deadline_ms)
         return replace(d, reason=f'{where}: {d.reason}')
 
