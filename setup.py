@@ -12,7 +12,8 @@ setup(
     version='0.1.0',
     description='Edgent device-edge co-inference: multi-exit DNN split between robot and edge',
     license='Apache-2.0',
-    packages=['edgent_ros'],
+    packages=['edgent_ros', 'edgent_ros.core', 'edgent_ros.offline', 'edgent_ros.nodes',
+              'edgent_ros.evaluation', 'edgent_ros.cli'],
     package_data={'edgent_ros': ['artifacts/*.json', 'artifacts/*.npz',
                                  'artifacts/*.safetensors']},
     python_requires='>=3.10',
@@ -30,11 +31,11 @@ setup(
     extras_require={'bags': ['rosbags>=0.10']},
     entry_points={
         'console_scripts': [
-            'edgent-ros = edgent_ros.cli:main',
-            'camera_node = edgent_ros.entry:camera_node',
-            'edge_node = edgent_ros.entry:edge_node',
-            'planner_node = edgent_ros.entry:planner_node',
-            'viz_node = edgent_ros.entry:viz_node',
+            'edgent-ros = edgent_ros.cli.main:main',
+            'camera_node = edgent_ros.nodes.entry:camera_node',
+            'edge_node = edgent_ros.nodes.entry:edge_node',
+            'planner_node = edgent_ros.nodes.entry:planner_node',
+            'viz_node = edgent_ros.nodes.entry:viz_node',
         ],
     },
 )

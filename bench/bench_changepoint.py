@@ -46,7 +46,7 @@ def signals(kind: str, noise: float, rng: np.random.Generator):
 
 def main() -> int:
     """Run the synthetic evaluation and the trace counts; print a table."""
-    from edgent_ros.changepoint import BOCPD, evaluate_detector
+    from edgent_ros.core.changepoint import BOCPD, evaluate_detector
     rows = []
     for kind in ('steps', 'outage', 'noise', 'ramp'):
         for noise in (0.1, 0.2, 0.3, 0.5):
@@ -82,7 +82,7 @@ def main() -> int:
     for f in sorted(tdir.glob('*.csv')):
         if f.name == 'index.csv':
             continue
-        from edgent_ros.config_map import read_trace
+        from edgent_ros.offline.map_builder import read_trace
         d = BOCPD()
         xs = [m for _, m in read_trace(f)]
         n = sum(d.update(x).change for x in xs) - 1
@@ -95,7 +95,7 @@ def main() -> int:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    from edgent_ros.config_map import read_trace
+    from edgent_ros.offline.map_builder import read_trace
     f = tdir / 'mahimahi-verizon-evdo-driving-down.csv'
     xs = [m for _, m in read_trace(f)][:300]
     d = BOCPD()

@@ -30,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edgent_ros.tensor_codec import decode, encode, ENCODINGS, fill_message  # noqa: E402
+from edgent_ros.core.codec import decode, encode, ENCODINGS, fill_message
 
 RESULTS = Path(__file__).resolve().parent / 'results' / 'codec_bench.json'
 SHAPE = (1, 64, 64, 64)   # 262144 float32 = 1 MiB

@@ -31,7 +31,7 @@ THRESHOLDS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.0, 1.25, 1.5, 2.0)
 
 def predicted_ms(models, cfg, final: int, fractions, threshold: float) -> tuple:
     """Return (expected, worst-case) robot ms of the cascade for exit shares ``fractions``."""
-    from edgent_ros.model import EXIT_ATTACH
+    from edgent_ros.core.arch import EXIT_ATTACH
     trunk = models.branch_layer_ms('robot', cfg, final)
     head = {e: sum(models.branch_layer_ms('robot', cfg, e)[a:]) for e, a in EXIT_ATTACH.items()}
     sides = sorted(e for e in EXIT_ATTACH if e < final) if threshold > 0 else []
@@ -56,11 +56,12 @@ def main(argv=None) -> int:
     ap.add_argument('--out', type=Path, default=RESULTS / 'confidence.json')
     args = ap.parse_args(argv)
     import torch
-    from edgent_ros.artifacts import load_confidence, load_model, read_config
-    from edgent_ros.data import load_split
-    from edgent_ros.inference import CoInference
-    from edgent_ros.optimizer import cascade_top1
-    from edgent_ros.regression import LatencyModels
+    from edgent_ros.core.artifacts import load_confidence, read_config
+    from edgent_ros.core.weights import load_model
+    from edgent_ros.offline.data import load_split
+    from edgent_ros.core.inference import CoInference
+    from edgent_ros.core.optimizer import cascade_top1
+    from edgent_ros.core.latency import LatencyModels
     torch.set_num_threads(1)
     cfg = read_config()
     models = LatencyModels.load(model_id=cfg.model_id())

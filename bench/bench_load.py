@@ -31,8 +31,8 @@ RESULTS = Path(__file__).resolve().parent / 'results'
 
 def _predicted_edge_ms(exit_index: int, split_index: int) -> tuple:
     """Return (one-frame suffix ms on the edge, LatencyModels) from the shipped models."""
-    from edgent_ros.artifacts import read_config
-    from edgent_ros.regression import LatencyModels
+    from edgent_ros.core.artifacts import read_config
+    from edgent_ros.core.latency import LatencyModels
     cfg = read_config()
     models = LatencyModels.load(model_id=cfg.model_id())
     return sum(models.branch_layer_ms('edge', cfg, exit_index)[split_index:]), models
@@ -42,7 +42,7 @@ def run(robots: int, fps: float, seconds: float, exit_index: int, split_index: i
         max_queue: int, max_batch: int = 1, batch_window_ms: float = 0.0) -> dict:
     """Run one load point; return its per-robot statistics."""
     from ros_helpers import Listener, Procs   # the test suite's process / listener helpers
-    from edgent_ros import qos
+    from edgent_ros.nodes import qos
     from edgent_ros.msg import InferenceResult
     names = [f'robot{i + 1}' for i in range(robots)]
     procs = Procs(Path(tempfile.mkdtemp(prefix='edgent-load-')))

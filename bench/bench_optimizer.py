@@ -28,10 +28,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edgent_ros.model import layer_table, NUM_EXITS  # noqa: E402
-from edgent_ros.optimizer import (  # noqa: E402
-    brute_force, decide, decide_policy, EdgentProblem, POLICIES)
-from edgent_ros.training import SHIPPED_CONFIG  # noqa: E402
+from edgent_ros.core.arch import layer_table, NUM_EXITS
+from edgent_ros.core.optimizer import brute_force, decide, decide_policy, EdgentProblem, POLICIES
+from edgent_ros.offline.training import SHIPPED_CONFIG
 
 RESULTS = Path(__file__).resolve().parent / 'results' / 'optimizer_bench.json'
 PLACEHOLDER_ACCURACY = {1: 0.62, 2: 0.70, 3: 0.75, 4: 0.78, 5: 0.82}
@@ -52,7 +51,7 @@ class FlopsLatency:
 def load_accuracy() -> Tuple[Dict[int, float], str]:
     """Return the shipped accuracy table, or the placeholder when there is none yet."""
     try:
-        from edgent_ros.artifacts import load_accuracy as load
+        from edgent_ros.core.artifacts import load_accuracy as load
         return load(model_id=SHIPPED_CONFIG.model_id()), 'artifact'
     except Exception:  # noqa: B902 - any missing/garbled artifact: the bench needs only shapes
         return dict(PLACEHOLDER_ACCURACY), 'placeholder'
@@ -84,7 +83,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     accuracy, acc_source = load_accuracy()
     try:   # the shipped regression models; a FLOP-rate stand-in before they exist
-        from edgent_ros.regression import LatencyModels
+        from edgent_ros.core.latency import LatencyModels
         lat = LatencyModels.load(model_id=SHIPPED_CONFIG.model_id())
         lat_source = 'shipped regression models (edgent_ros/artifacts/latency_models.json)'
     except Exception:  # noqa: B902 - missing/garbled artifact: the bench needs only shapes
@@ -106,7 +105,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     results['brute_force'] = time_calls(lambda b, d: brute_force(problem, b, d), pairs[:2000])
     n_variants = 0
     try:   # the third dimension (issue 9): every encoding, from the measured table
-        from edgent_ros.artifacts import load_encodings
+        from edgent_ros.core.artifacts import load_encodings
         enc_problem = EdgentProblem.from_model(
             SHIPPED_CONFIG, accuracy, lat, overhead_ms=1.0,
             encodings=('raw', 'fp16', 'int8', 'int8-zlib', 'compressed', 'png', 'jpeg'),

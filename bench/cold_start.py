@@ -26,11 +26,12 @@ def main() -> int:
     """Measure and print the per-configuration ratio and its median."""
     import torch
     torch.set_num_threads(1)
-    from edgent_ros.artifacts import load_accuracy, load_model, read_config
-    from edgent_ros.data import load_sample
-    from edgent_ros.inference import CoInference
-    from edgent_ros.optimizer import EdgentProblem, evaluate
-    from edgent_ros.regression import LatencyModels
+    from edgent_ros.core.artifacts import load_accuracy, read_config
+    from edgent_ros.core.weights import load_model
+    from edgent_ros.offline.data import load_sample
+    from edgent_ros.core.inference import CoInference
+    from edgent_ros.core.optimizer import EdgentProblem, evaluate
+    from edgent_ros.core.latency import LatencyModels
     model = load_model()
     model = model[0] if isinstance(model, tuple) else model
     runner = CoInference(model, threads=1)

@@ -42,11 +42,11 @@ def main(argv=None) -> int:
     p.add_argument('--out', type=Path, default=RESULTS / 'robot_slowdown.csv')
     p.add_argument('--no-free', action='store_true', help='skip the run outside the cgroup')
     args = p.parse_args(argv)
-    from edgent_ros.artifacts import load_accuracy, read_config
-    from edgent_ros.optimizer import EdgentProblem, evaluate
-    from edgent_ros.regression import LatencyModels
-    from edgent_ros.testbed import Testbed, unavailable_reason
-    from edgent_ros.testbed_session import run_session
+    from edgent_ros.core.artifacts import load_accuracy, read_config
+    from edgent_ros.core.optimizer import EdgentProblem, evaluate
+    from edgent_ros.core.latency import LatencyModels
+    from edgent_ros.evaluation.testbed import Testbed, unavailable_reason
+    from edgent_ros.evaluation.testbed_session import run_session
     reason = unavailable_reason()
     if reason:
         print(f'robot_slowdown: {reason}', file=sys.stderr)

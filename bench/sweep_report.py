@@ -29,8 +29,8 @@ def _prediction_error(frames, key: str):
 
 def main(argv=None) -> int:
     """Print the report tables."""
-    from edgent_ros.sweep import (check_targets, encoding_gain, markdown_table, read_rows,
-                                  SWEEP_POLICIES)
+    from edgent_ros.evaluation.sweep import (check_targets, encoding_gain, markdown_table,
+                                             read_rows, SWEEP_POLICIES)
     p = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     p.add_argument('--results', type=Path, default=ROOT / 'bench' / 'results')
     args = p.parse_args(argv)

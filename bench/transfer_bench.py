@@ -52,7 +52,7 @@ def role_pub() -> int:
     """Robot side: publish a Tensor of N bytes per ``SEND seq N`` line on stdin."""
     import numpy as np
     import rclpy
-    from edgent_ros import qos
+    from edgent_ros.nodes import qos
     from edgent_ros.msg import Tensor
     rclpy.init()
     node = rclpy.create_node('transfer_bench_pub')
@@ -89,7 +89,7 @@ def role_sub() -> int:
     """Edge side: print ``RECV seq bytes t_recv t_stamp`` per message."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
-    from edgent_ros import qos
+    from edgent_ros.nodes import qos
     from edgent_ros.msg import Tensor
     rclpy.init()
     node = rclpy.create_node('transfer_bench_sub')
@@ -356,7 +356,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument('--append', action='store_true', help='append to --out (no header)')
     p.add_argument('--no-plot', action='store_true')
     args = p.parse_args(argv)
-    from edgent_ros.testbed import Testbed, unavailable_reason
+    from edgent_ros.evaluation.testbed import Testbed, unavailable_reason
     reason = unavailable_reason()
     if reason:
         print(f'transfer_bench: {reason}', file=sys.stderr)

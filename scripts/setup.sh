@@ -89,6 +89,9 @@ if [ ! -f "$STAMPS/colcon-$src_hash" ] || [ ! -f .ros/install/setup.bash ]; then
   # shellcheck disable=SC1091
   source "$VENV/bin/activate"
   export AMENT_PREFIX_PATH=$VIRTUAL_ENV CMAKE_PREFIX_PATH=$VIRTUAL_ENV
+  # install(DIRECTORY) only adds files: a module moved or deleted in the source would stay
+  # importable from the install, so the installed Python package is laid anew each build
+  rm -rf .ros/install/edgent_ros/lib/python3*/site-packages/edgent_ros
   colcon --log-base .ros/log build --base-paths .ros/src --build-base .ros/build \
     --install-base .ros/install --symlink-install \
     --event-handlers console_cohesion- status- --cmake-args \

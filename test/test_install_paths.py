@@ -39,11 +39,11 @@ def _run(code, pythonpath, cwd):
 
 
 def test_pip_install_gives_core_and_cli_without_ros(pip_target, tmp_path):
-    r = _run('import edgent_ros.cli as c, sys; sys.exit(c.main(["layers", "--json"]))',
+    r = _run('import edgent_ros.cli.main as c, sys; sys.exit(c.main(["layers", "--json"]))',
              [pip_target], tmp_path)
     assert r.returncode == 0, r.stderr
     assert '"model_id"' in r.stdout and '"output_bytes"' in r.stdout
-    r = _run('import edgent_ros.artifacts as a; m = a.load_model(); print(m.model_id)',
+    r = _run('import edgent_ros.core.weights as w; m = w.load_model(); print(m.model_id)',
              [pip_target], tmp_path)
     assert r.returncode == 0 and r.stdout.startswith('alexnet5-'), r.stderr
     assert (pip_target / 'bin' / 'edgent-ros').exists()
@@ -55,8 +55,8 @@ def test_pip_install_gives_core_and_cli_without_ros(pip_target, tmp_path):
 @pytest.mark.parametrize('pip_first', [True, False])
 def test_both_installs_on_one_path_do_not_shadow(pip_target, tmp_path, pip_first):
     order = [pip_target, INSTALL_SITE] if pip_first else [INSTALL_SITE, pip_target]
-    code = ('import edgent_ros.model, edgent_ros.optimizer, edgent_ros.msg as m; '
-            'print(m.Tensor.DATA_TYPE_FLOAT32, edgent_ros.model.NUM_EXITS)')
+    code = ('import edgent_ros.core.model, edgent_ros.core.optimizer, edgent_ros.msg as m; '
+            'print(m.Tensor.DATA_TYPE_FLOAT32, edgent_ros.core.model.NUM_EXITS)')
     r = _run(code, order, tmp_path)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ['9', '5']

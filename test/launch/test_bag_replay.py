@@ -15,17 +15,17 @@ import sys
 
 import numpy as np
 
-from edgent_ros import qos
-from edgent_ros.artifacts import load_model
-from edgent_ros.bags import deserialize, read, typestore
-from edgent_ros.inference import CoInference, preprocess_image
+from edgent_ros.nodes import qos
+from edgent_ros.core.weights import load_model
+from edgent_ros.nodes.bags import deserialize, read, typestore
+from edgent_ros.core.inference import CoInference, preprocess_image
 from edgent_ros.msg import ExitSplitDecision, InferenceResult
 
 BAG = Path(__file__).resolve().parents[1] / 'data' / 'demo_bag'
 
 
 def _play(*args, timeout=120):
-    return subprocess.run([sys.executable, '-m', 'edgent_ros.cli', 'play', str(BAG), *args],
+    return subprocess.run([sys.executable, '-m', 'edgent_ros.cli.main', 'play', str(BAG), *args],
                           capture_output=True, text=True, timeout=timeout, env=dict(os.environ))
 
 
@@ -80,7 +80,7 @@ def test_play_corrupt_bag_is_a_clear_error(tmp_path):
     bad = tmp_path / 'bad_bag'
     shutil.copytree(BAG, bad)
     (bad / 'demo_bag.mcap').write_bytes(b'\x89MCAP0\r\n' + b'garbage' * 10)
-    r = subprocess.run([sys.executable, '-m', 'edgent_ros.cli', 'play', str(bad)],
+    r = subprocess.run([sys.executable, '-m', 'edgent_ros.cli.main', 'play', str(bad)],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
     assert 'bad_bag' in r.stderr and 'error' in r.stderr

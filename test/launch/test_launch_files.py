@@ -14,7 +14,7 @@ import subprocess
 import pytest
 from rclpy.parameter_client import AsyncParameterClient
 
-from edgent_ros import qos
+from edgent_ros.nodes import qos
 from edgent_ros.msg import InferenceResult
 
 if shutil.which('ros2') is None:

@@ -20,7 +20,7 @@ import pytest
 import rclpy
 from rclpy.parameter_client import AsyncParameterClient
 
-from edgent_ros import qos
+from edgent_ros.nodes import qos
 from edgent_ros.msg import InferenceResult
 
 NS = 'lt_robot'

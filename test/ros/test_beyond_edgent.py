@@ -13,12 +13,13 @@ import pytest
 from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
 
-from edgent_ros import qos
-from edgent_ros.artifacts import load_encodings, load_model
-from edgent_ros.data import load_sample
-from edgent_ros.inference import CoInference
+from edgent_ros.nodes import qos
+from edgent_ros.core.artifacts import load_encodings
+from edgent_ros.core.weights import load_model
+from edgent_ros.offline.data import load_sample
+from edgent_ros.core.inference import CoInference
 from edgent_ros.msg import ExitSplitDecision, InferenceResult, LinkQuality, Tensor
-from edgent_ros.tensor_codec import ENCODING_JPEG
+from edgent_ros.core.codec import ENCODING_JPEG
 
 N = 12
 

@@ -9,10 +9,10 @@ in-process full forward of the same frame.
 
 import pytest
 
-from edgent_ros import qos
-from edgent_ros.artifacts import load_model
-from edgent_ros.data import load_sample
-from edgent_ros.inference import CoInference
+from edgent_ros.nodes import qos
+from edgent_ros.core.weights import load_model
+from edgent_ros.offline.data import load_sample
+from edgent_ros.core.inference import CoInference
 from edgent_ros.msg import InferenceResult, Tensor
 
 N = 12

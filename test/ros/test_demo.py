@@ -5,7 +5,7 @@ import sys
 
 
 def test_demo_runs_and_accounts_for_every_frame(domain_id):   # exports its own ROS_DOMAIN_ID
-    r = subprocess.run([sys.executable, '-m', 'edgent_ros.cli', 'demo', '--frames', '15',
+    r = subprocess.run([sys.executable, '-m', 'edgent_ros.cli.main', 'demo', '--frames', '15',
                         '--fps', '10', '--deadline-ms', '100'],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr

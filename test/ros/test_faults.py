@@ -14,11 +14,11 @@ import time
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.parameter_client import AsyncParameterClient
 
-from edgent_ros import qos
-from edgent_ros.artifacts import load_accuracy, read_config
+from edgent_ros.nodes import qos
+from edgent_ros.core.artifacts import load_accuracy, read_config
 from edgent_ros.msg import InferenceResult, LinkQuality
-from edgent_ros.optimizer import EdgentProblem, decide
-from edgent_ros.regression import LatencyModels
+from edgent_ros.core.optimizer import decide, EdgentProblem
+from edgent_ros.core.latency import LatencyModels
 
 
 def _problem():

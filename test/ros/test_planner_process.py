@@ -11,7 +11,7 @@ import time
 
 from rclpy.parameter_client import AsyncParameterClient
 
-from edgent_ros import qos
+from edgent_ros.nodes import qos
 from edgent_ros.msg import ExitSplitDecision, InferenceResult, LinkQuality
 
 
@@ -45,9 +45,9 @@ def test_camera_parameters_follow_link_quality(procs, listener):
     assert listener.spin_until(lambda: client.services_are_ready(), 30.0)
     assert listener.spin_until(lambda: pub.get_subscription_count() > 0, 30.0)
 
-    from edgent_ros.artifacts import load_accuracy, read_config
-    from edgent_ros.optimizer import EdgentProblem, decide
-    from edgent_ros.regression import LatencyModels
+    from edgent_ros.core.artifacts import load_accuracy, read_config
+    from edgent_ros.core.optimizer import decide, EdgentProblem
+    from edgent_ros.core.latency import LatencyModels
     cfg = read_config()
     problem = EdgentProblem.from_model(cfg, load_accuracy(model_id=cfg.model_id()),
                                        LatencyModels.load(model_id=cfg.model_id()),
@@ -110,9 +110,9 @@ def test_true_bandwidth_policy_and_robot_scale(procs, listener):
     """Policy true-bandwidth plans at true_bandwidth_bps (set from outside), not estimates."""
     from rclpy.parameter import Parameter
 
-    from edgent_ros.artifacts import load_accuracy, read_config
-    from edgent_ros.optimizer import EdgentProblem, decide, scale_robot
-    from edgent_ros.regression import LatencyModels
+    from edgent_ros.core.artifacts import load_accuracy, read_config
+    from edgent_ros.core.optimizer import decide, EdgentProblem, scale_robot
+    from edgent_ros.core.latency import LatencyModels
     listener.listen(ExitSplitDecision, 'edgent/decision', qos.DECISION)
     pub = listener.node.create_publisher(LinkQuality, 'edgent/link_quality', qos.LINK_QUALITY)
     procs.start('edge_node')
@@ -154,10 +154,11 @@ def test_map_strategy_follows_detected_states(procs, listener, tmp_path):
 
     from rclpy.parameter import Parameter
 
-    from edgent_ros.artifacts import load_accuracy, read_config
-    from edgent_ros.config_map import build_map, ConfigMap
-    from edgent_ros.optimizer import decide, EdgentProblem, scale_robot
-    from edgent_ros.regression import LatencyModels
+    from edgent_ros.core.artifacts import load_accuracy, read_config
+    from edgent_ros.offline.map_builder import build_map
+    from edgent_ros.core.config_map import ConfigMap
+    from edgent_ros.core.optimizer import decide, EdgentProblem, scale_robot
+    from edgent_ros.core.latency import LatencyModels
     cfg = read_config()
     problem = scale_robot(EdgentProblem.from_model(
         cfg, load_accuracy(model_id=cfg.model_id()), LatencyModels.load(model_id=cfg.model_id()),
@@ -241,9 +242,9 @@ def test_calibration_makes_the_prediction_track_measured_latency(procs, listener
         return bool(d) and abs(d[-1].predicted_total_ms - measured()) <= 0.35 * measured()
     assert listener.spin_until(tracks, 20.0), (
         [round(d.predicted_total_ms, 2) for d in listener.msgs('edgent/decision')], measured())
-    from edgent_ros.artifacts import load_accuracy, read_config
-    from edgent_ros.optimizer import EdgentProblem, evaluate, scale_robot
-    from edgent_ros.regression import LatencyModels
+    from edgent_ros.core.artifacts import load_accuracy, read_config
+    from edgent_ros.core.optimizer import EdgentProblem, evaluate, scale_robot
+    from edgent_ros.core.latency import LatencyModels
     cfg = read_config()
     model = scale_robot(EdgentProblem.from_model(
         cfg, load_accuracy(model_id=cfg.model_id()), LatencyModels.load(model_id=cfg.model_id())),

@@ -4,7 +4,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import Image
 from visualization_msgs.msg import MarkerArray
 
-from edgent_ros import qos
+from edgent_ros.nodes import qos
 
 
 def test_viz_node_publishes_what_rviz_shows(procs, listener):

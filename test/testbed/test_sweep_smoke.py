@@ -9,8 +9,8 @@ import os
 
 import pytest
 
-from edgent_ros import testbed as tbm
-from edgent_ros.sweep import CSV_FIELDS, read_done, read_rows
+from edgent_ros.evaluation import testbed as tbm
+from edgent_ros.evaluation.sweep import CSV_FIELDS, read_done, read_rows
 
 REASON = tbm.unavailable_reason()
 pytestmark = pytest.mark.skipif(bool(REASON), reason=REASON or 'testbed available')
@@ -19,8 +19,8 @@ BRANCH_LEN = {1: 10, 2: 10, 3: 12, 4: 13, 5: 20}
 
 def test_smoke_sweep_and_resume(tmp_path):
     pytest.importorskip('rclpy', reason='rclpy not installed (run scripts/setup.sh)')
-    from edgent_ros.sweep_session import run_sweep
-    from edgent_ros.testbed_session import executable
+    from edgent_ros.evaluation.sweep_session import run_sweep
+    from edgent_ros.evaluation.testbed_session import executable
     try:
         executable('camera_node')
     except FileNotFoundError as exc:

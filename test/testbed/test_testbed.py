@@ -19,9 +19,9 @@ import time
 
 import pytest
 
-from edgent_ros import testbed as tbm
-from edgent_ros.testbed import (OUTAGE_RATE_BIT, Testbed, TracePlayer, parse_qdisc_stats,
-                                parse_tbf_rate, rate_bit)
+from edgent_ros.evaluation import testbed as tbm
+from edgent_ros.evaluation.testbed import (OUTAGE_RATE_BIT, parse_qdisc_stats, parse_tbf_rate,
+                                           rate_bit, Testbed, TracePlayer)
 
 ROOT = Path(__file__).resolve().parents[2]
 TRACES = ROOT.parent / 'shared' / 'data' / 'traces'
@@ -351,7 +351,7 @@ def test_run_in_joins_cgroup_before_namespace(testbed):
 def _nodes_up(testbed, mbps: float) -> None:
     """Skip without rclpy or the built nodes; else set the testbed up at ``mbps``."""
     pytest.importorskip('rclpy', reason='rclpy not installed (run scripts/setup.sh)')
-    from edgent_ros.testbed_session import executable
+    from edgent_ros.evaluation.testbed_session import executable
     try:
         executable('camera_node')
     except FileNotFoundError as exc:
@@ -363,7 +363,7 @@ def _nodes_up(testbed, mbps: float) -> None:
 @needs_root
 def test_camera_and_edge_across_shaped_link(testbed, tmp_path):
     _nodes_up(testbed, 2.0)
-    from edgent_ros.testbed_session import run_session, summarize
+    from edgent_ros.evaluation.testbed_session import run_session, summarize
     frames = 12
     # exit 5, split 3: conv1+relu1+pool1 on the robot, a 32 KiB tensor (~135 ms at 2 Mbit/s)
     res = run_session(testbed, camera={'exit_index': 5, 'split_index': 3, 'fps': 2.0,
@@ -403,7 +403,7 @@ def test_link_cut_and_restored(testbed, tmp_path):
     its edge timeout, and co-inference resumes after the link returns.
     """
     _nodes_up(testbed, 2.0)
-    from edgent_ros.testbed_session import run_session
+    from edgent_ros.evaluation.testbed_session import run_session
     frames = 200
     edge_timeout_s = 2.0
     trace = TracePlayer([(0, 2.0), (LINK_CUT_AT_S, 0.0), (LINK_BACK_AT_S, 2.0)], loop=False)

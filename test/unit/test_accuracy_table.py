@@ -4,14 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from edgent_ros.accuracy_table import (cascade, count_configs, encodings_section, entropy,
-                                       exit_probabilities, int8_summary, measure_confidence,
-                                       measure_encodings)
-from edgent_ros.artifacts import ArtifactError, load_confidence, load_encodings
-from edgent_ros.batching import fit_beta
-from edgent_ros.data import load_sample
-from edgent_ros.model import MultiExitAlexNet, NUM_EXITS
-from edgent_ros.training import SHIPPED_CONFIG
+from edgent_ros.offline.accuracy import (cascade, count_configs, encodings_section, entropy,
+                                         exit_probabilities, int8_summary, measure_confidence,
+                                         measure_encodings)
+from edgent_ros.core.artifacts import ARTIFACT_DIR, ArtifactError, load_confidence, load_encodings
+from edgent_ros.offline.batch_profile import fit_beta
+from edgent_ros.offline.data import load_sample
+from edgent_ros.core.model import MultiExitAlexNet
+from edgent_ros.core.arch import NUM_EXITS
+from edgent_ros.offline.training import SHIPPED_CONFIG
 
 
 @pytest.fixture(scope='module')
@@ -76,8 +77,8 @@ def test_shipped_tables_load():
 
 
 def test_tables_missing_are_refused_with_the_command(tmp_path):
-    from edgent_ros.artifacts import ACCURACY_FORMAT, load_json, save_json
-    body = load_json(__import__('edgent_ros.artifacts', fromlist=['x']).ARTIFACT_DIR
+    from edgent_ros.core.artifacts import ACCURACY_FORMAT, load_json, save_json
+    body = load_json(ARTIFACT_DIR
                      / 'accuracy.json', ACCURACY_FORMAT)
     for k in ('encodings', 'confidence', 'format', 'sha256'):
         body.pop(k, None)

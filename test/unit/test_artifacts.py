@@ -14,12 +14,13 @@ import pytest
 from safetensors.torch import save_file
 import torch
 
-from edgent_ros import artifacts
-from edgent_ros.artifacts import (
-    ACCURACY_FORMAT, ArtifactError, load_accuracy, load_json, load_model, read_config,
-    save_json, save_weights)
-from edgent_ros.model import AlexNetConfig, MultiExitAlexNet, NUM_EXITS
-from edgent_ros.training import SHIPPED_CONFIG
+from edgent_ros.core import artifacts
+from edgent_ros.core.artifacts import (ACCURACY_FORMAT, ArtifactError, load_accuracy, load_json,
+                                       read_config, save_json)
+from edgent_ros.core.weights import load_model, save_weights
+from edgent_ros.core.arch import AlexNetConfig, NUM_EXITS
+from edgent_ros.core.model import MultiExitAlexNet
+from edgent_ros.offline.training import SHIPPED_CONFIG
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / 'edgent_ros'
@@ -339,7 +340,7 @@ def _sources():
 
 def test_no_module_unpickles():
     files = _sources()
-    assert PACKAGE / 'artifacts.py' in files and PACKAGE / 'data.py' in files
+    assert PACKAGE / 'core' / 'artifacts.py' in files and PACKAGE / 'offline' / 'data.py' in files
     found = [f'{p.relative_to(ROOT)}:{line}: {what}'
              for p in files for line, what in _unsafe_calls(p)]
     assert not found, 'unpickling calls:\n' + '\n'.join(found)

@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from edgent_ros.bags import BagError, BagWriter, deserialize, read, typestore
+from edgent_ros.nodes.bags import BagError, BagWriter, deserialize, read, typestore
 
 FIXTURE = Path(__file__).resolve().parents[1] / 'data' / 'demo_bag'
 

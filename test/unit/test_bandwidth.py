@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from edgent_ros.bandwidth import BandwidthEstimator, EdgeWatchdog, Estimate, ProbePair
+from edgent_ros.core.link import BandwidthEstimator, EdgeWatchdog, Estimate, ProbePair
 
 PAYLOAD = 100_000    # bytes: a mid-trunk activation
 
@@ -225,7 +225,7 @@ def test_edge_watchdog():
 
 
 def test_arrival_uses_the_middleware_reception_time():
-    from edgent_ros.bandwidth import arrival_s
+    from edgent_ros.core.link import arrival_s
     now_wall = 1_800_000_000_000_000_000
     # received 0.25 s before the callback ran: arrival 0.25 s before now on the monotonic clock
     assert arrival_s(100.0, now_wall, {'received_timestamp': now_wall - 250_000_000}) == \
@@ -238,7 +238,7 @@ def test_arrival_uses_the_middleware_reception_time():
 
 def test_small_payloads_count_when_the_transfer_is_slow():
     """A 1 KB frame that took 160 ms is a link measurement; one that took 3 ms is overhead."""
-    from edgent_ros.bandwidth import BandwidthEstimator
+    from edgent_ros.core.link import BandwidthEstimator
     est = BandwidthEstimator(min_bytes=2048, overhead_s=0.0, slow_transfer_s=0.04)
     assert not est.add_transfer(0.0, 1000, 0.003)
     assert est.add_transfer(1.0, 1000, 0.16)

@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from edgent_ros.calibration import LatencyCalibration
-from edgent_ros.optimizer import calibrate, decide, EdgentProblem, evaluate
+from edgent_ros.core.calibration import LatencyCalibration
+from edgent_ros.core.optimizer import calibrate, decide, EdgentProblem, evaluate
 
 
 def test_factor_is_one_until_enough_samples_then_the_quantile():

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from edgent_ros.changepoint import BOCPD, evaluate_detector
+from edgent_ros.core.changepoint import BOCPD, evaluate_detector
 
 
 def _steps(levels, seg, noise, seed=0):

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from edgent_ros.cli import main
-from edgent_ros.model import NUM_EXITS
+from edgent_ros.cli.main import main
+from edgent_ros.core.arch import NUM_EXITS
 
 
 def _json(capsys, argv):

@@ -13,9 +13,9 @@ import zlib
 import numpy as np
 import pytest
 
-from edgent_ros.tensor_codec import (
-    CodecError, DATA_TYPES, decode, DEFAULT_MAX_BYTES, encode, ENCODING_COMPRESSED,
-    ENCODING_FP16, ENCODING_INT8, ENCODING_RAW, fill_message, from_message, MAX_DIM, MAX_RANK)
+from edgent_ros.core.codec import (CodecError, DATA_TYPES, decode, DEFAULT_MAX_BYTES, encode,
+                                   ENCODING_COMPRESSED, ENCODING_FP16, ENCODING_INT8, ENCODING_RAW,
+                                   fill_message, from_message, MAX_DIM, MAX_RANK)
 
 FLOAT32 = 9
 RNG_SEED = 7
@@ -390,7 +390,7 @@ def test_from_message_validates():
 # ------------------------------------------------- int8-zlib, png, jpeg (planner encodings)
 
 def _frame(seed=3):
-    from edgent_ros.data import load_sample
+    from edgent_ros.offline.data import load_sample
     return np.ascontiguousarray(load_sample()[0][seed][None])    # (1, 32, 32, 3) uint8
 
 
@@ -454,7 +454,7 @@ def test_image_bomb_is_refused_from_its_header():
 
 
 def test_effective_encoding_falls_back_to_raw_where_it_does_not_fit():
-    from edgent_ros.tensor_codec import applies, effective_encoding
+    from edgent_ros.core.codec import applies, effective_encoding
     assert effective_encoding('jpeg', image=True) == 'jpeg'
     assert effective_encoding('jpeg', image=False) == 'raw'
     assert effective_encoding('int8', image=True) == 'raw'

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from edgent_ros.artifacts import ArtifactError
-from edgent_ros.config_map import (build_map, ConfigMap, DEFAULT_EDGES, MapStrategy, read_trace,
-                                   state_of)
-from edgent_ros.optimizer import calibrate, decide, EdgentProblem, evaluate
+from edgent_ros.core.artifacts import ArtifactError
+from edgent_ros.offline.map_builder import build_map, read_trace
+from edgent_ros.core.config_map import ConfigMap, DEFAULT_EDGES, MapStrategy, state_of
+from edgent_ros.core.optimizer import calibrate, decide, EdgentProblem, evaluate
 
 ACC = {1: 0.70, 2: 0.80, 3: 0.85}
 # exit e: e layers of 10 ms on the robot, 1 ms on the edge; the input is 25 kB, features 1 kB
@@ -128,8 +128,8 @@ def test_map_strategy_replans_when_the_calibrated_model_says_the_entry_is_late()
 
 
 def test_build_map_cli(tmp_path, capsys):
-    from edgent_ros.cli import main
-    from edgent_ros.artifacts import read_config
+    from edgent_ros.cli.main import main
+    from edgent_ros.core.artifacts import read_config
     trace = tmp_path / 'a.csv'
     rows = ''.join(f'{t},{5.0 if t < 30 else 0.05}\n' for t in range(60))
     trace.write_text('t_s,mbps\n' + rows)

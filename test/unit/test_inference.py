@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from edgent_ros.data import load_sample, SAMPLE_PATH
-from edgent_ros.inference import (
-    classify, CoInference, FrameLedger, FrameRefused, Pending, preprocess_image,
-    SequenceTracker)
-from edgent_ros.model import CLASSES, MultiExitAlexNet, NUM_EXITS
-from edgent_ros.tensor_codec import decode, encode
-from edgent_ros.training import SHIPPED_CONFIG
+from edgent_ros.offline.data import load_sample, SAMPLE_PATH
+from edgent_ros.core.inference import classify, CoInference, preprocess_image
+from edgent_ros.core.ledger import FrameLedger, FrameRefused, Pending, SequenceTracker
+from edgent_ros.core.arch import CLASSES, NUM_EXITS
+from edgent_ros.core.model import MultiExitAlexNet
+from edgent_ros.core.codec import decode, encode
+from edgent_ros.offline.training import SHIPPED_CONFIG
 
 
 @pytest.fixture(scope='module')
@@ -382,13 +382,13 @@ def test_load_sample_damaged_zip(tmp_path, damage):
 @pytest.fixture(scope='module')
 def trained():
     """Return the shipped trained model (its side exits are confident on real frames)."""
-    from edgent_ros.artifacts import load_model
+    from edgent_ros.core.weights import load_model
     return CoInference(load_model())
 
 
 def _cascade_reference(co, frame, final, threshold):
     """Return the classification BranchyNet's rule picks, from full forwards of every exit."""
-    from edgent_ros.model import EXIT_ATTACH
+    from edgent_ros.core.arch import EXIT_ATTACH
     for e in sorted(k for k in EXIT_ATTACH if k < final):
         c = co.full_forward(frame, e)
         p = np.clip(c.scores.astype(np.float64), 1e-12, 1)

@@ -8,11 +8,11 @@ layers ``[0, s)`` and then ``[s, end)`` on the transferred activation.
 import pytest
 import torch
 
-from edgent_ros.model import (
-    AlexNetConfig, branch_specs, check_exit, check_split, ConvBN, fold_batchnorm, INPUT_SHAPE,
-    layer_flops, layer_table, MultiExitAlexNet, normalize_images, NUM_EXITS, output_shape,
-    split_payload_bytes, split_tensor_shape)
-from edgent_ros.training import SHIPPED_CONFIG
+from edgent_ros.core.arch import (AlexNetConfig, branch_specs, check_exit, check_split,
+                                  INPUT_SHAPE, layer_flops, layer_table, NUM_EXITS, output_shape,
+                                  split_payload_bytes, split_tensor_shape)
+from edgent_ros.core.model import ConvBN, fold_batchnorm, MultiExitAlexNet, normalize_images
+from edgent_ros.offline.training import SHIPPED_CONFIG
 
 CFG = SHIPPED_CONFIG
 BATCH = 3

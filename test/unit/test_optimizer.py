@@ -7,9 +7,9 @@ from typing import List
 
 import pytest
 
-from edgent_ros.optimizer import (
-    brute_force, decide, decide_policy, Decision, EdgentProblem, evaluate, Hysteresis,
-    LINK_DOWN_BPS, PLANNER_POLICIES, POLICIES, relative_change, scale_robot)
+from edgent_ros.core.optimizer import (brute_force, decide, decide_policy, Decision, EdgentProblem,
+                                       evaluate, Hysteresis, LINK_DOWN_BPS, PLANNER_POLICIES,
+                                       POLICIES, relative_change, scale_robot)
 
 INF = math.inf
 ACC5 = {1: 0.62, 2: 0.70, 3: 0.75, 4: 0.78, 5: 0.82}
@@ -23,7 +23,7 @@ class FlopsLatency:
         self.calls: List[tuple] = []
 
     def branch_layer_ms(self, host: str, cfg, exit_index: int) -> List[float]:
-        from edgent_ros.model import layer_table
+        from edgent_ros.core.arch import layer_table
         self.calls.append((host, exit_index))
         per_layer = 0.05 if host == 'robot' else 0.01
         return [r.flops / self.rate[host] * 1e3 + per_layer for r in layer_table(cfg, exit_index)]
@@ -32,7 +32,7 @@ class FlopsLatency:
 @pytest.fixture(scope='module')
 def alexnet():
     """Return the shipped-width 5-exit AlexNet problem with flops-based latencies."""
-    from edgent_ros.training import SHIPPED_CONFIG
+    from edgent_ros.offline.training import SHIPPED_CONFIG
     return EdgentProblem.from_model(SHIPPED_CONFIG, ACC5, FlopsLatency(), overhead_ms=1.0)
 
 
@@ -288,8 +288,8 @@ def test_evaluate_and_its_validation():
 
 
 def test_from_model_uses_latency_models_and_payloads():
-    from edgent_ros.model import branch_specs, NUM_EXITS, split_payload_bytes
-    from edgent_ros.training import SHIPPED_CONFIG
+    from edgent_ros.core.arch import branch_specs, NUM_EXITS, split_payload_bytes
+    from edgent_ros.offline.training import SHIPPED_CONFIG
     lat = FlopsLatency()
     p = EdgentProblem.from_model(SHIPPED_CONFIG, ACC5, lat, overhead_ms=2.0, bytes_per_element=2)
     assert sorted(set(lat.calls)) == sorted((h, e) for h in ('edge', 'robot')
@@ -432,7 +432,7 @@ def test_scale_robot_slows_only_the_robot(alexnet):
 
 def with_variants(p: EdgentProblem, rng: random.Random) -> EdgentProblem:
     """Give ``p`` random encoded variants of most offloading cuts."""
-    from edgent_ros.optimizer import Variant
+    from edgent_ros.core.optimizer import Variant
     variants = {}
     for e in p.exits:
         n = p.branch_len(e)
@@ -479,7 +479,7 @@ def test_decide_with_encodings_equals_brute_force():
 
 def test_encoding_trades_bytes_for_accuracy():
     """A lossy encoding is taken only where the raw tensor misses the deadline."""
-    from edgent_ros.optimizer import Variant
+    from edgent_ros.core.optimizer import Variant
     slow = {1: [5.0, 5.0], 2: [10.0, 20.0, 30.0]}   # a robot too slow for exit 2 alone
     p = small_problem(robot_ms=slow, variants={(2, 0): [Variant('jpeg', 0.79, 1000, 0.1, 0.1)]})
     # 3072 B at 1 Mbit/s = 24.6 ms; jpeg 1000 B = 8 ms (+0.2 ms codec)
@@ -512,7 +512,7 @@ def test_bad_variants_are_refused(bad, match):
 
 
 def test_variant_fields_are_validated():
-    from edgent_ros.optimizer import Variant
+    from edgent_ros.core.optimizer import Variant
     for v, match in ((Variant('raw', 0.5, 10), 'raw, repeated'),
                      (Variant('jpeg', 1.5, 10), 'top-1'),
                      (Variant('jpeg', 0.5, -1), 'nbytes'),
@@ -522,7 +522,7 @@ def test_variant_fields_are_validated():
 
 
 def test_hysteresis_treats_an_encoding_change_as_a_switch():
-    from edgent_ros.optimizer import Variant
+    from edgent_ros.core.optimizer import Variant
     p = small_problem(robot_ms={1: [5.0, 5.0], 2: [10.0, 20.0, 30.0]},
                       variants={(2, 0): [Variant('jpeg', 0.79, 1000)]})
     h = Hysteresis(min_dwell_s=0.0)
@@ -536,7 +536,7 @@ def test_hysteresis_treats_an_encoding_change_as_a_switch():
 def test_from_model_builds_variants_from_an_encoding_table(alexnet):
     """Every cut gets the encodings that fit it, with the table's numbers."""
     from types import SimpleNamespace
-    from edgent_ros.optimizer import encoding_variants
+    from edgent_ros.core.optimizer import encoding_variants
     robot = {e: alexnet.robot_ms[e] for e in alexnet.exits}
     table = {}
     for e in alexnet.exits:
@@ -561,7 +561,7 @@ def test_from_model_builds_variants_from_an_encoding_table(alexnet):
 def test_a_lossy_variant_is_never_credited_above_its_exit():
     """Measured +0.02 points for int8 is noise: capped at the exit's top-1, raw wins on speed."""
     from types import SimpleNamespace
-    from edgent_ros.optimizer import encoding_variants
+    from edgent_ros.core.optimizer import encoding_variants
     robot = {1: [1.0, 1.0]}
     table = {(1, 1, 'int8'): SimpleNamespace(top1=0.91, bytes_mean=10, encode_ms=0.0,
                                              decode_ms=0.0)}

@@ -8,14 +8,16 @@ import time
 import pytest
 import torch
 
-from edgent_ros import profiling
-from edgent_ros.model import NUM_EXITS, MultiExitAlexNet, layer_table, output_shape
-from edgent_ros.profiling import (BRANCH_COLUMNS, CGROUP_CPU_ROOT, PROFILE_COLUMNS, HostInfo,
-                                  RobotCpuLimit, Timing, add_profile_parser, cfs_quota_us,
-                                  cgroup_dir, cgroup_procs_path, measure_branches, meta_path,
-                                  profile_configs, profile_layers, read_csv, spec_from_row,
-                                  time_call, write_csv)
-from edgent_ros.training import SHIPPED_CONFIG
+from edgent_ros.offline import profiling
+from edgent_ros.core.arch import layer_table, NUM_EXITS, output_shape
+from edgent_ros.core.model import MultiExitAlexNet
+from edgent_ros.offline.profiling import (BRANCH_COLUMNS, HostInfo, measure_branches, meta_path,
+                                          PROFILE_COLUMNS, profile_configs, profile_layers,
+                                          read_csv, RobotCpuLimit, spec_from_row, time_call,
+                                          Timing, write_csv)
+from edgent_ros.offline.hosts import cfs_quota_us, CGROUP_CPU_ROOT, cgroup_dir, cgroup_procs_path
+from edgent_ros.cli.offline import add_profile_parser
+from edgent_ros.offline.training import SHIPPED_CONFIG
 
 
 @pytest.fixture

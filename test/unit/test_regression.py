@@ -6,16 +6,17 @@ import json
 import numpy as np
 import pytest
 
-from edgent_ros.artifacts import LATENCY_FORMAT, ArtifactError, save_json
-from edgent_ros.model import NUM_EXITS, LayerSpec, branch_specs, layer_table
-from edgent_ros.profiling import (BRANCH_COLUMNS, PROFILE_COLUMNS, HostInfo, config_row,
-                                  profile_configs, read_csv, write_csv)
-from edgent_ros.regression import (DISPATCH_FRACTION, FEATURE_NAMES, FLOOR_MS, KindModel,
-                                   LatencyModels, _fit_once, add_fit_parser, dispatch_overhead,
-                                   end_to_end_check, fit_kind, fit_latency_models,
-                                   layer_features, mape_pct, plot_end_to_end,
-                                   run_loop_overhead_ms, term_names)
-from edgent_ros.training import SHIPPED_CONFIG
+from edgent_ros.core.artifacts import ArtifactError, LATENCY_FORMAT, save_json
+from edgent_ros.core.arch import branch_specs, layer_table, LayerSpec, NUM_EXITS
+from edgent_ros.offline.profiling import (BRANCH_COLUMNS, config_row, HostInfo, PROFILE_COLUMNS,
+                                          profile_configs, read_csv, write_csv)
+from edgent_ros.offline.fit import (_fit_once, DISPATCH_FRACTION, dispatch_overhead,
+                                    end_to_end_check, fit_kind, fit_latency_models,
+                                    plot_end_to_end, run_loop_overhead_ms)
+from edgent_ros.core.latency import (FEATURE_NAMES, FLOOR_MS, KindModel, LatencyModels,
+                                     layer_features, mape_pct, term_names)
+from edgent_ros.cli.offline import add_fit_parser
+from edgent_ros.offline.training import SHIPPED_CONFIG
 
 # Known truth (ms) per kind as a function of the paper features; the robot is 4x slower.
 TRUTH = {

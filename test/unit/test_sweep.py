@@ -5,11 +5,12 @@ import csv
 
 import pytest
 
-from edgent_ros.sweep import (aggregate, append_rows, cell_key, check_grid, check_targets,
-                              CSV_FIELDS, DEFAULT_BANDWIDTHS_MBPS, DEFAULT_DEADLINES_MS,
-                              LIVE_POLICIES, markdown_table, offline_oracle, percentile,
-                              plot_cdfs, plot_predicted, plot_sweep, plot_trace, read_done,
-                              read_rows, SWEEP_POLICIES, trace_oracle)
+from edgent_ros.evaluation.sweep import (aggregate, append_rows, cell_key, check_grid,
+                                         check_targets, CSV_FIELDS, DEFAULT_BANDWIDTHS_MBPS,
+                                         DEFAULT_DEADLINES_MS, LIVE_POLICIES, markdown_table,
+                                         offline_oracle, percentile, plot_cdfs, plot_predicted,
+                                         plot_sweep, plot_trace, read_done, read_rows,
+                                         SWEEP_POLICIES, trace_oracle)
 
 ACC = {1: 0.7, 2: 0.8, 3: 0.85, 4: 0.86, 5: 0.9}
 
@@ -137,7 +138,8 @@ def test_plots_are_written(tmp_path):
 
 
 def test_cli_registers_sweep():
-    from edgent_ros.sweep_session import add_sweep_parser, cmd_sweep, trace_rows
+    from edgent_ros.cli.evaluation import add_sweep_parser, cmd_sweep
+    from edgent_ros.evaluation.sweep_session import trace_rows
     p = argparse.ArgumentParser()
     add_sweep_parser(p.add_subparsers(dest='cmd'))
     a = p.parse_args(['sweep', 'run', '--frames', '5', '--bandwidths', '0.1', '1',
@@ -151,7 +153,7 @@ def test_cli_registers_sweep():
 
 
 def test_trace_segment(tmp_path):
-    from edgent_ros.sweep_session import trace_rows
+    from edgent_ros.evaluation.sweep_session import trace_rows
     f = tmp_path / 't.csv'
     f.write_text('t_s,mbps\n0,1.0\n5,2.0\n10,0.0\n15,3.0\n')
     assert trace_rows(f, 5, 10) == [(0.0, 2.0), (5.0, 0.0)]
@@ -209,7 +211,7 @@ def test_trace_oracle_uses_the_sweep_cell_below_each_second():
 
 def test_encoded_frames_count_with_their_measured_accuracy_and_stay_out_of_the_oracle():
     """A JPEG frame counts at the JPEG top-1; the oracle only searches raw configurations."""
-    from edgent_ros.sweep import encoding_gain, offline_oracle, planner_params
+    from edgent_ros.evaluation.sweep import encoding_gain, offline_oracle, planner_params
     base = {'status': 0, 'drop_reason': '', 'finished_on': 0, 'exit_index': 5, 'split_index': 0,
             'class_id': 1, 'true_class_id': 1, 'device_ms': 1.0, 'uplink_ms': 10.0,
             'edge_ms': 1.0, 'edge_queue_ms': 0.0, 'end_to_end_ms': 20.0, 'deadline_met': True}

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from edgent_ros.artifacts import ArtifactError, load_accuracy, read_config
-from edgent_ros.model import AlexNetConfig, LAYER_KINDS, NUM_EXITS, branch_specs
-from edgent_ros.regression import LatencyModels
-from edgent_ros.training import TrainConfig, augment, evaluate, train
+from edgent_ros.core.artifacts import ArtifactError, load_accuracy, read_config
+from edgent_ros.core.arch import AlexNetConfig, branch_specs, LAYER_KINDS, NUM_EXITS
+from edgent_ros.core.latency import LatencyModels
+from edgent_ros.offline.training import augment, evaluate, train, TrainConfig
 
 TINY = AlexNetConfig(c1=8, c2=8, c3=8, c4=8, c5=8, fc6=16, fc7=16, head=8)
 

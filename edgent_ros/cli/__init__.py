@@ -1,0 +1,1 @@
+"""The ``edgent-ros`` command line: all argparse lives here (``main`` builds the parser)."""

@@ -1,0 +1,239 @@
+"""``edgent-ros testbed`` and ``edgent-ros sweep``: the evaluation on the shaped link (root)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+from pathlib import Path
+import sys
+
+from ..evaluation.sweep import (DEFAULT_BANDWIDTHS_MBPS, DEFAULT_DEADLINES_MS, DEFAULT_ROBOT_SCALE,
+                                LIVE_POLICIES, TRACE_POLICIES)
+from ..evaluation.sweep_session import (build_default_map, DEFAULT_TRACES, make_plots, RESULTS,
+                                        run_sweep, run_traces, TRACE_DEADLINE_MS, TRACES,
+                                        write_oracle)
+from ..evaluation.testbed import (CGROUP_CPU_ROOT, DEFAULT_NAME, DEFAULT_QUEUE_BYTES,
+                                  DEFAULT_ROBOT_QUOTA, Testbed, TracePlayer, unavailable_reason)
+
+def _testbed_from_args(args: argparse.Namespace) -> Testbed:
+    return Testbed(name=args.name, rate_mbps=getattr(args, 'rate_mbps', 10.0),
+                   robot_quota=None if getattr(args, 'no_cgroup', False)
+                   else getattr(args, 'quota', DEFAULT_ROBOT_QUOTA),
+                   queue_bytes=getattr(args, 'queue_bytes', DEFAULT_QUEUE_BYTES),
+                   shape_downlink=getattr(args, 'shape_downlink', False))
+
+
+def cmd_testbed(args: argparse.Namespace) -> int:
+    """Run one ``edgent-ros testbed`` action."""
+    tb = _testbed_from_args(args)
+    if args.action in ('up', 'rate', 'play'):
+        reason = unavailable_reason()
+        if reason:
+            print(f'edgent-ros testbed: {reason}', file=sys.stderr)
+            return 1
+    if args.action == 'up':
+        tb.setup()
+        print(f'testbed {tb.name}: {tb.robot_ns} ({tb.robot_ip}) <-> {tb.edge_ns} '
+              f'({tb.edge_ip}), uplink {tb.rate_mbps:g} Mbit/s'
+              + (f', robot cgroup {tb.cgroup} at {tb.robot_quota:g} CPU'
+                 if tb.robot_quota is not None else ''))
+        print(f'  run: ip netns exec {tb.robot_ns} <cmd>   (robot CPU: sh -c \'echo $$ > '
+              f'{CGROUP_CPU_ROOT}/{tb.cgroup}/cgroup.procs; exec ip netns exec {tb.robot_ns} '
+              '<cmd>\')')
+        print('  DDS: export ROS_AUTOMATIC_DISCOVERY_RANGE=SUBNET '
+              'FASTDDS_DEFAULT_PROFILES_FILE=<repo>/config/fastdds_testbed.xml')
+        return 0
+    if args.action == 'down':
+        removed = tb.teardown(kill=not args.keep_processes)
+        print('removed: ' + (', '.join(removed) if removed else 'nothing (not up)'))
+        return 0
+    if args.action == 'status':
+        st = tb.status() if os.geteuid() == 0 else {'error': 'needs root'}
+        if args.json:
+            print(json.dumps(st, indent=1))
+        else:
+            for k, v in st.items():
+                print(f'{k}: {v}')
+        return 0
+    if not tb.exists()['robot_ns']:
+        print(f'edgent-ros testbed: {tb.robot_ns} does not exist; run `edgent-ros testbed up` '
+              'first', file=sys.stderr)
+        return 1
+    if args.action == 'rate':
+        tb.set_rate(args.mbps)
+        print(f'uplink rate {args.mbps:g} Mbit/s' + (' (outage)' if args.mbps == 0 else ''))
+        return 0
+    # play
+    player = TracePlayer.from_csv(args.trace, loop=not args.no_loop, speed=args.speed,
+                                  scale=args.scale, max_mbps=args.max_mbps)
+    duration = args.duration_s or (player.duration_s / player.speed)
+
+    def step(wall: float, mbps: float) -> None:
+        print(f'{wall:8.1f} s  {mbps:8.3f} Mbit/s' + ('  (outage)' if mbps == 0 else ''),
+              flush=True)
+    try:
+        n = player.play(tb.set_rate, duration, on_step=None if args.quiet else step)
+    except KeyboardInterrupt:
+        return 130
+    print(f'played {n} rate changes over {duration:g} s', file=sys.stderr)
+    return 0
+
+
+def add_testbed_parser(subparsers) -> None:
+    """Register ``edgent-ros testbed up|down|status|rate MBPS|play TRACE``."""
+    p = subparsers.add_parser('testbed', help='robot/edge network namespaces with a shaped link '
+                              '(root)')
+    _add_actions(p)
+
+
+def _add_actions(p: argparse.ArgumentParser) -> None:
+    acts = p.add_subparsers(dest='action', required=True)
+
+    def common(s: argparse.ArgumentParser) -> None:
+        s.add_argument('--name', default=DEFAULT_NAME,
+                       help='testbed name: namespaces NAME_robot/NAME_edge (default edgent)')
+        s.set_defaults(func=cmd_testbed)
+
+    s = acts.add_parser('up', help='create namespaces, veth pair, shaper and robot cgroup')
+    common(s)
+    s.add_argument('--rate-mbps', type=float, default=10.0, help='uplink rate (Mbit/s)')
+    s.add_argument('--quota', type=float, default=DEFAULT_ROBOT_QUOTA,
+                   help='robot CPU quota, fraction of one CPU (default 0.25)')
+    s.add_argument('--no-cgroup', action='store_true', help='no robot CPU cgroup')
+    s.add_argument('--queue-bytes', type=int, default=DEFAULT_QUEUE_BYTES,
+                   help='shaper queue limit in bytes (default 4 MiB)')
+    s.add_argument('--shape-downlink', action='store_true',
+                   help='shape edge->robot at the same rate too')
+    s = acts.add_parser('down', help='remove everything of the testbed (also after a crash)')
+    common(s)
+    s.add_argument('--keep-processes', action='store_true',
+                   help='do not kill processes still inside the namespaces')
+    s = acts.add_parser('status', help='what exists, qdiscs, counters')
+    common(s)
+    s.add_argument('--json', action='store_true')
+    s = acts.add_parser('rate', help='set the uplink rate (0 = outage)')
+    common(s)
+    s.add_argument('mbps', type=float)
+    s.add_argument('--shape-downlink', action='store_true',
+                   help='the testbed was brought up with --shape-downlink')
+    s = acts.add_parser('play', help='replay a bandwidth trace CSV (t_s,mbps) on the uplink')
+    common(s)
+    s.add_argument('trace', type=Path)
+    s.add_argument('--speed', type=float, default=1.0, help='trace seconds per wall second')
+    s.add_argument('--scale', type=float, default=1.0, help='multiply every rate')
+    s.add_argument('--max-mbps', type=float, default=None, help='cap every rate')
+    s.add_argument('--duration-s', type=float, default=None,
+                   help='wall seconds to play (default: the trace once)')
+    s.add_argument('--no-loop', action='store_true', help='hold the last rate at the end')
+    s.add_argument('--quiet', action='store_true', help='no line per rate change')
+    s.add_argument('--shape-downlink', action='store_true',
+                   help='the testbed was brought up with --shape-downlink')
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt(f'signal {signum}')
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """``edgent-ros sweep run|traces|plot``."""
+    # SIGTERM, and SIGINT even where a background start ignored it, stop the run through the
+    # finally blocks: nodes stopped, testbed removed, the results CSV keeps every finished cell
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
+    try:
+        return _sweep_action(args)
+    except KeyboardInterrupt as exc:
+        print(f'edgent-ros sweep: interrupted ({exc}); the results files keep every finished '
+              'cell: rerun the same command to resume', file=sys.stderr)
+        return 130
+
+
+def _sweep_action(args: argparse.Namespace) -> int:
+    if args.action == 'plot':
+        res = Path(args.results)
+        if (res / 'sweep.csv').exists():
+            write_oracle(res / 'sweep.csv', res / 'sweep_frames.csv')
+        for p in make_plots(res):
+            print(p)
+        sweep_csv = Path(args.results) / 'sweep.csv'
+        if sweep_csv.exists():
+            from ..evaluation.sweep import check_targets, encoding_gain, read_rows
+            rows = read_rows(sweep_csv)
+            print(json.dumps(check_targets(rows), indent=1))
+            print(json.dumps({'encoding_gain': encoding_gain(rows)}, indent=1))
+        return 0
+    reason = unavailable_reason()
+    if reason:
+        print(f'edgent-ros sweep: {reason}', file=sys.stderr)
+        return 1
+    if args.action == 'run':
+        bws = args.bandwidths or list(DEFAULT_BANDWIDTHS_MBPS)
+        dls = args.deadlines or list(DEFAULT_DEADLINES_MS)
+        pols = args.policies or list(LIVE_POLICIES)
+        if args.smoke:
+            bws, dls = [0.1, 5.0], [300.0]
+            pols = ['device-only', 'edge-only', 'edgent', 'true-bandwidth', 'edgent+enc']
+        try:
+            n = run_sweep(Path(args.out), bws, dls, pols, 4 if args.smoke else args.frames,
+                          robot_scale=args.robot_scale, fresh=args.fresh,
+                          frames_csv=Path(args.frames_csv) if args.frames_csv else None)
+        except (ValueError, OSError) as exc:
+            print(f'edgent-ros sweep: {exc}', file=sys.stderr)
+            return 2
+        print(f'{n} cells run; results in {args.out}')
+        return 0
+    traces = DEFAULT_TRACES
+    if args.trace:
+        traces = [(t, args.start_s, args.duration_s) for t in args.trace]
+    policies = args.policies or list(TRACE_POLICIES)
+    map_path = Path(args.map)
+    if 'edgent-map' in policies and not map_path.is_file():
+        build_default_map(map_path, args.robot_scale, [t for t, _, _ in traces])
+    rows = run_traces(Path(args.results), traces, policies, deadline_ms=args.deadline_ms,
+                      robot_scale=args.robot_scale, map_path=map_path)
+    print(f'{len(rows)} trace runs; results in {Path(args.results) / "traces.csv"}')
+    return 0
+
+
+def add_sweep_parser(sub) -> None:
+    """Register ``edgent-ros sweep``."""
+    p = sub.add_parser('sweep', help='evaluation on the link testbed: run | traces | plot '
+                       '(root)')
+    acts = p.add_subparsers(dest='action', required=True)
+    r = acts.add_parser('run', help='static bandwidth x deadline x policy sweep (resumable)')
+    r.add_argument('--out', default=str(RESULTS / 'sweep.csv'))
+    r.add_argument('--bandwidths', type=float, nargs='+', metavar='MBPS')
+    r.add_argument('--deadlines', type=float, nargs='+', metavar='MS')
+    r.add_argument('--policies', nargs='+', choices=LIVE_POLICIES)
+    r.add_argument('--frames', type=int, default=20, help='frames per cell')
+    r.add_argument('--robot-scale', type=float, default=DEFAULT_ROBOT_SCALE,
+                   help='robot this many times slower than the profiled one')
+    r.add_argument('--smoke', action='store_true', help='2 bandwidths x 1 deadline x 5 '
+                   'policies x 4 frames')
+    r.add_argument('--frames-csv', default=None, help='per-frame rows (default: '
+                   '<out>_frames.csv)')
+    r.add_argument('--fresh', action='store_true', help='start over (delete the results CSV)')
+    t = acts.add_parser('traces', help='trace replays, one policy after the other')
+    t.add_argument('--results', default=str(RESULTS))
+    t.add_argument('--trace', nargs='+', help=f'trace files in {TRACES} (default: the report\'s '
+                   'three segments)')
+    t.add_argument('--start-s', type=float, default=0.0)
+    t.add_argument('--duration-s', type=float, default=60.0)
+    t.add_argument('--deadline-ms', type=float, default=TRACE_DEADLINE_MS)
+    t.add_argument('--policies', nargs='+', choices=TRACE_POLICIES)
+    t.add_argument('--map', default=str(RESULTS / 'config_map.json'),
+                   help='configuration map for edgent-ros (built from the traces not replayed '
+                        'when missing)')
+    t.add_argument('--robot-scale', type=float, default=DEFAULT_ROBOT_SCALE)
+    pl = acts.add_parser('plot', help='draw the PNGs and check the targets')
+    pl.add_argument('--results', default=str(RESULTS))
+    p.set_defaults(func=cmd_sweep)
+
+
+
+def add_parsers(sub) -> None:
+    """Register ``testbed`` and ``sweep`` on the ``edgent-ros`` subparsers."""
+    add_testbed_parser(sub)
+    add_sweep_parser(sub)

@@ -1,0 +1,166 @@
+"""
+Versioned artifacts: weights (safetensors), accuracy table and latency models (JSON).
+
+Nothing here unpickles: weights are safetensors with a metadata header naming the model_id and
+the architecture; tables are JSON with a ``format`` tag, the ``model_id`` they belong to and a
+checksum of their payload. Every loader raises ``ArtifactError`` naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Dict, NamedTuple, Optional, Tuple
+
+from .arch import AlexNetConfig, NUM_EXITS
+
+
+ARTIFACT_DIR = Path(__file__).resolve().parent.parent / 'artifacts'
+WEIGHTS_FILE = 'alexnet5.safetensors'
+ACCURACY_FILE = 'accuracy.json'
+LATENCY_FILE = 'latency_models.json'
+ACCURACY_FORMAT = 'edgent_ros/accuracy/1'
+LATENCY_FORMAT = 'edgent_ros/latency_models/1'
+
+
+class ArtifactError(ValueError):
+    """An artifact file is missing, garbled or belongs to another model."""
+
+
+def _checksum(payload: Any) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def save_json(payload: Dict[str, Any], path: Path, fmt: str) -> None:
+    """Write a JSON artifact with its format tag and a checksum of its content."""
+    body = dict(payload)
+    body['format'] = fmt
+    body['sha256'] = _checksum({k: v for k, v in body.items() if k != 'sha256'})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(body, indent=1, sort_keys=True) + '\n')
+
+
+def load_json(path: Path, fmt: str) -> Dict[str, Any]:
+    """Read a JSON artifact, checking format tag and checksum."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f'{path}: file not found')
+    try:
+        body = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f'{path}: not valid JSON ({exc})') from exc
+    if not isinstance(body, dict) or body.get('format') != fmt:
+        got = body.get('format') if isinstance(body, dict) else type(body).__name__
+        raise ArtifactError(f'{path}: format {got!r}, expected {fmt!r}')
+    want = body.get('sha256')
+    if want != _checksum({k: v for k, v in body.items() if k != 'sha256'}):
+        raise ArtifactError(f'{path}: checksum mismatch (file edited or truncated)')
+    return body
+
+
+def load_accuracy(path: Optional[Path] = None, model_id: Optional[str] = None
+                  ) -> Dict[int, float]:
+    """Return ``{exit: top1}`` from the accuracy table, validated against ``model_id``."""
+    path = Path(path or ARTIFACT_DIR / ACCURACY_FILE)
+    body = load_json(path, ACCURACY_FORMAT)
+    if model_id is not None and body.get('model_id') != model_id:
+        raise ArtifactError(f'{path}: accuracy table is for model {body.get("model_id")!r}, '
+                            f'not {model_id!r}')
+    try:
+        table = {int(r['exit']): float(r['top1']) for r in body['exits']}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArtifactError(f'{path}: malformed "exits" list ({exc})') from exc
+    if sorted(table) != list(range(1, NUM_EXITS + 1)) \
+            or not all(0.0 <= a <= 1.0 for a in table.values()):
+        raise ArtifactError(f'{path}: need top1 in [0, 1] for exits 1..{NUM_EXITS}, got {table}')
+    return table
+
+
+class EncodingCost(NamedTuple):
+    """Measured cost of one (exit, split, encoding): top-1 in [0, 1], bytes, codec ms."""
+
+    top1: float
+    bytes_mean: float
+    bytes_p95: float
+    encode_ms: float
+    decode_ms: float
+
+
+def _accuracy_body(path: Optional[Path], model_id: Optional[str]) -> Tuple[Path, Dict[str, Any]]:
+    path = Path(path or ARTIFACT_DIR / ACCURACY_FILE)
+    body = load_json(path, ACCURACY_FORMAT)
+    if model_id is not None and body.get('model_id') != model_id:
+        raise ArtifactError(f'{path}: accuracy table is for model {body.get("model_id")!r}, '
+                            f'not {model_id!r}')
+    return path, body
+
+
+def load_encodings(path: Optional[Path] = None, model_id: Optional[str] = None
+                   ) -> Dict[Tuple[int, int, str], EncodingCost]:
+    """
+    Return ``{(exit, split, encoding): EncodingCost}`` from the accuracy table's encodings.
+
+    Written by ``edgent-ros accuracy`` (measured on the test set); an accuracy file without it
+    is refused with the command to run.
+    """
+    from .codec import ENCODINGS
+    path, body = _accuracy_body(path, model_id)
+    section = body.get('encodings')
+    if not isinstance(section, dict) or not isinstance(section.get('configs'), list):
+        raise ArtifactError(f'{path}: no per-encoding accuracy table; run '
+                            '`edgent-ros accuracy` to measure it')
+    out = {}
+    try:
+        for r in section['configs']:
+            key = (int(r['exit']), int(r['split']), str(r['encoding']))
+            cost = EncodingCost(float(r['top1']), float(r['bytes_mean']), float(r['bytes_p95']),
+                                float(r['encode_ms']), float(r['decode_ms']))
+            if key[2] not in ENCODINGS or not 1 <= key[0] <= NUM_EXITS or key[1] < 0 \
+                    or not 0.0 <= cost.top1 <= 1.0 or min(cost[1:]) < 0:
+                raise ValueError(f'bad row {r}')
+            out[key] = cost
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArtifactError(f'{path}: malformed "encodings" table ({exc})') from exc
+    return out
+
+
+def load_confidence(path: Optional[Path] = None, model_id: Optional[str] = None
+                    ) -> Dict[int, list]:
+    """
+    Return ``{final_exit: [{threshold, top1, exit_fraction}, ...]}`` (thresholds ascending).
+
+    The BranchyNet confidence early-exit table written by ``edgent-ros accuracy``.
+    """
+    path, body = _accuracy_body(path, model_id)
+    section = body.get('confidence')
+    try:
+        table = {int(e): sorted(rows, key=lambda r: float(r['threshold']))
+                 for e, rows in section['exits'].items()}
+        for e, rows in table.items():
+            for r in rows:
+                if not 0.0 <= float(r['top1']) <= 1.0 or len(r['exit_fraction']) != e:
+                    raise ValueError(f'bad row {r} for exit {e}')
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ArtifactError(f'{path}: no usable confidence early-exit table ({exc}); run '
+                            '`edgent-ros accuracy`') from exc
+    if sorted(table) != list(range(1, NUM_EXITS + 1)):
+        raise ArtifactError(f'{path}: confidence table must cover exits 1..{NUM_EXITS}')
+    return table
+
+
+def read_config(path: Optional[Path] = None) -> AlexNetConfig:
+    """Return the architecture named in a weights file's header, without loading tensors."""
+    from safetensors import safe_open
+    path = Path(path or ARTIFACT_DIR / WEIGHTS_FILE)
+    if not path.is_file():
+        raise ArtifactError(f'{path}: weights file not found')
+    try:
+        with safe_open(str(path), framework='pt') as f:
+            meta = f.metadata() or {}
+        cfg = AlexNetConfig(**json.loads(meta['config']))
+    except Exception as exc:  # garbled header, missing or bad config
+        raise ArtifactError(f'{path}: no readable architecture config ({exc})') from exc
+    if cfg.model_id() != meta.get('model_id'):
+        raise ArtifactError(f'{path}: model_id {meta.get("model_id")!r} does not match its config')
+    return cfg

@@ -1,0 +1,237 @@
+"""
+Partitioned co-inference and frame bookkeeping, shared by the nodes (no rclpy).
+
+The robot runs layers ``[0, split)`` of branch ``exit`` (``device_step``), the edge finishes
+``[split, end)`` (``edge_step``). At split 0 the robot sends the raw uint8 RGB frame
+``(1, 32, 32, 3)`` and the edge normalizes it; otherwise the float32 activation ``(1, C, H, W)``
+or ``(1, F)`` crosses the link. ``FrameLedger`` accounts for every frame the camera produced:
+it ends as exactly one result or one counted drop with a reason.
+
+**Confidence early exit** (BranchyNet, off when ``threshold`` is 0): a frame configured for exit
+``E`` is also tried at every side exit ``e < E`` on the way; it stops at the first whose softmax
+entropy (nats) is below the threshold. Side exit ``e`` is evaluated by the host that computes
+its attach point (trunk layer ``EXIT_ATTACH[e] - 1``): the robot when ``EXIT_ATTACH[e] <=
+split`` (a confident frame then never crosses the link), else the edge. The edge can run several
+frames of one configuration as a batch (``edge_batch``).
+"""
+
+from __future__ import annotations
+from dataclasses import dataclass
+import time
+from typing import Dict, List, Optional, Tuple
+import numpy as np
+import torch
+from .ledger import FrameRefused
+from .arch import check_split, CLASSES, EXIT_ATTACH, INPUT_SHAPE, split_tensor_shape
+from .model import MultiExitAlexNet, normalize_images
+
+
+
+@dataclass
+class Classification:
+    """Softmax summary of one frame's logits."""
+
+    class_id: int
+    label: str
+    confidence: float
+    scores: np.ndarray   # (num_classes,) float32 softmax
+    exit_index: int = 0  # the exit that produced it (0: not recorded)
+
+
+def classify(logits: np.ndarray, exit_index: int = 0) -> Classification:
+    """Return argmax class, label and softmax of ``logits`` ``(num_classes,)`` or ``(1, n)``."""
+    z = np.asarray(logits, dtype=np.float64).reshape(-1)
+    p = np.exp(z - z.max())
+    p /= p.sum()
+    k = int(p.argmax())
+    return Classification(k, CLASSES[k] if k < len(CLASSES) else str(k), float(p[k]),
+                          p.astype(np.float32), int(exit_index))
+
+
+def check_points(exit_index: int, start: int, stop: int) -> Dict[int, int]:
+    """
+    Return ``{attach index: side exit}`` of the side exits checked while running ``[start, stop)``.
+
+    Side exit ``e < exit_index`` is checked right after layer ``EXIT_ATTACH[e] - 1``, by the
+    host that runs that layer: attach points in ``(start, stop]``.
+    """
+    return {a: e for e, a in EXIT_ATTACH.items() if e < exit_index and start < a <= stop}
+
+
+def _entropy(logits: torch.Tensor) -> torch.Tensor:
+    logp = torch.log_softmax(logits.double(), dim=1)
+    return -(logp.exp() * logp).sum(1)
+
+
+def preprocess_image(image: np.ndarray, rgb: bool = True) -> np.ndarray:
+    """Return a uint8 RGB ``(32, 32, 3)`` frame from any HxWx3 (or HxW mono) uint8 image."""
+    import cv2
+    img = np.asarray(image)
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    if img.ndim != 3 or img.shape[2] not in (3, 4):
+        raise ValueError(f'expected an HxWx3 image, got shape {img.shape}')
+    img = img[:, :, :3]
+    if not rgb:
+        img = img[:, :, ::-1]
+    if img.dtype != np.uint8:
+        raise ValueError(f'expected a uint8 image, got {img.dtype}')
+    if img.shape[:2] != INPUT_SHAPE[1:]:
+        img = cv2.resize(np.ascontiguousarray(img), INPUT_SHAPE[1:][::-1],
+                         interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(img)
+
+
+@dataclass
+class DeviceOutput:
+    """What the robot produced for one frame."""
+
+    tensor: Optional[np.ndarray]          # to send (split < end), else None
+    classification: Optional[Classification]  # device-only result (split == end), else None
+    device_ms: float                      # everything the robot did for the frame
+    layers_ms: float = 0.0                # of which the model's layers (and side heads)
+    layers_cpu_ms: float = 0.0            # CPU time of this thread in those layers (excludes
+
+
+class CoInference:
+    """The partitioned model on one host (robot or edge)."""
+
+    def __init__(self, model: MultiExitAlexNet, threads: Optional[int] = None):
+        self.model = model.eval()
+        if threads:
+            torch.set_num_threads(int(threads))
+
+    @property
+    def model_id(self) -> str:
+        """Id of the loaded architecture/weights."""
+        return self.model.model_id
+
+    def branch_len(self, exit_index: int) -> int:
+        """Return the number of layers of branch ``exit_index``."""
+        return self.model.branch_len(exit_index)
+
+    def _forward(self, x: torch.Tensor, exit_index: int, start: int, stop: int, threshold: float
+                 ) -> Tuple[torch.Tensor, torch.Tensor, Dict[int, Tuple[int, np.ndarray]]]:
+        """
+        Run layers ``[start, stop)`` of branch ``exit_index`` on batch ``x`` with side exits.
+
+        Returns ``(x_left, rows_left, done)``: the output for the rows still running (indices into
+        the batch), and ``{row: (exit, logits)}`` of the rows a confident side exit finished.
+        """
+        rows = torch.arange(x.shape[0])
+        done: Dict[int, Tuple[int, np.ndarray]] = {}
+        points = check_points(exit_index, start, stop) if threshold > 0 else {}
+        names = self.model._branches[exit_index]
+        for i in range(start, stop):
+            x = self.model.layers[names[i]](x)
+            e = points.get(i + 1)
+            if e is None:
+                continue
+            logits = self.model.run(x, e, EXIT_ATTACH[e])      # the side head
+            conf = _entropy(logits) < threshold
+            if bool(conf.any()):
+                for r, z in zip(rows[conf].tolist(), logits[conf].numpy()):
+                    done[r] = (e, z)
+                keep = ~conf
+                x, rows = x[keep], rows[keep]
+                if x.shape[0] == 0:
+                    break
+        return x, rows, done
+
+    @torch.inference_mode()
+    def device_step(self, frame_u8: np.ndarray, exit_index: int, split_index: int,
+                    threshold: float = 0.0) -> DeviceOutput:
+        """
+        Run layers ``[0, split)`` on one uint8 RGB frame ``(32, 32, 3)``.
+
+        With ``threshold`` > 0 (nats) the side exits before the cut are tried on the way: a
+        confident one finishes the frame here (``classification``, nothing to send).
+        """
+        check_split(self.model.cfg, exit_index, split_index)
+        t0 = time.perf_counter()
+        n = self.branch_len(exit_index)
+        if split_index == 0:
+            return DeviceOutput(np.ascontiguousarray(frame_u8[None]), None,
+                                (time.perf_counter() - t0) * 1e3)
+        x = normalize_images(torch.from_numpy(np.ascontiguousarray(frame_u8[None])))
+        t1, c1 = time.perf_counter(), time.thread_time()
+        y, rows, done = self._forward(x, exit_index, 0, split_index, threshold)
+        layers = (time.perf_counter() - t1) * 1e3
+        cpu = (time.thread_time() - c1) * 1e3
+        if done:
+            e, z = done[0]
+            return DeviceOutput(None, classify(z, e), (time.perf_counter() - t0) * 1e3, layers,
+                                cpu)
+        if split_index == n:
+            out = classify(y.numpy(), exit_index)
+            return DeviceOutput(None, out, (time.perf_counter() - t0) * 1e3, layers, cpu)
+        y = y.numpy()
+        return DeviceOutput(y, None, (time.perf_counter() - t0) * 1e3, layers, cpu)
+
+    def expected_shape(self, exit_index: int, split_index: int) -> Tuple[int, ...]:
+        """Batched shape and dtype name the edge expects at ``(exit, split)``."""
+        if split_index == 0:
+            return (1,) + INPUT_SHAPE[1:] + (INPUT_SHAPE[0],)
+        return (1,) + tuple(split_tensor_shape(self.model.cfg, exit_index, split_index))
+
+    def validate(self, model_id: str, exit_index: int, split_index: int,
+                 array: np.ndarray) -> None:
+        """Raise ``FrameRefused`` unless the frame fits this model at ``(exit, split)``."""
+        if model_id != self.model_id:
+            raise FrameRefused('model_id', f'frame is for model {model_id!r}, '
+                               f'this edge runs {self.model_id!r}')
+        try:
+            check_split(self.model.cfg, int(exit_index), int(split_index))
+        except ValueError as exc:
+            raise FrameRefused('exit_split', str(exc)) from exc
+        if split_index == self.branch_len(exit_index):
+            raise FrameRefused('exit_split', f'split {split_index} is device-only for exit '
+                               f'{exit_index}; nothing should be sent')
+        want = self.expected_shape(exit_index, split_index)
+        if tuple(array.shape) != want:
+            raise FrameRefused('shape', f'shape {list(array.shape)} does not match '
+                               f'exit {exit_index} split {split_index}: expected {list(want)}')
+        want_dtype = np.uint8 if split_index == 0 else np.float32
+        if array.dtype != want_dtype:
+            raise FrameRefused('data_type', f'dtype {array.dtype} at split {split_index}, '
+                               f'expected {np.dtype(want_dtype)}')
+
+    @torch.inference_mode()
+    def edge_step(self, array: np.ndarray, exit_index: int, split_index: int,
+                  threshold: float = 0.0) -> Tuple[Classification, float]:
+        """Finish layers ``[split, end)``; return the classification and compute ms."""
+        out, ms = self.edge_batch([array], exit_index, split_index, threshold)
+        return out[0], ms
+
+    @torch.inference_mode()
+    def edge_batch(self, arrays: List[np.ndarray], exit_index: int, split_index: int,
+                   threshold: float = 0.0) -> Tuple[List[Classification], float]:
+        """
+        Finish layers ``[split, end)`` of several frames of one configuration as one batch.
+
+        ``arrays``: received tensors, each batched ``(1, ...)`` as ``expected_shape``. Returns
+        one classification per frame, in order, and the compute ms of the whole batch.
+        """
+        t0 = time.perf_counter()
+        if split_index == 0:
+            x = normalize_images(torch.from_numpy(np.concatenate(
+                [np.asarray(a, dtype=np.uint8) for a in arrays])))
+        else:
+            x = torch.from_numpy(np.concatenate([np.asarray(a, dtype=np.float32)
+                                                 for a in arrays]))
+            if x.dim() == 4:   # the layout the robot ran in (and the latency models were fit on)
+                x = x.contiguous(memory_format=torch.channels_last)
+        n = self.branch_len(exit_index)
+        y, rows, done = self._forward(x, exit_index, split_index, n, threshold)
+        out: List[Optional[Classification]] = [None] * len(arrays)
+        for r, (e, z) in done.items():
+            out[r] = classify(z, e)
+        for r, z in zip(rows.tolist(), y.numpy()):
+            out[r] = classify(z, exit_index)
+        return out, (time.perf_counter() - t0) * 1e3
+
+    @torch.inference_mode()
+    def full_forward(self, frame_u8: np.ndarray, exit_index: int) -> Classification:
+        """In-process reference: the whole branch on one frame."""
+        x = normalize_images(torch.from_numpy(np.ascontiguousarray(frame_u8[None])))
+        return classify(self.model(x, exit_index).numpy(), exit_index)

@@ -1,0 +1,287 @@
+"""
+edge_node (edge PC): finish layers [split, end) of each received Tensor, publish the result.
+
+One edge node can serve several robots: ``robot_namespaces`` lists them (``[""]`` = the node's
+own namespace); each gets its own ``<ns>/edgent/tensor`` subscription and ``<ns>/edgent/result``
+publisher, so results never cross namespaces. Frames wait in one bounded queue served by a
+worker thread; a frame that would overflow it, or that waited longer than ``max_queue_ms``, is
+refused with a reason, as is every malformed frame. Refusals are published as results with
+``STATUS_REFUSED`` (so the robot accounts for them at once) and counted per reason.
+
+**Batching** (``max_batch`` > 1, off by default): when the worker takes a frame, the frames
+already waiting with the same (exit, split, confidence threshold) join it, up to ``max_batch``
+(from any robot); with ``batch_window_ms`` > 0 it also waits that long for more. One batched
+forward costs less than the same frames one by one, so under load every frame waits less.
+Each result reports the batch size; the planner scales its edge-time prediction by the
+profiled batch cost (``LatencyModels.batch_factor``). Frames carry their own BranchyNet
+``confidence_threshold``: side exits after the cut are tried on the edge.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+import threading
+import time
+from typing import Deque, Dict, Tuple
+
+from rclpy.event_handler import SubscriptionEventCallbacks
+from rclpy.node import Node
+
+from . import qos
+from ..core.ledger import FrameRefused, SequenceTracker
+from ..core.arch import NUM_EXITS
+from ..msg import InferenceResult, Tensor
+from .node_util import (accept, declare, diagnostic_status, load_runner, publish_diagnostics,
+                        refuse, run)
+from ..core.codec import CodecError, ENCODING_NAMES, from_message
+
+# Largest meaningful entropy threshold (nats): above ln(num_classes) every side exit fires.
+MAX_THRESHOLD = 100.0
+
+
+class EdgeNode(Node):
+    """Edge side of Edgent co-inference."""
+
+    def __init__(self, **kwargs):
+        super().__init__('edge_node', **kwargs)
+        weights = declare(self, 'weights_path', '', 'safetensors weights; empty = shipped model',
+                          read_only=True)
+        self.runner, self.model_id = load_runner(self, weights, 2, 256)
+        max_split = max(self.runner.branch_len(e) for e in range(1, NUM_EXITS + 1))
+        self.exit_index = declare(self, 'exit_index', NUM_EXITS,
+                                  'advisory: branch expected next (warm-up)',
+                                  int_range=(1, NUM_EXITS))
+        self.split_index = declare(self, 'split_index', 0, 'advisory: split expected next',
+                                   int_range=(0, max_split))
+        self.max_queue = declare(self, 'max_queue', 4, 'frames waiting at most; older dropped',
+                                 int_range=(1, 1024))
+        self.max_queue_ms = declare(self, 'max_queue_ms', 1000.0,
+                                    'a frame that waited longer is refused (stale)',
+                                    float_range=(1.0, 600_000.0))
+        self.max_payload_bytes = declare(self, 'max_payload_bytes', 8 * 1024 * 1024,
+                                         'refuse tensors with a larger payload',
+                                         int_range=(1, 1 << 30))
+        self.max_batch = declare(self, 'max_batch', 1, 'frames of one configuration computed '
+                                 'together (1 = no batching)', int_range=(1, 64))
+        self.batch_window_ms = declare(self, 'batch_window_ms', 0.0,
+                                       'with max_batch > 1: wait this long for more frames '
+                                       '(0 = batch only the frames already waiting)',
+                                       float_range=(0.0, 100.0))
+        namespaces = declare(self, 'robot_namespaces', [''],
+                             'robots served: one tensor/result topic pair per namespace',
+                             read_only=True)
+        self.add_on_set_parameters_callback(self._on_set)
+        self.add_post_set_parameters_callback(self._post_set)
+
+        self.counts: Counter = Counter()
+        self.seq_tracker = SequenceTracker()
+        self.queue: Deque[Tuple[str, Tensor, object, float]] = deque()
+        self.cv = threading.Condition()
+        self.pubs: Dict[str, object] = {}
+        for ns in namespaces:
+            prefix = f'{ns.strip("/")}/' if ns.strip('/') else ''
+            topic_ns = ('/' + prefix) if prefix else ''
+            self.pubs[ns] = self.create_publisher(InferenceResult, f'{topic_ns}edgent/result',
+                                                  qos.EDGE_RESULT)
+            self.create_subscription(
+                Tensor, f'{topic_ns}edgent/tensor', lambda m, ns=ns: self._on_tensor(ns, m),
+                qos.TENSOR, event_callbacks=SubscriptionEventCallbacks(
+                    message_lost=self._on_message_lost,
+                    incompatible_qos=self._on_incompatible_qos))
+        from diagnostic_msgs.msg import DiagnosticArray
+        self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', qos.VIZ)
+        self.create_timer(1.0, self._on_diagnostics)
+        self._stop = False
+        self.worker = threading.Thread(target=self._work, name='edge_worker', daemon=True)
+        self.worker.start()
+        self._warm_up(self.exit_index, self.split_index)
+        self.get_logger().info(f'edge_node: model {self.model_id}, serving '
+                               f'{[n or self.get_namespace() for n in namespaces]}')
+
+    def _on_set(self, params):
+        new = {p.name: p.value for p in params}
+        if 'exit_index' in new or 'split_index' in new:
+            e = int(new.get('exit_index', self.exit_index))
+            s = int(new.get('split_index', self.split_index))
+            n = self.runner.branch_len(e)
+            if not 0 <= s <= n:
+                return refuse(f'split_index {s} out of range 0..{n} for exit {e}')
+        return accept()
+
+    def _post_set(self, params):
+        for p in params:
+            if p.name in ('exit_index', 'split_index', 'max_queue', 'max_queue_ms',
+                          'max_payload_bytes', 'max_batch', 'batch_window_ms'):
+                setattr(self, p.name, p.value)
+        if any(p.name in ('exit_index', 'split_index') for p in params):
+            self._warm_up(self.exit_index, self.split_index)
+
+    def _warm_up(self, exit_index: int, split_index: int) -> None:
+        """Run the expected suffix once so the first real frame pays no allocation cost."""
+        import numpy as np
+        if split_index >= self.runner.branch_len(exit_index):
+            return
+        shape = self.runner.expected_shape(exit_index, split_index)
+        dtype = np.uint8 if split_index == 0 else np.float32
+        self.runner.edge_step(np.zeros(shape, dtype), exit_index, split_index)
+
+    # -- receive ----------------------------------------------------------------------------
+    def _on_tensor(self, ns: str, msg: Tensor) -> None:
+        arrival = time.monotonic()
+        try:
+            array = from_message(msg, max_bytes=self.max_payload_bytes)
+            self.runner.validate(msg.model_id, int(msg.exit_index), int(msg.split_index), array)
+            threshold = float(msg.confidence_threshold)
+            if not (0.0 <= threshold <= MAX_THRESHOLD):   # NaN fails too
+                raise FrameRefused('confidence_threshold', f'confidence_threshold {threshold} '
+                                   f'not in [0, {MAX_THRESHOLD}] nats')
+            self.seq_tracker.check(f'{ns}|{msg.header.frame_id}', int(msg.sequence))
+        except CodecError as exc:
+            self._refuse(ns, msg, exc.reason, str(exc))
+            return
+        except FrameRefused as exc:
+            self._refuse(ns, msg, exc.reason, exc.detail)
+            return
+        with self.cv:
+            if len(self.queue) >= self.max_queue:
+                old_ns, old, _, _ = self.queue.popleft()
+                self._refuse(old_ns, old, 'queue_full', 'edge queue full, oldest frame dropped')
+            self.queue.append((ns, msg, array, arrival))
+            self.cv.notify()
+
+    def _on_message_lost(self, info) -> None:
+        """DDS lost tensors before they reached us (e.g. a fragment never arrived)."""
+        self.counts['lost:dds'] += int(info.total_count_change)
+        self.get_logger().warning(f'{info.total_count_change} tensor message(s) lost in transport',
+                                  throttle_duration_sec=5.0)
+
+    def _on_incompatible_qos(self, info) -> None:
+        self.counts['incompatible_qos'] += 1
+        self.get_logger().error('a tensor publisher has an incompatible QoS (policy '
+                                f'{info.last_policy_kind}); its frames will never arrive',
+                                throttle_duration_sec=10.0)
+
+    def _on_diagnostics(self) -> None:
+        refused = sum(v for k, v in self.counts.items() if k.startswith('refused:'))
+        level = 0 if refused == 0 else 1   # OK / WARN: frames were refused
+        values = {'frames_ok': self.counts['ok'], 'frames_refused': refused,
+                  'queue_depth': len(self.queue), 'max_queue': self.max_queue,
+                  'max_batch': self.max_batch,
+                  'model_id': self.model_id, 'robots': ','.join(self.pubs) or '/'}
+        values.update(sorted((k, v) for k, v in self.counts.items() if k != 'ok'))
+        publish_diagnostics(self, self.diag_pub, [diagnostic_status(
+            self, level, f'{self.counts["ok"]} frames finished, {refused} refused', values)])
+
+    def _refuse(self, ns: str, msg: Tensor, reason: str, detail: str) -> None:
+        self.counts[f'refused:{reason}'] += 1
+        self.get_logger().warning(f'refused frame {msg.sequence} from "{ns or "/"}": {detail}',
+                                  throttle_duration_sec=2.0)
+        res = self._result_for(msg)
+        res.status = InferenceResult.STATUS_REFUSED
+        res.drop_reason = reason
+        self.pubs[ns].publish(res)
+
+    @staticmethod
+    def _result_for(msg: Tensor) -> InferenceResult:
+        res = InferenceResult()
+        res.header = msg.header
+        res.sequence = msg.sequence
+        res.model_id = msg.model_id
+        res.exit_index = msg.exit_index
+        res.requested_exit_index = msg.exit_index
+        res.split_index = msg.split_index
+        res.encoding = ENCODING_NAMES.get(int(msg.encoding), str(msg.encoding))
+        res.finished_on = InferenceResult.FINISHED_ON_EDGE
+        res.class_id = -1
+        res.true_class_id = -1
+        res.device_ms = float(msg.device_compute_ms)
+        return res
+
+    # -- compute ----------------------------------------------------------------------------
+    @staticmethod
+    def _config_of(msg: Tensor) -> tuple:
+        return (int(msg.exit_index), int(msg.split_index), float(msg.confidence_threshold))
+
+    def _take_batch(self) -> list:
+        """Pop the oldest frame and the waiting frames of its configuration (under ``cv``)."""
+        first = self.queue.popleft()
+        batch = [first]
+        if self.max_batch <= 1:
+            return batch
+        cfg = self._config_of(first[1])
+        deadline = time.monotonic() + self.batch_window_ms / 1e3
+        while True:
+            keep = deque()
+            while self.queue:
+                item = self.queue.popleft()
+                if len(batch) < self.max_batch and self._config_of(item[1]) == cfg:
+                    batch.append(item)
+                else:
+                    keep.append(item)
+            self.queue.extend(keep)
+            left = deadline - time.monotonic()
+            if len(batch) >= self.max_batch or left <= 0 or self._stop:
+                return batch
+            self.cv.wait(left)
+
+    def _work(self) -> None:
+        while True:
+            with self.cv:
+                while not self.queue and not self._stop:
+                    self.cv.wait(0.5)
+                if self._stop:
+                    return
+                batch = self._take_batch()
+            start = time.monotonic()
+            ready = []
+            for ns, msg, array, arrival in batch:
+                waited_ms = (start - arrival) * 1e3
+                if waited_ms > self.max_queue_ms:
+                    self._refuse(ns, msg, 'stale', f'waited {waited_ms:.0f} ms in the edge queue')
+                else:
+                    ready.append((ns, msg, array, waited_ms))
+            if not ready:
+                continue
+            exit_index, split_index, threshold = self._config_of(ready[0][1])
+            try:
+                classes, edge_ms = self.runner.edge_batch([r[2] for r in ready], exit_index,
+                                                          split_index, threshold)
+            except Exception as exc:  # keep serving: a bad frame must not kill the edge
+                for ns, msg, _, _ in ready:
+                    self._refuse(ns, msg, 'compute_error', repr(exc))
+                continue
+            now = self.get_clock().now().nanoseconds * 1e-9
+            self.counts[f'batch_size_{len(ready)}'] += 1
+            for (ns, msg, _, waited_ms), cls in zip(ready, classes):
+                res = self._result_for(msg)
+                res.exit_index = cls.exit_index
+                res.class_id = cls.class_id
+                res.label = cls.label
+                res.confidence = cls.confidence
+                res.scores = cls.scores.tolist()
+                res.edge_ms = edge_ms
+                res.edge_queue_ms = waited_ms
+                res.batch_size = len(ready)
+                stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+                res.end_to_end_ms = max(0.0, (now - stamp) * 1e3)  # edge clock; robot recomputes
+                res.status = InferenceResult.STATUS_OK
+                self.counts['ok'] += 1
+                self.pubs[ns].publish(res)
+
+    def destroy_node(self):
+        """Stop the worker thread (if start-up got that far), then destroy the node."""
+        if hasattr(self, 'worker'):
+            with self.cv:
+                self._stop = True
+                self.cv.notify_all()
+            self.worker.join(timeout=2.0)
+        return super().destroy_node()
+
+
+def main(args=None) -> int:
+    """Console entry: ``ros2 run edgent_ros edge_node``."""
+    return run(EdgeNode, args)
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

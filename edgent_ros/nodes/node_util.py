@@ -1,0 +1,133 @@
+"""Small rclpy helpers shared by the nodes: parameter descriptors, main(), stamps."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Sequence
+
+import rclpy
+from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
+                                SetParametersResult)
+from rclpy.executors import ExternalShutdownException
+import rclpy.executors
+from rclpy.node import Node
+
+# Longest time a node's spin loop waits before it looks at the context again (s).
+SPIN_STEP_S = 0.25
+
+
+def declare(node: Node, name: str, default: Any, description: str,
+            int_range: Optional[Sequence[int]] = None,
+            float_range: Optional[Sequence[float]] = None,
+            read_only: bool = False, dynamic_typing: bool = False) -> Any:
+    """Declare a parameter with a descriptor (range, description, read-only) and return it."""
+    desc = ParameterDescriptor(description=description, read_only=read_only,
+                               dynamic_typing=dynamic_typing)
+    if int_range is not None:
+        desc.integer_range = [IntegerRange(from_value=int(int_range[0]),
+                                           to_value=int(int_range[1]), step=1)]
+    if float_range is not None:
+        desc.floating_point_range = [FloatingPointRange(from_value=float(float_range[0]),
+                                                        to_value=float(float_range[1]),
+                                                        step=0.0)]
+    return node.declare_parameter(name, default, desc).value
+
+
+def refuse(reason: str) -> SetParametersResult:
+    """Return a refused SetParametersResult carrying ``reason``."""
+    return SetParametersResult(successful=False, reason=reason)
+
+
+def accept() -> SetParametersResult:
+    """Return a successful SetParametersResult."""
+    return SetParametersResult(successful=True)
+
+
+def stamp_to_s(stamp: Any) -> float:
+    """Convert a ``builtin_interfaces/Time`` to float seconds."""
+    return float(stamp.sec) + float(stamp.nanosec) * 1e-9
+
+
+def load_runner(node: Node, weights: str, threads: int, max_threads: int):
+    """
+    Load the weights into a CoInference runner and declare ``threads`` and ``model_id``.
+
+    Exits the process (code 2, fatal log naming the file) on a missing or garbled weights file,
+    or when the ``model_id`` parameter names another model than the weights.
+    """
+    from ..core.artifacts import ArtifactError
+    from ..core.weights import load_model
+    from ..core.inference import CoInference
+    try:
+        runner = CoInference(load_model(weights or None),
+                             threads=declare(node, 'threads', threads, 'torch threads',
+                                             int_range=(1, max_threads), read_only=True))
+    except ArtifactError as exc:
+        node.get_logger().fatal(str(exc))
+        raise SystemExit(2) from exc
+    model_id = declare(node, 'model_id', runner.model_id,
+                       'model the weights must match (read only)', read_only=True)
+    if model_id != runner.model_id:
+        node.get_logger().fatal(f'weights are {runner.model_id!r}, parameter model_id asks '
+                                f'for {model_id!r}')
+        raise SystemExit(2)
+    return runner, model_id
+
+
+def diagnostic_status(node: Node, level: int, message: str, values: dict):
+    """Return a ``diagnostic_msgs/DiagnosticStatus`` for ``node`` with ``values`` as strings."""
+    from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+    st = DiagnosticStatus()
+    st.level = bytes([level]) if isinstance(DiagnosticStatus().level, bytes) else level
+    st.name = f'edgent_ros: {node.get_fully_qualified_name()}'
+    st.hardware_id = node.get_namespace()
+    st.message = message
+    st.values = [KeyValue(key=str(k), value=str(v)) for k, v in values.items()]
+    return st
+
+
+def publish_diagnostics(node: Node, pub, statuses: list) -> None:
+    """Publish ``statuses`` as one ``DiagnosticArray`` stamped now."""
+    from diagnostic_msgs.msg import DiagnosticArray
+    arr = DiagnosticArray()
+    arr.header.stamp = node.get_clock().now().to_msg()
+    arr.status = statuses
+    pub.publish(arr)
+
+
+def run(node_factory: Callable[[], Node], args: Optional[list] = None) -> int:
+    """
+    Init rclpy, spin the node until Ctrl-C / SIGTERM / shutdown, and exit quietly.
+
+    A signal that came while the process was still importing (recorded by ``entry``) or while
+    the node was being built ends the process at once, cleanly. Spinning is in bounded steps
+    while the context is ok, so a shutdown that no executor was waiting for yet is still seen.
+    """
+    from .entry import signalled
+    if signalled():
+        return 0
+    try:
+        with rclpy.init(args=args):
+            # a signal can shut the context down at any point from here on; whatever then fails
+            # (making the executor, building the node, adding it, a spin step) ends the process
+            # cleanly through the finally below
+            executor = node = None
+            try:
+                executor = rclpy.executors.SingleThreadedExecutor()
+                node = node_factory()
+                executor.add_node(node)
+                while rclpy.ok() and not signalled():
+                    executor.spin_once(timeout_sec=SPIN_STEP_S)
+            except (SystemExit, KeyboardInterrupt, ExternalShutdownException):
+                raise
+            except Exception:
+                if rclpy.ok():
+                    raise
+                # shut down by a signal mid-construction or mid-step (e.g. an invalid wait set)
+            finally:
+                if executor is not None:
+                    executor.shutdown(timeout_sec=1.0)
+                if node is not None:
+                    node.destroy_node()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    return 0
