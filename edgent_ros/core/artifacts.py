@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+import struct
 from typing import Any, Dict, NamedTuple, Optional, Tuple
 
 from .arch import AlexNetConfig, NUM_EXITS
@@ -22,6 +23,7 @@ ACCURACY_FILE = 'accuracy.json'
 LATENCY_FILE = 'latency_models.json'
 ACCURACY_FORMAT = 'edgent_ros/accuracy/1'
 LATENCY_FORMAT = 'edgent_ros/latency_models/1'
+MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024   # safetensors' own limit on the JSON header
 
 
 class ArtifactError(ValueError):
@@ -149,15 +151,35 @@ def load_confidence(path: Optional[Path] = None, model_id: Optional[str] = None
     return table
 
 
+def safetensors_metadata(path: Path) -> Dict[str, str]:
+    """
+    Return the ``__metadata__`` of a safetensors file from its header alone (no torch).
+
+    The format: an 8-byte little-endian header length, then that many bytes of JSON.
+    Raises ValueError for a truncated file or a header that is not that JSON.
+    """
+    with open(path, 'rb') as f:
+        head = f.read(8)
+        if len(head) != 8:
+            raise ValueError('shorter than a safetensors header')
+        (n,) = struct.unpack('<Q', head)
+        if n > MAX_SAFETENSORS_HEADER:
+            raise ValueError(f'header length {n} bytes is implausible')
+        body = f.read(n)
+    if len(body) != n:
+        raise ValueError(f'truncated header ({len(body)} of {n} bytes)')
+    header = json.loads(body.decode('utf-8'))
+    meta = header.get('__metadata__') if isinstance(header, dict) else None
+    return dict(meta) if isinstance(meta, dict) else {}
+
+
 def read_config(path: Optional[Path] = None) -> AlexNetConfig:
     """Return the architecture named in a weights file's header, without loading tensors."""
-    from safetensors import safe_open
     path = Path(path or ARTIFACT_DIR / WEIGHTS_FILE)
     if not path.is_file():
         raise ArtifactError(f'{path}: weights file not found')
     try:
-        with safe_open(str(path), framework='pt') as f:
-            meta = f.metadata() or {}
+        meta = safetensors_metadata(path)
         cfg = AlexNetConfig(**json.loads(meta['config']))
     except Exception as exc:  # garbled header, missing or bad config
         raise ArtifactError(f'{path}: no readable architecture config ({exc})') from exc
