@@ -3,7 +3,7 @@ Change-point detector on synthetic bandwidth signals with known change points (i
 
 ``python bench/bench_changepoint.py``: steps (6 levels, 40 samples each), outages, stationary
 noise and ramps at several noise levels, 20 seeds each; detection rate, delay and false alarms
-per 100 samples of ``edgent_ros.changepoint.BOCPD`` with its default settings (the planner's).
+per 100 samples of ``edgent_ros.core.changepoint.BOCPD`` with its default settings (the planner's).
 Also counts the changes it declares on the real traces (no ground truth: for scale). Writes
 ``bench/results/changepoint.json`` and ``changepoint.png``.
 """

@@ -1,5 +1,5 @@
 """
-Time ``tensor_codec`` encode + decode of a 1 MiB float32 activation, per encoding.
+Time ``core.codec`` encode + decode of a 1 MiB float32 activation, per encoding.
 
 The tensor is ``(1, 64, 64, 64)`` float32 after a ReLU (about half zeros, like a real split
 activation; compression depends on it). For each encoding (raw, fp16, int8, compressed) the
@@ -30,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edgent_ros.core.codec import decode, encode, ENCODINGS, fill_message
+from edgent_ros.core.codec import decode, encode, ENCODINGS, fill_message  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / 'results' / 'codec_bench.json'
 SHAPE = (1, 64, 64, 64)   # 262144 float32 = 1 MiB
@@ -143,7 +143,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     real = {'available': False, 'why': '--no-ros'} if args.no_ros else bench_real_message(x)
 
     report = {
-        'benchmark': 'tensor_codec encode/decode',
+        'benchmark': 'core.codec encode/decode',
         'tensor': {'shape': list(SHAPE), 'dtype': 'float32', 'bytes': int(x.nbytes),
                    'zero_fraction': float((x == 0).mean()), 'seed': args.seed},
         'results': results,

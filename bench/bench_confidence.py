@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     import torch
     from edgent_ros.core.artifacts import load_confidence, read_config
     from edgent_ros.core.weights import load_model
-    from edgent_ros.offline.data import load_split
+    from edgent_ros.core.datasets import load_split
     from edgent_ros.core.inference import CoInference
     from edgent_ros.core.optimizer import cascade_top1
     from edgent_ros.core.latency import LatencyModels

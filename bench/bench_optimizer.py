@@ -2,9 +2,9 @@
 Time the online decision (``optimizer.decide``) on the shipped 5-exit AlexNet problem.
 
 The problem has the real branch lengths (10, 10, 12, 13, 20 layers: 70 configurations) and
-payloads of ``edgent_ros.model``; layer latencies come from a FLOP-rate stand-in (robot 2 GFLOP/s,
-edge 50 GFLOP/s, plus a fixed per-layer cost), since only the shape of the problem matters for
-the cost of a decision. Accuracies come from the shipped table when present.
+payloads of ``edgent_ros.core.arch``; layer latencies come from a FLOP-rate stand-in (robot
+2 GFLOP/s, edge 50 GFLOP/s, plus a fixed per-layer cost), since only the shape of the problem
+matters for the cost of a decision. Accuracies come from the shipped table when present.
 
 Run: ``PYTHONPATH=. python bench/bench_optimizer.py`` (add ``nice -n 10`` on a busy machine).
 Prints mean / p50 / p99 / max microseconds per call and writes ``bench/results/
@@ -28,9 +28,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edgent_ros.core.arch import layer_table, NUM_EXITS
-from edgent_ros.core.optimizer import brute_force, decide, decide_policy, EdgentProblem, POLICIES
-from edgent_ros.offline.training import SHIPPED_CONFIG
+from edgent_ros.core.arch import layer_table, NUM_EXITS, SHIPPED_CONFIG  # noqa: E402
+from edgent_ros.core.optimizer import (brute_force, decide, decide_policy,  # noqa: E402
+                                       EdgentProblem, POLICIES)
 
 RESULTS = Path(__file__).resolve().parent / 'results' / 'optimizer_bench.json'
 PLACEHOLDER_ACCURACY = {1: 0.62, 2: 0.70, 3: 0.75, 4: 0.78, 5: 0.82}

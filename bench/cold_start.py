@@ -28,7 +28,7 @@ def main() -> int:
     torch.set_num_threads(1)
     from edgent_ros.core.artifacts import load_accuracy, read_config
     from edgent_ros.core.weights import load_model
-    from edgent_ros.offline.data import load_sample
+    from edgent_ros.core.datasets import load_sample
     from edgent_ros.core.inference import CoInference
     from edgent_ros.core.optimizer import EdgentProblem, evaluate
     from edgent_ros.core.latency import LatencyModels

@@ -1,14 +1,14 @@
 """
 Transfer time of one ``edgent_ros/Tensor`` over the testbed's shaped link, per DDS configuration.
 
-A publisher (``qos.TENSOR``) runs in the robot namespace, a subscriber in the edge namespace of
-an ``edgent_ros.testbed.Testbed``; DDS discovers across the veth (``ROS_AUTOMATIC_DISCOVERY_RANGE
-=SUBNET``, a random ``ROS_DOMAIN_ID``). For every rate (tbf on the uplink) and payload size whose
-ideal time ``bytes * 8 / rate`` is at most ``--max-ideal-s``, one message at a time is sent once
-the shaper queue is empty; the one-way time is arrival (edge) minus the header stamp (robot): the
-namespaces share the machine's clock. The uplink bytes on the wire come from the tbf counters
-(everything the robot sent between the publish and the drained queue: data, DDS headers,
-heartbeats, repairs), drops from its ``dropped`` counter.
+A publisher (``qos.TENSOR``) runs in the robot namespace, a subscriber in the edge namespace of an
+``edgent_ros.evaluation.testbed.Testbed``; DDS discovers across the veth
+(``ROS_AUTOMATIC_DISCOVERY_RANGE=SUBNET``, a random ``ROS_DOMAIN_ID``). For every rate (tbf on the
+uplink) and payload size whose ideal time ``bytes * 8 / rate`` is at most ``--max-ideal-s``, one
+message at a time is sent once the shaper queue is empty; the one-way time is arrival (edge) minus
+the header stamp (robot): the namespaces share the machine's clock. The uplink bytes on the wire
+come from the tbf counters (everything the robot sent between the publish and the drained queue:
+data, DDS headers, heartbeats, repairs), drops from its ``dropped`` counter.
 
 Configurations (``--configs``): ``default`` (Fast DDS as rmw_fastrtps sets it up, no XML),
 ``testbed`` (``config/fastdds_testbed.xml``) or any ``PATH.xml`` (named by its stem); extra env

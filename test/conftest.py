@@ -6,7 +6,7 @@ sourced ROS environment the ament install of ``edgent_ros`` (with the generated
 ``edgent_ros.msg``) is on ``sys.path`` too. ``edgent_ros/__init__.py`` uses
 ``pkgutil.extend_path``, so with the working tree first its modules are the ones under test and
 ``edgent_ros.msg`` is still found in the install; with the install first, stale installed copies
-of ``model.py`` and friends would shadow the working tree.
+of ``core/model.py`` and friends would shadow the working tree.
 
 Tests run torch with one intra-op thread (``EDGENT_TEST_THREADS`` to change): on a small machine
 that is busy with something else (a training job), two spinning OpenMP threads make a tiny

@@ -5,17 +5,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 from pathlib import Path
+import signal
 import sys
 
-from ..evaluation.sweep import (DEFAULT_BANDWIDTHS_MBPS, DEFAULT_DEADLINES_MS, DEFAULT_ROBOT_SCALE,
-                                LIVE_POLICIES, TRACE_POLICIES)
+from ..evaluation.sweep import (check_targets, DEFAULT_BANDWIDTHS_MBPS, DEFAULT_DEADLINES_MS,
+                                DEFAULT_ROBOT_SCALE, encoding_gain, LIVE_POLICIES, read_rows,
+                                TRACE_POLICIES)
 from ..evaluation.sweep_session import (build_default_map, DEFAULT_TRACES, make_plots, RESULTS,
                                         run_sweep, run_traces, TRACE_DEADLINE_MS, TRACES,
                                         write_oracle)
-from ..evaluation.testbed import (CGROUP_CPU_ROOT, DEFAULT_NAME, DEFAULT_QUEUE_BYTES,
-                                  DEFAULT_ROBOT_QUOTA, Testbed, TracePlayer, unavailable_reason)
+from ..evaluation.testbed import (DEFAULT_NAME, DEFAULT_QUEUE_BYTES, DEFAULT_ROBOT_QUOTA, Testbed,
+                                  TracePlayer, unavailable_reason)
+from ..offline.hosts import cgroup_procs_path
+
 
 def _testbed_from_args(args: argparse.Namespace) -> Testbed:
     return Testbed(name=args.name, rate_mbps=getattr(args, 'rate_mbps', 10.0),
@@ -40,7 +43,7 @@ def cmd_testbed(args: argparse.Namespace) -> int:
               + (f', robot cgroup {tb.cgroup} at {tb.robot_quota:g} CPU'
                  if tb.robot_quota is not None else ''))
         print(f'  run: ip netns exec {tb.robot_ns} <cmd>   (robot CPU: sh -c \'echo $$ > '
-              f'{CGROUP_CPU_ROOT}/{tb.cgroup}/cgroup.procs; exec ip netns exec {tb.robot_ns} '
+              f'{cgroup_procs_path(tb.cgroup)}; exec ip netns exec {tb.robot_ns} '
               '<cmd>\')')
         print('  DDS: export ROS_AUTOMATIC_DISCOVERY_RANGE=SUBNET '
               'FASTDDS_DEFAULT_PROFILES_FILE=<repo>/config/fastdds_testbed.xml')
@@ -159,7 +162,6 @@ def _sweep_action(args: argparse.Namespace) -> int:
             print(p)
         sweep_csv = Path(args.results) / 'sweep.csv'
         if sweep_csv.exists():
-            from ..evaluation.sweep import check_targets, encoding_gain, read_rows
             rows = read_rows(sweep_csv)
             print(json.dumps(check_targets(rows), indent=1))
             print(json.dumps({'encoding_gain': encoding_gain(rows)}, indent=1))
@@ -230,7 +232,6 @@ def add_sweep_parser(sub) -> None:
     pl = acts.add_parser('plot', help='draw the PNGs and check the targets')
     pl.add_argument('--results', default=str(RESULTS))
     p.set_defaults(func=cmd_sweep)
-
 
 
 def add_parsers(sub) -> None:

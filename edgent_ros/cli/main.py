@@ -2,8 +2,8 @@
 ``edgent-ros``: the command line of the offline phase and the tools around the nodes.
 
 Every subcommand is registered here from its module (``cli.offline``, ``cli.ros``,
-``cli.evaluation``); handlers import what they need when they run, so ``--help``, ``plan`` and
-``info`` load neither torch nor rclpy, and the offline phase runs on a machine without ROS.
+``cli.evaluation``). Handlers import torch (and rclpy) only when they run, so ``--help``, ``plan``
+and ``info`` load neither torch nor rclpy, and the offline phase runs on a machine without ROS.
 """
 
 from __future__ import annotations
@@ -18,7 +18,10 @@ from .. import __version__
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``edgent-ros``."""
-    p = argparse.ArgumentParser(prog='edgent-ros', description='Edgent device-edge co-inference: offline phase, planning and the tools around the nodes.')
+    p = argparse.ArgumentParser(
+        prog='edgent-ros',
+        description='Edgent device-edge co-inference: offline phase, planning and the tools '
+                    'around the nodes.')
     p.add_argument('--version', action='version', version=f'%(prog)s {__version__}')
     sub = p.add_subparsers(dest='cmd', required=True)
     offline.add_parsers(sub)

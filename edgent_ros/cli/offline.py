@@ -1,26 +1,38 @@
 """
-``edgent-ros`` subcommands of the offline phase: layers, train, profile, fit, profile-batch, accuracy,
-plan, info, build-map.
+``edgent-ros`` subcommands of the offline phase and planning.
 
-Each handler imports the module that does the work when it runs: torch, scikit-learn and
-matplotlib load only for the commands that need them (``--help``, ``plan`` and ``info`` need none).
+Layers, train, profile, fit, profile-batch, accuracy, plan, info, build-map. Modules without a
+heavy dependency are imported at the top; handlers import the torch-based ones (training,
+profiling, accuracy, weights, inference) when they run, and scikit-learn, scipy and matplotlib
+load inside the functions that use them: ``--help``, ``plan`` and ``info`` load none of them
+(test/test_layers.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 from pathlib import Path
 import signal
 import sys
 from typing import Any, Optional
 
-from ..core.artifacts import ARTIFACT_DIR, LATENCY_FILE
+from ..core.arch import layer_table, NUM_EXITS, parameter_count, SHIPPED_CONFIG
+from ..core.artifacts import (ACCURACY_FILE, ACCURACY_FORMAT, ARTIFACT_DIR, int8_summary,
+                              LATENCY_FILE, load_accuracy, load_confidence, load_encodings,
+                              load_json, read_config, save_json)
 from ..core.config_map import DEFAULT_MET_TARGET
-from ..core.optimizer import POLICIES
+from ..core.latency import LatencyModels
+from ..core.optimizer import decide_policy, EdgentProblem, POLICIES, scale_robot
+from ..offline.batch_profile import BATCH_SIZES, CONFIGS, fit_beta, measure, plot
+from ..core.datasets import load_split
+from ..offline.fit import (choose_dispatch_fraction, DISPATCH_FRACTION, end_to_end_check,
+                           fit_latency_models, plot_end_to_end)
 from ..offline.hosts import (BRANCH_PARTS, CGROUP_CPU_ROOT, DEFAULT_CGROUP, DEFAULT_CPU_PERIOD_US,
                              DEFAULT_CPU_QUOTA, DEFAULT_REPEATS, DEFAULT_ROBOT_THREADS,
                              DEFAULT_WARMUP, HOSTS)
+from ..offline.map_builder import build_map, read_trace
 
 
 def _print_json(obj) -> None:
@@ -30,8 +42,6 @@ def _print_json(obj) -> None:
 
 def cmd_layers(args: argparse.Namespace) -> int:
     """Print the layer table of every branch (or one with ``--exit``)."""
-    from ..core.arch import layer_table, NUM_EXITS
-    from ..offline.training import SHIPPED_CONFIG
     exits = [args.exit] if args.exit else list(range(1, NUM_EXITS + 1))
     rows = [r for e in exits for r in layer_table(SHIPPED_CONFIG, e)]
     if args.json:
@@ -55,7 +65,6 @@ def cmd_layers(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train the 5-exit AlexNet on CIFAR-10 and write weights, accuracy table and plot."""
-    from ..offline.data import load_split
     from ..offline.training import train, TrainConfig, write_training_report
     x_train, y_train = load_split('train', args.data_dir)
     x_test, y_test = load_split('test', args.data_dir)
@@ -76,9 +85,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _load_problem(args: argparse.Namespace):
-    from ..core.artifacts import load_accuracy, load_confidence, load_encodings, read_config
-    from ..core.optimizer import EdgentProblem, scale_robot
-    from ..core.latency import LatencyModels
     cfg = read_config(args.weights)
     accuracy = load_accuracy(args.accuracy, model_id=cfg.model_id())
     models = LatencyModels.load(args.latency_models, model_id=cfg.model_id())
@@ -94,7 +100,6 @@ def _load_problem(args: argparse.Namespace):
 
 def cmd_plan(args: argparse.Namespace) -> int:
     """Print the Edgent decision for one bandwidth and deadline, from the shipped artifacts."""
-    from ..core.optimizer import decide_policy
     cfg, problem = _load_problem(args)
     d = decide_policy(problem, args.policy, args.bandwidth_mbps * 1e6, args.deadline_ms)
     out = d.to_dict()
@@ -120,17 +125,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     """Print what the planner will load: model, per-exit accuracy, latency-model errors."""
-    from ..core.artifacts import (ACCURACY_FILE, ACCURACY_FORMAT, ARTIFACT_DIR, load_json,
-                                  read_config)
-    from ..core.model import MultiExitAlexNet
-    from ..core.latency import LatencyModels
     cfg = read_config(args.weights)
     acc = load_json(args.accuracy or ARTIFACT_DIR / ACCURACY_FILE, ACCURACY_FORMAT)
     models = LatencyModels.load(args.latency_models, model_id=cfg.model_id())
     info = {
         'model_id': cfg.model_id(),
         'exits': acc['exits'],
-        'params': sum(p.numel() for p in MultiExitAlexNet(cfg).parameters()),
+        'params': parameter_count(cfg),
         'dataset': acc.get('dataset'),
         'latency_mape': {h: (None if models.end_to_end_mape_pct(h) is None
                              else round(models.end_to_end_mape_pct(h) / 100.0, 4))
@@ -141,7 +142,6 @@ def cmd_info(args: argparse.Namespace) -> int:
     }
     enc = acc.get('encodings')
     if isinstance(enc, dict) and enc.get('configs'):
-        from ..offline.accuracy import int8_summary
         info['encodings'] = {'configs': len(enc['configs']), 'images': enc.get('images'),
                              'jpeg_quality': enc.get('jpeg_quality'),
                              'kinds': sorted({r['encoding'] for r in enc['configs']}),
@@ -241,7 +241,8 @@ def add_profile_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help=f'timed samples per item (default {DEFAULT_REPEATS})')
     s.add_argument('--warmup', type=int, default=DEFAULT_WARMUP, help='untimed calls first')
     s.add_argument('--threads', type=int, default=None,
-                   help=f'torch threads (default: edge torch\'s default, robot {DEFAULT_ROBOT_THREADS})')
+                   help='torch threads (default: edge torch\'s default, robot '
+                   f'{DEFAULT_ROBOT_THREADS})')
     s.add_argument('--cpu-quota', type=float, default=DEFAULT_CPU_QUOTA,
                    help='robot: fraction of one CPU (default %(default)s)')
     s.add_argument('--cpu-period-us', type=int, default=DEFAULT_CPU_PERIOD_US,
@@ -267,9 +268,6 @@ def _fmt(v: Optional[float]) -> str:
 def cmd_fit(args: argparse.Namespace) -> int:
     """Run ``edgent-ros fit``: regressions from the profile CSVs, end-to-end check, artifact."""
     from ..offline.profiling import BRANCH_COLUMNS, PROFILE_COLUMNS, read_csv
-    from ..offline.fit import (choose_dispatch_fraction, DISPATCH_FRACTION, end_to_end_check,
-                               fit_latency_models, plot_end_to_end)
-    from ..offline.training import SHIPPED_CONFIG
     cfg = SHIPPED_CONFIG
     paths = {'robot': Path(args.robot), 'edge': Path(args.edge)}
     for host, p in paths.items():
@@ -375,14 +373,10 @@ def add_fit_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def cmd_profile_batch(args) -> int:
     """``edgent-ros profile-batch``: measure, fit, plot, merge into the latency models."""
-    import csv
     import torch
     from tqdm import tqdm
-    from ..offline.batch_profile import BATCH_SIZES, CONFIGS, fit_beta, measure, plot
-    from ..core.artifacts import ARTIFACT_DIR, LATENCY_FILE
     from ..core.weights import load_model
     from ..core.inference import CoInference
-    from ..core.latency import LatencyModels
     torch.set_num_threads(args.threads)
     runner = CoInference(load_model(args.weights))
     with tqdm(total=len(CONFIGS), desc=f'batch cost on {args.host}', unit='cfg',
@@ -428,11 +422,9 @@ def cmd_accuracy(args) -> int:
     """Measure the per-(exit, split, encoding) and confidence tables into the accuracy JSON."""
     import torch
     from tqdm import tqdm
-    from ..offline.accuracy import (count_configs, encodings_section, exit_probabilities,
-                                    int8_summary, measure_confidence, measure_encodings)
-    from ..core.artifacts import ACCURACY_FILE, ACCURACY_FORMAT, ARTIFACT_DIR, load_json, save_json
     from ..core.weights import load_model
-    from ..offline.data import load_split
+    from ..offline.accuracy import (count_configs, encodings_section, exit_probabilities,
+                                    measure_confidence, measure_encodings)
     torch.set_num_threads(args.threads)
     path = args.accuracy or ARTIFACT_DIR / ACCURACY_FILE
     body = load_json(path, ACCURACY_FORMAT)
@@ -472,10 +464,6 @@ def add_accuracy_parser(sub) -> None:
 
 def cmd_build_map(args: argparse.Namespace) -> int:
     """Run ``edgent-ros build-map``."""
-    from ..core.artifacts import load_accuracy, read_config
-    from ..offline.map_builder import build_map, read_trace
-    from ..core.optimizer import EdgentProblem, scale_robot
-    from ..core.latency import LatencyModels
     traces = {Path(p).name: read_trace(Path(p)) for p in args.traces}
     cfg = read_config(args.weights)
     problem = scale_robot(EdgentProblem.from_model(
@@ -518,7 +506,6 @@ def add_build_map_parser(sub: Any) -> None:
     p.add_argument('--accuracy', default=None)
     p.add_argument('--latency-models', default=None)
     p.set_defaults(func=cmd_build_map)
-
 
 
 def add_parsers(sub: Any) -> None:

@@ -7,11 +7,11 @@ from pathlib import Path
 
 from ..core.optimizer import POLICIES
 from ..nodes.bag_tools import cmd_play, cmd_record, DEFAULT_TOPICS
+from ..nodes.demo import run_demo
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run edge, planner and camera as processes over DDS and print every frame's outcome."""
-    from ..nodes.demo import run_demo
     return run_demo(args)
 
 
@@ -31,7 +31,6 @@ def add_bag_parsers(sub) -> None:
     s.add_argument('--wait-subscribers', type=float, default=5.0,
                    help='wait up to this long for a subscriber on every topic first')
     s.set_defaults(func=cmd_play)
-
 
 
 def add_parsers(sub) -> None:

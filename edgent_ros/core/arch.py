@@ -22,8 +22,6 @@ CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer',
 
 # Per-channel RGB mean/std of the CIFAR-10 JPEG training set (see shared data README).
 MEAN = (0.4913, 0.4821, 0.4465)
-
-
 STD = (0.2452, 0.2428, 0.2606)
 LAYER_KINDS = ('conv', 'relu', 'pool', 'dropout', 'fc')
 ARCH_VERSION = 1
@@ -44,7 +42,13 @@ class LayerSpec:
 
 @dataclass(frozen=True)
 class AlexNetConfig:
-    """Channel widths of the trunk and side heads (defaults: the shipped model)."""
+    """
+    Channel widths of the trunk and side heads.
+
+    The defaults are the wider reference widths the architecture was designed with; the shipped
+    model is the narrower ``SHIPPED_CONFIG`` below, which is also stored in the ``config``
+    metadata of ``artifacts/alexnet5.safetensors`` (``artifacts.read_config`` reads it back).
+    """
 
     num_classes: int = 10
     c1: int = 64          # conv1 filters (5x5)
@@ -62,6 +66,11 @@ class AlexNetConfig:
         digest = hashlib.sha256(
             json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:8]
         return f'alexnet5-cifar10-v{ARCH_VERSION}-{digest}'
+
+
+# The trained, shipped model (model_id alexnet5-cifar10-v1-baf6a595, 1,227,218 parameters): the
+# widths in the header of artifacts/alexnet5.safetensors and the default of offline training.
+SHIPPED_CONFIG = AlexNetConfig(c1=32, c2=64, c3=128, c4=128, c5=96, fc6=384, fc7=192, head=32)
 
 
 def _trunk(cfg: AlexNetConfig) -> List[LayerSpec]:
@@ -161,6 +170,28 @@ def numel(shape: Sequence[int]) -> int:
     for d in shape:
         n *= int(d)
     return n
+
+
+def parameter_count(cfg: AlexNetConfig) -> int:
+    """
+    Return the number of parameters of the deployed model (all exits, shared layers once).
+
+    Deployed means batch norm folded: every conv and fc layer has a weight and a bias. Equals
+    ``sum(p.numel() for p in core.model.MultiExitAlexNet(cfg).parameters())``, without torch.
+    """
+    seen = set()
+    total = 0
+    for e in range(1, NUM_EXITS + 1):
+        shape: Tuple[int, ...] = INPUT_SHAPE
+        for spec in branch_specs(cfg, e):
+            if spec.name not in seen:
+                seen.add(spec.name)
+                if spec.kind == 'conv':
+                    total += spec.out_channels * (shape[0] * spec.kernel * spec.kernel + 1)
+                elif spec.kind == 'fc':
+                    total += spec.out_channels * (numel(shape) + 1)
+            shape = output_shape(spec, shape)
+    return total
 
 
 def layer_flops(spec: LayerSpec, in_shape: Sequence[int]) -> int:

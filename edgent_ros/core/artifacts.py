@@ -11,10 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+import statistics
 import struct
-from typing import Any, Dict, NamedTuple, Optional, Tuple
+from typing import Any, Dict, NamedTuple, Optional, Sequence, Tuple
 
 from .arch import AlexNetConfig, NUM_EXITS
+from .codec import ENCODINGS
 
 
 ARTIFACT_DIR = Path(__file__).resolve().parent.parent / 'artifacts'
@@ -106,7 +108,6 @@ def load_encodings(path: Optional[Path] = None, model_id: Optional[str] = None
     Written by ``edgent-ros accuracy`` (measured on the test set); an accuracy file without it
     is refused with the command to run.
     """
-    from .codec import ENCODINGS
     path, body = _accuracy_body(path, model_id)
     section = body.get('encodings')
     if not isinstance(section, dict) or not isinstance(section.get('configs'), list):
@@ -125,6 +126,28 @@ def load_encodings(path: Optional[Path] = None, model_id: Optional[str] = None
     except (KeyError, TypeError, ValueError) as exc:
         raise ArtifactError(f'{path}: malformed "encodings" table ({exc})') from exc
     return out
+
+
+def int8_summary(rows: Sequence[Dict[str, Any]]) -> Dict[str, float]:
+    """
+    Return the bytes cut and the top-1 loss of int8 against fp32 over every inner split.
+
+    ``rows`` are the accuracy table's ``encodings.configs`` (``offline.accuracy``): for each
+    ``(exit, split)`` with ``0 < split`` measured both raw and int8, the payload ratio and the
+    top-1 difference. Loss in percentage points; empty when no such pair exists.
+    """
+    raw = {(r['exit'], r['split']): r for r in rows if r['encoding'] == 'raw' and r['split'] > 0}
+    ratios, losses = [], []
+    for r in rows:
+        if r['encoding'] == 'int8' and (r['exit'], r['split']) in raw:
+            ref = raw[(r['exit'], r['split'])]
+            ratios.append(ref['bytes_mean'] / r['bytes_mean'])
+            losses.append(ref['top1'] - r['top1'])
+    if not ratios:
+        return {}
+    return {'splits': len(ratios), 'bytes_cut_min': round(min(ratios), 3),
+            'top1_loss_max_points': round(100 * max(losses), 3),
+            'top1_loss_mean_points': round(100 * statistics.fmean(losses), 3)}
 
 
 def load_confidence(path: Optional[Path] = None, model_id: Optional[str] = None

@@ -8,7 +8,7 @@ the configuration that did best over the trace seconds that fall in that state: 
 met the deadline on at least ``met_target`` of those seconds, else the one that met it most often.
 States no trace visited get the Edgent decision at the state's lower edge (marked ``samples``
 0). Online, the planner's ``map`` strategy looks the state up when the change-point detector
-(``edgent_ros.changepoint``) declares a new bandwidth state.
+(``core.changepoint``) declares a new bandwidth state.
 
 Pure logic plus JSON I/O; no rclpy. ``edgent-ros build-map`` is the CLI.
 """

@@ -26,7 +26,6 @@ from .arch import check_split, CLASSES, EXIT_ATTACH, INPUT_SHAPE, split_tensor_s
 from .model import MultiExitAlexNet, normalize_images
 
 
-
 @dataclass
 class Classification:
     """Softmax summary of one frame's logits."""

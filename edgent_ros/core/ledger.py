@@ -10,6 +10,10 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
+# Largest meaningful BranchyNet entropy threshold (nats): far above ln(10) = 2.3, where every
+# side exit fires. The camera's parameter range and the edge's frame check both use it.
+MAX_THRESHOLD = 100.0
+
 
 class FrameRefused(ValueError):
     """A frame cannot be processed; ``reason`` is a short code counted by the nodes."""
@@ -18,6 +22,15 @@ class FrameRefused(ValueError):
         super().__init__(f'{reason}: {detail}')
         self.reason = reason
         self.detail = detail
+
+
+def check_threshold(threshold: float) -> float:
+    """Return a frame's confidence threshold (nats); ``FrameRefused`` unless in [0, max]."""
+    t = float(threshold)
+    if not 0.0 <= t <= MAX_THRESHOLD:   # NaN fails too
+        raise FrameRefused('confidence_threshold', f'confidence_threshold {t} '
+                           f'not in [0, {MAX_THRESHOLD}] nats')
+    return t
 
 
 class SequenceTracker:

@@ -29,43 +29,11 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 import math
-import numbers
 from typing import Any, Deque, Optional
 
+from .validate import as_count, as_finite, as_nonneg, as_positive
+
 SOURCES = ('passive', 'probe')
-
-
-def _num(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):   # numpy scalars are Real
-        raise ValueError(f'{name} must be a number, got {value!r}')
-    return float(value)
-
-
-def _finite(name: str, value: Any) -> float:
-    v = _num(name, value)
-    if not math.isfinite(v):
-        raise ValueError(f'{name} must be finite, got {value!r}')
-    return v
-
-
-def _positive(name: str, value: Any) -> float:
-    v = _finite(name, value)
-    if v <= 0.0:
-        raise ValueError(f'{name} must be > 0, got {value!r}')
-    return v
-
-
-def _nonneg(name: str, value: Any) -> float:
-    v = _finite(name, value)
-    if v < 0.0:
-        raise ValueError(f'{name} must be >= 0, got {value!r}')
-    return v
-
-
-def _count(name: str, value: Any, lo: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < lo:
-        raise ValueError(f'{name} must be an integer >= {lo}, got {value!r}')
-    return int(value)
 
 
 @dataclass(frozen=True)
@@ -139,18 +107,18 @@ class BandwidthEstimator:
         self.window = window
         self.drop_confirm = drop_confirm
         self.min_bytes = min_bytes
-        self.overhead_s = None if overhead_s is None else _nonneg('overhead_s', overhead_s)
-        self.min_payload_fraction = _nonneg('min_payload_fraction', min_payload_fraction)
+        self.overhead_s = None if overhead_s is None else as_nonneg('overhead_s', overhead_s)
+        self.min_payload_fraction = as_nonneg('min_payload_fraction', min_payload_fraction)
         if self.min_payload_fraction >= 1.0:
             raise ValueError(f'min_payload_fraction must be < 1, got {min_payload_fraction!r}')
-        self.stale_after_s = _positive('stale_after_s', stale_after_s)
-        self.probe_after_s = _positive('probe_after_s', probe_after_s)
-        self.drop_ratio = _positive('drop_ratio', drop_ratio)
+        self.stale_after_s = as_positive('stale_after_s', stale_after_s)
+        self.probe_after_s = as_positive('probe_after_s', probe_after_s)
+        self.drop_ratio = as_positive('drop_ratio', drop_ratio)
         if self.drop_ratio >= 1.0:
             raise ValueError(f'drop_ratio must be in (0, 1), got {drop_ratio!r}')
         self.slow_transfer_s = None if slow_transfer_s is None else \
-            _positive('slow_transfer_s', slow_transfer_s)
-        self.rtt_alpha = _positive('rtt_alpha', rtt_alpha)
+            as_positive('slow_transfer_s', slow_transfer_s)
+        self.rtt_alpha = as_positive('rtt_alpha', rtt_alpha)
         if self.rtt_alpha > 1.0:
             raise ValueError(f'rtt_alpha must be in (0, 1], got {rtt_alpha!r}')
         self.reset()
@@ -175,9 +143,9 @@ class BandwidthEstimator:
         is the duration the edge reports, so the two clocks need no synchronization. Raises
         ValueError unless the result is > 0 (reordered stamps or a bad edge report).
         """
-        send = _finite('send_s', send_s)
-        arrival = _finite('result_arrival_s', result_arrival_s)
-        edge = _nonneg('edge_processing_s', edge_processing_s)
+        send = as_finite('send_s', send_s)
+        arrival = as_finite('result_arrival_s', result_arrival_s)
+        edge = as_nonneg('edge_processing_s', edge_processing_s)
         transfer = (arrival - send) - edge
         if transfer <= 0.0:
             raise ValueError(f'transfer time must be > 0: result arrived {arrival - send:.6f} s '
@@ -185,7 +153,7 @@ class BandwidthEstimator:
         return transfer
 
     def _check_time(self, now_s: Any, last: float) -> float:
-        now = _finite('now_s', now_s)
+        now = as_finite('now_s', now_s)
         if now < last:
             raise ValueError(f'now_s went backwards: {now_s!r} < {last!r}')
         return now
@@ -206,8 +174,8 @@ class BandwidthEstimator:
         was ignored: payload under ``min_bytes`` or overhead-dominated (see the class docstring).
         """
         now = self._check_time(now_s, self._last_add_s)
-        payload_bytes = _count('payload_bytes', payload_bytes, 0)
-        took = _positive('transfer_s', transfer_s)
+        payload_bytes = as_count('payload_bytes', payload_bytes, 0)
+        took = as_positive('transfer_s', transfer_s)
         if source not in SOURCES:
             raise ValueError(f'source must be one of {SOURCES}, got {source!r}')
         self._last_add_s = now
@@ -239,7 +207,7 @@ class BandwidthEstimator:
     def add_rtt(self, now_s: float, rtt_ms: float) -> None:
         """Add the round trip time (ms) of a small probe message (exponentially averaged)."""
         now = self._check_time(now_s, self._last_rtt_add_s)
-        rtt = _positive('rtt_ms', rtt_ms)
+        rtt = as_positive('rtt_ms', rtt_ms)
         self._last_rtt_add_s = now
         if self._srtt_ms is None or now - self._rtt_t_s > self.stale_after_s:
             self._srtt_ms = rtt
@@ -249,14 +217,14 @@ class BandwidthEstimator:
 
     def rtt_ms(self, now_s: float) -> Optional[float]:
         """Return the smoothed RTT (ms), or None when no RTT sample is fresher than staleness."""
-        now = _finite('now_s', now_s)
+        now = as_finite('now_s', now_s)
         if self._srtt_ms is None or now - self._rtt_t_s > self.stale_after_s:
             return None
         return self._srtt_ms
 
     def estimate(self, now_s: float) -> Optional[Estimate]:
         """Return the estimate at ``now_s`` (s); None when no sample is younger than staleness."""
-        now = _finite('now_s', now_s)
+        now = as_finite('now_s', now_s)
         fresh = self._fresh(now)
         if not fresh:
             return None
@@ -288,7 +256,7 @@ class BandwidthEstimator:
         payloads under ``min_bytes``) the caller probes about every ``probe_after_s``; the caller
         keeps at most one probe (pair) in flight.
         """
-        now = _finite('now_s', now_s)
+        now = as_finite('now_s', now_s)
         age = now - self._last_sample_s
         if age < self.probe_after_s:
             return False
@@ -320,10 +288,10 @@ class ProbePair:
                  min_dispersion_s: float = 0.01):
         if len(seqs) != 2 or seqs[0] == seqs[1]:
             raise ValueError(f'a probe pair needs two distinct sequence numbers, got {seqs!r}')
-        self.sent_s = _finite('sent_s', sent_s)
+        self.sent_s = as_finite('sent_s', sent_s)
         self.seqs = (int(seqs[0]), int(seqs[1]))
-        self.nbytes = _count('nbytes', nbytes, 1)
-        self.min_dispersion_s = _positive('min_dispersion_s', min_dispersion_s)
+        self.nbytes = as_count('nbytes', nbytes, 1)
+        self.min_dispersion_s = as_positive('min_dispersion_s', min_dispersion_s)
         self._out_s: dict = {}      # seq -> when it left the link (arrival minus edge time)
         self.failed = False
 
@@ -349,7 +317,7 @@ class ProbePair:
         if not ok:
             self.failed = True
             return None
-        self._out_s[seq] = _finite('arrival_s', arrival_s) - _nonneg('edge_s', edge_s)
+        self._out_s[seq] = as_finite('arrival_s', arrival_s) - as_nonneg('edge_s', edge_s)
         if len(self._out_s) < 2:
             return None
         first, second = (self._out_s[s] for s in self.seqs)
@@ -375,16 +343,16 @@ class EdgeWatchdog:
     """
 
     def __init__(self, timeout_s: float):
-        self.timeout_s = _positive('timeout_s', timeout_s)
+        self.timeout_s = as_positive('timeout_s', timeout_s)
         self._last_s = -math.inf
 
     def heard(self, now_s: float) -> None:
         """Record that the edge answered at ``now_s`` (s); a time before the last is ignored."""
-        self._last_s = max(self._last_s, _finite('now_s', now_s))
+        self._last_s = max(self._last_s, as_finite('now_s', now_s))
 
     def silence_s(self, now_s: float) -> Optional[float]:
         """Return seconds since the edge was last heard (>= 0), None if never."""
-        now = _finite('now_s', now_s)
+        now = as_finite('now_s', now_s)
         if math.isinf(self._last_s):
             return None
         return max(0.0, now - self._last_s)

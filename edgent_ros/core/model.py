@@ -20,8 +20,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from .arch import (AlexNetConfig, branch_specs, check_exit, 
-                    EXIT_ATTACH, INPUT_SHAPE, LayerSpec, MEAN, NUM_EXITS, numel, output_shape, STD)
+from .arch import (AlexNetConfig, branch_specs, check_exit, EXIT_ATTACH, INPUT_SHAPE, LayerSpec,
+                   MEAN, NUM_EXITS, numel, output_shape, STD)
 
 
 class FC(nn.Linear):

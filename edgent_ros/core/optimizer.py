@@ -11,7 +11,7 @@ end-to-end latency (ms) is::
 ``s == n`` is device-only: nothing is sent, so neither the link nor the edge is involved.
 
 **Encodings** (a third dimension, off unless a problem is given ``variants``): besides the
-fp32/raw tensor, a cut may send the tensor encoded (``tensor_codec``: fp16, int8, int8-zlib,
+fp32/raw tensor, a cut may send the tensor encoded (``core.codec``: fp16, int8, int8-zlib,
 zlib; PNG or JPEG for the frame at split 0). Each variant of ``(exit, split)`` has its own
 measured top-1 (lossy encodings change it), payload bytes and codec cost (encode on the robot,
 decode on the edge, added to those sides). A configuration is then ``(exit, split, encoding)``
@@ -36,8 +36,8 @@ The same machinery serves the baselines of the evaluation (``decide_policy``): e
 same rule restricted to a subset of configurations. ``Hysteresis`` keeps a planner from flapping
 between configurations when the bandwidth estimate jitters.
 
-This module never imports rclpy (nor torch: ``EdgentProblem.from_model`` imports the model module
-lazily).
+This module never imports rclpy nor torch: ``EdgentProblem.from_model`` needs only the network
+as data (``core.arch``).
 """
 
 from __future__ import annotations
@@ -47,6 +47,10 @@ import math
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
+
+from .arch import EXIT_ATTACH, NUM_EXITS, split_payload_bytes
+from .codec import applies, ENCODINGS
+from .validate import as_nonneg, as_number
 
 # Bandwidth (bit/s) below which the link counts as down: every split that sends something is
 # infinitely slow. Tiny on purpose: any real link, however slow, is still a (slow) link.
@@ -64,22 +68,9 @@ POLICIES = ('edgent', 'device-only', 'edge-only', 'partition-only', 'exit-only')
 PLANNER_POLICIES = POLICIES + ('true-bandwidth',)
 
 
-def _number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f'{name} must be a number, got {value!r}')
-    return float(value)
-
-
-def _finite_nonneg(name: str, value: Any) -> float:
-    v = _number(name, value)
-    if not math.isfinite(v) or v < 0.0:
-        raise ValueError(f'{name} must be finite and >= 0, got {value!r}')
-    return v
-
-
 def check_bandwidth(bandwidth_bps: Any) -> float:
     """Return ``bandwidth_bps`` (bit/s) as float; raise ValueError unless it is >= 0 (inf ok)."""
-    bw = _number('bandwidth_bps', bandwidth_bps)
+    bw = as_number('bandwidth_bps', bandwidth_bps)
     if math.isnan(bw) or bw < 0.0:
         raise ValueError(f'bandwidth_bps must be >= 0 (finite or +inf), got {bandwidth_bps!r}')
     return bw
@@ -87,7 +78,7 @@ def check_bandwidth(bandwidth_bps: Any) -> float:
 
 def check_deadline(deadline_ms: Any) -> float:
     """Return ``deadline_ms`` (ms) as float; raise ValueError unless > 0 (inf: no deadline)."""
-    d = _number('deadline_ms', deadline_ms)
+    d = as_number('deadline_ms', deadline_ms)
     if math.isnan(d) or d <= 0.0:
         raise ValueError(f'deadline_ms must be > 0, got {deadline_ms!r}')
     return d
@@ -259,9 +250,9 @@ class EdgentProblem:
         object.__setattr__(self, 'robot_ms', robot)
         object.__setattr__(self, 'edge_ms', edge)
         object.__setattr__(self, 'split_bytes', nbytes)
-        object.__setattr__(self, 'overhead_ms', _finite_nonneg('overhead_ms', self.overhead_ms))
+        object.__setattr__(self, 'overhead_ms', as_nonneg('overhead_ms', self.overhead_ms))
         object.__setattr__(self, 'edge_queue_ms',
-                           _finite_nonneg('edge_queue_ms', self.edge_queue_ms))
+                           as_nonneg('edge_queue_ms', self.edge_queue_ms))
         variants = self._check_variants(self.variants, robot)
         object.__setattr__(self, 'variants', variants)
         object.__setattr__(self, '_t', _Tables(acc, robot, edge, nbytes, variants))
@@ -289,14 +280,14 @@ class EdgentProblem:
                     raise ValueError(f'variants[{key}]: encoding {v.encoding!r} is raw, '
                                      'repeated or not a name')
                 seen.add(v.encoding)
-                a = _number(f'variants[{key}] {v.encoding} accuracy', v.accuracy)
+                a = as_number(f'variants[{key}] {v.encoding} accuracy', v.accuracy)
                 if not 0.0 <= a <= 1.0:
                     raise ValueError(f'variants[{key}] {v.encoding}: accuracy must be a top-1 '
                                      f'in [0, 1], got {v.accuracy!r}')
-                nb = _finite_nonneg(f'variants[{key}] {v.encoding} nbytes', v.nbytes)
+                nb = as_nonneg(f'variants[{key}] {v.encoding} nbytes', v.nbytes)
                 checked.append(Variant(v.encoding, a, int(math.ceil(nb)),
-                                       _finite_nonneg('encode_ms', v.encode_ms),
-                                       _finite_nonneg('decode_ms', v.decode_ms)))
+                                       as_nonneg('encode_ms', v.encode_ms),
+                                       as_nonneg('decode_ms', v.decode_ms)))
             out[(int(key[0]), int(key[1]))] = tuple(checked)
         return out
 
@@ -315,7 +306,7 @@ class EdgentProblem:
         for e, a in accuracy.items():
             if isinstance(e, bool) or not isinstance(e, (int, np.integer)) or e < 1:
                 raise ValueError(f'accuracy: exit keys must be integers >= 1, got {e!r}')
-            v = _number(f'accuracy[{e}]', a)
+            v = as_number(f'accuracy[{e}]', a)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f'accuracy[{e}] must be a top-1 in [0, 1], got {a!r}')
             out[int(e)] = v
@@ -332,7 +323,7 @@ class EdgentProblem:
                     or len(row) < 1:
                 raise ValueError(f'{name}[{e}] must be a non-empty list of per-layer ms, '
                                  f'got {row!r}')
-            out[e] = [_finite_nonneg(f'{name}[{e}][{i}]', v) for i, v in enumerate(row)]
+            out[e] = [as_nonneg(f'{name}[{e}][{i}]', v) for i, v in enumerate(row)]
         return out
 
     @staticmethod
@@ -345,7 +336,7 @@ class EdgentProblem:
                              f'branch has {n} layers), got {got}')
         out = []
         for s, b in enumerate(row):
-            v = _finite_nonneg(f'{name}[{s}]', b)
+            v = as_nonneg(f'{name}[{s}]', b)
             if v != int(v):
                 raise ValueError(f'{name}[{s}] must be a whole number of bytes, got {b!r}')
             out.append(int(v))
@@ -363,7 +354,7 @@ class EdgentProblem:
                    confidence_table: Optional[Mapping[int, Sequence[Mapping[str, Any]]]] = None
                    ) -> 'EdgentProblem':
         """
-        Build the problem of the multi-exit AlexNet ``cfg`` (``edgent_ros.model``).
+        Build the problem of the multi-exit AlexNet ``cfg`` (``core.arch``).
 
         ``latency_models`` is duck-typed: ``branch_layer_ms(host, cfg, exit_index)`` returns the
         predicted per-layer latency (ms) of a branch on ``host`` ('robot' or 'edge').
@@ -379,7 +370,6 @@ class EdgentProblem:
         runs that layer: the prediction is the worst case (no frame leaves early), so a planned
         deadline holds for every frame; frames that do leave early only finish sooner.
         """
-        from .arch import NUM_EXITS, split_payload_bytes
         robot, edge, nbytes = {}, {}, {}
         for e in range(1, NUM_EXITS + 1):
             robot[e] = list(latency_models.branch_layer_ms('robot', cfg, e))
@@ -388,9 +378,8 @@ class EdgentProblem:
                          for s in range(len(robot[e]) + 1)]
         accuracy = dict(accuracy)
         variants = encoding_variants(robot, encodings, encoding_table, accuracy)
-        threshold = _finite_nonneg('confidence_threshold', confidence_threshold)
+        threshold = as_nonneg('confidence_threshold', confidence_threshold)
         if threshold > 0:
-            from .arch import EXIT_ATTACH
             if confidence_table is None:
                 raise ValueError('confidence_threshold > 0 needs the confidence table '
                                  '(edgent-ros accuracy)')
@@ -476,7 +465,7 @@ def scale_robot(problem: EdgentProblem, factor: float) -> EdgentProblem:
     For a robot ``factor`` times slower (or faster) than the one profiled: the testbed emulates a
     slower robot class this way (camera ``compute_slowdown``, planner ``robot_time_scale``).
     """
-    f = _number('factor', factor)
+    f = as_number('factor', factor)
     if not (f > 0 and math.isfinite(f)):
         raise ValueError(f'robot time factor must be a finite number > 0, got {factor!r}')
     if f == 1.0:
@@ -491,7 +480,7 @@ def scale_edge(problem: EdgentProblem, factor: float) -> EdgentProblem:
     For an edge that batches: a frame computed in a batch of ``b`` waits for the whole batch,
     ``LatencyModels.batch_factor('edge', b)`` times one frame's time.
     """
-    f = _number('factor', factor)
+    f = as_number('factor', factor)
     if not (f > 0 and math.isfinite(f)):
         raise ValueError(f'edge time factor must be a finite number > 0, got {factor!r}')
     if f == 1.0:
@@ -510,7 +499,7 @@ def calibrate(problem: EdgentProblem, device_factor: float, offload_factor: floa
     ``offload_factor`` times the model's (``calibration.LatencyCalibration`` gives the factors).
     """
     for name, f in (('device_factor', device_factor), ('offload_factor', offload_factor)):
-        v = _number(name, f)
+        v = as_number(name, f)
         if not (v > 0 and math.isfinite(v)):
             raise ValueError(f'{name} must be a finite number > 0, got {f!r}')
     if device_factor == 1.0 and offload_factor == 1.0:
@@ -658,7 +647,6 @@ def encoding_variants(robot_ms: Mapping[int, Sequence[float]], encodings: Sequen
     quantized tensor measured 0.02 points "better" on 10,000 images is noise, and crediting it
     would make the planner prefer a slower encoded cut over the raw frame.
     """
-    from .codec import applies, ENCODINGS
     extra = [x for x in dict.fromkeys(encodings) if x != 'raw']
     for x in extra:
         if x not in ENCODINGS:
@@ -820,11 +808,11 @@ class Hysteresis:
     def __init__(self, rel_change: float = 0.2, big_drop: float = 0.5, min_dwell_s: float = 2.0,
                  policy: str = 'edgent'):
         for name, v in (('rel_change', rel_change), ('big_drop', big_drop)):
-            if not 0.0 < _number(name, v) < 1.0:
+            if not 0.0 < as_number(name, v) < 1.0:
                 raise ValueError(f'{name} must be a fraction in (0, 1), got {v!r}')
         self.rel_change = float(rel_change)
         self.big_drop = float(big_drop)
-        self.min_dwell_s = _finite_nonneg('min_dwell_s', min_dwell_s)
+        self.min_dwell_s = as_nonneg('min_dwell_s', min_dwell_s)
         self.policy = check_policy(policy)
         self.reset()
 
@@ -855,7 +843,7 @@ class Hysteresis:
     def update(self, now_s: float, problem: EdgentProblem, bandwidth_bps: float,
                deadline_ms: float) -> HysteresisStep:
         """Return the decision in force at ``now_s`` (s) for a bandwidth (bps), deadline (ms)."""
-        now = _number('now_s', now_s)
+        now = as_number('now_s', now_s)
         if not math.isfinite(now) or now < self._last_s:
             raise ValueError(f'now_s must be finite and not earlier than the last update '
                              f'({self._last_s}), got {now_s!r}')

@@ -1,4 +1,6 @@
 """
-Evaluation on an emulated robot/edge link (root): network namespaces, tc shaping, cgroups,
-sweeps, trace replays and their plots. Nothing in ``core``, ``offline`` or ``nodes`` imports it.
+Evaluation on an emulated robot/edge link (root).
+
+Network namespaces, tc shaping, cgroups, sweeps, trace replays and their plots. May import
+``core``, ``offline`` and ``nodes``; only ``cli`` imports it (test/test_layers.py).
 """

@@ -1,7 +1,7 @@
 """
 Evaluation sweep (issue 6): grid, per-cell aggregation, the resumable results CSV and the plots.
 
-Pure logic: no rclpy, no torch at import. ``edgent_ros.sweep_session`` runs the real nodes on the
+Pure logic: no rclpy, no torch at import. ``evaluation.sweep_session`` runs the real nodes on the
 link testbed and feeds the outcomes of each cell (one policy at one static bandwidth and one
 deadline, or one policy over a trace replay) through ``aggregate``.
 
@@ -38,13 +38,14 @@ from pathlib import Path
 import statistics
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
+from ..core.codec import LOSSLESS
+
 # Policies run live by the nodes ('true-bandwidth': the Edgent rule at the shaped rate, no
 # estimate), and the oracle, computed offline from the measurements (``offline_oracle``).
 LIVE_POLICIES = ('device-only', 'edge-only', 'partition-only', 'exit-only', 'edgent',
                  'true-bandwidth', 'edgent+enc')
 # 'edgent+enc': the planner's edgent policy with these encodings allowed (issue 9)
 ENCODINGS_ALL = ('raw', 'fp16', 'int8', 'int8-zlib', 'compressed', 'png', 'jpeg')
-LOSSLESS = ('', 'raw', 'compressed', 'png')
 SWEEP_POLICIES = LIVE_POLICIES + ('oracle',)
 # Trace replays also run Edgent with the configuration map + change-point strategy (issue 10).
 TRACE_POLICIES = LIVE_POLICIES + ('edgent-map',)
@@ -78,7 +79,7 @@ def frame_accuracy(accuracy: Mapping[int, float],
                    enc_accuracy: Optional[Mapping[Tuple[int, int, str], float]],
                    exit_index: int, split_index: int, encoding: Optional[str]) -> float:
     """Test-set top-1 of a frame's configuration: the exit's, or its lossy encoding's."""
-    enc = encoding or 'raw'
+    enc = encoding or 'raw'       # '' / None: a frame from before encodings existed = raw
     if enc not in LOSSLESS and enc_accuracy and (exit_index, split_index, enc) in enc_accuracy:
         return float(enc_accuracy[(exit_index, split_index, enc)])
     return float(accuracy[exit_index])

@@ -11,7 +11,8 @@ bandwidth) waits for the planner's decision for that policy and deadline, then c
 *captured after it* (capture stamps) until it has ``frames`` of them, and appends one row to the
 results CSV (flushed: a crash loses at most the cell under way, and a rerun skips the cells
 already there). The robot is ``robot_scale`` times slower than the profiled one: the camera's
-``compute_slowdown`` and the planner's ``robot_time_scale`` (see BENCHMARKS.md).
+``compute_slowdown`` (the emulated robot camera, ``evaluation.emulated_camera``) and the
+planner's ``robot_time_scale`` (see BENCHMARKS.md).
 
 ``edgent-ros sweep traces`` replays segments of real bandwidth traces the same way, one policy
 after the other over the same segment, and ``edgent-ros sweep plot`` draws the PNGs and prints
@@ -32,11 +33,18 @@ import threading
 import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from .sweep import (aggregate, append_rows, big_drops, cell_key, check_grid, CSV_FIELDS,
-                    DEFAULT_DEADLINES_MS, DEFAULT_ROBOT_SCALE, ENCODINGS_ALL, FRAME_FIELDS,
-                    planner_params, reaction_times, read_done, read_rows, TRACE_POLICIES)
-from .testbed_session import (_stop, DECISION_FIELDS, executable, FASTDDS_PROFILE, record_topics,
-                              ros_args, session_env, spin_until)
+from ..core.artifacts import load_accuracy, load_encodings, read_config
+from ..core.latency import LatencyModels
+from ..core.optimizer import EdgentProblem, evaluate, scale_robot
+from ..offline.map_builder import build_map, read_trace
+from .sweep import (add_on_time_accuracy, aggregate, append_rows, big_drops, cell_key, check_grid,
+                    CSV_FIELDS, DEFAULT_DEADLINES_MS, DEFAULT_ROBOT_SCALE, ENCODINGS_ALL,
+                    FRAME_FIELDS, in_cell, offline_oracle, planner_params, plot_cdfs,
+                    plot_predicted, plot_sweep, plot_trace, reaction_times, read_done, read_rows,
+                    trace_oracle, TRACE_POLICIES)
+from .testbed import ROBOT_COMPUTE_SLOWDOWN, Testbed, TracePlayer
+from .testbed_session import (_stop, camera_argv, DECISION_FIELDS, executable, FASTDDS_PROFILE,
+                              record_topics, ros_args, session_env, spin_until)
 
 RESULTS = Path('bench') / 'results'   # relative to where it runs: the repository root
 
@@ -79,7 +87,6 @@ class NodeSession:
                  camera: Optional[Dict[str, object]] = None,
                  planner: Optional[Dict[str, object]] = None,
                  profile: Optional[Path] = FASTDDS_PROFILE, domain_id: Optional[int] = None):
-        from .testbed import ROBOT_COMPUTE_SLOWDOWN
         self.tb = tb
         self.logdir = Path(logdir)
         self.logdir.mkdir(parents=True, exist_ok=True)
@@ -120,16 +127,16 @@ class NodeSession:
         """
         policy, deadline_ms, true_bandwidth_bps = 'edge-only', 1000.0, WARMUP_MBPS * 1e6
         self.tb.set_rate(WARMUP_MBPS)
-        self._start('controller', 'robot', [sys.executable, '-m', 'edgent_ros.evaluation.sweep_session',
-                                            '_control', str(24 * 3600)], False,
+        self._start('controller', 'robot',
+                    [sys.executable, '-m', 'edgent_ros.evaluation.sweep_session', '_control',
+                     str(24 * 3600)], False,
                     stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True, bufsize=1)
         threading.Thread(target=self._read, daemon=True).start()
         self._start('edge_node', 'edge', [executable('edge_node')], False)
         self._start('planner_node', 'robot', [executable('planner_node'), *ros_args(dict(
             self.planner, policy=policy, deadline_ms=float(deadline_ms),
             true_bandwidth_bps=float(true_bandwidth_bps)))], True)
-        self._start('camera_node', 'robot', [executable('camera_node'),
-                                             *ros_args(self.camera)], True)
+        self._start('camera_node', 'robot', camera_argv(self.camera), True)
         end = time.monotonic() + timeout_s
         while time.monotonic() < end:
             self.pump(0.5)
@@ -230,7 +237,6 @@ class NodeSession:
         collecting stops at ``frames`` counted outcomes (closed-loop skips do not count), once
         every frame captured in the window has an outcome, or at ``timeout_s``.
         """
-        from .sweep import in_cell
         start_index = len(self.records)
         end = time.monotonic() + timeout_s
         while time.monotonic() < end:
@@ -266,9 +272,6 @@ class NodeSession:
 # Static-bandwidth sweep
 
 def _problem(robot_scale: float, encodings: Sequence[str] = ('raw',)):
-    from ..core.artifacts import load_accuracy, load_encodings, read_config
-    from ..core.optimizer import EdgentProblem, scale_robot
-    from ..core.latency import LatencyModels
     cfg = read_config()
     acc = load_accuracy(model_id=cfg.model_id())
     table = load_encodings(model_id=cfg.model_id()) if list(encodings) != ['raw'] else None
@@ -279,13 +282,11 @@ def _problem(robot_scale: float, encodings: Sequence[str] = ('raw',)):
 
 
 def _enc_accuracy() -> Dict[Tuple[int, int, str], float]:
-    from ..core.artifacts import load_encodings
     return {k: v.top1 for k, v in load_encodings().items()}
 
 
 def _predictor(problem, bw_bps: float) -> Callable[[int, int, str], float]:
     """Predicted end-to-end ms of (exit, split, encoding) at the cell's true bandwidth."""
-    from ..core.optimizer import evaluate
     return lambda e, s, x: float(evaluate(problem, bw_bps, e, s, encoding=x).total_ms)
 
 
@@ -300,7 +301,6 @@ def run_sweep(out_csv: Path, bandwidths: Sequence[float], deadlines: Sequence[fl
               name: str = TESTBED_NAME, logdir: Optional[Path] = None,
               frames_csv: Optional[Path] = None, fresh: bool = False) -> int:
     """Run every cell not yet in ``out_csv``; return the number of cells run."""
-    from .testbed import Testbed
     check_grid(bandwidths, deadlines, policies)
     if frames < 1:
         raise ValueError(f'frames must be >= 1, got {frames}')
@@ -369,8 +369,6 @@ def run_sweep(out_csv: Path, bandwidths: Sequence[float], deadlines: Sequence[fl
 def build_default_map(path: Path, robot_scale: float, exclude: Sequence[str],
                       trace_dir: Path = TRACES) -> Path:
     """Build the testbed's configuration map from every trace in ``trace_dir`` not excluded."""
-    from ..offline.map_builder import build_map, read_trace
-    from ..core.artifacts import read_config
     files = sorted(p for p in Path(trace_dir).glob('*.csv')
                    if p.name != 'index.csv' and p.name not in set(exclude))
     if not files:
@@ -389,13 +387,10 @@ def build_default_map(path: Path, robot_scale: float, exclude: Sequence[str],
 
 def write_oracle(out_csv: Path, frames_csv: Path, min_frames: int = 10) -> int:
     """Replace the ``oracle`` rows of ``out_csv`` by the offline oracle of ``frames_csv``."""
-    from ..core.artifacts import load_accuracy, read_config
-    from .sweep import offline_oracle
     if not Path(out_csv).exists() or not Path(frames_csv).exists():
         return 0
     cfg = read_config()
     acc = load_accuracy(model_id=cfg.model_id())
-    from .sweep import add_on_time_accuracy
     rows = [r for r in read_rows(out_csv) if r['policy'] != 'oracle']
     frames = read_rows(frames_csv)
     add_on_time_accuracy(rows, frames, acc)
@@ -445,7 +440,6 @@ def run_traces(out_dir: Path, traces: Sequence[Tuple[str, float, float]],
 
     ``edgent-map`` runs the planner's Edgent policy with strategy ``map`` (``map_path``).
     """
-    from .testbed import Testbed, TracePlayer
     check_grid([1.0], [deadline_ms], policies, allowed=TRACE_POLICIES)
     if 'edgent-map' in policies and not (map_path and Path(map_path).is_file()):
         raise ValueError(f'edgent-map needs a configuration map, {map_path} not found')
@@ -532,7 +526,6 @@ def run_traces(out_dir: Path, traces: Sequence[Tuple[str, float, float]],
         tb.teardown()
     sweep_csv = out_dir / 'sweep.csv'
     if sweep_csv.exists():
-        from .sweep import trace_oracle
         sweep_rows = read_rows(sweep_csv)
         for fname, start_s, dur in traces:
             o = trace_oracle(sweep_rows, trace_rows(Path(trace_dir) / fname, start_s, dur), dur,
@@ -555,7 +548,6 @@ def run_traces(out_dir: Path, traces: Sequence[Tuple[str, float, float]],
 
 def make_plots(results: Path = RESULTS) -> List[Path]:
     """Draw the sweep and trace PNGs from the results files; return the paths written."""
-    from .sweep import plot_cdfs, plot_predicted, plot_sweep, plot_trace, read_rows
     out = []
     sweep_csv = results / 'sweep.csv'
     if sweep_csv.exists():

@@ -11,7 +11,7 @@ is shaped by a ``tbf`` on the egress of the robot-side veth; ``set_rate`` change
 calling ``set_rate`` at every step. Nothing here imports rclpy; everything shells out to ``ip``
 and ``tc`` (iproute2).
 
-Choices (measured; see docs/testbed.md):
+Choices (measured; BENCHMARKS.md §6 gives the numbers, test/testbed/ checks them):
 
 * **Shaper: ``tbf`` on the robot veth's egress, queue ``limit`` 4 MiB, ``burst`` 1600 bytes.**
   The queue is deliberately deep, like a Wi-Fi driver's or a cellular base station's buffer,
@@ -44,7 +44,9 @@ Choices (measured; see docs/testbed.md):
 
 from __future__ import annotations
 
+import bisect
 import csv
+import ctypes
 from dataclasses import dataclass
 import json
 import math
@@ -53,10 +55,14 @@ from pathlib import Path
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+from ..offline.hosts import (cfs_quota_us, cgroup_dir, cgroup_pids, cgroup_procs_path,
+                             ensure_cgroup, remove_cgroup)
 
 DEFAULT_NAME = 'edgent'
 DEFAULT_SUBNET = '10.203.0'         # robot .1, edge .2, /24
@@ -66,7 +72,8 @@ OUTAGE_RATE_BIT = 1000              # tbf rate used for a trace's 0 Mbit/s (outa
 MIN_RATE_BIT = OUTAGE_RATE_BIT
 DEFAULT_ROBOT_QUOTA = 0.25
 DEFAULT_ROBOT_PERIOD_US = 100_000
-# Per-frame compute_slowdown of camera_node (applied to the CPU time of the device-side layers):
+# Per-frame compute_slowdown of the emulated camera (evaluation.emulated_camera; applied to the
+# CPU time of the device-side layers):
 # the robot emulation the profiler uses (`edgent-ros profile --host robot --emulation factor`:
 # 1 thread x 1/quota = 4) divided by the cold-start penalty of a live camera, whose layers run
 # one frame at a time with cold caches and a clocked-down core, 1.85x slower than the
@@ -74,7 +81,6 @@ DEFAULT_ROBOT_PERIOD_US = 100_000
 # varies with the VM's state (1.9-3.1 in a later session): the planner's online calibration
 # learns the live robot's ratio (BENCHMARKS.md, robot CPU emulation).
 ROBOT_COMPUTE_SLOWDOWN = 2.15
-CGROUP_CPU_ROOT = Path('/sys/fs/cgroup/cpu')
 _NAME_RE = re.compile(r'^[a-z][a-z0-9]{0,7}$')   # keeps '<name>_r' etc. within IFNAMSIZ
 
 # --------------------------------------------------------------------------------------------
@@ -154,7 +160,6 @@ class Testbed:
         if not re.match(r'^\d{1,3}\.\d{1,3}\.\d{1,3}$', self.subnet):
             raise ValueError(f'subnet must be the first three octets, got {self.subnet!r}')
         if self.robot_quota is not None:
-            from ..offline.hosts import cfs_quota_us
             cfs_quota_us(self.robot_quota, self.robot_period_us)
 
     # names ------------------------------------------------------------------------------------
@@ -216,7 +221,7 @@ class Testbed:
             'edge_ns': self.edge_ns in names,
             'veth_in_root_ns': any(_run(['ip', 'link', 'show', 'dev', ifn], check=False)
                                    .returncode == 0 for ifn in (self.robot_if, self.edge_if)),
-            'cgroup': (CGROUP_CPU_ROOT / self.cgroup).is_dir(),
+            'cgroup': cgroup_dir(self.cgroup).is_dir(),
         }
 
     def _ip(self, ns: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -261,7 +266,6 @@ class Testbed:
             # lo: Fast DDS participants across the veth then found each other only by chance.
             self._ip(ns, 'route', 'replace', '224.0.0.0/4', 'dev', ifn)
         if self.robot_quota is not None:
-            from ..offline.hosts import ensure_cgroup
             ensure_cgroup(self.cgroup, self.robot_quota, self.robot_period_us)
         self._tbf(self.robot_ns, self.robot_if, self.rate_mbps, replace=True)
         if self.shape_downlink:
@@ -296,10 +300,9 @@ class Testbed:
         for ifn in (self.robot_if, self.edge_if):   # a pair that never left the root namespace
             if _run(['ip', 'link', 'del', ifn], check=False).returncode == 0:
                 removed.append(f'link {ifn}')
-        from ..offline.hosts import remove_cgroup
-        if (CGROUP_CPU_ROOT / self.cgroup).is_dir():
+        if cgroup_dir(self.cgroup).is_dir():
             if kill:
-                self._kill_pids(_cgroup_pids(self.cgroup))
+                self._kill_pids(cgroup_pids(self.cgroup))
             if remove_cgroup(self.cgroup, evict=True):
                 removed.append(f'cgroup {self.cgroup}')
         # a deleted namespace's veth disappears asynchronously: wait (bounded) until it has
@@ -415,10 +418,10 @@ class Testbed:
             r = self._tc(self.edge_ns, 'qdisc', 'show', 'dev', self.edge_if, check=False)
             st['downlink_qdisc'] = r.stdout.strip()
         if ex['cgroup']:
-            q = int((CGROUP_CPU_ROOT / self.cgroup / 'cpu.cfs_quota_us').read_text())
-            p = int((CGROUP_CPU_ROOT / self.cgroup / 'cpu.cfs_period_us').read_text())
+            q = int((cgroup_dir(self.cgroup) / 'cpu.cfs_quota_us').read_text())
+            p = int((cgroup_dir(self.cgroup) / 'cpu.cfs_period_us').read_text())
             st['robot_cpu_quota'] = q / p if q > 0 else None
-            st['robot_cgroup_pids'] = _cgroup_pids(self.cgroup)
+            st['robot_cgroup_pids'] = cgroup_pids(self.cgroup)
         return st
 
     # processes --------------------------------------------------------------------------------
@@ -438,7 +441,6 @@ class Testbed:
         if cgroup in (None, False):
             return ['ip', 'netns', 'exec', ns, *argv]
         name = self.cgroup if cgroup is True else str(cgroup)
-        from ..offline.hosts import cgroup_procs_path
         procs = cgroup_procs_path(name)
         return ['sh', '-c', f'echo $$ > {procs} && exec ip netns exec "$0" "$@"', ns, *argv]
 
@@ -456,8 +458,6 @@ class Testbed:
 
 def _udp_socket_in_netns(ns: str):
     """Return a UDP socket that lives in network namespace ``ns`` (setns in a helper thread)."""
-    import ctypes
-    import socket
     result: Dict[str, object] = {}
 
     def work() -> None:
@@ -487,13 +487,6 @@ def _pid_alive(pid: int) -> bool:
             return f.read().split(') ')[-1][:1] != 'Z'
     except OSError:
         return False
-
-
-def _cgroup_pids(name: str) -> List[int]:
-    try:
-        return [int(t) for t in (CGROUP_CPU_ROOT / name / 'cgroup.procs').read_text().split()]
-    except OSError:
-        return []
 
 
 def parse_tbf_rate(text: str) -> Optional[int]:
@@ -589,7 +582,6 @@ class TracePlayer:
 
     def rate_at(self, wall_s: float) -> float:
         """Return the rate (Mbit/s, scaled and capped) ``wall_s`` seconds after the start."""
-        import bisect
         t = self.trace_time(wall_s)
         i = bisect.bisect_right(self.times, t) - 1
         r = self.rows[max(0, i)][1] * self.scale

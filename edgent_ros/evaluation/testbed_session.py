@@ -3,14 +3,16 @@ One co-inference session on the link testbed: the real nodes in the two namespac
 
 ``run_session`` starts, on a ``Testbed`` that is up, ``edge_node`` in the edge namespace and
 ``camera_node`` (plus ``planner_node`` if asked) in the robot namespace, inside the robot's CPU
-cgroup, with ``compute_slowdown`` and the Fast DDS profile ``config/fastdds_testbed.xml``, and a
+cgroup, with the Fast DDS profile ``config/fastdds_testbed.xml`` (a ``compute_slowdown`` other than
+1 starts the emulated robot camera, ``evaluation.emulated_camera``, instead), and a
 recorder in the robot namespace that prints every ``edgent/outcome``, ``edgent/decision`` and
 ``edgent/link_quality`` as one JSON line. A ``TracePlayer`` may drive the uplink meanwhile. Every
 process runs on its own ``ROS_DOMAIN_ID`` with ``ROS_AUTOMATIC_DISCOVERY_RANGE=SUBNET`` (DDS
 discovery across the veth), every wait is bounded and every process is stopped at the end.
 
-This module imports rclpy only in the recorder role (``python -m edgent_ros.evaluation.testbed_session
-_record N TIMEOUT_S``), which runs inside the robot namespace.
+This module imports rclpy only in the recorder role (``python -m
+edgent_ros.evaluation.testbed_session _record N TIMEOUT_S``), which runs inside the robot
+namespace.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from pathlib import Path
 import queue
 import random
 import signal
+import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from typing import Dict, List, Optional
@@ -63,6 +67,29 @@ def executable(name: str) -> str:
             return str(exe)
     raise FileNotFoundError(f'{name} not found under AMENT_PREFIX_PATH/lib/edgent_ros: run '
                             'scripts/setup.sh and source scripts/env.sh')
+
+
+def camera_command(compute_slowdown: float = 1.0) -> List[str]:
+    """
+    Return the command that starts the robot's camera.
+
+    ``compute_slowdown`` 1: the installed ``camera_node``; otherwise the testbed's emulated
+    robot camera (``python -m edgent_ros.evaluation.emulated_camera``, the same node with a
+    slower robot's compute), which then needs ``-p compute_slowdown:=<f>`` among its arguments.
+    """
+    if float(compute_slowdown) == 1.0:
+        return [executable('camera_node')]
+    executable('camera_node')   # the install must be there (messages, artifacts) all the same
+    return [sys.executable, '-m', 'edgent_ros.evaluation.emulated_camera']
+
+
+def camera_argv(params: Dict[str, object]) -> List[str]:
+    """Return the camera's command and ``--ros-args`` for ``params`` (``compute_slowdown`` too)."""
+    params = dict(params)
+    factor = float(params.get('compute_slowdown', 1.0))
+    if factor == 1.0:
+        params.pop('compute_slowdown', None)   # the production camera has no such parameter
+    return [*camera_command(factor), *ros_args(params)]
 
 
 def ros_args(params: Dict[str, object]) -> List[str]:
@@ -123,7 +150,6 @@ def run_session(tb, camera: Dict[str, object], edge: Optional[Dict[str, object]]
     outcomes, decisions and link-quality messages (dicts, each with the wall time ``t`` it was
     received), the rate changes and the log folder.
     """
-    import tempfile
     frames = int(camera.get('max_frames', 0))
     if frames <= 0:
         raise ValueError('camera needs max_frames > 0 (the session ends on that many outcomes)')
@@ -165,7 +191,7 @@ def run_session(tb, camera: Dict[str, object], edge: Optional[Dict[str, object]]
         if planner is not None:
             start('planner_node', 'robot', [executable('planner_node'), *ros_args(planner)],
                   True)
-        start('camera_node', 'robot', [executable('camera_node'), *ros_args(cam)], True)
+        start('camera_node', 'robot', camera_argv(cam), True)
         t0 = time.time()
         end = time.monotonic() + timeout_s
         n = 0
@@ -208,7 +234,6 @@ def run_session(tb, camera: Dict[str, object], edge: Optional[Dict[str, object]]
 
 def summarize(outcomes: List[dict]) -> Dict[str, object]:
     """Count outcomes by kind and give latency percentiles of the classified ones."""
-    import statistics
     ok = [o for o in outcomes if o['status'] == 0]
     edge = [o for o in ok if o['finished_on'] == 0]
     kinds: Dict[str, int] = {}

@@ -13,6 +13,8 @@ import sys
 import time
 from typing import Dict
 
+from .bags import BagWriter, read
+
 DEFAULT_TOPICS = ['image_raw', 'edgent/link_quality', 'edgent/outcome', 'edgent/result',
                   'edgent/decision']
 
@@ -29,7 +31,6 @@ def cmd_record(args: argparse.Namespace) -> int:
     from rclpy.executors import SingleThreadedExecutor
     from rosidl_runtime_py.utilities import get_message
 
-    from .bags import BagWriter
     rclpy.init()
     node = rclpy.create_node('edgent_recorder')
     writer = BagWriter(args.out, storage=args.storage)
@@ -78,7 +79,6 @@ def cmd_play(args: argparse.Namespace) -> int:
     import rclpy
     from rosidl_runtime_py.utilities import get_message
 
-    from .bags import read
     if args.rate <= 0:
         raise ValueError(f'--rate must be > 0, got {args.rate}')
     messages = list(read(args.bag, args.topics or None))   # reads (and validates) it all first

@@ -23,6 +23,9 @@ from typing import Dict, List
 
 import numpy as np
 
+from ..core.arch import CLASSES
+from ..core.artifacts import ACCURACY_FILE, ACCURACY_FORMAT, ARTIFACT_DIR, load_json
+
 
 def _executable(name: str) -> str:
     for p in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep):
@@ -61,8 +64,6 @@ def run_demo(args: argparse.Namespace) -> int:
     from rclpy.executors import SingleThreadedExecutor
 
     from . import qos
-    from ..core.artifacts import ACCURACY_FILE, ACCURACY_FORMAT, ARTIFACT_DIR, load_json
-    from ..core.arch import CLASSES
     from ..msg import ExitSplitDecision, InferenceResult
 
     table = load_json(ARTIFACT_DIR / ACCURACY_FILE, ACCURACY_FORMAT)

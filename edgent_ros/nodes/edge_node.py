@@ -3,10 +3,11 @@ edge_node (edge PC): finish layers [split, end) of each received Tensor, publish
 
 One edge node can serve several robots: ``robot_namespaces`` lists them (``[""]`` = the node's
 own namespace); each gets its own ``<ns>/edgent/tensor`` subscription and ``<ns>/edgent/result``
-publisher, so results never cross namespaces. Frames wait in one bounded queue served by a
-worker thread; a frame that would overflow it, or that waited longer than ``max_queue_ms``, is
-refused with a reason, as is every malformed frame. Refusals are published as results with
-``STATUS_REFUSED`` (so the robot accounts for them at once) and counted per reason.
+publisher, so results never cross namespaces. Frames wait in one bounded queue
+(``core.batching.BatchQueue``) served by a worker thread; a frame that would overflow it, or
+that waited longer than ``max_queue_ms``, is refused with a reason, as is every malformed frame.
+Refusals are published as results with ``STATUS_REFUSED`` (so the robot accounts for them at
+once) and counted per reason.
 
 **Batching** (``max_batch`` > 1, off by default): when the worker takes a frame, the frames
 already waiting with the same (exit, split, confidence threshold) join it, up to ``max_batch``
@@ -19,24 +20,24 @@ profiled batch cost (``LatencyModels.batch_factor``). Frames carry their own Bra
 
 from __future__ import annotations
 
-from collections import Counter, deque
+from collections import Counter
 import threading
 import time
-from typing import Deque, Dict, Tuple
+from typing import Dict, Optional
+
+import numpy as np
 
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 
 from . import qos
-from ..core.ledger import FrameRefused, SequenceTracker
 from ..core.arch import NUM_EXITS
+from ..core.batching import Batch, BatchQueue
+from ..core.ledger import check_threshold, FrameRefused, SequenceTracker
 from ..msg import InferenceResult, Tensor
 from .node_util import (accept, declare, diagnostic_status, load_runner, publish_diagnostics,
                         refuse, run)
 from ..core.codec import CodecError, ENCODING_NAMES, from_message
-
-# Largest meaningful entropy threshold (nats): above ln(num_classes) every side exit fires.
-MAX_THRESHOLD = 100.0
 
 
 class EdgeNode(Node):
@@ -53,20 +54,20 @@ class EdgeNode(Node):
                                   int_range=(1, NUM_EXITS))
         self.split_index = declare(self, 'split_index', 0, 'advisory: split expected next',
                                    int_range=(0, max_split))
-        self.max_queue = declare(self, 'max_queue', 4, 'frames waiting at most; older dropped',
-                                 int_range=(1, 1024))
-        self.max_queue_ms = declare(self, 'max_queue_ms', 1000.0,
-                                    'a frame that waited longer is refused (stale)',
-                                    float_range=(1.0, 600_000.0))
+        max_queue = declare(self, 'max_queue', 4, 'frames waiting at most; older dropped',
+                            int_range=(1, 1024))
+        max_queue_ms = declare(self, 'max_queue_ms', 1000.0,
+                               'a frame that waited longer is refused (stale)',
+                               float_range=(1.0, 600_000.0))
         self.max_payload_bytes = declare(self, 'max_payload_bytes', 8 * 1024 * 1024,
                                          'refuse tensors with a larger payload',
                                          int_range=(1, 1 << 30))
-        self.max_batch = declare(self, 'max_batch', 1, 'frames of one configuration computed '
-                                 'together (1 = no batching)', int_range=(1, 64))
-        self.batch_window_ms = declare(self, 'batch_window_ms', 0.0,
-                                       'with max_batch > 1: wait this long for more frames '
-                                       '(0 = batch only the frames already waiting)',
-                                       float_range=(0.0, 100.0))
+        max_batch = declare(self, 'max_batch', 1, 'frames of one configuration computed '
+                            'together (1 = no batching)', int_range=(1, 64))
+        batch_window_ms = declare(self, 'batch_window_ms', 0.0,
+                                  'with max_batch > 1: wait this long for more frames '
+                                  '(0 = batch only the frames already waiting)',
+                                  float_range=(0.0, 100.0))
         namespaces = declare(self, 'robot_namespaces', [''],
                              'robots served: one tensor/result topic pair per namespace',
                              read_only=True)
@@ -75,8 +76,9 @@ class EdgeNode(Node):
 
         self.counts: Counter = Counter()
         self.seq_tracker = SequenceTracker()
-        self.queue: Deque[Tuple[str, Tensor, object, float]] = deque()
-        self.cv = threading.Condition()
+        # items: (namespace, Tensor, array); configuration: _config_of(Tensor)
+        self.batches = BatchQueue(max_queue, max_queue_ms, max_batch, batch_window_ms)
+        self.cv = threading.Condition()   # guards self.batches (ROS callbacks vs the worker)
         self.pubs: Dict[str, object] = {}
         for ns in namespaces:
             prefix = f'{ns.strip("/")}/' if ns.strip('/') else ''
@@ -110,15 +112,16 @@ class EdgeNode(Node):
 
     def _post_set(self, params):
         for p in params:
-            if p.name in ('exit_index', 'split_index', 'max_queue', 'max_queue_ms',
-                          'max_payload_bytes', 'max_batch', 'batch_window_ms'):
+            if p.name in ('exit_index', 'split_index', 'max_payload_bytes'):
                 setattr(self, p.name, p.value)
+        with self.cv:
+            self.batches.configure(**{p.name: p.value for p in params if p.name in (
+                'max_queue', 'max_queue_ms', 'max_batch', 'batch_window_ms')})
         if any(p.name in ('exit_index', 'split_index') for p in params):
             self._warm_up(self.exit_index, self.split_index)
 
     def _warm_up(self, exit_index: int, split_index: int) -> None:
         """Run the expected suffix once so the first real frame pays no allocation cost."""
-        import numpy as np
         if split_index >= self.runner.branch_len(exit_index):
             return
         shape = self.runner.expected_shape(exit_index, split_index)
@@ -131,10 +134,7 @@ class EdgeNode(Node):
         try:
             array = from_message(msg, max_bytes=self.max_payload_bytes)
             self.runner.validate(msg.model_id, int(msg.exit_index), int(msg.split_index), array)
-            threshold = float(msg.confidence_threshold)
-            if not (0.0 <= threshold <= MAX_THRESHOLD):   # NaN fails too
-                raise FrameRefused('confidence_threshold', f'confidence_threshold {threshold} '
-                                   f'not in [0, {MAX_THRESHOLD}] nats')
+            check_threshold(msg.confidence_threshold)
             self.seq_tracker.check(f'{ns}|{msg.header.frame_id}', int(msg.sequence))
         except CodecError as exc:
             self._refuse(ns, msg, exc.reason, str(exc))
@@ -143,10 +143,8 @@ class EdgeNode(Node):
             self._refuse(ns, msg, exc.reason, exc.detail)
             return
         with self.cv:
-            if len(self.queue) >= self.max_queue:
-                old_ns, old, _, _ = self.queue.popleft()
-                self._refuse(old_ns, old, 'queue_full', 'edge queue full, oldest frame dropped')
-            self.queue.append((ns, msg, array, arrival))
+            for r in self.batches.push((ns, msg, array), self._config_of(msg), arrival):
+                self._refuse(r.item[0], r.item[1], r.reason, r.detail)
             self.cv.notify()
 
     def _on_message_lost(self, info) -> None:
@@ -165,8 +163,8 @@ class EdgeNode(Node):
         refused = sum(v for k, v in self.counts.items() if k.startswith('refused:'))
         level = 0 if refused == 0 else 1   # OK / WARN: frames were refused
         values = {'frames_ok': self.counts['ok'], 'frames_refused': refused,
-                  'queue_depth': len(self.queue), 'max_queue': self.max_queue,
-                  'max_batch': self.max_batch,
+                  'queue_depth': len(self.batches), 'max_queue': self.batches.max_queue,
+                  'max_batch': self.batches.max_batch,
                   'model_id': self.model_id, 'robots': ','.join(self.pubs) or '/'}
         values.update(sorted((k, v) for k, v in self.counts.items() if k != 'ok'))
         publish_diagnostics(self, self.diag_pub, [diagnostic_status(
@@ -202,44 +200,25 @@ class EdgeNode(Node):
     def _config_of(msg: Tensor) -> tuple:
         return (int(msg.exit_index), int(msg.split_index), float(msg.confidence_threshold))
 
-    def _take_batch(self) -> list:
-        """Pop the oldest frame and the waiting frames of its configuration (under ``cv``)."""
-        first = self.queue.popleft()
-        batch = [first]
-        if self.max_batch <= 1:
-            return batch
-        cfg = self._config_of(first[1])
-        deadline = time.monotonic() + self.batch_window_ms / 1e3
+    def _next_batch(self) -> Optional[Batch]:
+        """Wait (under ``cv``) for the next closed batch; None once stopping."""
         while True:
-            keep = deque()
-            while self.queue:
-                item = self.queue.popleft()
-                if len(batch) < self.max_batch and self._config_of(item[1]) == cfg:
-                    batch.append(item)
-                else:
-                    keep.append(item)
-            self.queue.extend(keep)
-            left = deadline - time.monotonic()
-            if len(batch) >= self.max_batch or left <= 0 or self._stop:
-                return batch
-            self.cv.wait(left)
+            if self._stop and not self.batches.batch_open:
+                return None
+            got = self.batches.take(time.monotonic(), flush=self._stop)
+            if isinstance(got, Batch):
+                return got
+            self.cv.wait(0.5 if got is None else got)
 
     def _work(self) -> None:
         while True:
             with self.cv:
-                while not self.queue and not self._stop:
-                    self.cv.wait(0.5)
-                if self._stop:
-                    return
-                batch = self._take_batch()
-            start = time.monotonic()
-            ready = []
-            for ns, msg, array, arrival in batch:
-                waited_ms = (start - arrival) * 1e3
-                if waited_ms > self.max_queue_ms:
-                    self._refuse(ns, msg, 'stale', f'waited {waited_ms:.0f} ms in the edge queue')
-                else:
-                    ready.append((ns, msg, array, waited_ms))
+                batch = self._next_batch()
+            if batch is None:
+                return
+            for r in batch.refused:
+                self._refuse(r.item[0], r.item[1], r.reason, r.detail)
+            ready = [(ns, msg, array, waited_ms) for (ns, msg, array), waited_ms in batch.items]
             if not ready:
                 continue
             exit_index, split_index, threshold = self._config_of(ready[0][1])

@@ -1,62 +1,63 @@
 """
 Process entry points of the nodes, with signals caught from the first line on (no rclpy here).
 
-A node process spends its first seconds importing torch and rclpy and loading artifacts. A
-SIGINT that arrives then (``ros2 launch`` stopping early, a test tearing down) was lost: an
-import swallowed the ``KeyboardInterrupt``, the node came up and spun for ever, and ``launch``
-had to SIGKILL it. So the executables install a recording handler before importing anything
-heavy, and ``node_util.run`` exits quietly when a signal was recorded before rclpy's own
-handlers took over.
+Each executable installs the recording handler of ``signals`` first, then imports its node
+module (torch, rclpy, artifacts: seconds), inside the function on purpose: a signal that arrives
+during those imports is recorded, not lost, and the process exits quietly instead of spinning.
 """
 
-import signal
-from typing import List, Optional
+from typing import Callable
 
-_received: List[int] = []
-
-
-def _record(signum, frame) -> None:   # noqa: ARG001 (signal handler signature)
-    _received.append(signum)
+from .signals import install, signalled
 
 
-def install() -> None:
-    """Record SIGINT/SIGTERM instead of acting on them (until rclpy installs its handlers)."""
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, _record)
-
-
-def signalled() -> Optional[int]:
-    """Return the first signal recorded since ``install`` (None if none)."""
-    return _received[0] if _received else None
-
-
-def _main(module: str) -> int:
+def _run(load: Callable[[], Callable[[], int]]) -> int:
+    """Install the handler, import the node with ``load`` and run its ``main`` unless signalled."""
     install()
-    import importlib
     try:
-        node_module = importlib.import_module(f'edgent_ros.nodes.{module}')
+        main = load()
     except KeyboardInterrupt:
         return 0
     if signalled():
         return 0
-    return node_module.main()
+    return main()
+
+
+def _camera():
+    from .camera_node import main
+    return main
+
+
+def _edge():
+    from .edge_node import main
+    return main
+
+
+def _planner():
+    from .planner_node import main
+    return main
+
+
+def _viz():
+    from .viz_node import main
+    return main
 
 
 def camera_node() -> int:
     """``camera_node`` executable."""
-    return _main('camera_node')
+    return _run(_camera)
 
 
 def edge_node() -> int:
     """``edge_node`` executable."""
-    return _main('edge_node')
+    return _run(_edge)
 
 
 def planner_node() -> int:
     """``planner_node`` executable."""
-    return _main('planner_node')
+    return _run(_planner)
 
 
 def viz_node() -> int:
     """``viz_node`` executable."""
-    return _main('viz_node')
+    return _run(_viz)

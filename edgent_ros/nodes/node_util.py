@@ -11,6 +11,9 @@ from rclpy.executors import ExternalShutdownException
 import rclpy.executors
 from rclpy.node import Node
 
+from ..core.artifacts import ArtifactError
+from .signals import signalled
+
 # Longest time a node's spin loop waits before it looks at the context again (s).
 SPIN_STEP_S = 0.25
 
@@ -54,7 +57,6 @@ def load_runner(node: Node, weights: str, threads: int, max_threads: int):
     Exits the process (code 2, fatal log naming the file) on a missing or garbled weights file,
     or when the ``model_id`` parameter names another model than the weights.
     """
-    from ..core.artifacts import ArtifactError
     from ..core.weights import load_model
     from ..core.inference import CoInference
     try:
@@ -98,11 +100,10 @@ def run(node_factory: Callable[[], Node], args: Optional[list] = None) -> int:
     """
     Init rclpy, spin the node until Ctrl-C / SIGTERM / shutdown, and exit quietly.
 
-    A signal that came while the process was still importing (recorded by ``entry``) or while
+    A signal that came while the process was still importing (recorded by ``signals``) or while
     the node was being built ends the process at once, cleanly. Spinning is in bounded steps
     while the context is ok, so a shutdown that no executor was waiting for yet is still seen.
     """
-    from .entry import signalled
     if signalled():
         return 0
     try:

@@ -2,7 +2,7 @@
 The accuracy table per (exit, split, encoding) and per confidence threshold (no rclpy).
 
 ``measure_encodings`` runs every (exit, split) of the model on labelled images with the
-intermediate tensor encoded and decoded exactly as the link would (``tensor_codec``): top-1,
+intermediate tensor encoded and decoded exactly as the link would (``core.codec``): top-1,
 payload bytes (mean, p95: zlib and JPEG sizes depend on the frame) and the codec's time per
 frame. Lossless encodings (``raw``, ``compressed``, ``png``) finish every frame bit-identically,
 so their top-1 is the exit's own; lossy ones (``fp16``, ``int8``; ``int8-zlib`` decodes to the
@@ -19,7 +19,6 @@ Both write into the accuracy JSON (``artifacts.ACCURACY_FILE``) under ``encoding
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
@@ -42,7 +41,7 @@ VARIABLE_SIZE = ('compressed', 'int8-zlib', 'png', 'jpeg')
 
 
 def _quantize_batch(x: torch.Tensor) -> torch.Tensor:
-    """Per-frame (per-tensor) affine int8 round trip of a batch, as ``tensor_codec`` does it."""
+    """Per-frame (per-tensor) affine int8 round trip of a batch, as ``core.codec`` does it."""
     flat = x.reshape(x.shape[0], -1)
     lo = torch.clamp(flat.min(1).values, max=0.0)
     hi = torch.clamp(flat.max(1).values, min=0.0)
@@ -229,68 +228,3 @@ def encodings_section(rows: List[Dict], n_images: int) -> Dict:
     """Wrap ``measure_encodings`` rows for the accuracy JSON."""
     return {'images': int(n_images), 'jpeg_quality': JPEG_QUALITY, 'size_sample': SIZE_SAMPLE,
             'configs': rows}
-
-
-# --------------------------------------------------------------------------------------------
-# CLI: edgent-ros accuracy
-
-
-def cmd_accuracy(args) -> int:
-    """Measure the per-(exit, split, encoding) and confidence tables into the accuracy JSON."""
-    import sys
-    from tqdm import tqdm
-    from ..core.artifacts import ACCURACY_FILE, ACCURACY_FORMAT, ARTIFACT_DIR, load_json, save_json
-    from ..core.weights import load_model
-    from .data import load_split
-    torch.set_num_threads(args.threads)
-    path = args.accuracy or ARTIFACT_DIR / ACCURACY_FILE
-    body = load_json(path, ACCURACY_FORMAT)
-    model = load_model(args.weights, expected_model_id=body.get('model_id'))
-    x, y = load_split('test', args.data_dir)
-    if args.limit:
-        step = max(1, len(x) // args.limit)   # sorted by class: every k-th keeps all classes
-        x, y = x[::step][:args.limit], y[::step][:args.limit]
-    print(f'measuring on {len(x)} test images', file=sys.stderr)
-    probs = exit_probabilities(model, x)
-    body['confidence'] = measure_confidence(probs, y)
-    with tqdm(total=count_configs(model), desc='(exit, split) x encodings', unit='cfg',
-              disable=args.no_progress) as bar:
-        rows = measure_encodings(model, x, y, progress=lambda k: bar.update(k - bar.n))
-    body['encodings'] = encodings_section(rows, len(x))
-    body.pop('format', None)
-    body.pop('sha256', None)
-    save_json(body, path, ACCURACY_FORMAT)
-    summary = int8_summary(rows)
-    print(json.dumps({'out': str(path), 'configs': len(rows), 'int8': summary}))
-    return 0
-
-
-def int8_summary(rows: Sequence[Dict]) -> Dict[str, float]:
-    """Bytes cut and worst top-1 loss of int8 against fp32 over every inner split."""
-    raw = {(r['exit'], r['split']): r for r in rows if r['encoding'] == 'raw' and r['split'] > 0}
-    ratios, losses = [], []
-    for r in rows:
-        if r['encoding'] == 'int8' and (r['exit'], r['split']) in raw:
-            ref = raw[(r['exit'], r['split'])]
-            ratios.append(ref['bytes_mean'] / r['bytes_mean'])
-            losses.append(ref['top1'] - r['top1'])
-    if not ratios:
-        return {}
-    return {'splits': len(ratios), 'bytes_cut_min': round(min(ratios), 3),
-            'top1_loss_max_points': round(100 * max(losses), 3),
-            'top1_loss_mean_points': round(100 * float(np.mean(losses)), 3)}
-
-
-def add_accuracy_parser(sub) -> None:
-    """Register ``edgent-ros accuracy``."""
-    from pathlib import Path
-    s = sub.add_parser('accuracy', help='measure top-1 per (exit, split, encoding) and per '
-                       'confidence threshold on the test set (into the accuracy JSON)')
-    s.add_argument('--weights', type=Path, default=None, help='weights (default: shipped)')
-    s.add_argument('--accuracy', type=Path, default=None,
-                   help='accuracy JSON to extend (default: the shipped one)')
-    s.add_argument('--data-dir', type=Path, default=None, help='CIFAR-10 folder')
-    s.add_argument('--limit', type=int, default=None, help='use only N test images')
-    s.add_argument('--threads', type=int, default=2)
-    s.add_argument('--no-progress', action='store_true')
-    s.set_defaults(func=cmd_accuracy)

@@ -12,13 +12,13 @@ frames done in less than b single forwards) and is wasted when frames arrive one
 """
 
 from __future__ import annotations
+
 from pathlib import Path
 import statistics
 import time
 from typing import Dict, List, Sequence, Tuple
+
 import numpy as np
-
-
 
 BATCH_SIZES = (1, 2, 3, 4, 6, 8)
 

@@ -68,9 +68,11 @@ from pathlib import Path
 import statistics
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+import numpy as np
+
 from ..core.arch import AlexNetConfig, NUM_EXITS
-from ..core.latency import (FEATURE_NAMES, KindModel, LatencyModels, TRANSFORMS, WEIGHTINGS, _terms,
-                            layer_features, mape_pct)
+from ..core.latency import (_terms, FEATURE_NAMES, KindModel, layer_features, LatencyModels,
+                            mape_pct, TRANSFORMS, WEIGHTINGS)
 
 
 FIT_WEIGHTINGS = ('log',)       # what fit_kind tries: 'relative' is biased low (module doc)
@@ -91,7 +93,6 @@ def _fit_once(kind: str, xs: Sequence[Sequence[float]], ys: Sequence[float], tra
     ``'log'``: robust (soft-L1, scale ``LOG_LOSS_SCALE``) least squares on ``log(pred) -
     log(t)`` with ``d >= 0``, started from the ``'relative'`` fit.
     """
-    import numpy as np
     from sklearn.linear_model import LinearRegression
     if weighting not in WEIGHTINGS:
         raise ValueError(f'unknown weighting {weighting!r}; known: {WEIGHTINGS}')
@@ -137,7 +138,6 @@ def fit_kind(kind: str, xs: Sequence[Sequence[float]], ys: Sequence[float], seed
     ``cv_median_ratio`` (median cross-validated predicted/measured: 1 when unbiased; None
     without cross-validation) and ``train_mape_pct``.
     """
-    import numpy as np
     if kind not in FEATURE_NAMES:
         raise ValueError(f'unknown layer kind {kind!r}; known: {sorted(FEATURE_NAMES)}')
     n = len(ys)

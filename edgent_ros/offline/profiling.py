@@ -7,7 +7,7 @@ configurations per kind (a seeded sample of a grid of input sizes, channels, ker
 filters and fc widths, plus the exact layers of all five branches of the model), ``profile_layers``
 times each one at batch size 1 (one frame, as the nodes run it), and ``measure_branches`` times
 every prefix ``[0, s)`` and suffix ``[s, end)`` of the real model for the end-to-end check of the
-regression (``edgent_ros.regression``).
+regression (``offline.fit``).
 
 Hosts:
 
@@ -36,6 +36,8 @@ This module never imports rclpy.
 """
 
 from __future__ import annotations
+
+import csv
 from dataclasses import dataclass
 import gc
 import json
@@ -48,17 +50,19 @@ import statistics
 import sys
 import time
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
 import torch
-from ..core.arch import (AlexNetConfig, INPUT_SHAPE, LayerSpec, NUM_EXITS, layer_flops, layer_table,
-                         output_shape)
+
+from ..core.arch import (AlexNetConfig, INPUT_SHAPE, layer_flops, layer_table, LayerSpec,
+                         NUM_EXITS, numel, output_shape, SHIPPED_CONFIG)
+from ..core.artifacts import ARTIFACT_DIR, WEIGHTS_FILE
 from ..core.latency import layer_features
 from ..core.model import build_layer, MultiExitAlexNet, normalize_images
-from .hosts import (cfs_quota_us, CGROUP_CPU_ROOT, cgroup_dir,
-                    cgroup_pids, cgroup_v1_cpu_available, current_cpu_cgroup, DEFAULT_CGROUP,
-                     BRANCH_PARTS, DEFAULT_CPU_PERIOD_US, DEFAULT_CPU_QUOTA, DEFAULT_ROBOT_THREADS,
+from ..core.weights import load_model
+from .hosts import (BRANCH_PARTS, cfs_quota_us, CGROUP_CPU_ROOT, cgroup_dir, cgroup_pids,
+                    cgroup_v1_cpu_available, current_cpu_cgroup, DEFAULT_CGROUP,
+                    DEFAULT_CPU_PERIOD_US, DEFAULT_CPU_QUOTA, DEFAULT_ROBOT_THREADS,
                     DEFAULT_WARMUP, ensure_cgroup, move_pid, remove_cgroup)
-
-
 
 MIN_WINDOW_S = 0.05               # lower bound of a cgroup timing window (s)
 PROFILE_COLUMNS = (
@@ -84,10 +88,6 @@ class ProfileConfig:
         """Return what determines the layer's cost (the name does not)."""
         s = self.spec
         return (s.kind, s.out_channels, s.kernel, s.stride, s.padding, s.p, self.in_shape)
-
-
-def _numel(shape: Sequence[int]) -> int:
-    return int(math.prod(int(d) for d in shape))
 
 
 def _model_configs(cfg: AlexNetConfig) -> List[ProfileConfig]:
@@ -132,7 +132,7 @@ def _grid_configs(rng: random.Random, counts: Dict[str, int]) -> List[ProfileCon
         else:
             h = rng.choice((1, 2, 4, 8))
             in_shape = (rng.choice(chans), h, h)
-        if _numel(in_shape) * out_f > 16_000_000:
+        if numel(in_shape) * out_f > 16_000_000:
             return None
         return ProfileConfig(LayerSpec('fc', 'grid_fc', out_f), in_shape)
 
@@ -158,7 +158,7 @@ def profile_configs(quick: bool, cfg: Optional[AlexNetConfig] = None, seed: int 
     Return the layer configurations to profile, without duplicates.
 
     Full set (``quick=False``): every distinct layer of all five branches of ``cfg`` (default
-    ``training.SHIPPED_CONFIG``) plus a seeded sample of a grid per kind: conv (H=W 4..32,
+    ``core.arch.SHIPPED_CONFIG``) plus a seeded sample of a grid per kind: conv (H=W 4..32,
     3..192 input channels, kernel 1/3/5, stride 1/2, 8..256 filters, at most 40 M MACs), pool
     (kernel 2/3, stride 1/2, padding 0/1), relu and dropout (3-D and flat inputs), fc (16..8192
     inputs, 10..1024 outputs, at most 16 M MACs): about 330 configurations.
@@ -166,7 +166,6 @@ def profile_configs(quick: bool, cfg: Optional[AlexNetConfig] = None, seed: int 
     runs; it does not cover every model layer.
     """
     if cfg is None:
-        from .training import SHIPPED_CONFIG
         cfg = SHIPPED_CONFIG
     rng = random.Random(seed)
     model = _model_configs(cfg)
@@ -379,7 +378,7 @@ def config_row(pc: ProfileConfig, host: HostInfo, stats: Dict[str, Any]) -> Dict
         'kind': s.kind, 'source': pc.source, 'out_channels': s.out_channels,
         'kernel': s.kernel, 'stride': s.stride, 'padding': s.padding, 'p': s.p,
         'in_shape': _shape_str(pc.in_shape), 'out_shape': _shape_str(out),
-        'input_size': _numel(pc.in_shape), 'output_size': _numel(out),
+        'input_size': numel(pc.in_shape), 'output_size': numel(out),
         'kernel_filters': feats[1] if s.kind == 'conv' else '',
         'flops': layer_flops(s, pc.in_shape)})
     row.update(stats)
@@ -488,7 +487,6 @@ def measure_branches(model: MultiExitAlexNet, host: HostInfo, timing: Timing,
 
 def write_csv(rows: Sequence[Dict[str, Any]], path: Path, columns: Sequence[str]) -> None:
     """Write ``rows`` with exactly ``columns`` (floats with 6 significant decimals)."""
-    import csv
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open('w', newline='') as f:
@@ -500,7 +498,6 @@ def write_csv(rows: Sequence[Dict[str, Any]], path: Path, columns: Sequence[str]
 
 def read_csv(path: Path, columns: Sequence[str]) -> List[Dict[str, str]]:
     """Read a CSV written by ``write_csv``; raise ValueError naming the file on missing columns."""
-    import csv
     path = Path(path)
     with path.open(newline='') as f:
         reader = csv.DictReader(f)
@@ -549,14 +546,11 @@ def run_profile(args: Any, host: HostInfo, timing: Timing) -> Dict[str, Any]:
         'cgroup': args.cgroup if host.emulation == 'cgroup' else None}), indent=1) + '\n')
     if args.no_branches:
         return summary
-    from ..core.artifacts import ARTIFACT_DIR, WEIGHTS_FILE
-    from ..core.weights import load_model
     weights = args.weights or ARTIFACT_DIR / WEIGHTS_FILE
     if args.weights or Path(weights).is_file():
         model = load_model(Path(weights))
         weights_note = str(weights)
     else:   # dense float kernels take the same time whatever the weight values
-        from .training import SHIPPED_CONFIG
         model = MultiExitAlexNet(SHIPPED_CONFIG).eval()
         weights_note = 'random init (no weights file)'
     parts = [p.strip() for p in args.branch_parts.split(',') if p.strip()]

@@ -19,10 +19,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..core.arch import AlexNetConfig, NUM_EXITS
+from ..core import artifacts
+from ..core.arch import AlexNetConfig, NUM_EXITS, SHIPPED_CONFIG
 from ..core.model import fold_batchnorm, MultiExitAlexNet, normalize_images
-
-SHIPPED_CONFIG = AlexNetConfig(c1=32, c2=64, c3=128, c4=128, c5=96, fc6=384, fc7=192, head=32)
+from ..core.weights import save_weights
 
 
 @dataclass
@@ -148,10 +148,9 @@ def train(cfg: TrainConfig, x_train: np.ndarray, y_train: np.ndarray,
 
 def write_training_report(result: Dict, out_dir: Path, n_test: int) -> Dict:
     """Write weights, accuracy table and plots of a finished run into ``out_dir``."""
-    from ..core import artifacts
     model = result['model']
     out_dir.mkdir(parents=True, exist_ok=True)
-    artifacts.save_weights(model, out_dir / artifacts.WEIGHTS_FILE)
+    save_weights(model, out_dir / artifacts.WEIGHTS_FILE)
     table = {
         'model_id': model.model_id,
         'dataset': f'CIFAR-10 test (JPEG), {n_test} images',

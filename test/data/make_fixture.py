@@ -16,8 +16,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from edgent_ros.nodes.bags import BagWriter
-from edgent_ros.offline.data import load_sample
+from edgent_ros.nodes.bags import BagWriter  # noqa: E402
+from edgent_ros.core.datasets import load_sample  # noqa: E402
 
 OUT = ROOT / 'test' / 'data' / 'demo_bag'
 T0 = 1_700_000_000 * 10**9

@@ -15,7 +15,7 @@ from rclpy.parameter_client import AsyncParameterClient
 
 from edgent_ros.nodes import qos
 from edgent_ros.core.weights import load_model
-from edgent_ros.offline.data import load_sample
+from edgent_ros.core.datasets import load_sample
 from edgent_ros.core.inference import CoInference
 from edgent_ros.msg import InferenceResult, Tensor
 from edgent_ros.core.codec import encode, fill_message

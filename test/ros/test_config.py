@@ -20,7 +20,7 @@ import json, sys
 import rclpy
 from rclpy.context import Context
 module, cls = sys.argv[1:3]
-node_cls = getattr(__import__(f'edgent_ros.{module}', fromlist=[cls]), cls)
+node_cls = getattr(__import__(f'edgent_ros.nodes.{module}', fromlist=[cls]), cls)
 ctx = Context()
 rclpy.init(context=ctx)
 try:

@@ -8,6 +8,7 @@ Root tests use a testbed named after this process (``et<pid hex>``) so concurren
 collide; testbeds left by a crashed earlier run (their pid is gone) are removed first.
 """
 
+import argparse
 import csv
 import json
 import os
@@ -19,9 +20,11 @@ import time
 
 import pytest
 
+from edgent_ros.cli.evaluation import add_testbed_parser, cmd_testbed
 from edgent_ros.evaluation import testbed as tbm
 from edgent_ros.evaluation.testbed import (OUTAGE_RATE_BIT, parse_qdisc_stats, parse_tbf_rate,
                                            rate_bit, Testbed, TracePlayer)
+from edgent_ros.offline.hosts import cgroup_dir, cgroup_pids
 
 ROOT = Path(__file__).resolve().parents[2]
 TRACES = ROOT.parent / 'shared' / 'data' / 'traces'
@@ -138,11 +141,10 @@ def test_parsers_and_names():
 
 
 def test_cli_parser_registers_actions():
-    import argparse
     p = argparse.ArgumentParser()
-    tbm.add_testbed_parser(p.add_subparsers(dest='cmd'))
+    add_testbed_parser(p.add_subparsers(dest='cmd'))
     a = p.parse_args(['testbed', 'rate', '0.5'])
-    assert a.action == 'rate' and a.mbps == 0.5 and a.func is tbm.cmd_testbed
+    assert a.action == 'rate' and a.mbps == 0.5 and a.func is cmd_testbed
     a = p.parse_args(['testbed', 'play', 'x.csv', '--speed', '2', '--duration-s', '10'])
     assert a.action == 'play' and a.speed == 2.0 and a.duration_s == 10.0
     for act in ('up', 'down', 'status'):
@@ -169,7 +171,7 @@ def _links() -> str:
 def _gone(tb: Testbed) -> None:
     assert tb.robot_ns not in _netns() and tb.edge_ns not in _netns()
     assert not re.search(rf'\b({tb.robot_if}|{tb.edge_if})\b', _links())
-    assert not (tbm.CGROUP_CPU_ROOT / tb.cgroup).exists()
+    assert not cgroup_dir(tb.cgroup).exists()
 
 
 @pytest.fixture(scope='module')
@@ -216,7 +218,7 @@ def test_teardown_after_crash_leaves_nothing(testbed):
     sleeper = testbed.run_in('robot', ['sleep', '120'], cgroup=True, start_new_session=True)
     try:
         time.sleep(0.3)
-        assert sleeper.pid in tbm._cgroup_pids(testbed.cgroup)
+        assert sleeper.pid in cgroup_pids(testbed.cgroup)
         # the crash: forget the object; a second veth half-created in the root namespace
         subprocess.run(['ip', 'link', 'add', f'{NAME}_x', 'type', 'veth', 'peer', 'name',
                         testbed.edge_if], capture_output=True)

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
+from edgent_ros.core.artifacts import (ARTIFACT_DIR, ArtifactError, int8_summary, load_confidence,
+                                       load_encodings)
 from edgent_ros.offline.accuracy import (cascade, count_configs, encodings_section, entropy,
-                                         exit_probabilities, int8_summary, measure_confidence,
-                                         measure_encodings)
-from edgent_ros.core.artifacts import ARTIFACT_DIR, ArtifactError, load_confidence, load_encodings
+                                         exit_probabilities, measure_confidence, measure_encodings)
 from edgent_ros.offline.batch_profile import fit_beta
-from edgent_ros.offline.data import load_sample
+from edgent_ros.core.datasets import load_sample
 from edgent_ros.core.model import MultiExitAlexNet
 from edgent_ros.core.arch import NUM_EXITS
 from edgent_ros.offline.training import SHIPPED_CONFIG

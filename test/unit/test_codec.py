@@ -390,7 +390,7 @@ def test_from_message_validates():
 # ------------------------------------------------- int8-zlib, png, jpeg (planner encodings)
 
 def _frame(seed=3):
-    from edgent_ros.offline.data import load_sample
+    from edgent_ros.core.datasets import load_sample
     return np.ascontiguousarray(load_sample()[0][seed][None])    # (1, 32, 32, 3) uint8
 
 

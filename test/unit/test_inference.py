@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgent_ros.offline.data import load_sample, SAMPLE_PATH
+from edgent_ros.core.datasets import load_sample, SAMPLE_PATH
 from edgent_ros.core.inference import classify, CoInference, preprocess_image
 from edgent_ros.core.ledger import FrameLedger, FrameRefused, Pending, SequenceTracker
 from edgent_ros.core.arch import CLASSES, NUM_EXITS

@@ -9,10 +9,12 @@ import pytest
 import torch
 
 from edgent_ros.core.arch import (AlexNetConfig, branch_specs, check_exit, check_split,
-                                  INPUT_SHAPE, layer_flops, layer_table, NUM_EXITS, output_shape,
+                                  INPUT_SHAPE, layer_flops, layer_table, NUM_EXITS, numel,
+                                  output_shape, parameter_count, SHIPPED_CONFIG,
                                   split_payload_bytes, split_tensor_shape)
+from edgent_ros.core.artifacts import read_config
 from edgent_ros.core.model import ConvBN, fold_batchnorm, MultiExitAlexNet, normalize_images
-from edgent_ros.offline.training import SHIPPED_CONFIG
+from edgent_ros.offline import training
 
 CFG = SHIPPED_CONFIG
 BATCH = 3
@@ -20,11 +22,21 @@ CUTS = [(e, s) for e in range(1, NUM_EXITS + 1)
         for s in range(len(branch_specs(CFG, e)) + 1)]
 
 
-def _numel(shape):
-    n = 1
-    for d in shape:
-        n *= d
-    return n
+def test_shipped_config_is_the_shipped_weights():
+    """One definition: training's default and the weights' header are ``arch.SHIPPED_CONFIG``."""
+    assert training.SHIPPED_CONFIG is SHIPPED_CONFIG
+    assert training.TrainConfig().model == SHIPPED_CONFIG
+    assert read_config() == SHIPPED_CONFIG
+    assert SHIPPED_CONFIG != AlexNetConfig()     # the dataclass defaults are the wider widths
+
+
+@pytest.mark.parametrize('cfg', [SHIPPED_CONFIG, AlexNetConfig()], ids=['shipped', 'defaults'])
+def test_parameter_count_without_torch_matches_the_model(cfg):
+    assert parameter_count(cfg) == sum(p.numel() for p in MultiExitAlexNet(cfg).parameters())
+
+
+def test_numel():
+    assert numel((3, 32, 32)) == 3072 and numel(()) == 1 and numel((5, 0)) == 0
 
 
 @pytest.fixture(scope='module')
@@ -126,7 +138,7 @@ def test_layer_table_matches_modules(model, batch, exit_index):
             assert tuple(x.shape[1:]) == row.in_shape, row.name
             x = model.run(x, exit_index, i, i + 1)
             assert tuple(x.shape[1:]) == row.out_shape, row.name
-            assert row.out_bytes == 4 * _numel(row.out_shape)
+            assert row.out_bytes == 4 * numel(row.out_shape)
             assert row.kind == row.spec.kind and row.name == row.spec.name
     assert rows[-1].out_shape == (CFG.num_classes,)
 
@@ -144,7 +156,7 @@ def test_conv_flops_hand_formula():
                 k = row.spec.kernel
                 assert row.flops == 2 * c_out * h_out * w_out * row.in_shape[0] * k * k
             elif row.kind == 'fc':
-                assert row.flops == 2 * _numel(row.in_shape) * row.spec.out_channels
+                assert row.flops == 2 * numel(row.in_shape) * row.spec.out_channels
 
 
 def test_layer_flops_and_output_shape_of_a_small_conv():
@@ -159,11 +171,11 @@ def test_split_payload_bytes(exit_index):
     assert split_payload_bytes(CFG, exit_index, 0) == 3072 == 32 * 32 * 3
     assert split_payload_bytes(CFG, exit_index, n) == 0
     for s in range(1, n):
-        numel = _numel(split_tensor_shape(CFG, exit_index, s))
-        assert numel == _numel(layer_table(CFG, exit_index)[s - 1].out_shape)
-        assert split_payload_bytes(CFG, exit_index, s) == 4 * numel
-        assert split_payload_bytes(CFG, exit_index, s, bytes_per_element=2) == 2 * numel
-        assert split_payload_bytes(CFG, exit_index, s, bytes_per_element=1) == numel
+        elems = numel(split_tensor_shape(CFG, exit_index, s))
+        assert elems == numel(layer_table(CFG, exit_index)[s - 1].out_shape)
+        assert split_payload_bytes(CFG, exit_index, s) == 4 * elems
+        assert split_payload_bytes(CFG, exit_index, s, bytes_per_element=2) == 2 * elems
+        assert split_payload_bytes(CFG, exit_index, s, bytes_per_element=1) == elems
 
 
 @pytest.mark.parametrize('bad', [0, 6, -1, 100, True, False, 1.0, 2.5, '1', None])

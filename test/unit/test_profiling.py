@@ -1,4 +1,4 @@
-"""Unit tests of edgent_ros.profiling (no ROS): configurations, timing, CSVs, robot emulation."""
+"""Unit tests of edgent_ros.offline.profiling (no ROS): configurations, timing, CSVs, robot CPU."""
 
 import argparse
 import json

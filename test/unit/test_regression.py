@@ -1,4 +1,4 @@
-"""Unit tests of edgent_ros.regression (no ROS): features, fitting, artifact, end-to-end check."""
+"""Unit tests of edgent_ros.offline.fit (no ROS): features, fitting, artifact, end-to-end check."""
 
 import argparse
 import json

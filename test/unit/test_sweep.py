@@ -235,3 +235,17 @@ def test_encoded_frames_count_with_their_measured_accuracy_and_stay_out_of_the_o
     gain = encoding_gain(rows)
     assert gain['edgent+enc_meets'] == 2 and gain['edgent_meets'] == 1
     assert gain['only_edgent+enc'] == [(1.0, 100.0)] and gain['only_edgent'] == []
+
+
+def test_frame_accuracy_credits_lossless_encodings_with_the_exit():
+    """LOSSLESS is core.codec's; an empty encoding (rows from before encodings) counts as raw."""
+    from edgent_ros.core.codec import LOSSLESS
+    from edgent_ros.evaluation import sweep
+    from edgent_ros.evaluation.sweep import frame_accuracy
+    assert sweep.LOSSLESS is LOSSLESS
+    acc = {2: 0.8}
+    enc = {(2, 0, 'png'): 0.5, (2, 0, 'raw'): 0.5, (2, 0, 'jpeg'): 0.77}
+    for e in ('', None, 'raw', 'png', 'compressed'):
+        assert frame_accuracy(acc, enc, 2, 0, e) == 0.8
+    assert frame_accuracy(acc, enc, 2, 0, 'jpeg') == 0.77
+    assert frame_accuracy(acc, None, 2, 0, 'jpeg') == 0.8

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgent_ros.offline.data import load_sample
+from edgent_ros.core.datasets import load_sample
 from edgent_ros.core.viz import annotate, GREEN, GREY, latency_bars, OutcomeView, RED, VizStats
 
 OUT = Path(__file__).resolve().parents[2] / 'bench' / 'results'

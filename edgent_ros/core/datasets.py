@@ -1,5 +1,7 @@
 """
-CIFAR-10 JPEG archives and the bundled sample: loading and caching (no rclpy).
+CIFAR-10 JPEG archives and the bundled sample: loading and caching (no rclpy, no torch).
+
+Shared by the offline phase (training, accuracy tables) and the camera's file sources.
 
 The archives (``train.tar.gz``, ``test.tar.gz``) hold ``<class>/<NNNN>.jpg`` members; they are
 decoded with OpenCV into uint8 RGB NHWC arrays ``(N, 32, 32, 3)`` and int64 labels ``(N,)``.
@@ -16,8 +18,8 @@ import zipfile
 
 import numpy as np
 
-from ..core.arch import CLASSES
-from ..core.artifacts import ARTIFACT_DIR
+from .arch import CLASSES
+from .artifacts import ARTIFACT_DIR
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]   # edgent_ros/
 SAMPLE_PATH = ARTIFACT_DIR / 'cifar10_sample.npz'

@@ -1,0 +1,87 @@
+"""
+The testbed's robot camera: ``camera_node`` whose device layers take ``compute_slowdown`` x longer.
+
+A CFS CPU quota does not throttle the one short burst of compute a camera does per frame, so the
+testbed emulates a slower robot per frame, as the profiler does: after the device-side layers
+the camera waits (f - 1) x the CPU time they took (not their wall time, which a throttle of the
+robot's quota can stretch many-fold: f x a 50 ms throttle would be seconds), and the frame's
+``device_ms`` includes the wait. The production ``CameraNode`` knows nothing of this; it only
+offers the ``after_compute`` hook used here.
+
+Run as ``python -m edgent_ros.evaluation.emulated_camera --ros-args -p compute_slowdown:=2.15
+...``: the same node name, topics and parameters as ``camera_node``, plus read-only
+``compute_slowdown`` (>= 1; 1 = no emulation). Signals are recorded from the first line on, as in
+the node executables (``nodes.entry``, ``nodes.signals``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Optional
+
+from ..nodes.signals import install, signalled
+
+COMPUTE_SLOWDOWN_RANGE = (1.0, 10_000.0)
+
+
+class ComputeSlowdown:
+    """
+    ``after_compute`` hook: wait (``factor`` - 1) x the layers' CPU time, add it to device_ms.
+
+    ``sleep`` (seconds) is injectable for tests.
+    """
+
+    def __init__(self, factor: float = 1.0, sleep: Callable[[float], None] = time.sleep):
+        self.factor = check_factor(factor)
+        self._sleep = sleep
+
+    def __call__(self, out) -> None:
+        """Emulate the slower robot on ``out`` (a ``core.inference.DeviceOutput``)."""
+        if self.factor <= 1.0:
+            return
+        extra_ms = (self.factor - 1.0) * out.layers_cpu_ms
+        self._sleep(extra_ms / 1e3)
+        out.device_ms += extra_ms
+
+
+def check_factor(factor: float) -> float:
+    """Return ``factor`` as float; ValueError naming it unless in ``COMPUTE_SLOWDOWN_RANGE``."""
+    lo, hi = COMPUTE_SLOWDOWN_RANGE
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) \
+            or not lo <= factor <= hi:
+        raise ValueError(f'compute_slowdown must be in [{lo:g}, {hi:g}], got {factor!r}')
+    return float(factor)
+
+
+def main(args: Optional[list] = None) -> int:
+    """Spin a ``CameraNode`` with the ``compute_slowdown`` robot emulation."""
+    from ..nodes.camera_node import CameraNode
+    from ..nodes.node_util import declare, run
+    slowdown = ComputeSlowdown()
+
+    def make():
+        node = CameraNode(after_compute=slowdown)
+        slowdown.factor = check_factor(declare(
+            node, 'compute_slowdown', 1.0, 'robot emulation: after the device-side layers, '
+            'wait (f - 1) x their CPU time (a CPU quota does not throttle one short burst)',
+            float_range=COMPUTE_SLOWDOWN_RANGE, read_only=True))
+        node.get_logger().info(f'robot emulation: compute_slowdown {slowdown.factor:g}')
+        return node
+
+    return run(make, args)
+
+
+def _entry() -> int:
+    """Process entry: record signals before the heavy imports (rclpy, torch), then run."""
+    install()
+    try:
+        from ..nodes import camera_node   # noqa: F401 (the heavy import, under the handler)
+    except KeyboardInterrupt:
+        return 0
+    if signalled():
+        return 0
+    return main()
+
+
+if __name__ == '__main__':
+    raise SystemExit(_entry())

@@ -1,0 +1,40 @@
+"""Unit tests of the testbed's robot emulation hook and camera command (no ROS, no sleeping)."""
+
+from types import SimpleNamespace
+
+import pytest
+
+from edgent_ros.evaluation.emulated_camera import check_factor, ComputeSlowdown
+from edgent_ros.evaluation import testbed_session
+
+
+def test_slowdown_waits_f_minus_one_times_the_layers_cpu_time():
+    slept = []
+    hook = ComputeSlowdown(4.0, sleep=slept.append)
+    out = SimpleNamespace(device_ms=5.0, layers_cpu_ms=2.0)
+    hook(out)
+    assert slept == [pytest.approx(0.006)]            # (4 - 1) x 2 ms, in seconds
+    assert out.device_ms == pytest.approx(11.0)      # the wait is the robot's compute
+
+
+def test_slowdown_one_does_nothing():
+    slept = []
+    out = SimpleNamespace(device_ms=5.0, layers_cpu_ms=2.0)
+    ComputeSlowdown(1.0, sleep=slept.append)(out)
+    assert slept == [] and out.device_ms == 5.0
+
+
+@pytest.mark.parametrize('bad', [0.5, 0.0, -2.0, 1e9, float('nan'), True, '2'])
+def test_bad_factor_is_refused_naming_it(bad):
+    with pytest.raises(ValueError, match='compute_slowdown'):
+        check_factor(bad)
+
+
+def test_camera_command_picks_the_emulated_camera_only_when_slowed(monkeypatch):
+    monkeypatch.setattr(testbed_session, 'executable', lambda name: f'/install/{name}')
+    argv = testbed_session.camera_argv({'fps': 5.0, 'compute_slowdown': 1.0})
+    assert argv[0] == '/install/camera_node' and 'compute_slowdown:=1.0' not in argv
+    argv = testbed_session.camera_argv({'fps': 5.0, 'compute_slowdown': 2.15})
+    assert argv[1:3] == ['-m', 'edgent_ros.evaluation.emulated_camera']
+    assert argv[3] == '--ros-args' and 'compute_slowdown:=2.15' in argv and 'fps:=5.0' in argv
+    assert testbed_session.camera_argv({})[0] == '/install/camera_node'
