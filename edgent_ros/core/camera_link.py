@@ -25,7 +25,7 @@ from collections import deque
 from dataclasses import dataclass
 import math
 import threading
-from typing import Callable, Deque, Dict, List, Optional, Tuple
+from typing import Callable, Deque, Dict, List, Optional, Set, Tuple
 
 from .arch import NUM_EXITS
 from .artifacts import load_accuracy
@@ -164,6 +164,7 @@ class CameraLink:
         self.on_fallback = on_fallback
         self.lock = threading.RLock()
         self.seq = 0
+        self.computing: Set[int] = set()   # admitted, on the robot: not sent nor finished
         self.probe_seq = 0
         self.probe_pair: Optional[ProbePair] = None
         self.last_edge_send_s = -math.inf
@@ -217,18 +218,28 @@ class CameraLink:
         """
         with self.lock:
             seq = self.new_frame()
+            self.computing.add(seq)
             return seq, offloads and self.ledger.in_flight >= max_in_flight
 
     def sent(self, pending: Pending) -> None:
         """Record a frame handed to the link at ``pending.sent_s``; call before publishing it."""
         with self.lock:
             self.ledger.send(pending)
+            self.computing.discard(pending.seq)
             self.last_edge_send_s = pending.sent_s    # holds probes off (needs_probe)
 
-    def finish(self, kind: str, deadline_met: Optional[bool] = None) -> None:
-        """Count a frame's one outcome ``kind``; ``deadline_met`` for results (None: a drop)."""
+    def finish(self, kind: str, deadline_met: Optional[bool] = None,
+               seq: Optional[int] = None) -> None:
+        """
+        Count a frame's one outcome ``kind``; ``deadline_met`` for results (None: a drop).
+
+        ``seq``: the frame's sequence number, so a frame finished on the robot (device-only,
+        ``link_busy``) stops counting as ``computing``.
+        """
         with self.lock:
             self.ledger.finish(kind)
+            if seq is not None:
+                self.computing.discard(int(seq))
             if deadline_met is not None:
                 self.met.append(bool(deadline_met))
 
@@ -274,7 +285,7 @@ class CameraLink:
     def summary(self) -> Dict[str, int]:
         """Return the ledger's counts: produced, in_flight and every outcome kind."""
         with self.lock:
-            return self.ledger.summary()
+            return {**self.ledger.summary(), 'computing': len(self.computing)}
 
     # -- the edge: reachability, fallback, probes ------------------------------------------------
     def grace(self, now_s: float) -> None:
@@ -365,7 +376,7 @@ class CameraLink:
         with self.lock:
             est = self.estimator.estimate(now_s)
             reachable = self.watchdog.reachable(now_s)
-            summary = self.ledger.summary()
+            summary = {**self.ledger.summary(), 'computing': len(self.computing)}
             drops = sum(v for k, v in summary.items()
                         if k.startswith(('dropped:', 'refused:')))
             values: Dict[str, object] = {

@@ -369,7 +369,7 @@ class CameraNode(Node):
 
     def _outcome(self, res: InferenceResult, kind: str) -> None:
         ok = res.status == InferenceResult.STATUS_OK
-        self.link.finish(kind, bool(res.deadline_met) if ok else None)
+        self.link.finish(kind, bool(res.deadline_met) if ok else None, res.sequence)
         self.outcome_pub.publish(res)
         if self.log_frames:
             self.get_logger().info(

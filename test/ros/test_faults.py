@@ -145,7 +145,10 @@ def test_soak_accounting_and_memory(procs, listener):
     assert diag, 'camera diagnostics seen'
     finished = sum(int(v) for k, v in diag.items() if k.startswith(('ok_', 'dropped:',
                                                                    'refused:')))
-    assert int(diag['produced']) == finished + int(diag['in_flight'])
+    # one consistent snapshot: every frame produced is finished, on the link, or still on the
+    # robot's worker (at most one at a time)
+    assert int(diag['computing']) <= 1
+    assert int(diag['produced']) == finished + int(diag['in_flight']) + int(diag['computing'])
     for pid in rss0:
         grow_mb = (rss1[pid] - rss0[pid]) / 1024
         assert grow_mb < 30, f'pid {pid} grew {grow_mb:.1f} MB in {duration:.0f} s'

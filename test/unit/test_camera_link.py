@@ -220,11 +220,12 @@ def test_every_frame_ends_in_exactly_one_outcome(fallback_problem):
         t += 0.05
         offloads = rng.random() < 0.8
         seq, busy = link.admit(offloads, max_in_flight=2)
+        assert link.summary()['computing'] == 1   # admitted: on the robot until sent/finished
         if busy:
-            link.finish('dropped:link_busy')
+            link.finish('dropped:link_busy', seq=seq)
             outcomes[seq] = 'dropped:link_busy'
         elif not offloads:
-            link.finish('ok_device', True)
+            link.finish('ok_device', True, seq)
             outcomes[seq] = 'ok_device'
         else:
             link.sent(Pending(seq, t, t, 5, 3, PAYLOAD, 1.0, -1, 200.0, stamp_ns=seq))
@@ -240,13 +241,14 @@ def test_every_frame_ends_in_exactly_one_outcome(fallback_problem):
             assert p.seq not in outcomes
             outcomes[p.seq] = 'dropped:edge_timeout'
         s = link.summary()
+        assert s['computing'] == 0
         assert link.ledger.accounted() == s['produced']
     for p in link.expire(t + 10.0):
         link.finish('dropped:edge_timeout')
         outcomes[p.seq] = 'dropped:edge_timeout'
     s = link.summary()
     assert s['produced'] == 400 == len(outcomes) and s['in_flight'] == 0
-    assert sum(v for k, v in s.items() if k not in ('produced', 'in_flight')) == 400
+    assert sum(v for k, v in s.items() if k not in ('produced', 'in_flight', 'computing')) == 400
     assert {'ok_edge', 'ok_device', 'dropped:link_busy', 'dropped:edge_timeout'} <= set(s)
     assert link.done(400) and not link.done(0)
     assert 0.0 < link.loss() < 1.0
@@ -260,7 +262,8 @@ def test_late_and_foreign_results_are_not_outcomes(fallback_problem):
     link.finish('dropped:edge_timeout')
     assert link.result(0.7, seq, seq, True, 1.0, 0.0, 1) is None     # expired already
     assert link.late_results == 2
-    assert link.summary() == {'produced': 1, 'in_flight': 0, 'dropped:edge_timeout': 1}
+    assert link.summary() == {'produced': 1, 'in_flight': 0, 'computing': 0,
+                              'dropped:edge_timeout': 1}
     assert link.loss() == 1.0
 
 
