@@ -7,8 +7,11 @@ For each target a fresh process is started, repeated ``--repeats`` times:
 * CLI (``edgent-ros --help``, ``plan``, ``info``): wall time to exit, peak RSS (``ru_maxrss``
   of the child), and whether torch was imported (``-X importtime`` lists it).
 * Nodes (``camera_node``, ``edge_node``, ``planner_node``, ``viz_node``): seconds from exec until
-  the node is in the ROS graph (a listener polls ``get_node_names``), then its RSS
-  (``/proc/PID/status`` VmRSS) after it has settled for ``--settle-s``.
+  the node is ready (its start-up log line, written once model and artifacts are loaded; viz_node:
+  in the ROS graph), then its RSS (``/proc/PID/status`` VmRSS) after ``--settle-s``.
+
+Processes run from the temp folder, so the checkout in the working directory is not imported
+instead of the install (or of ``--tree``).
 
 ``--tree DIR`` puts a source tree first on ``PYTHONPATH`` (its ``edgent_ros`` package shares the
 name with the built install through ``extend_path``, which supplies ``edgent_ros.msg``), so the
@@ -28,9 +31,11 @@ import argparse
 import csv
 import os
 from pathlib import Path
+import select
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,14 +60,15 @@ def time_cli(args: list, env: dict) -> tuple:
     """Return (seconds, peak RSS MB, torch imported) of one ``edgent-ros`` run."""
     t0 = time.monotonic()
     p = subprocess.Popen([sys.executable, '-X', 'importtime', '-m', 'edgent_ros.cli', *args],
-                         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                         env=env, cwd=tempfile.gettempdir(), stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
     err = p.stderr.read()
     _, status, usage = os.wait4(p.pid, 0)   # this child's own peak RSS (KB on Linux)
     dt = time.monotonic() - t0
     p.returncode = os.waitstatus_to_exitcode(status)
     if p.returncode != 0:
         raise RuntimeError(f'edgent-ros {" ".join(args)} failed: {err[-2000:]}')
-    torch = any(line.rstrip().endswith('| torch') for line in err.splitlines())
+    torch = any(line.split('|')[-1].strip() == 'torch' for line in err.splitlines())
     return dt, usage.ru_maxrss / 1024.0, torch
 
 
@@ -83,21 +89,33 @@ def _torch_mapped(pid: int) -> bool:
 
 
 def time_node(name: str, env: dict, flat: bool, listener, settle_s: float) -> tuple:
-    """Return (seconds until in the graph, RSS MB after settling, torch loaded) of one node."""
+    """
+    Return (seconds until ready, RSS MB after settling, torch loaded) of one node.
+
+    Ready: the node logged its start-up line (``<name>: model ...``, the last line of its
+    ``__init__``, after the model and artifacts are loaded); viz_node, which loads nothing and
+    logs no such line, is ready when it is in the ROS graph.
+    """
     entry = 'edgent_ros.entry' if flat else 'edgent_ros.nodes.entry'
     code = f'import sys\nfrom {entry} import {name}\nsys.exit({name}())'
     t0 = time.monotonic()
-    p = subprocess.Popen([sys.executable, '-c', code], env=env, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
+    p = subprocess.Popen([sys.executable, '-c', code], env=env, cwd=tempfile.gettempdir(),
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         up = None
         while time.monotonic() - t0 < 120.0 and p.poll() is None:
-            if name in listener.get_node_names():
+            if name == 'viz_node':
+                if name in listener.get_node_names():
+                    up = time.monotonic() - t0
+                    break
+                time.sleep(0.02)
+                continue
+            ready, _, _ = select.select([p.stdout], [], [], 0.05)
+            if ready and f'{name}: ' in p.stdout.readline():
                 up = time.monotonic() - t0
                 break
-            time.sleep(0.02)
         if up is None:
-            raise RuntimeError(f'{name} did not join the graph (exit {p.poll()})')
+            raise RuntimeError(f'{name} did not start (exit {p.poll()})')
         time.sleep(settle_s)
         return up, _rss_mb(p.pid), _torch_mapped(p.pid)
     finally:
@@ -107,6 +125,35 @@ def time_node(name: str, env: dict, flat: bool, listener, settle_s: float) -> tu
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait(5)
+
+
+def plot(csv_path: Path, png: Path) -> Path:
+    """Draw median start-up time and RSS per target, one bar per label, from the CSV."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    with open(csv_path) as f:
+        rows = list(csv.DictReader(f))
+    labels = list(dict.fromkeys(r['label'] for r in rows))
+    targets = list(dict.fromkeys(r['target'] for r in rows))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    width = 0.8 / len(labels)
+    for ax, col, title in ((axes[0], 'seconds', 'start-up (s): CLI to exit, node to ready'),
+                           (axes[1], 'rss_mb', 'resident memory (MB)')):
+        for i, label in enumerate(labels):
+            med = [statistics.median(float(r[col]) for r in rows
+                                     if r['label'] == label and r['target'] == t) for t in targets]
+            xs = [j + (i - (len(labels) - 1) / 2) * width for j in range(len(targets))]
+            ax.bar(xs, med, width, label=label)
+        ax.set_xticks(range(len(targets)))
+        ax.set_xticklabels([t.replace('edgent-ros ', '') for t in targets], rotation=30,
+                           fontsize=8)
+        ax.set_title(title, fontsize=10)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    return png
 
 
 def main(argv=None) -> int:
@@ -155,6 +202,7 @@ def main(argv=None) -> int:
         rs = [r for r in rows if r[1] == target]
         print(f'{target:<22} {statistics.median(r[3] for r in rs):>9.2f} '
               f'{statistics.median(r[4] for r in rs):>10.0f} {any(r[5] for r in rs)}')
+    print(f'plot: {plot(args.out, args.out.with_suffix(".png"))}')
     return 0
 
 
