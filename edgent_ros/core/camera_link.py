@@ -33,22 +33,11 @@ from .latency import LatencyModels
 from .ledger import FrameLedger, Pending
 from .link import BandwidthEstimator, EdgeWatchdog, Estimate, ProbePair
 from .optimizer import decide_policy, EdgentProblem, scale_robot
+from .validate import as_nonneg, as_positive
 
 START_SETTLE_S = 0.5   # start-up gate: hold this long after the edge and subscribers are seen
 PROBE_EXIT = NUM_EXITS  # probes are real frames: split 0, final exit
 EWMA_ALPHA = 0.2        # weight of a new edge queue / batch report in their averages
-
-
-def _seconds(name: str, value: float, positive: bool = False) -> float:
-    """Return ``value`` as float seconds; ValueError naming it unless finite and >= 0 (> 0)."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f'{name} must be a number of seconds, got {value!r}') from None
-    if isinstance(value, bool) or not math.isfinite(v) or v < 0.0 or (positive and v == 0.0):
-        raise ValueError(f'{name} must be finite and {">" if positive else ">="} 0, '
-                         f'got {value!r}')
-    return v
 
 
 class StartGate:
@@ -66,8 +55,8 @@ class StartGate:
 
     def __init__(self, t0_s: float, wait_s: float, settle_s: float = START_SETTLE_S):
         self.t0_s = float(t0_s)
-        self.wait_s = _seconds('wait_s', wait_s)
-        self.settle_s = _seconds('settle_s', settle_s)
+        self.wait_s = as_nonneg('wait_s', wait_s)
+        self.settle_s = as_nonneg('settle_s', settle_s)
         self.started = False
         self._ready_since: Optional[float] = None
 
@@ -160,7 +149,7 @@ class CameraLink:
         self.fallback = fallback
         self.watchdog = EdgeWatchdog(edge_timeout_s)
         self.watchdog.heard(now_s)   # grace period at start
-        self.ledger = FrameLedger(timeout_s=_seconds('result_timeout_s', result_timeout_s, True))
+        self.ledger = FrameLedger(timeout_s=as_positive('result_timeout_s', result_timeout_s))
         self.on_fallback = on_fallback
         self.lock = threading.RLock()
         self.seq = 0
@@ -184,7 +173,7 @@ class CameraLink:
     @edge_timeout_s.setter
     def edge_timeout_s(self, value: float) -> None:
         with self.lock:
-            self.watchdog.timeout_s = _seconds('edge_timeout_s', value, True)
+            self.watchdog.timeout_s = as_positive('edge_timeout_s', value)
 
     @property
     def result_timeout_s(self) -> float:
@@ -194,7 +183,7 @@ class CameraLink:
     @result_timeout_s.setter
     def result_timeout_s(self, value: float) -> None:
         with self.lock:
-            self.ledger.timeout_s = _seconds('result_timeout_s', value, True)
+            self.ledger.timeout_s = as_positive('result_timeout_s', value)
 
     # -- frames ----------------------------------------------------------------------------------
     @property
