@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-import math
 from typing import Any, Deque, Hashable, List, Tuple, Union
+
+from .validate import as_count, as_nonneg
 
 
 @dataclass(frozen=True)
@@ -52,15 +53,6 @@ class _Entry:
     arrival_s: float
 
 
-def _check(name: str, value: Any, low: float, integer: bool = False) -> float:
-    """Return ``value`` if it is a (finite) number >= ``low``, else raise ``ValueError``."""
-    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
-    if isinstance(value, bool) or not ok or not math.isfinite(value) or value < low:
-        kind = 'an integer' if integer else 'a finite number'
-        raise ValueError(f'{name} must be {kind} >= {low:g}, got {value!r}')
-    return value
-
-
 class BatchQueue:
     """Bounded queue of frames that closes batches of one configuration (see the module)."""
 
@@ -74,13 +66,13 @@ class BatchQueue:
 
     def configure(self, **values: Any) -> None:
         """Set ``max_queue``, ``max_queue_ms``, ``max_batch``, ``batch_window_ms`` (any of)."""
-        limits = {'max_queue': (1, True), 'max_queue_ms': (0.0, False),
-                  'max_batch': (1, True), 'batch_window_ms': (0.0, False)}
-        for name, value in values.items():
-            if name not in limits:
+        checks = {'max_queue': lambda n, v: as_count(n, v, 1), 'max_queue_ms': as_nonneg,
+                  'max_batch': lambda n, v: as_count(n, v, 1), 'batch_window_ms': as_nonneg}
+        for name in values:
+            if name not in checks:
                 raise ValueError(f'unknown batch queue setting {name!r}')
-            _check(name, value, *limits[name])
-        for name, value in values.items():
+        checked = {name: checks[name](name, value) for name, value in values.items()}
+        for name, value in checked.items():
             setattr(self, name, value)
 
     def __len__(self) -> int:
