@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from typing import Callable, Optional
 
-from ..nodes.signals import install, signalled
+from ..nodes.entry import run_guarded
 
 COMPUTE_SLOWDOWN_RANGE = (1.0, 10_000.0)
 
@@ -71,17 +71,10 @@ def main(args: Optional[list] = None) -> int:
     return run(make, args)
 
 
-def _entry() -> int:
-    """Process entry: record signals before the heavy imports (rclpy, torch), then run."""
-    install()
-    try:
-        from ..nodes import camera_node   # noqa: F401 (the heavy import, under the handler)
-    except KeyboardInterrupt:
-        return 0
-    if signalled():
-        return 0
-    return main()
+def _load() -> Callable[[], int]:
+    from ..nodes import camera_node   # noqa: F401 (the heavy import, under the signal handler)
+    return main
 
 
 if __name__ == '__main__':
-    raise SystemExit(_entry())
+    raise SystemExit(run_guarded(_load))

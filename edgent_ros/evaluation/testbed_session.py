@@ -69,27 +69,20 @@ def executable(name: str) -> str:
                             'scripts/setup.sh and source scripts/env.sh')
 
 
-def camera_command(compute_slowdown: float = 1.0) -> List[str]:
-    """
-    Return the command that starts the robot's camera.
-
-    ``compute_slowdown`` 1: the installed ``camera_node``; otherwise the testbed's emulated
-    robot camera (``python -m edgent_ros.evaluation.emulated_camera``, the same node with a
-    slower robot's compute), which then needs ``-p compute_slowdown:=<f>`` among its arguments.
-    """
-    if float(compute_slowdown) == 1.0:
-        return [executable('camera_node')]
-    executable('camera_node')   # the install must be there (messages, artifacts) all the same
-    return [sys.executable, '-m', 'edgent_ros.evaluation.emulated_camera']
-
-
 def camera_argv(params: Dict[str, object]) -> List[str]:
-    """Return the camera's command and ``--ros-args`` for ``params`` (``compute_slowdown`` too)."""
+    """
+    Return the command that starts the robot's camera with ``--ros-args`` for ``params``.
+
+    ``compute_slowdown`` 1 (or absent): the installed ``camera_node``, without that parameter
+    (the production camera has none); otherwise the testbed's emulated robot camera (``python
+    -m edgent_ros.evaluation.emulated_camera``, the same node with a slower robot's compute).
+    """
     params = dict(params)
-    factor = float(params.get('compute_slowdown', 1.0))
-    if factor == 1.0:
-        params.pop('compute_slowdown', None)   # the production camera has no such parameter
-    return [*camera_command(factor), *ros_args(params)]
+    camera = executable('camera_node')   # the install must be there (messages, artifacts)
+    if float(params.get('compute_slowdown', 1.0)) == 1.0:
+        params.pop('compute_slowdown', None)
+        return [camera, *ros_args(params)]
+    return [sys.executable, '-m', 'edgent_ros.evaluation.emulated_camera', *ros_args(params)]
 
 
 def ros_args(params: Dict[str, object]) -> List[str]:

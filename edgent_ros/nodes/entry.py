@@ -11,8 +11,13 @@ from typing import Callable
 from .signals import install, signalled
 
 
-def _run(load: Callable[[], Callable[[], int]]) -> int:
-    """Install the handler, import the node with ``load`` and run its ``main`` unless signalled."""
+def run_guarded(load: Callable[[], Callable[[], int]]) -> int:
+    """
+    Install the handler, import the node with ``load`` and run its ``main`` unless signalled.
+
+    ``load`` does the heavy imports and returns the ``main`` to run; the testbed's emulated
+    camera (``evaluation.emulated_camera``) starts the same way.
+    """
     install()
     try:
         main = load()
@@ -45,19 +50,19 @@ def _viz():
 
 def camera_node() -> int:
     """``camera_node`` executable."""
-    return _run(_camera)
+    return run_guarded(_camera)
 
 
 def edge_node() -> int:
     """``edge_node`` executable."""
-    return _run(_edge)
+    return run_guarded(_edge)
 
 
 def planner_node() -> int:
     """``planner_node`` executable."""
-    return _run(_planner)
+    return run_guarded(_planner)
 
 
 def viz_node() -> int:
     """``viz_node`` executable."""
-    return _run(_viz)
+    return run_guarded(_viz)
