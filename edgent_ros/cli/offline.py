@@ -501,10 +501,7 @@ def add_build_map_parser(sub: Any) -> None:
                    help='fraction of a state\'s seconds a configuration must meet the deadline')
     p.add_argument('--robot-time-scale', type=float, default=1.0,
                    help='robot layer times x this (as the planner\'s robot_time_scale)')
-    p.add_argument('--overhead-ms', type=float, default=2.0, help='per-message link overhead')
-    p.add_argument('--weights', default=None)
-    p.add_argument('--accuracy', default=None)
-    p.add_argument('--latency-models', default=None)
+    _add_artifact_args(p)
     p.set_defaults(func=cmd_build_map)
 
 

@@ -29,6 +29,7 @@ from ..core.artifacts import (ArtifactError, load_accuracy, load_confidence, loa
                               read_config)
 from ..core.config_map import ConfigMap, MapStrategy
 from ..core.latency import LatencyModels
+from ..core.ledger import MAX_THRESHOLD
 from ..core.optimizer import Decision, EdgentProblem, PLANNER_POLICIES, scale_robot
 from ..core.planner import LinkReport, Outcome, Planner, SETTINGS
 from ..msg import ExitSplitDecision, InferenceResult, LinkQuality
@@ -70,7 +71,7 @@ class PlannerNode(Node):
                                  'int8-zlib, png, jpeg]); needs the measured encoding table')
         self.confidence_threshold = declare(
             self, 'confidence_threshold', 0.0, 'BranchyNet early exit threshold (nats) pushed '
-            'to the camera and planned for; 0 = off', float_range=(0.0, 100.0))
+            'to the camera and planned for; 0 = off', float_range=(0.0, MAX_THRESHOLD))
         p = {'edge_batching': declare(self, 'edge_batching', True, 'scale predicted edge time '
                                       'by the batch size the edge reports (profiled batch cost)'),
              'calibration': declare(self, 'calibration', True, 'correct the latency model by the '
