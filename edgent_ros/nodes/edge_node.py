@@ -36,7 +36,7 @@ from ..core.batching import Batch, BatchQueue
 from ..core.ledger import check_threshold, FrameRefused, SequenceTracker
 from ..msg import InferenceResult, Tensor
 from .node_util import (accept, declare, diagnostic_status, load_runner, publish_diagnostics,
-                        refuse, run)
+                        refuse, run, stamp_to_s)
 from ..core.codec import CodecError, ENCODING_NAMES, from_message
 
 
@@ -241,8 +241,8 @@ class EdgeNode(Node):
                 res.edge_ms = edge_ms
                 res.edge_queue_ms = waited_ms
                 res.batch_size = len(ready)
-                stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-                res.end_to_end_ms = max(0.0, (now - stamp) * 1e3)  # edge clock; robot recomputes
+                # edge clock; the robot recomputes it
+                res.end_to_end_ms = max(0.0, (now - stamp_to_s(msg.header.stamp)) * 1e3)
                 res.status = InferenceResult.STATUS_OK
                 self.counts['ok'] += 1
                 self.pubs[ns].publish(res)
