@@ -1,39 +1,34 @@
-"""Everything on one host: one edge_node shared by the robots in ``robots`` (default two)."""
+"""
+Everything on one host: one edge_node shared by the robots in ``robots`` (default two).
 
-import os
-import sys
+Parameters: config/<node>.yaml, then this file's choice (the planners leave the shared edge
+alone: ``edge_node: ''``), then ``params_file``, then the arguments set on the command line
+(edgent_ros.nodes.launch_args; ``ros2 launch ... --show-args`` lists them). The edge serves
+exactly the robots started here.
+"""
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
-from launch.substitutions import LaunchConfiguration
+from launch.actions import OpaqueFunction
 
-sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
-import _common  # noqa: E402
+from edgent_ros.nodes import launch_args as la
+
+ARGS = ('robots', 'deadline_ms', 'policy', 'source', 'frame_id', 'edge_node', 'image_topic',
+        'params_file', 'use_sim_time', 'log_level', 'respawn', 'respawn_delay', 'viz', 'rviz')
+# the edge is shared: its exit/split are advisory, so the planners leave it alone
+PLANNER_DEFAULTS = {'edge_node': ''}
 
 
 def _nodes(context):
-    robots = [r.strip().strip('/') for r in
-              LaunchConfiguration('robots').perform(context).split(',')]
-    nodes = [_common.edge(context, robots)]
+    robots = la.names_list(la.arg(context, 'robots'))
+    nodes = [la.edge(context, robots)]
     for ns in robots:
-        # the edge is shared: its exit/split are advisory, so the planners leave it alone
-        nodes += [_common.camera(context, ns), _common.planner(context, ns, edge_node='')]
-        if LaunchConfiguration('viz').perform(context).lower() in ('true', '1'):
-            nodes.append(_common.viz(ns))
+        nodes += [la.camera(context, ns), la.planner(context, ns, PLANNER_DEFAULTS)]
+        if la.flag(la.arg(context, 'viz'), 'viz'):
+            nodes.append(la.viz(context, ns))
+        nodes += la.rviz(context, ns)
     return nodes
 
 
 def generate_launch_description():
     """Declare the arguments and start edge, cameras and planners."""
-    return LaunchDescription([
-        DeclareLaunchArgument('robots', default_value='robot1,robot2',
-                              description='comma-separated robot namespaces ("" = one robot '
-                                          'in the root namespace)'),
-        DeclareLaunchArgument('deadline_ms', default_value='100.0'),
-        DeclareLaunchArgument('policy', default_value='edgent'),
-        DeclareLaunchArgument('source', default_value='sample'),
-        DeclareLaunchArgument('image_topic', default_value='image_raw'),
-        DeclareLaunchArgument('params_file', default_value=''),
-        DeclareLaunchArgument('viz', default_value='true', description='start viz_node(s)'),
-        OpaqueFunction(function=_nodes),
-    ])
+    return LaunchDescription(la.declare(ARGS) + [OpaqueFunction(function=_nodes)])

@@ -1,28 +1,23 @@
-"""Edge PC: edge_node serving one or more robots, e.g. ``robot_namespaces:=robot1,robot2``."""
+"""
+Edge PC: edge_node serving one or more robots, e.g. ``robot_namespaces:=robot1,robot2``.
 
-import os
-import sys
+Parameters: config/edge_node.yaml, then ``params_file``, then the arguments set on the command
+line (edgent_ros.nodes.launch_args; ``ros2 launch ... --show-args`` lists them).
+"""
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
-from launch.substitutions import LaunchConfiguration
+from launch.actions import OpaqueFunction
 
-sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
-import _common  # noqa: E402
+from edgent_ros.nodes import launch_args as la
+
+ARGS = ('robot_namespaces', 'params_file', 'use_sim_time', 'log_level', 'respawn',
+        'respawn_delay')
 
 
 def _nodes(context):
-    robots = [r.strip().strip('/') for r in
-              LaunchConfiguration('robot_namespaces').perform(context).split(',')]
-    return [_common.edge(context, robots or [''])]
+    return [la.edge(context)]
 
 
 def generate_launch_description():
     """Declare the arguments and start the edge node."""
-    return LaunchDescription([
-        DeclareLaunchArgument('robot_namespaces', default_value='',
-                              description='comma-separated robot namespaces ("" = root)'),
-        DeclareLaunchArgument('params_file', default_value='',
-                              description='YAML overriding config/edge_node.yaml'),
-        OpaqueFunction(function=_nodes),
-    ])
+    return LaunchDescription(la.declare(ARGS) + [OpaqueFunction(function=_nodes)])

@@ -1,40 +1,28 @@
-"""Robot side: camera_node + planner_node, e.g. ``ros2 launch edgent_ros robot.launch.py namespace:=robot1``."""  # noqa: E501
+"""
+Robot side: camera_node + planner_node (+ viz_node, rviz2) in the robot's namespace.
 
-import os
-import sys
+``ros2 launch edgent_ros robot.launch.py namespace:=robot1 deadline_ms:=100``. Parameters:
+config/<node>.yaml, then ``params_file``, then the arguments set on the command line
+(edgent_ros.nodes.launch_args; ``ros2 launch ... --show-args`` lists them).
+"""
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
-from launch.substitutions import LaunchConfiguration
+from launch.actions import OpaqueFunction
 
-sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
-import _common  # noqa: E402
+from edgent_ros.nodes import launch_args as la
+
+ARGS = ('namespace', 'deadline_ms', 'policy', 'source', 'frame_id', 'edge_node', 'image_topic',
+        'params_file', 'use_sim_time', 'log_level', 'respawn', 'respawn_delay', 'viz', 'rviz')
 
 
 def _nodes(context):
-    ns = LaunchConfiguration('namespace').perform(context).strip('/')
-    nodes = [_common.camera(context, ns), _common.planner(context, ns)]
-    if LaunchConfiguration('viz').perform(context).lower() in ('true', '1'):
-        nodes.append(_common.viz(ns))
-    return nodes
+    ns = la.arg(context, 'namespace').strip('/')
+    nodes = [la.camera(context, ns), la.planner(context, ns)]
+    if la.flag(la.arg(context, 'viz'), 'viz'):
+        nodes.append(la.viz(context, ns))
+    return nodes + la.rviz(context, ns)
 
 
 def generate_launch_description():
     """Declare the arguments and start camera and planner in the robot's namespace."""
-    return LaunchDescription([
-        DeclareLaunchArgument('namespace', default_value='', description='robot namespace'),
-        DeclareLaunchArgument('deadline_ms', default_value='100.0',
-                              description='latency deadline per frame (ms)'),
-        DeclareLaunchArgument('policy', default_value='edgent',
-                              description='edgent | device-only | edge-only | partition-only | '
-                                          'exit-only'),
-        DeclareLaunchArgument('source', default_value='sample',
-                              description='image source: sample | cifar10-test | topic'),
-        DeclareLaunchArgument('image_topic', default_value='image_raw',
-                              description='sensor_msgs/Image topic when source:=topic'),
-        DeclareLaunchArgument('params_file', default_value='',
-                              description='YAML overriding config/<node>.yaml'),
-        DeclareLaunchArgument('viz', default_value='true',
-                              description='start viz_node (rviz: config/edgent.rviz)'),
-        OpaqueFunction(function=_nodes),
-    ])
+    return LaunchDescription(la.declare(ARGS) + [OpaqueFunction(function=_nodes)])
