@@ -11,7 +11,7 @@ setup(
     name='edgent_ros',
     version='0.1.0',
     description='Edgent device-edge co-inference: multi-exit DNN split between robot and edge',
-    license='Apache-2.0',
+    license='Apache-2.0',   # text in LICENSE, which setuptools packages by default
     packages=['edgent_ros', 'edgent_ros.core', 'edgent_ros.offline', 'edgent_ros.nodes',
               'edgent_ros.evaluation', 'edgent_ros.cli'],
     package_data={'edgent_ros': ['artifacts/*.json', 'artifacts/*.npz',

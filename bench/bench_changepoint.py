@@ -10,6 +10,7 @@ Also counts the changes it declares on the real traces (no ground truth: for sca
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 from pathlib import Path
@@ -47,6 +48,13 @@ def signals(kind: str, noise: float, rng: np.random.Generator):
 def main() -> int:
     """Run the synthetic evaluation and the trace counts; print a table."""
     from edgent_ros.core.changepoint import BOCPD, evaluate_detector
+    from edgent_ros.core.paths import find_data
+    ap = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    ap.add_argument('--traces-dir', type=Path, default=None,
+                    help='folder of the real trace CSVs (default: $EDGENT_ROS_DATA/traces, '
+                         'else <user dir>/data/traces, then ../shared/data/traces)')
+    args = ap.parse_args()
+    tdir = find_data('traces', args.traces_dir, option='--traces-dir')   # fail before the work
     rows = []
     for kind in ('steps', 'outage', 'noise', 'ramp'):
         for noise in (0.1, 0.2, 0.3, 0.5):
@@ -78,7 +86,6 @@ def main() -> int:
             rows.append(row)
             print(row)
     traces = {}
-    tdir = ROOT.parent / 'shared' / 'data' / 'traces'
     for f in sorted(tdir.glob('*.csv')):
         if f.name == 'index.csv':
             continue

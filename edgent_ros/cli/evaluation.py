@@ -12,9 +12,9 @@ import sys
 from ..evaluation.sweep import (check_targets, DEFAULT_BANDWIDTHS_MBPS, DEFAULT_DEADLINES_MS,
                                 DEFAULT_ROBOT_SCALE, encoding_gain, LIVE_POLICIES, read_rows,
                                 TRACE_POLICIES)
-from ..evaluation.sweep_session import (build_default_map, DEFAULT_TRACES, make_plots, RESULTS,
-                                        run_sweep, run_traces, TRACE_DEADLINE_MS, TRACES,
-                                        write_oracle)
+from ..core.paths import DATA_ENV, find_data, HOME_ENV, results_out
+from ..evaluation.sweep_session import (build_default_map, DEFAULT_TRACES, make_plots, run_sweep,
+                                        run_traces, TRACE_DEADLINE_MS, write_oracle)
 from ..evaluation.testbed import (DEFAULT_NAME, DEFAULT_QUEUE_BYTES, DEFAULT_ROBOT_QUOTA, Testbed,
                                   TracePlayer, unavailable_reason)
 from ..offline.hosts import cgroup_procs_path
@@ -92,7 +92,8 @@ def add_testbed_parser(subparsers) -> None:
 
 
 def _add_actions(p: argparse.ArgumentParser) -> None:
-    acts = p.add_subparsers(dest='action', required=True)
+    acts = p.add_subparsers(dest='action', required=True, metavar='ACTION',
+                            help='what to do with the testbed')
 
     def common(s: argparse.ArgumentParser) -> None:
         s.add_argument('--name', default=DEFAULT_NAME,
@@ -115,15 +116,15 @@ def _add_actions(p: argparse.ArgumentParser) -> None:
                    help='do not kill processes still inside the namespaces')
     s = acts.add_parser('status', help='what exists, qdiscs, counters')
     common(s)
-    s.add_argument('--json', action='store_true')
+    s.add_argument('--json', action='store_true', help='machine-readable output')
     s = acts.add_parser('rate', help='set the uplink rate (0 = outage)')
     common(s)
-    s.add_argument('mbps', type=float)
+    s.add_argument('mbps', type=float, help='new uplink rate in Mbit/s (0 = outage)')
     s.add_argument('--shape-downlink', action='store_true',
                    help='the testbed was brought up with --shape-downlink')
     s = acts.add_parser('play', help='replay a bandwidth trace CSV (t_s,mbps) on the uplink')
     common(s)
-    s.add_argument('trace', type=Path)
+    s.add_argument('trace', type=Path, help='trace CSV with columns t_s,mbps')
     s.add_argument('--speed', type=float, default=1.0, help='trace seconds per wall second')
     s.add_argument('--scale', type=float, default=1.0, help='multiply every rate')
     s.add_argument('--max-mbps', type=float, default=None, help='cap every rate')
@@ -153,19 +154,26 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return 130
 
 
+def _results(args: argparse.Namespace) -> Path:
+    """Return ``--results`` or ``<user dir>/results`` (``core.paths``)."""
+    return Path(args.results) if args.results else results_out()
+
+
 def _sweep_action(args: argparse.Namespace) -> int:
     if args.action == 'plot':
-        res = Path(args.results)
+        res = _results(args)
         if (res / 'sweep.csv').exists():
             write_oracle(res / 'sweep.csv', res / 'sweep_frames.csv')
         for p in make_plots(res):
             print(p)
-        sweep_csv = Path(args.results) / 'sweep.csv'
+        sweep_csv = res / 'sweep.csv'
         if sweep_csv.exists():
             rows = read_rows(sweep_csv)
             print(json.dumps(check_targets(rows), indent=1))
             print(json.dumps({'encoding_gain': encoding_gain(rows)}, indent=1))
         return 0
+    if args.action == 'traces':   # a missing data set is reported before the root check
+        trace_dir = find_data('traces', args.traces_dir, option='--traces-dir')
     reason = unavailable_reason()
     if reason:
         print(f'edgent-ros sweep: {reason}', file=sys.stderr)
@@ -177,38 +185,56 @@ def _sweep_action(args: argparse.Namespace) -> int:
         if args.smoke:
             bws, dls = [0.1, 5.0], [300.0]
             pols = ['device-only', 'edge-only', 'edgent', 'true-bandwidth', 'edgent+enc']
+        out = Path(args.out) if args.out else results_out('sweep.csv')
         try:
-            n = run_sweep(Path(args.out), bws, dls, pols, 4 if args.smoke else args.frames,
+            n = run_sweep(out, bws, dls, pols, 4 if args.smoke else args.frames,
                           robot_scale=args.robot_scale, fresh=args.fresh,
                           frames_csv=Path(args.frames_csv) if args.frames_csv else None)
         except (ValueError, OSError) as exc:
             print(f'edgent-ros sweep: {exc}', file=sys.stderr)
             return 2
-        print(f'{n} cells run; results in {args.out}')
+        print(f'{n} cells run; results in {out}')
         return 0
     traces = DEFAULT_TRACES
     if args.trace:
         traces = [(t, args.start_s, args.duration_s) for t in args.trace]
     policies = args.policies or list(TRACE_POLICIES)
-    map_path = Path(args.map)
+    res = _results(args)
+    map_path = Path(args.map) if args.map else res / 'config_map.json'
     if 'edgent-map' in policies and not map_path.is_file():
-        build_default_map(map_path, args.robot_scale, [t for t, _, _ in traces])
-    rows = run_traces(Path(args.results), traces, policies, deadline_ms=args.deadline_ms,
-                      robot_scale=args.robot_scale, map_path=map_path)
-    print(f'{len(rows)} trace runs; results in {Path(args.results) / "traces.csv"}')
+        build_default_map(map_path, args.robot_scale, [t for t, _, _ in traces],
+                          trace_dir=trace_dir)
+    rows = run_traces(res, traces, policies, deadline_ms=args.deadline_ms,
+                      robot_scale=args.robot_scale, trace_dir=trace_dir, map_path=map_path)
+    print(f'{len(rows)} trace runs; results in {res / "traces.csv"}')
     return 0
+
+
+SWEEP_NOTE = (f'Results go to <user dir>/results unless a path is given; <user dir> is '
+              f'${HOME_ENV}, else $XDG_DATA_HOME/edgent_ros, else ~/.local/share/edgent_ros.')
+RESULTS_HELP = ('results folder: sweep.csv, sweep_frames.csv, traces.csv, plots (default '
+                '<user dir>/results)')
 
 
 def add_sweep_parser(sub) -> None:
     """Register ``edgent-ros sweep``."""
     p = sub.add_parser('sweep', help='evaluation on the link testbed: run | traces | plot '
-                       '(root)')
-    acts = p.add_subparsers(dest='action', required=True)
-    r = acts.add_parser('run', help='static bandwidth x deadline x policy sweep (resumable)')
-    r.add_argument('--out', default=str(RESULTS / 'sweep.csv'))
-    r.add_argument('--bandwidths', type=float, nargs='+', metavar='MBPS')
-    r.add_argument('--deadlines', type=float, nargs='+', metavar='MS')
-    r.add_argument('--policies', nargs='+', choices=LIVE_POLICIES)
+                       '(root)', description=SWEEP_NOTE)
+    acts = p.add_subparsers(dest='action', required=True, metavar='ACTION',
+                            help='run, traces or plot')
+    r = acts.add_parser('run', help='static bandwidth x deadline x policy sweep (resumable)',
+                        description=SWEEP_NOTE)
+    r.add_argument('--out', default=None,
+                   help='results CSV, appended to and resumed (default <user dir>/results/'
+                        'sweep.csv)')
+    r.add_argument('--bandwidths', type=float, nargs='+', metavar='MBPS',
+                   help='uplink rates in Mbit/s (default: '
+                        f'{" ".join(f"{b:g}" for b in DEFAULT_BANDWIDTHS_MBPS)})')
+    r.add_argument('--deadlines', type=float, nargs='+', metavar='MS',
+                   help='deadlines in ms (default: '
+                        f'{" ".join(f"{d:g}" for d in DEFAULT_DEADLINES_MS)})')
+    r.add_argument('--policies', nargs='+', choices=LIVE_POLICIES,
+                   help='policies to run (default: all of them)')
     r.add_argument('--frames', type=int, default=20, help='frames per cell')
     r.add_argument('--robot-scale', type=float, default=DEFAULT_ROBOT_SCALE,
                    help='robot this many times slower than the profiled one')
@@ -217,20 +243,32 @@ def add_sweep_parser(sub) -> None:
     r.add_argument('--frames-csv', default=None, help='per-frame rows (default: '
                    '<out>_frames.csv)')
     r.add_argument('--fresh', action='store_true', help='start over (delete the results CSV)')
-    t = acts.add_parser('traces', help='trace replays, one policy after the other')
-    t.add_argument('--results', default=str(RESULTS))
-    t.add_argument('--trace', nargs='+', help=f'trace files in {TRACES} (default: the report\'s '
-                   'three segments)')
-    t.add_argument('--start-s', type=float, default=0.0)
-    t.add_argument('--duration-s', type=float, default=60.0)
-    t.add_argument('--deadline-ms', type=float, default=TRACE_DEADLINE_MS)
-    t.add_argument('--policies', nargs='+', choices=TRACE_POLICIES)
-    t.add_argument('--map', default=str(RESULTS / 'config_map.json'),
-                   help='configuration map for edgent-ros (built from the traces not replayed '
-                        'when missing)')
-    t.add_argument('--robot-scale', type=float, default=DEFAULT_ROBOT_SCALE)
-    pl = acts.add_parser('plot', help='draw the PNGs and check the targets')
-    pl.add_argument('--results', default=str(RESULTS))
+    t = acts.add_parser('traces', help='trace replays, one policy after the other',
+                        description=SWEEP_NOTE)
+    t.add_argument('--results', default=None, help=RESULTS_HELP)
+    t.add_argument('--traces-dir', type=Path, default=None,
+                   help=f'folder of the trace CSVs (default: ${DATA_ENV}/traces, else '
+                        '<user dir>/data/traces, then ../shared/data/traces beside a source '
+                        'checkout)')
+    t.add_argument('--trace', nargs='+', help='trace file names in the traces folder '
+                   '(default: the report\'s three segments)')
+    t.add_argument('--start-s', type=float, default=0.0,
+                   help='with --trace: first trace second replayed (default %(default)s)')
+    t.add_argument('--duration-s', type=float, default=60.0,
+                   help='with --trace: seconds replayed per trace (default %(default)s)')
+    t.add_argument('--deadline-ms', type=float, default=TRACE_DEADLINE_MS,
+                   help='deadline in ms (default %(default)s)')
+    t.add_argument('--policies', nargs='+', choices=TRACE_POLICIES,
+                   help='policies to replay (default: all of them)')
+    t.add_argument('--map', default=None,
+                   help='configuration map for edgent-map (default <results>/config_map.json; '
+                        'built from the traces not replayed when missing)')
+    t.add_argument('--robot-scale', type=float, default=DEFAULT_ROBOT_SCALE,
+                   help='robot this many times slower than the profiled one '
+                        '(default %(default)s)')
+    pl = acts.add_parser('plot', help='draw the PNGs and check the targets',
+                         description=SWEEP_NOTE)
+    pl.add_argument('--results', default=None, help=RESULTS_HELP)
     p.set_defaults(func=cmd_sweep)
 
 

@@ -14,6 +14,14 @@ from typing import List, Optional
 
 from . import evaluation, offline, ros
 from .. import __version__
+from ..core.paths import DATA_ENV, HOME_ENV
+
+EPILOG = (f'Outputs (weights, tables, latency models, maps, profiles, plots, sweep results) go '
+          f'under the user directory ${HOME_ENV}, else $XDG_DATA_HOME/edgent_ros, else '
+          '~/.local/share/edgent_ros (artifacts/, results/) unless a path is given; reading '
+          'defaults to the shipped artifacts. Data sets (cifar10/, traces/) come from the '
+          f'option naming them, else ${DATA_ENV}/<name> when that is set, otherwise '
+          '<user dir>/data/<name>, then ../shared/data/<name> beside a source checkout.')
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,9 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog='edgent-ros',
         description='Edgent device-edge co-inference: offline phase, planning and the tools '
-                    'around the nodes.')
-    p.add_argument('--version', action='version', version=f'%(prog)s {__version__}')
-    sub = p.add_subparsers(dest='cmd', required=True)
+                    'around the nodes.', epilog=EPILOG)
+    p.add_argument('--version', action='version', version=f'%(prog)s {__version__}',
+                   help='print the package version and exit')
+    sub = p.add_subparsers(dest='cmd', required=True, metavar='COMMAND',
+                           help='one of the subcommands below; `edgent-ros COMMAND -h` for its '
+                                'options')
     offline.add_parsers(sub)
     ros.add_parsers(sub)
     evaluation.add_parsers(sub)

@@ -27,6 +27,7 @@ from ..core.latency import LatencyModels
 from ..core.optimizer import decide_policy, EdgentProblem, POLICIES, scale_robot
 from ..offline.batch_profile import BATCH_SIZES, CONFIGS, fit_beta, measure, plot
 from ..core.datasets import load_split
+from ..core.paths import artifacts_out, DATA_ENV, HOME_ENV, results_out
 from ..offline.fit import (choose_dispatch_fraction, DISPATCH_FRACTION, end_to_end_check,
                            fit_latency_models, plot_end_to_end)
 from ..offline.hosts import (BRANCH_PARTS, CGROUP_CPU_ROOT, DEFAULT_CGROUP, DEFAULT_CPU_PERIOD_US,
@@ -65,9 +66,9 @@ def cmd_layers(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train the 5-exit AlexNet on CIFAR-10 and write weights, accuracy table and plot."""
-    from ..offline.training import train, TrainConfig, write_training_report
-    x_train, y_train = load_split('train', args.data_dir)
+    x_train, y_train = load_split('train', args.data_dir)   # a missing data set fails first
     x_test, y_test = load_split('test', args.data_dir)
+    from ..offline.training import train, TrainConfig, write_training_report
     if args.test_limit:
         step = max(1, len(x_test) // args.test_limit)  # sorted by class: take every k-th
         x_test, y_test = x_test[::step][:args.test_limit], y_test[::step][:args.test_limit]
@@ -78,9 +79,10 @@ def cmd_train(args: argparse.Namespace) -> int:
           f'testing on {len(x_test)}, {cfg.epochs} epochs', file=sys.stderr)
     result = train(cfg, x_train, y_train, x_test, y_test, progress=not args.no_progress,
                    log=lambda s: print(s, file=sys.stderr, flush=True))
-    table = write_training_report(result, Path(args.out), len(x_test))
+    out = Path(args.out) if args.out else artifacts_out()
+    table = write_training_report(result, out, len(x_test))
     print(json.dumps({'model_id': table['model_id'], 'exits': table['exits'],
-                      'train_time_s': table['train_time_s'], 'out': str(args.out)}))
+                      'train_time_s': table['train_time_s'], 'out': str(out)}))
     return 0
 
 
@@ -173,10 +175,29 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def _add_artifact_args(s: argparse.ArgumentParser) -> None:
-    s.add_argument('--weights', type=Path, default=None, help='weights (default: shipped)')
-    s.add_argument('--accuracy', type=Path, default=None, help='accuracy table JSON')
-    s.add_argument('--latency-models', type=Path, default=None, help='latency models JSON')
-    s.add_argument('--overhead-ms', type=float, default=2.0, help='per-message link overhead')
+    s.add_argument('--weights', type=Path, default=None,
+                   help='weights safetensors to read (default: the shipped one)')
+    s.add_argument('--accuracy', type=Path, default=None,
+                   help='accuracy table JSON to read (default: the shipped one)')
+    s.add_argument('--latency-models', type=Path, default=None,
+                   help='latency models JSON to read (default: the shipped one)')
+    s.add_argument('--overhead-ms', type=float, default=2.0,
+                   help='per-message link overhead in ms (default %(default)s)')
+
+
+def _results_dir(args: argparse.Namespace) -> Path:
+    """Return ``--results`` or ``<user dir>/results`` (``core.paths``)."""
+    return Path(args.results) if getattr(args, 'results', None) else results_out()
+
+
+RESULTS_HELP = 'folder of the default CSV/PNG paths below (default: <user dir>/results)'
+USER_DIR_NOTE = (f'<user dir> is ${HOME_ENV}, else $XDG_DATA_HOME/edgent_ros, else '
+                 '~/.local/share/edgent_ros')
+DATA_NOTE = (f'CIFAR-10 is looked for in --data-dir, else ${DATA_ENV}/cifar10 when that is set, '
+             'otherwise <user dir>/data/cifar10, then ../shared/data/cifar10 beside a source '
+             'checkout.')
+DATA_DIR_HELP = ('CIFAR-10 folder with train.tar.gz/test.tar.gz (default: '
+                 f'${DATA_ENV}/cifar10, else <user dir>/data/cifar10, ...)')
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
@@ -189,6 +210,9 @@ def cmd_profile(args: argparse.Namespace) -> int:
     timing = Timing(repeats, args.warmup)
     if args.threads is not None and args.threads < 1:
         raise ValueError(f'--threads must be >= 1, got {args.threads}')
+    results = _results_dir(args)
+    args.out = args.out or results / f'profile_{args.host}.csv'
+    args.branches_out = args.branches_out or results / f'branches_{args.host}.csv'
     # SIGTERM -> SystemExit, so RobotCpuLimit leaves and removes its cgroup.
     old = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
@@ -224,12 +248,14 @@ def add_profile_parser(subparsers: Any) -> argparse.ArgumentParser:
         description='Time many layer configurations per kind at batch size 1 and write one CSV '
                     'row per configuration; then time every prefix/suffix of the real model '
                     '(for the end-to-end check of `fit`). --host robot runs inside a cgroup v1 '
-                    'CPU quota when root, else 1 thread x a slowdown factor.')
+                    'CPU quota when root, else 1 thread x a slowdown factor. ' + USER_DIR_NOTE
+                    + '.')
     s.add_argument('--host', required=True, choices=HOSTS, help='which side to emulate')
+    s.add_argument('--results', type=Path, default=None, help=RESULTS_HELP)
     s.add_argument('--out', type=Path, default=None,
-                   help='layer CSV (default bench/results/profile_<host>.csv)')
+                   help='layer CSV to write (default <results>/profile_<host>.csv)')
     s.add_argument('--branches-out', type=Path, default=None,
-                   help='branch CSV (default bench/results/branches_<host>.csv)')
+                   help='branch CSV to write (default <results>/branches_<host>.csv)')
     s.add_argument('--no-branches', action='store_true', help='skip the branch measurements')
     s.add_argument('--branch-parts', default=','.join(BRANCH_PARTS),
                    help='comma list of prefix,suffix,layer (default all)')
@@ -269,6 +295,14 @@ def cmd_fit(args: argparse.Namespace) -> int:
     """Run ``edgent-ros fit``: regressions from the profile CSVs, end-to-end check, artifact."""
     from ..offline.profiling import BRANCH_COLUMNS, PROFILE_COLUMNS, read_csv
     cfg = SHIPPED_CONFIG
+    results = _results_dir(args)
+    for host in ('robot', 'edge'):   # defaults: where `profile` writes them
+        if getattr(args, host) is None:
+            setattr(args, host, results / f'profile_{host}.csv')
+        if getattr(args, f'{host}_branches') is None:
+            setattr(args, f'{host}_branches', results / f'branches_{host}.csv')
+    args.plot = args.plot or results / 'latency_fit.png'
+    args.out = args.out or artifacts_out(LATENCY_FILE)
     paths = {'robot': Path(args.robot), 'edge': Path(args.edge)}
     for host, p in paths.items():
         if not p.is_file():
@@ -347,21 +381,25 @@ def add_fit_parser(subparsers: Any) -> argparse.ArgumentParser:
         'fit', help='fit the per-(host, layer kind) latency regressions',
         description='Fit one regression per host and layer kind on the profile CSVs, check the '
                     'predicted device/edge time of every (exit, split) against the branch '
-                    'measurements, and write the latency-model artifact (JSON).')
-    s.add_argument('--robot', type=Path, default=Path('bench/results/profile_robot.csv'),
-                   help='layer profile of the robot (default %(default)s)')
-    s.add_argument('--edge', type=Path, default=Path('bench/results/profile_edge.csv'),
-                   help='layer profile of the edge (default %(default)s)')
-    s.add_argument('--robot-branches', type=Path,
-                   default=Path('bench/results/branches_robot.csv'),
-                   help='branch measurements of the robot (default %(default)s)')
-    s.add_argument('--edge-branches', type=Path,
-                   default=Path('bench/results/branches_edge.csv'),
-                   help='branch measurements of the edge (default %(default)s)')
-    s.add_argument('--out', type=Path, default=ARTIFACT_DIR / LATENCY_FILE,
-                   help='latency-model JSON to write (default: the package artifact)')
-    s.add_argument('--plot', type=Path, default=Path('bench/results/latency_fit.png'),
-                   help='predicted-vs-measured scatter PNG (default %(default)s)')
+                    'measurements, and write the latency-model artifact (JSON). '
+                    + USER_DIR_NOTE + '.')
+    s.add_argument('--results', type=Path, default=None,
+                   help='folder of the default profile/branch CSVs and plot below (default: '
+                        '<user dir>/results, where `profile` writes)')
+    s.add_argument('--robot', type=Path, default=None,
+                   help='layer profile of the robot (default <results>/profile_robot.csv)')
+    s.add_argument('--edge', type=Path, default=None,
+                   help='layer profile of the edge (default <results>/profile_edge.csv)')
+    s.add_argument('--robot-branches', type=Path, default=None,
+                   help='branch measurements of the robot (default '
+                        '<results>/branches_robot.csv)')
+    s.add_argument('--edge-branches', type=Path, default=None,
+                   help='branch measurements of the edge (default <results>/branches_edge.csv)')
+    s.add_argument('--out', type=Path, default=None,
+                   help='latency-model JSON to write (default '
+                        f'<user dir>/artifacts/{LATENCY_FILE})')
+    s.add_argument('--plot', type=Path, default=None,
+                   help='predicted-vs-measured scatter PNG (default <results>/latency_fit.png)')
     s.add_argument('--seed', type=int, default=0, help='held-out split and CV folds')
     s.add_argument('--dispatch-fraction', type=_fraction_arg, default='auto',
                    help='per-layer model.run dispatch time as a fraction of the host\'s median '
@@ -383,7 +421,7 @@ def cmd_profile_batch(args) -> int:
               disable=args.no_progress) as bar:
         rows = measure(runner, repeats=args.repeats, progress=bar.update)
     beta = fit_beta(rows)
-    out = Path(args.out_dir)
+    out = Path(args.out_dir) if args.out_dir else results_out()
     out.mkdir(parents=True, exist_ok=True)
     with open(out / f'batch_{args.host}.csv', 'w', newline='') as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -393,9 +431,9 @@ def cmd_profile_batch(args) -> int:
     info = {'beta': round(beta, 4), 'threads': args.threads, 'sizes': list(BATCH_SIZES),
             'configs': [list(c) for c in CONFIGS], 'repeats': args.repeats}
     if not args.no_merge:
-        path = Path(args.latency_models or ARTIFACT_DIR / LATENCY_FILE)
-        models = LatencyModels.load(path)
+        models = LatencyModels.load(args.latency_models)   # None: the shipped one
         models.host_info.setdefault(args.host, {})['batch'] = info
+        path = Path(args.out or args.latency_models or artifacts_out(LATENCY_FILE))
         models.save(path, models.model_id)
         info['merged_into'] = str(path)
     print(json.dumps(info))
@@ -405,31 +443,41 @@ def cmd_profile_batch(args) -> int:
 def add_profile_batch_parser(sub) -> None:
     """Register ``edgent-ros profile-batch``."""
     s = sub.add_parser('profile-batch', help='measure the edge\'s batched-forward cost and '
-                       'merge it into the latency models (after fit)')
-    s.add_argument('--host', default='edge', choices=['edge', 'robot'])
-    s.add_argument('--threads', type=int, default=2)
-    s.add_argument('--repeats', type=int, default=30)
-    s.add_argument('--weights', type=Path, default=None)
+                       'merge it into the latency models (after fit)',
+                       description='Time batches of 1 to 8 frames on real model suffixes, fit the '
+                       'batch cost, write batch_<host>.csv/.png and merge the fit into a '
+                       'latency-model JSON. ' + USER_DIR_NOTE + '.')
+    s.add_argument('--host', default='edge', choices=['edge', 'robot'],
+                   help='host the result is stored under (default %(default)s)')
+    s.add_argument('--threads', type=int, default=2, help='torch threads (default %(default)s)')
+    s.add_argument('--repeats', type=int, default=30,
+                   help='timed runs per (configuration, batch size) (default %(default)s)')
+    s.add_argument('--weights', type=Path, default=None,
+                   help='weights safetensors (default: the shipped one)')
     s.add_argument('--latency-models', type=Path, default=None,
-                   help='latency models JSON to update (default: the shipped one)')
+                   help='latency models JSON to merge into (default: the shipped one; after '
+                        'your own `fit`, pass its --out)')
+    s.add_argument('--out', type=Path, default=None,
+                   help='merged latency models JSON to write (default: --latency-models when '
+                        f'given, else <user dir>/artifacts/{LATENCY_FILE})')
     s.add_argument('--no-merge', action='store_true', help='only write the CSV and plot')
-    s.add_argument('--out-dir', type=Path, default=Path('bench/results'))
-    s.add_argument('--no-progress', action='store_true')
+    s.add_argument('--out-dir', type=Path, default=None,
+                   help='folder for batch_<host>.csv/.png (default <user dir>/results)')
+    s.add_argument('--no-progress', action='store_true', help='no progress bar')
     s.set_defaults(func=cmd_profile_batch)
 
 
 def cmd_accuracy(args) -> int:
     """Measure the per-(exit, split, encoding) and confidence tables into the accuracy JSON."""
+    x, y = load_split('test', args.data_dir)   # a missing data set fails before torch loads
     import torch
     from tqdm import tqdm
     from ..core.weights import load_model
     from ..offline.accuracy import (count_configs, encodings_section, exit_probabilities,
                                     measure_confidence, measure_encodings)
     torch.set_num_threads(args.threads)
-    path = args.accuracy or ARTIFACT_DIR / ACCURACY_FILE
-    body = load_json(path, ACCURACY_FORMAT)
+    body = load_json(args.accuracy or ARTIFACT_DIR / ACCURACY_FILE, ACCURACY_FORMAT)
     model = load_model(args.weights, expected_model_id=body.get('model_id'))
-    x, y = load_split('test', args.data_dir)
     if args.limit:
         step = max(1, len(x) // args.limit)   # sorted by class: every k-th keeps all classes
         x, y = x[::step][:args.limit], y[::step][:args.limit]
@@ -442,6 +490,7 @@ def cmd_accuracy(args) -> int:
     body['encodings'] = encodings_section(rows, len(x))
     body.pop('format', None)
     body.pop('sha256', None)
+    path = Path(args.out or args.accuracy or artifacts_out(ACCURACY_FILE))
     save_json(body, path, ACCURACY_FORMAT)
     summary = int8_summary(rows)
     print(json.dumps({'out': str(path), 'configs': len(rows), 'int8': summary}))
@@ -451,14 +500,21 @@ def cmd_accuracy(args) -> int:
 def add_accuracy_parser(sub) -> None:
     """Register ``edgent-ros accuracy``."""
     s = sub.add_parser('accuracy', help='measure top-1 per (exit, split, encoding) and per '
-                       'confidence threshold on the test set (into the accuracy JSON)')
-    s.add_argument('--weights', type=Path, default=None, help='weights (default: shipped)')
+                       'confidence threshold on the test set (into the accuracy JSON)',
+                       description='Run every (exit, split, encoding) and the confidence '
+                       'early exit on the CIFAR-10 test images and write the accuracy JSON '
+                       'with those tables. ' + USER_DIR_NOTE + '. ' + DATA_NOTE)
+    s.add_argument('--weights', type=Path, default=None,
+                   help='weights safetensors (default: the shipped one)')
     s.add_argument('--accuracy', type=Path, default=None,
                    help='accuracy JSON to extend (default: the shipped one)')
-    s.add_argument('--data-dir', type=Path, default=None, help='CIFAR-10 folder')
+    s.add_argument('--out', type=Path, default=None,
+                   help='accuracy JSON to write (default: --accuracy when given, else '
+                        f'<user dir>/artifacts/{ACCURACY_FILE})')
+    s.add_argument('--data-dir', type=Path, default=None, help=DATA_DIR_HELP)
     s.add_argument('--limit', type=int, default=None, help='use only N test images')
-    s.add_argument('--threads', type=int, default=2)
-    s.add_argument('--no-progress', action='store_true')
+    s.add_argument('--threads', type=int, default=2, help='torch threads (default %(default)s)')
+    s.add_argument('--no-progress', action='store_true', help='no progress bar')
     s.set_defaults(func=cmd_accuracy)
 
 
@@ -472,7 +528,7 @@ def cmd_build_map(args: argparse.Namespace) -> int:
         overhead_ms=args.overhead_ms), args.robot_time_scale)
     body = build_map(problem, traces, args.deadlines, met_target=args.met_target)
     body.update(model_id=cfg.model_id(), robot_time_scale=args.robot_time_scale)
-    out = Path(args.out)
+    out = Path(args.out) if args.out else artifacts_out('config_map.json')
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(body, indent=1) + '\n')
     secs = sum(w for rows in traces.values() for w, _ in rows)
@@ -495,8 +551,12 @@ def add_build_map_parser(sub: Any) -> None:
                        'from bandwidth traces')
     p.add_argument('--traces', nargs='+', required=True, help='t_s,mbps trace CSVs')
     p.add_argument('--deadlines', type=float, nargs='+', metavar='MS',
-                   default=[100.0, 200.0, 300.0, 400.0, 600.0, 1000.0])
-    p.add_argument('--out', default='config_map.json')
+                   default=[100.0, 200.0, 300.0, 400.0, 600.0, 1000.0],
+                   help='deadlines in ms to give a configuration for (default: 100 200 300 '
+                        '400 600 1000)')
+    p.add_argument('--out', type=Path, default=None,
+                   help='map JSON to write (default <user dir>/artifacts/config_map.json; '
+                        + USER_DIR_NOTE + ')')
     p.add_argument('--met-target', type=float, default=DEFAULT_MET_TARGET,
                    help='fraction of a state\'s seconds a configuration must meet the deadline')
     p.add_argument('--robot-time-scale', type=float, default=1.0,
@@ -512,15 +572,20 @@ def add_parsers(sub: Any) -> None:
     s.add_argument('--json', action='store_true', help='machine-readable output')
     s.set_defaults(func=cmd_layers)
 
-    s = sub.add_parser('train', help='train the 5-exit AlexNet on CIFAR-10')
-    s.add_argument('--data-dir', type=Path, default=None,
-                   help='folder with train.tar.gz/test.tar.gz (default: ../shared/data/cifar10)')
-    s.add_argument('--out', type=Path, default=ARTIFACT_DIR, help='artifact folder to write')
-    s.add_argument('--epochs', type=int, default=14)
-    s.add_argument('--batch-size', type=int, default=128)
-    s.add_argument('--max-lr', type=float, default=0.1)
-    s.add_argument('--seed', type=int, default=0)
-    s.add_argument('--threads', type=int, default=2)
+    s = sub.add_parser('train', help='train the 5-exit AlexNet on CIFAR-10',
+                       description='Train the five exits jointly and write weights, accuracy '
+                       'table and training plot. ' + USER_DIR_NOTE + '. ' + DATA_NOTE)
+    s.add_argument('--data-dir', type=Path, default=None, help=DATA_DIR_HELP)
+    s.add_argument('--out', type=Path, default=None,
+                   help='artifact folder to write (default <user dir>/artifacts)')
+    s.add_argument('--epochs', type=int, default=14, help='epochs (default %(default)s)')
+    s.add_argument('--batch-size', type=int, default=128,
+                   help='training batch size (default %(default)s)')
+    s.add_argument('--max-lr', type=float, default=0.1,
+                   help='peak learning rate of the one-cycle schedule (default %(default)s)')
+    s.add_argument('--seed', type=int, default=0,
+                   help='initialisation and shuffling seed (default %(default)s)')
+    s.add_argument('--threads', type=int, default=2, help='torch threads (default %(default)s)')
     s.add_argument('--train-limit', type=int, default=None, help='use only N training images')
     s.add_argument('--test-limit', type=int, default=None, help='evaluate on N test images')
     s.add_argument('--no-progress', action='store_true', help='no progress bars')
@@ -529,7 +594,8 @@ def add_parsers(sub: Any) -> None:
     s = sub.add_parser('plan', help='print the exit/split decision for a bandwidth and deadline')
     s.add_argument('--bandwidth-mbps', type=float, required=True, help='uplink Mbit/s')
     s.add_argument('--deadline-ms', type=float, required=True, help='latency deadline (ms)')
-    s.add_argument('--policy', choices=POLICIES, default='edgent')
+    s.add_argument('--policy', choices=POLICIES, default='edgent',
+                   help='decision rule (default %(default)s; the others are the baselines)')
     s.add_argument('--encodings', nargs='+', default=['raw'], metavar='ENC',
                    help='encodings the edgent policy may choose (raw fp16 int8 int8-zlib '
                    'compressed png jpeg); default raw = the paper\'s')
@@ -537,12 +603,12 @@ def add_parsers(sub: Any) -> None:
                    help='plan for BranchyNet early exit at this entropy threshold (nats)')
     s.add_argument('--robot-time-scale', type=float, default=1.0,
                    help='robot layer times x this (a slower robot class; the sweep uses 60)')
-    s.add_argument('--json', action='store_true')
+    s.add_argument('--json', action='store_true', help='machine-readable output')
     _add_artifact_args(s)
     s.set_defaults(func=cmd_plan)
 
     s = sub.add_parser('info', help='print the model, accuracy table and latency-model errors')
-    s.add_argument('--json', action='store_true')
+    s.add_argument('--json', action='store_true', help='machine-readable output')
     _add_artifact_args(s)
     s.set_defaults(func=cmd_info)
 

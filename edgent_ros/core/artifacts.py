@@ -19,6 +19,8 @@ from .arch import AlexNetConfig, NUM_EXITS
 from .codec import ENCODINGS
 
 
+# The shipped artifacts: the default of every reader. Read-only in a ROS install, so nothing
+# writes here by default; outputs go to the user directory (core.paths.artifacts_out).
 ARTIFACT_DIR = Path(__file__).resolve().parent.parent / 'artifacts'
 WEIGHTS_FILE = 'alexnet5.safetensors'
 ACCURACY_FILE = 'accuracy.json'

@@ -29,6 +29,7 @@ from typing import Callable, Deque, Dict, List, Optional, Set, Tuple
 
 from .arch import NUM_EXITS
 from .artifacts import load_accuracy
+from .diagnostics import camera_findings, DEFAULT_WINDOW_S, grade, Level, message, RecentCounts
 from .latency import LatencyModels
 from .ledger import FrameLedger, Pending
 from .link import BandwidthEstimator, EdgeWatchdog, Estimate, ProbePair
@@ -138,13 +139,15 @@ class CameraLink:
     ``estimator``: the ``BandwidthEstimator``; ``fallback``: a ``FallbackPlanner``;
     ``on_fallback(active)``: called when the fallback starts or ends (for a log line).
     ``result_timeout_s``: an offloaded frame without result after this is dropped;
-    ``edge_timeout_s``: no answer from the edge this long starts the fallback.
+    ``edge_timeout_s``: no answer from the edge this long starts the fallback;
+    ``diagnostics_window_s``: the diagnostic level grades the outcomes of this many recent
+    seconds (``diagnostics``).
     """
 
     def __init__(self, now_s: float, estimator: BandwidthEstimator, fallback: FallbackPlanner,
                  result_timeout_s: float = 2.0, edge_timeout_s: float = 3.0,
                  on_fallback: Optional[Callable[[bool], None]] = None, loss_window: int = 50,
-                 met_window: int = 100):
+                 met_window: int = 100, diagnostics_window_s: float = DEFAULT_WINDOW_S):
         self.estimator = estimator
         self.fallback = fallback
         self.watchdog = EdgeWatchdog(edge_timeout_s)
@@ -160,6 +163,7 @@ class CameraLink:
         self.rtt_ms = -1.0
         self.recent_lost: Deque[bool] = deque(maxlen=loss_window)
         self.met: Deque[bool] = deque(maxlen=met_window)
+        self.recent = RecentCounts(diagnostics_window_s)   # outcome kinds of recent seconds
         self.late_results = 0    # results for frames no longer pending (expired, earlier run)
         self.edge_queue_ms = 0.0   # exponential average of the edge's reported queue wait
         self.edge_batch = 1.0      # exponential average of the edge's batch size for our frames
@@ -218,15 +222,18 @@ class CameraLink:
             self.last_edge_send_s = pending.sent_s    # holds probes off (needs_probe)
 
     def finish(self, kind: str, deadline_met: Optional[bool] = None,
-               seq: Optional[int] = None) -> None:
+               seq: Optional[int] = None, now_s: Optional[float] = None) -> None:
         """
         Count a frame's one outcome ``kind``; ``deadline_met`` for results (None: a drop).
 
         ``seq``: the frame's sequence number, so a frame finished on the robot (device-only,
-        ``link_busy``) stops counting as ``computing``.
+        ``link_busy``) stops counting as ``computing``. ``now_s``: when (s); the diagnostic
+        level's recent window counts only outcomes finished with a time.
         """
         with self.lock:
             self.ledger.finish(kind)
+            if now_s is not None:
+                self.recent.add(kind, now_s)
             if seq is not None:
                 self.computing.discard(int(seq))
             if deadline_met is not None:
@@ -356,11 +363,14 @@ class CameraLink:
             return float(sum(lost) / len(lost)) if lost else 0.0
 
     def diagnostics(self, now_s: float, settings: Optional[Dict[str, object]] = None
-                    ) -> Tuple[int, str, Dict[str, object]]:
+                    ) -> Tuple[Level, str, Dict[str, object]]:
         """
         Return ``(level, message, values)`` for the camera's diagnostic status.
 
-        ``settings`` (the node's current exit, split, encoding, ...) are listed among the values.
+        The level: WARN while the edge is unreachable (device-only fallback) or when frames were
+        refused by the edge or timed out within the recent window (``core.diagnostics.
+        camera_findings``), else OK. The values count since start. ``settings`` (the node's
+        current exit, split, encoding, ...) are listed among the values.
         """
         with self.lock:
             est = self.estimator.estimate(now_s)
@@ -376,11 +386,16 @@ class CameraLink:
                 else 'n/a'}
             values.update(settings or {})
             values.update(frames_dropped=drops, late_results=self.late_results)
-            level = 0 if reachable and not self.fallback.active else 1
-            msg = (f'{summary["produced"]} frames, {drops} dropped'
-                   + ('' if reachable else '; edge unreachable: device-only fallback'))
+            recent = self.recent.counts(now_s)
+            values.update(diagnostics_window_s=self.recent.window_s,
+                          recent_frames=sum(recent.values()),
+                          recent_dropped=sum(v for k, v in recent.items()
+                                             if k.startswith(('dropped:', 'refused:'))))
+            level, reasons = grade(camera_findings(reachable, self.fallback.active, recent,
+                                                   self.recent.window_s))
             values.update(summary)
-            return level, msg, values
+            return level, message(f'{summary["produced"]} frames, {drops} dropped since start',
+                                  reasons), values
 
 
 class FrameWorker:

@@ -294,7 +294,7 @@ def fill_message(msg: Any, enc: EncodedTensor) -> Any:
     msg.shape = list(enc.shape)
     msg.data_type = enc.data_type
     msg.strides = list(enc.strides)
-    msg.encoding = enc.encoding
+    msg.encoding = ENCODING_NAMES[enc.encoding]   # the message carries the name
     msg.scale = enc.scale
     msg.zero_point = enc.zero_point
     msg.data = array.array('B', enc.data)   # typed buffer: rclpy skips per-element checks
@@ -303,6 +303,10 @@ def fill_message(msg: Any, enc: EncodedTensor) -> Any:
 
 def from_message(msg: Any, max_bytes: int = DEFAULT_MAX_BYTES) -> np.ndarray:
     """Decode the tensor fields of a received ``Tensor`` message (validated)."""
-    return decode(tuple(int(d) for d in msg.shape), int(msg.data_type), int(msg.encoding),
+    code = ENCODINGS.get(msg.encoding) if isinstance(msg.encoding, str) else None
+    if code is None:
+        raise CodecError('encoding', 'encoding',
+                         f'unknown encoding {msg.encoding!r}; known: {sorted(ENCODINGS)}')
+    return decode(tuple(int(d) for d in msg.shape), int(msg.data_type), code,
                   msg.data, float(msg.scale), int(msg.zero_point),
                   tuple(int(s) for s in msg.strides), max_bytes=max_bytes)

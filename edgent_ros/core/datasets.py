@@ -6,6 +6,7 @@ Shared by the offline phase (training, accuracy tables) and the camera's file so
 The archives (``train.tar.gz``, ``test.tar.gz``) hold ``<class>/<NNNN>.jpg`` members; they are
 decoded with OpenCV into uint8 RGB NHWC arrays ``(N, 32, 32, 3)`` and int64 labels ``(N,)``.
 A decoded copy is cached as ``.npz`` (no pickle) beside a hash of the archive's size and mtime.
+Where the archives are looked for: ``core.paths`` (``--data-dir``, ``$EDGENT_ROS_DATA``, ...).
 """
 
 from __future__ import annotations
@@ -20,21 +21,20 @@ import numpy as np
 
 from .arch import CLASSES
 from .artifacts import ARTIFACT_DIR
+from .paths import DATA_ENV, find_data
 
-PACKAGE_DIR = Path(__file__).resolve().parents[1]   # edgent_ros/
 SAMPLE_PATH = ARTIFACT_DIR / 'cifar10_sample.npz'
 
 
-def default_data_dir() -> Path:
-    """Return the CIFAR-10 folder: ``$EDGENT_CIFAR10_DIR`` or ``../shared/data/cifar10``."""
-    env = os.environ.get('EDGENT_CIFAR10_DIR')
-    if env:
-        return Path(env)
-    for base in (Path.cwd(), PACKAGE_DIR.parent, PACKAGE_DIR.parent.parent):
-        cand = base.parent / 'shared' / 'data' / 'cifar10'
-        if cand.is_dir():
-            return cand
-    return Path.cwd().parent / 'shared' / 'data' / 'cifar10'
+def cifar10_dir(data_dir: Optional[Path] = None) -> Path:
+    """
+    Return the CIFAR-10 folder: ``data_dir`` (``--data-dir``), else ``core.paths.find_data``.
+
+    That is ``$EDGENT_ROS_DATA/cifar10``, else ``<user dir>/data/cifar10``, then
+    ``../shared/data/cifar10`` beside a source checkout; ``DataNotFoundError`` (a
+    ``FileNotFoundError``) naming the option and the variable when none exists.
+    """
+    return find_data('cifar10', data_dir, option='--data-dir')
 
 
 def cache_dir() -> Path:
@@ -50,7 +50,7 @@ def decode_archive(path: Path, limit: Optional[int] = None) -> Tuple[np.ndarray,
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f'CIFAR-10 archive not found: {path} '
-                                '(set EDGENT_CIFAR10_DIR or pass --data-dir)')
+                                f'(pass --data-dir or set {DATA_ENV})')
     xs, ys = [], []
     with tarfile.open(path) as tf:
         for m in tf:
@@ -74,10 +74,10 @@ def load_split(split: str, data_dir: Optional[Path] = None) -> Tuple[np.ndarray,
     """Return the decoded ``train`` or ``test`` split, decoding once and caching as npz."""
     if split not in ('train', 'test'):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    archive = Path(data_dir or default_data_dir()) / f'{split}.tar.gz'
+    archive = cifar10_dir(data_dir) / f'{split}.tar.gz'
     if not archive.is_file():
         raise FileNotFoundError(f'CIFAR-10 archive not found: {archive} '
-                                '(set EDGENT_CIFAR10_DIR or pass --data-dir)')
+                                f'(pass --data-dir or set {DATA_ENV})')
     st = archive.stat()
     cached = cache_dir() / f'cifar10_{split}_{st.st_size}_{int(st.st_mtime)}.npz'
     if cached.is_file():

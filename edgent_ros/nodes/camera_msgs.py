@@ -2,7 +2,8 @@
 Message conversions of ``camera_node``: core values in, ``edgent_ros.msg`` / sensor messages out.
 
 Every message carries the capture stamp of its frame in ``header.stamp`` (viewers and the
-planner pair frames, tensors and outcomes by it) and the camera's ``frame_id``.
+planner pair frames, tensors and outcomes by it), the camera's TF frame in ``header.frame_id``
+and the camera node's namespace in ``robot``.
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ def stamp_ns(stamp: Any) -> int:
     return int(stamp.sec) * 10**9 + int(stamp.nanosec)
 
 
-def tensor_msg(stamp: Any, frame_id: str, model_id: str, seq: int, exit_index: int,
-               split_index: int, enc: EncodedTensor) -> Tensor:
-    """Return the ``Tensor`` of frame ``seq``: the cut ``(exit_index, split_index)``, ``enc``."""
+def tensor_msg(stamp: Any, frame_id: str, robot: str, model_id: str, seq: int, exit_index: int,
+               split_index: int, enc: EncodedTensor, probe: bool = False) -> Tensor:
+    """Return the ``Tensor`` of frame (or ``probe``) ``seq``: cut ``(exit, split)``, ``enc``."""
     msg = Tensor()
     msg.header.stamp, msg.header.frame_id = stamp, frame_id
+    msg.robot, msg.probe = robot, bool(probe)
     msg.sequence, msg.model_id = seq, model_id
     msg.exit_index, msg.split_index = exit_index, split_index
     fill_message(msg, enc)
@@ -45,13 +47,14 @@ def image_msg(frame: np.ndarray, stamp: Any, frame_id: str) -> Image:
     return img
 
 
-def result_msg(frame_id: str, model_id: str, seq: int, stamp: Optional[Any], exit_index: int,
-               split_index: int, true_class: int, deadline_ms: float) -> InferenceResult:
+def result_msg(frame_id: str, robot: str, model_id: str, seq: int, stamp: Optional[Any],
+               exit_index: int, split_index: int, true_class: int,
+               deadline_ms: float) -> InferenceResult:
     """Return an ``InferenceResult`` of frame ``seq`` with no class yet (``class_id`` -1)."""
     res = InferenceResult()
     if stamp is not None:
         res.header.stamp = stamp
-    res.header.frame_id = frame_id
+    res.header.frame_id, res.robot = frame_id, robot
     res.sequence, res.model_id = seq, model_id
     res.exit_index = res.requested_exit_index = exit_index
     res.split_index = split_index
@@ -90,10 +93,10 @@ def fill_edge_result(msg: InferenceResult, p: Pending, arrival_s: float) -> Infe
     return msg
 
 
-def link_quality_msg(report: LinkReport, stamp: Any, frame_id: str) -> LinkQuality:
+def link_quality_msg(report: LinkReport, stamp: Any, robot: str) -> LinkQuality:
     """Return ``LinkQuality`` for ``report`` (no estimate: 0 bit/s, uncertainty 1, 'probe')."""
     m = LinkQuality()
-    m.header.stamp, m.header.frame_id = stamp, frame_id
+    m.header.stamp, m.robot = stamp, robot
     m.edge_reachable = report.edge_reachable
     m.rtt_ms, m.loss = float(report.rtt_ms), float(report.loss)
     m.edge_queue_ms, m.edge_batch_size = float(report.edge_queue_ms), float(report.edge_batch_size)

@@ -41,8 +41,8 @@ from ..core.link import arrival_s, BandwidthEstimator
 from ..msg import InferenceResult, LinkQuality, Tensor
 from .camera_msgs import (fill_device_result, fill_edge_result, image_msg, link_quality_msg,
                           result_msg, stamp_ns, tensor_msg)
-from .node_util import (accept, declare, diagnostic_status, load_runner, publish_diagnostics,
-                        refuse, run)
+from .node_util import (accept, declare, declare_diagnostics, diagnostic_status, load_runner,
+                        publish_diagnostics, refuse, run)
 
 if TYPE_CHECKING:   # the runner imports torch when the node loads it, not at import
     from ..core.inference import DeviceOutput
@@ -71,7 +71,8 @@ PARAMETERS = {
     'confidence_threshold': (0.0, 'BranchyNet early exit: stop a frame at the first side exit '
                              'whose softmax entropy (nats) is below this; 0 = off',
                              {'float_range': (0.0, MAX_THRESHOLD)}),
-    'frame_id': ('camera', 'header.frame_id of frames', RO),
+    'frame_id': ('camera_optical_frame', 'TF frame of the camera (header.frame_id of frames, '
+                 'tensors and outcomes); with source: topic the driver\'s frame_id wins', RO),
     'log_frames': (False, 'log one line per outcome', {}),
     'publish_frames': (True, 'publish each 32x32 frame on edgent/frame (for rviz)', {}),
     'wait_for_edge_s': (5.0, 'file sources start once the edge subscribes to edgent/tensor, or '
@@ -107,6 +108,9 @@ class CameraNode(Node):
             if name == 'split_index':
                 options = {'int_range': (0, max_split)}
             setattr(self, name, declare(self, name, default, description, **options))
+        self.diag_pub, window_s = declare_diagnostics(self, self._on_diagnostics)
+        self.robot = self.get_namespace()          # Tensor.robot: results come back to it
+        self.optical_frame = self.frame_id         # header.frame_id; a driver's replaces it
         if self.encoding not in ENCODINGS:
             self._fatal(f'encoding must be one of {sorted(ENCODINGS)}, got {self.encoding!r}')
         if self.source not in SOURCES:
@@ -128,7 +132,8 @@ class CameraNode(Node):
                                        stale_after_s=max(5.0, 3 * self.probe_after_s),
                                        drop_confirm=2, slow_transfer_s=0.04)
         self.link = CameraLink(time.monotonic(), estimator, fallback, self.result_timeout_s,
-                               self.edge_timeout_s, on_fallback=self._on_fallback)
+                               self.edge_timeout_s, on_fallback=self._on_fallback,
+                               diagnostics_window_s=window_s)
         self.gate = StartGate(time.monotonic(), self.wait_for_edge_s)
         self.lock = threading.Lock()   # the dynamic parameters: executor and worker read them
         self.add_on_set_parameters_callback(self._on_set)
@@ -160,9 +165,6 @@ class CameraNode(Node):
                                               qos.LINK_QUALITY)
         self.create_timer(0.1, self._on_housekeeping)
         self.create_timer(1.0 / self.link_quality_rate_hz, self._on_link_timer)
-        from diagnostic_msgs.msg import DiagnosticArray
-        self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', qos.VIZ)
-        self.create_timer(1.0, self._on_diagnostics)
         # device compute off the executor: (frame, label, stamp) -> process_frame
         self.worker = FrameWorker(lambda item: self.process_frame(*item), self._on_worker_error)
         self.get_logger().info(
@@ -205,6 +207,8 @@ class CameraNode(Node):
                     self.timer.timer_period_ns = int(1e9 / p.value)
                 if p.name in ('result_timeout_s', 'edge_timeout_s'):
                     setattr(self.link, p.name, p.value)
+                if p.name == 'diagnostics_window_s':
+                    self.link.recent.window_s = p.value
 
     # -- frames -----------------------------------------------------------------------------
     def _on_timer(self) -> None:
@@ -245,6 +249,8 @@ class CameraNode(Node):
             self._drop(self.link.new_frame(), msg.header.stamp, -1, 'robot_busy',
                        self.deadline_ms)
             return
+        if msg.header.frame_id:
+            self.optical_frame = msg.header.frame_id   # keep the driver's TF frame
         self.worker.submit((frame, -1, msg.header.stamp))
 
     def robot_busy(self) -> bool:
@@ -276,7 +282,7 @@ class CameraNode(Node):
         seq, busy = self.link.admit(split_index < self.runner.branch_len(exit_index),
                                     max_in_flight)
         if self.publish_frames:   # outcomes carry the same stamp: viewers pair by it
-            self.frame_pub.publish(image_msg(frame, stamp, self.frame_id))
+            self.frame_pub.publish(image_msg(frame, stamp, self.optical_frame))
         if busy:
             self._drop(seq, stamp, true_class, 'link_busy', deadline_ms, exit_index, split_index)
             return
@@ -293,7 +299,8 @@ class CameraNode(Node):
             return
         enc = encode(out.tensor, effective_encoding(encoding, image=split_index == 0),
                      name='input' if split_index == 0 else f'split{split_index}')
-        msg = tensor_msg(stamp, self.frame_id, self.model_id, seq, exit_index, split_index, enc)
+        msg = tensor_msg(stamp, self.optical_frame, self.robot, self.model_id, seq, exit_index,
+                         split_index, enc)
         msg.device_compute_ms, msg.confidence_threshold = out.device_ms, threshold
         self.link.sent(Pending(seq, time.monotonic(), capture_s, exit_index, split_index,
                                enc.nbytes, out.device_ms, true_class, deadline_ms,
@@ -311,7 +318,7 @@ class CameraNode(Node):
             return  # our own device-only result
         now = arrival_s(time.monotonic(), time.time_ns(), info)
         ok = msg.status == InferenceResult.STATUS_OK
-        if msg.header.frame_id == self.frame_id + '/probe':
+        if msg.probe:
             self.link.probe_result(now, msg.sequence, ok, msg.edge_ms, msg.edge_queue_ms)
             return
         p = self.link.result(now, msg.sequence, stamp_ns(msg.header.stamp), ok, msg.edge_ms,
@@ -335,10 +342,10 @@ class CameraNode(Node):
         if report.probe_due:
             for seq in self.link.start_probe(now, self.probe.nbytes):
                 self.tensor_pub.publish(tensor_msg(
-                    self.get_clock().now().to_msg(), self.frame_id + '/probe', self.model_id,
-                    seq, PROBE_EXIT, 0, self.probe))
+                    self.get_clock().now().to_msg(), self.optical_frame, self.robot,
+                    self.model_id, seq, PROBE_EXIT, 0, self.probe, probe=True))
         self.link_pub.publish(link_quality_msg(report, self.get_clock().now().to_msg(),
-                                               self.get_namespace()))
+                                               self.robot))
 
     def _on_housekeeping(self) -> None:
         for p in self.link.expire(time.monotonic()):
@@ -359,8 +366,8 @@ class CameraNode(Node):
 
     # -- outcomes: every frame ends as exactly one ----------------------------------------------
     def _result(self, seq, stamp, exit_index, split_index, true_class, deadline_ms):
-        return result_msg(self.frame_id, self.model_id, seq, stamp, exit_index, split_index,
-                          true_class, deadline_ms)
+        return result_msg(self.optical_frame, self.robot, self.model_id, seq, stamp, exit_index,
+                          split_index, true_class, deadline_ms)
 
     def _drop(self, seq, stamp, true_class, reason, deadline_ms, exit_index=0, split_index=0):
         res = self._result(seq, stamp, exit_index, split_index, true_class, deadline_ms)
@@ -369,7 +376,8 @@ class CameraNode(Node):
 
     def _outcome(self, res: InferenceResult, kind: str) -> None:
         ok = res.status == InferenceResult.STATUS_OK
-        self.link.finish(kind, bool(res.deadline_met) if ok else None, res.sequence)
+        self.link.finish(kind, bool(res.deadline_met) if ok else None, res.sequence,
+                         now_s=time.monotonic())
         self.outcome_pub.publish(res)
         if self.log_frames:
             self.get_logger().info(

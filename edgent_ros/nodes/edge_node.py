@@ -33,11 +33,12 @@ from rclpy.node import Node
 from . import qos
 from ..core.arch import NUM_EXITS
 from ..core.batching import Batch, BatchQueue
+from ..core.diagnostics import count_of, edge_findings, grade, message, RecentCounts
 from ..core.ledger import check_threshold, FrameRefused, SequenceTracker
 from ..msg import InferenceResult, Tensor
-from .node_util import (accept, declare, diagnostic_status, load_runner, publish_diagnostics,
-                        refuse, run, stamp_to_s)
-from ..core.codec import CodecError, ENCODING_NAMES, from_message
+from .node_util import (accept, declare, declare_diagnostics, diagnostic_status, load_runner,
+                        publish_diagnostics, refuse, run, stamp_to_s)
+from ..core.codec import CodecError, from_message
 
 
 class EdgeNode(Node):
@@ -71,10 +72,12 @@ class EdgeNode(Node):
         namespaces = declare(self, 'robot_namespaces', [''],
                              'robots served: one tensor/result topic pair per namespace',
                              read_only=True)
+        self.counts: Counter = Counter()    # since start: values of the diagnostic status
+        self.diag_pub, window_s = declare_diagnostics(self, self._on_diagnostics)
+        self.recent = RecentCounts(window_s)   # the same events, recent: the status's level
         self.add_on_set_parameters_callback(self._on_set)
         self.add_post_set_parameters_callback(self._post_set)
 
-        self.counts: Counter = Counter()
         self.seq_tracker = SequenceTracker()
         # items: (namespace, Tensor, array); configuration: _config_of(Tensor)
         self.batches = BatchQueue(max_queue, max_queue_ms, max_batch, batch_window_ms)
@@ -90,9 +93,6 @@ class EdgeNode(Node):
                 qos.TENSOR, event_callbacks=SubscriptionEventCallbacks(
                     message_lost=self._on_message_lost,
                     incompatible_qos=self._on_incompatible_qos))
-        from diagnostic_msgs.msg import DiagnosticArray
-        self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', qos.VIZ)
-        self.create_timer(1.0, self._on_diagnostics)
         self._stop = False
         self.worker = threading.Thread(target=self._work, name='edge_worker', daemon=True)
         self.worker.start()
@@ -114,6 +114,8 @@ class EdgeNode(Node):
         for p in params:
             if p.name in ('exit_index', 'split_index', 'max_payload_bytes'):
                 setattr(self, p.name, p.value)
+            if p.name == 'diagnostics_window_s':
+                self.recent.window_s = p.value
         with self.cv:
             self.batches.configure(**{p.name: p.value for p in params if p.name in (
                 'max_queue', 'max_queue_ms', 'max_batch', 'batch_window_ms')})
@@ -135,7 +137,7 @@ class EdgeNode(Node):
             array = from_message(msg, max_bytes=self.max_payload_bytes)
             self.runner.validate(msg.model_id, int(msg.exit_index), int(msg.split_index), array)
             check_threshold(msg.confidence_threshold)
-            self.seq_tracker.check(f'{ns}|{msg.header.frame_id}', int(msg.sequence))
+            self.seq_tracker.check(f'{ns}|{msg.robot}|{int(msg.probe)}', int(msg.sequence))
         except CodecError as exc:
             self._refuse(ns, msg, exc.reason, str(exc))
             return
@@ -150,28 +152,38 @@ class EdgeNode(Node):
     def _on_message_lost(self, info) -> None:
         """DDS lost tensors before they reached us (e.g. a fragment never arrived)."""
         self.counts['lost:dds'] += int(info.total_count_change)
+        self.recent.add('lost:dds', time.monotonic(), int(info.total_count_change))
         self.get_logger().warning(f'{info.total_count_change} tensor message(s) lost in transport',
                                   throttle_duration_sec=5.0)
 
     def _on_incompatible_qos(self, info) -> None:
         self.counts['incompatible_qos'] += 1
+        self.recent.add('incompatible_qos', time.monotonic())
         self.get_logger().error('a tensor publisher has an incompatible QoS (policy '
                                 f'{info.last_policy_kind}); its frames will never arrive',
                                 throttle_duration_sec=10.0)
 
     def _on_diagnostics(self) -> None:
+        """Publish the status: level from the recent window, counts since start as values."""
+        now = time.monotonic()
+        recent = self.recent.counts(now)
+        level, reasons = grade(edge_findings(recent, self.recent.window_s))
         refused = sum(v for k, v in self.counts.items() if k.startswith('refused:'))
-        level = 0 if refused == 0 else 1   # OK / WARN: frames were refused
         values = {'frames_ok': self.counts['ok'], 'frames_refused': refused,
+                  'recent_frames_ok': recent.get('ok', 0),
+                  'recent_frames_refused': count_of(recent, ('refused:',)),
+                  'diagnostics_window_s': self.recent.window_s,
                   'queue_depth': len(self.batches), 'max_queue': self.batches.max_queue,
                   'max_batch': self.batches.max_batch,
                   'model_id': self.model_id, 'robots': ','.join(self.pubs) or '/'}
         values.update(sorted((k, v) for k, v in self.counts.items() if k != 'ok'))
-        publish_diagnostics(self, self.diag_pub, [diagnostic_status(
-            self, level, f'{self.counts["ok"]} frames finished, {refused} refused', values)])
+        publish_diagnostics(self, self.diag_pub, [diagnostic_status(self, level, message(
+            f'{self.counts["ok"]} frames finished, {refused} refused since start', reasons),
+            values)])
 
     def _refuse(self, ns: str, msg: Tensor, reason: str, detail: str) -> None:
         self.counts[f'refused:{reason}'] += 1
+        self.recent.add(f'refused:{reason}', time.monotonic())
         self.get_logger().warning(f'refused frame {msg.sequence} from "{ns or "/"}": {detail}',
                                   throttle_duration_sec=2.0)
         res = self._result_for(msg)
@@ -183,12 +195,13 @@ class EdgeNode(Node):
     def _result_for(msg: Tensor) -> InferenceResult:
         res = InferenceResult()
         res.header = msg.header
+        res.robot, res.probe = msg.robot, msg.probe
         res.sequence = msg.sequence
         res.model_id = msg.model_id
         res.exit_index = msg.exit_index
         res.requested_exit_index = msg.exit_index
         res.split_index = msg.split_index
-        res.encoding = ENCODING_NAMES.get(int(msg.encoding), str(msg.encoding))
+        res.encoding = msg.encoding
         res.finished_on = InferenceResult.FINISHED_ON_EDGE
         res.class_id = -1
         res.true_class_id = -1
@@ -245,6 +258,7 @@ class EdgeNode(Node):
                 res.end_to_end_ms = max(0.0, (now - stamp_to_s(msg.header.stamp)) * 1e3)
                 res.status = InferenceResult.STATUS_OK
                 self.counts['ok'] += 1
+                self.recent.add('ok', time.monotonic())
                 self.pubs[ns].publish(res)
 
     def destroy_node(self):

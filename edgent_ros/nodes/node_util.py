@@ -1,4 +1,4 @@
-"""Small rclpy helpers shared by the nodes: parameter descriptors, main(), stamps."""
+"""Small rclpy helpers shared by the nodes: parameter descriptors, main(), stamps, diagnostics."""
 
 from __future__ import annotations
 
@@ -11,11 +11,15 @@ from rclpy.executors import ExternalShutdownException
 import rclpy.executors
 from rclpy.node import Node
 
+from . import qos
 from ..core.artifacts import ArtifactError
+from ..core.diagnostics import DEFAULT_WINDOW_S, Level
 from .signals import signalled
 
 # Longest time a node's spin loop waits before it looks at the context again (s).
 SPIN_STEP_S = 0.25
+# Every node publishes its /diagnostics status this often (s).
+DIAGNOSTICS_PERIOD_S = 1.0
 
 
 def declare(node: Node, name: str, default: Any, description: str,
@@ -75,11 +79,35 @@ def load_runner(node: Node, weights: str, threads: int, max_threads: int):
     return runner, model_id
 
 
-def diagnostic_status(node: Node, level: int, message: str, values: dict):
-    """Return a ``diagnostic_msgs/DiagnosticStatus`` for ``node`` with ``values`` as strings."""
+def declare_diagnostics(node: Node, callback: Callable[[], None]):
+    """
+    Declare ``diagnostics_window_s``, start the ``/diagnostics`` publisher and its timer.
+
+    ``callback`` runs every ``DIAGNOSTICS_PERIOD_S``; returns ``(publisher, window_s)``. The
+    node applies later changes of the window in its post-set callback.
+    """
+    from diagnostic_msgs.msg import DiagnosticArray
+    window_s = declare(node, 'diagnostics_window_s', DEFAULT_WINDOW_S,
+                       'the /diagnostics level grades the last this many seconds (s): a WARN '
+                       'clears this long after its cause stops; counts since start are values',
+                       float_range=(0.5, 3600.0))
+    pub = node.create_publisher(DiagnosticArray, '/diagnostics', qos.VIZ)
+    node.create_timer(DIAGNOSTICS_PERIOD_S, callback)
+    return pub, window_s
+
+
+def diagnostic_status(node: Node, level: Level, message: str, values: dict):
+    """
+    Return a ``diagnostic_msgs/DiagnosticStatus`` for ``node`` with ``values`` as strings.
+
+    ``level`` is a ``core.diagnostics.Level`` (same values as the message's OK/WARN/ERROR/STALE
+    constants, which rclpy holds as one byte).
+    """
     from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
     st = DiagnosticStatus()
-    st.level = bytes([level]) if isinstance(DiagnosticStatus().level, bytes) else level
+    st.level = {Level.OK: DiagnosticStatus.OK, Level.WARN: DiagnosticStatus.WARN,
+                Level.ERROR: DiagnosticStatus.ERROR,
+                Level.STALE: DiagnosticStatus.STALE}[Level(level)]
     st.name = f'edgent_ros: {node.get_fully_qualified_name()}'
     st.hardware_id = node.get_namespace()
     st.message = message

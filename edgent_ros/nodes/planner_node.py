@@ -11,6 +11,11 @@ asynchronously, with a timeout and retry. A refused set is logged with the node'
 
 Beyond the paper (each off by default): ``encodings`` (how the tensor crosses the link),
 ``confidence_threshold`` (BranchyNet early exit), ``edge_batching`` (the edge's batch size).
+
+``/diagnostics`` (every second): policy, strategy, the decision in force, the link estimate's
+age, calibration and the last parameter push per node. ERROR when the camera node cannot be
+reached; WARN when the decision misses the deadline, the link estimate is stale, or a push was
+refused / failed / timed out in the last ``diagnostics_window_s`` (``core.diagnostics``).
 """
 
 from __future__ import annotations
@@ -28,12 +33,17 @@ from . import qos
 from ..core.artifacts import (ArtifactError, load_accuracy, load_confidence, load_encodings,
                               read_config)
 from ..core.config_map import ConfigMap, MapStrategy
+from ..core.diagnostics import grade, message, PlannerHealth, planner_findings, RecentCounts
 from ..core.latency import LatencyModels
 from ..core.ledger import MAX_THRESHOLD
 from ..core.optimizer import Decision, EdgentProblem, PLANNER_POLICIES, scale_robot
 from ..core.planner import LinkReport, Outcome, Planner, SETTINGS
 from ..msg import ExitSplitDecision, InferenceResult, LinkQuality
-from .node_util import accept, declare, refuse, run
+from .node_util import (accept, declare, declare_diagnostics, diagnostic_status,
+                        publish_diagnostics, refuse, run)
+
+# policies that plan without the link estimate (a stale one is then no problem)
+NO_LINK_POLICIES = ('device-only', 'true-bandwidth')
 
 
 class _Target:
@@ -48,6 +58,13 @@ class _Target:
         self.sent_s = 0.0
         self.future = None
         self.refusals = 0
+        self.failures = 0          # errors and timeouts since start
+        self.last = 'none yet'     # the last push's outcome, at last_s (monotonic s)
+        self.last_s: Optional[float] = None
+
+    def record(self, outcome: str, now_s: float) -> None:
+        """Remember the last push's ``outcome`` (``ok``, ``refused: ...``, ``timeout``, ...)."""
+        self.last, self.last_s = outcome, now_s
 
 
 class PlannerNode(Node):
@@ -135,6 +152,9 @@ class PlannerNode(Node):
         except ValueError as exc:
             self.get_logger().fatal(str(exc))
             raise SystemExit(2) from exc
+        self.diag_pub, window_s = declare_diagnostics(self, self._on_diagnostics)
+        self.recent = RecentCounts(window_s)   # push_ok / push_failed / push_timeout:<node>
+        self._link_heard_s: Optional[float] = None   # newest edgent/link_quality (monotonic s)
         self.add_on_set_parameters_callback(self._on_set)
         self.add_post_set_parameters_callback(self._post_set)
         self.targets = [_Target(self, camera, True)]
@@ -181,15 +201,18 @@ class PlannerNode(Node):
         new = {p.name: p.value for p in params}
         for name in ('encodings', 'confidence_threshold', 'set_timeout_s'):
             setattr(self, name, new.get(name, getattr(self, name)))
+        if 'diagnostics_window_s' in new:
+            self.recent.window_s = new['diagnostics_window_s']
         settings = {k: v for k, v in new.items() if k in SETTINGS}
         if self.planner.configure(self._pending_problem, **settings):
             self.plan('parameter change', force=True)   # re-plan at once
 
     # -- inputs -----------------------------------------------------------------------------
     def _on_link(self, msg: LinkQuality) -> None:
-        self.planner.add_link(time.monotonic(), LinkReport(
+        self._link_heard_s = time.monotonic()
+        self.planner.add_link(self._link_heard_s, LinkReport(
             float(msg.uplink_bandwidth_bps), bool(msg.edge_reachable), float(msg.edge_queue_ms),
-            float(msg.edge_batch_size)), msg.header.frame_id or 'default')
+            float(msg.edge_batch_size)), msg.robot or 'default')
         self.plan('link quality')
 
     def _on_outcome(self, msg: InferenceResult) -> None:
@@ -215,7 +238,7 @@ class PlannerNode(Node):
     def _decision_msg(self, d: Decision, why: str) -> ExitSplitDecision:
         m = ExitSplitDecision()
         m.header.stamp = self.get_clock().now().to_msg()
-        m.header.frame_id = self.get_namespace()
+        m.robot = self.get_namespace()
         m.model_id = self.model_id
         m.policy = self.planner.policy
         m.exit_index = d.exit_index
@@ -261,16 +284,24 @@ class PlannerNode(Node):
     def _on_set_done(self, t: _Target, want: tuple, future) -> None:
         if future.cancelled():
             return   # timed out in _on_timer, which already warned and retries
+        now = time.monotonic()
         try:
             result = future.result().result
         except Exception as exc:  # service went away mid-call
             self.get_logger().warning(f'setting parameters on {t.name} failed: {exc}')
             t.future = None
+            t.failures += 1
+            t.record(f'failed: {exc}', now)
+            self.recent.add(f'push_failed:{t.name}', now)
             return
         if result.successful:
             t.applied = want
+            t.record('ok', now)
+            self.recent.add(f'push_ok:{t.name}', now)
         else:
             t.refusals += 1
+            t.record(f'refused: {result.reason}', now)
+            self.recent.add(f'push_failed:{t.name}', now)
             t.applied = want   # do not hammer a node that refuses; next decision retries
             self.get_logger().error(f'{t.name} refused exit {want[0]} split {want[1]}: '
                                     f'{result.reason}')
@@ -285,11 +316,58 @@ class PlannerNode(Node):
                     and now - t.sent_s > self.set_timeout_s:
                 t.future.cancel()
                 t.future = None
+                t.failures += 1
+                t.record('timeout', now)
+                self.recent.add(f'push_timeout:{t.name}', now)
                 self.get_logger().warning(f'no answer from {t.name} in {self.set_timeout_s:g} s; '
                                           'retrying', throttle_duration_sec=5.0)
         if self.planner.decision is not None:
             self.plan('timer')   # picks up stale links (-> device-only)
             self._push()         # retries targets that were not reachable
+
+    # -- diagnostics ------------------------------------------------------------------------
+    def _on_diagnostics(self) -> None:
+        """Publish the status: level from the state now and the recent window's pushes."""
+        now = time.monotonic()
+        recent = self.recent.counts(now)
+        d, camera = self.planner.decision, self.targets[0]
+        link_age = None if self._link_heard_s is None else now - self._link_heard_s
+        level, reasons = grade(planner_findings(PlannerHealth(
+            feasible=None if d is None else bool(d.feasible), link_age_s=link_age,
+            link_timeout_s=self.planner.link_timeout_s,
+            link_needed=self.planner.policy not in NO_LINK_POLICIES,
+            camera_reachable=camera.client.services_are_ready(), camera=camera.name,
+            recent=recent, window_s=self.recent.window_s)))
+        values = {'policy': self.planner.policy, 'strategy': self.planner.strategy,
+                  'deadline_ms': f'{self.planner.deadline_ms:g}'}
+        if d is not None:
+            values.update(exit_index=d.exit_index, split_index=d.split_index,
+                          encoding=d.encoding, feasible=d.feasible,
+                          predicted_total_ms=f'{d.total_ms:.1f}')
+        values.update(
+            planned_bandwidth_bps=f'{self.planner.plan_bandwidth(now):.0f}',
+            link_estimate_age_s='never' if link_age is None else f'{link_age:.1f}',
+            link_timeout_s=f'{self.planner.link_timeout_s:g}',
+            calibration=self._calibration_status(now),
+            diagnostics_window_s=self.recent.window_s)
+        for t in self.targets:
+            ago = '' if t.last_s is None else f' ({now - t.last_s:.1f} s ago)'
+            values[f'last_push:{t.name}'] = t.last + ago
+            values[f'push_refusals:{t.name}'] = t.refusals
+            values[f'push_failures:{t.name}'] = t.failures
+        summary = (f'{self.planner.policy}: ' + ('no decision yet' if d is None else
+                   f'exit {d.exit_index} split {d.split_index} {d.encoding}'))
+        publish_diagnostics(self, self.diag_pub, [diagnostic_status(
+            self, level, message(summary, reasons), values)])
+
+    def _calibration_status(self, now: float) -> str:
+        """Return the calibration in one line: off, or the decision's factors and samples."""
+        if not self.planner.calibration:
+            return 'off'
+        f = self.planner.factors(now, self.planner.calibration_quantile)
+        n = {part: self.planner.calib.count(now, part) for part in f}
+        return ', '.join(f'{part} x{f[part]:g} ({n[part]} samples)' for part in f) + \
+            f' (q{self.planner.calibration_quantile:g})'
 
 
 def main(args=None) -> int:

@@ -5,15 +5,16 @@ Subscribes ``edgent/outcome`` (one per frame), ``edgent/frame`` (the captured fr
 ``edgent/link_quality`` and ``edgent/decision``; publishes ``edgent/annotated``
 (``sensor_msgs/Image`` via cv_bridge, bgr8), ``edgent/markers`` (latency breakdown bars against
 the deadline, link bandwidth text) and ``/diagnostics`` (deadline-met rate, drops per reason,
-link estimate, edge reachable, current decision).
+link estimate, edge reachable, current decision; WARN while the edge is unreachable or fewer than
+90 % of the frames of the last ``diagnostics_window_s`` met the deadline).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+import time
 from typing import Optional
 
-from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Point
 from rclpy.node import Node
 from sensor_msgs.msg import Image
@@ -21,8 +22,9 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from . import qos
 from ..core.arch import CLASSES
+from ..core.diagnostics import deadline_findings, grade, Level, message, RecentCounts
 from ..msg import ExitSplitDecision, InferenceResult, LinkQuality
-from .node_util import declare, diagnostic_status, publish_diagnostics, run
+from .node_util import declare, declare_diagnostics, diagnostic_status, publish_diagnostics, run
 from ..core.viz import annotate, latency_bars, OutcomeView, VizStats
 
 BAR_COLOURS = {'device': (0.2, 0.4, 0.9), 'uplink': (0.9, 0.6, 0.1), 'edge': (0.3, 0.7, 0.3)}
@@ -39,13 +41,15 @@ class VizNode(Node):
                                     'frame_id of the markers (rviz fixed frame)', read_only=True)
         self.size = declare(self, 'image_size', 256, 'annotated image width (px)',
                             int_range=(32, 2048), read_only=True)
+        self.diag_pub, window_s = declare_diagnostics(self, self._on_diagnostics)
+        self.recent = RecentCounts(window_s)   # met / missed / dropped:<reason>: the level
+        self.add_post_set_parameters_callback(self._post_set)
         self.stats = VizStats()
         self.frames: 'OrderedDict[tuple, object]' = OrderedDict()
         self.link: Optional[LinkQuality] = None
         self.decision: Optional[ExitSplitDecision] = None
         self.image_pub = self.create_publisher(Image, 'edgent/annotated', qos.VIZ)
         self.marker_pub = self.create_publisher(MarkerArray, 'edgent/markers', qos.VIZ)
-        self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', qos.VIZ)
         self.create_subscription(Image, 'edgent/frame', self._on_frame, qos.VIZ)
         self.create_subscription(InferenceResult, 'edgent/outcome', self._on_outcome,
                                  qos.RESULT)
@@ -53,7 +57,11 @@ class VizNode(Node):
                                  lambda m: setattr(self, 'link', m), qos.LINK_QUALITY)
         self.create_subscription(ExitSplitDecision, 'edgent/decision',
                                  lambda m: setattr(self, 'decision', m), qos.DECISION)
-        self.create_timer(1.0, self._on_diagnostics)
+
+    def _post_set(self, params) -> None:
+        for p in params:
+            if p.name == 'diagnostics_window_s':
+                self.recent.window_s = p.value
 
     def _on_frame(self, msg: Image) -> None:
         self.frames[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = msg
@@ -67,6 +75,8 @@ class VizNode(Node):
                         r.device_ms, r.uplink_ms, r.edge_ms + r.edge_queue_ms, r.deadline_ms,
                         r.deadline_met, r.drop_reason, r.encoding, r.requested_exit_index)
         self.stats.add(o)
+        self.recent.add(('met' if o.deadline_met else 'missed') if ok
+                        else f'dropped:{o.drop_reason or "unknown"}', time.monotonic())
         frame_msg = self.frames.pop((r.header.stamp.sec, r.header.stamp.nanosec), None)
         frame = None
         if frame_msg is not None:
@@ -119,6 +129,7 @@ class VizNode(Node):
         return arr
 
     def _on_diagnostics(self) -> None:
+        """Publish the status: level from the edge's reachability and the recent window."""
         values = self.stats.summary()
         if self.link is not None:
             values['uplink_bandwidth_bps'] = f'{self.link.uplink_bandwidth_bps:.0f}'
@@ -126,12 +137,20 @@ class VizNode(Node):
         if self.decision is not None:
             values['decision'] = (f'exit {self.decision.exit_index} split '
                                   f'{self.decision.split_index} ({self.decision.policy})')
+        recent = self.recent.counts(time.monotonic())
+        met, missed = recent.get('met', 0), recent.get('missed', 0)
+        values.update(diagnostics_window_s=self.recent.window_s, recent_frames=met + missed,
+                      recent_deadline_met=met,
+                      recent_dropped=sum(v for k, v in recent.items() if k.startswith('dropped:')))
+        findings = deadline_findings(met, missed, self.recent.window_s)
+        if self.link is not None and not self.link.edge_reachable:
+            findings.append((Level.WARN, 'edge unreachable'))
+        level, reasons = grade(findings)
         rate = self.stats.deadline_met_rate()
-        reachable = self.link is None or self.link.edge_reachable
-        level = 0 if reachable and (rate is None or rate >= 0.9) else 1
-        msg = ('deadline met on ' + ('n/a' if rate is None else f'{100 * rate:.0f} %')
-               + ' of recent frames' + ('' if reachable else '; edge unreachable'))
-        publish_diagnostics(self, self.diag_pub, [diagnostic_status(self, level, msg, values)])
+        summary = ('deadline met on ' + ('n/a' if rate is None else f'{100 * rate:.0f} %')
+                   + f' of the last {len(self.stats.met)} classified frames')
+        publish_diagnostics(self, self.diag_pub, [diagnostic_status(
+            self, level, message(summary, reasons), values)])
 
 
 def main(args=None) -> int:

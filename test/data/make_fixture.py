@@ -53,7 +53,7 @@ def main() -> int:
             bgr = cv2.resize(x[i][:, :, ::-1], (64, 64), interpolation=cv2.INTER_LINEAR)
             ns = T0 + int(t * 1e9)
             msg = Image(header=Header(stamp=Time(sec=ns // 10**9, nanosec=ns % 10**9),
-                                      frame_id='camera'),
+                                      frame_id='camera_optical_frame'),
                         height=64, width=64, encoding='bgr8', is_bigendian=0, step=64 * 3,
                         data=np.ascontiguousarray(bgr).reshape(-1))
             events.append((ns, '/image_raw', msg))
@@ -62,7 +62,7 @@ def main() -> int:
             ns = T0 + int(t * 1e9)
             bw = bandwidth_at(t)
             msg = LQ(header=Header(stamp=Time(sec=ns // 10**9, nanosec=ns % 10**9),
-                                   frame_id='bag'),
+                                   frame_id=''), robot='/bag',
                      uplink_bandwidth_bps=bw, bandwidth_uncertainty=0.1, rtt_ms=5.0, loss=0.0,
                      sample_count=8, source=LQ.SOURCE_EXTERNAL, edge_reachable=bw > 0,
                      edge_queue_ms=0.0, edge_batch_size=1.0)

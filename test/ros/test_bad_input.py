@@ -32,7 +32,8 @@ def _tensor(robot, seq, exit_index=3, split_index=4, frame=None, **overrides):
         frame = load_sample()[0][seq % 200]
     out = robot.device_step(frame, exit_index, split_index)
     m = Tensor()
-    m.header.frame_id = 'camera'
+    m.header.frame_id = 'camera_optical_frame'
+    m.robot = '/'
     m.sequence = seq
     m.model_id = robot.model_id
     m.exit_index = exit_index
@@ -80,10 +81,12 @@ def _bad_cases(robot):
          t(shape=[1, 1024, 1024, 3], data_type=2, data=bytes(9 * 1024 * 1024), strides=[])),
         ('NaN content', 'non_finite', t(data=nan.tobytes())),
         ('Inf content', 'non_finite', t(data=inf.tobytes())),
-        ('unknown encoding', 'encoding', t(encoding=7)),
-        ('fp16 encoding of a uint8 tensor', 'encoding', t(encoding=1, data_type=2, strides=[])),
-        ('int8 with zero scale', 'scale', t(encoding=2, scale=0.0, data=bytes(n // 4))),
-        ('garbled compressed payload', 'payload_length', t(encoding=3, data=b'not zlib')),
+        ('unknown encoding', 'encoding', t(encoding='bzip2')),
+        ('fp16 encoding of a uint8 tensor', 'encoding',
+         t(encoding='fp16', data_type=2, strides=[])),
+        ('int8 with zero scale', 'scale', t(encoding='int8', scale=0.0, data=bytes(n // 4))),
+        ('garbled compressed payload', 'payload_length',
+         t(encoding='compressed', data=b'not zlib')),
         ('non-contiguous strides', 'strides', t(strides=[4, 4, 4, 4])),
         ('unknown model_id', 'model_id', t(model_id='resnet-0')),
         ('exit out of range', 'exit_split', t(exit_index=9)),
@@ -92,12 +95,12 @@ def _bad_cases(robot):
          lambda s: _with(_tensor(robot, s, exit_index=3, split_index=n3 - 1), split_index=n3)),
         ('wrong dtype for split 0 (int16)', 'data_type',
          t0(data_type=3, data=bytes(2 * 3072), strides=[])),
-        ('garbled JPEG frame', 'payload_length', t0(encoding=6, data=b'\xff\xd8 not a jpeg')),
+        ('garbled JPEG frame', 'payload_length', t0(encoding='jpeg', data=b'\xff\xd8 not a jpeg')),
         ('PNG claiming another size', 'shape',
-         t0(encoding=5, data=encode(np.zeros((1, 16, 16, 3), np.uint8), 'png').data)),
-        ('JPEG of a float activation', 'encoding', t(encoding=6)),
+         t0(encoding='png', data=encode(np.zeros((1, 16, 16, 3), np.uint8), 'png').data)),
+        ('JPEG of a float activation', 'encoding', t(encoding='jpeg')),
         ('garbled int8-zlib payload', 'payload_length',
-         t(encoding=4, scale=0.1, data=b'not zlib')),
+         t(encoding='int8-zlib', scale=0.1, data=b'not zlib')),
         ('negative confidence threshold', 'confidence_threshold', t(confidence_threshold=-1.0)),
         ('NaN confidence threshold', 'confidence_threshold',
          t(confidence_threshold=float('nan'))),

@@ -19,7 +19,6 @@ from edgent_ros.core.weights import load_model
 from edgent_ros.core.datasets import load_sample
 from edgent_ros.core.inference import CoInference
 from edgent_ros.msg import ExitSplitDecision, InferenceResult, LinkQuality, Tensor
-from edgent_ros.core.codec import ENCODING_JPEG
 
 N = 12
 
@@ -27,7 +26,7 @@ N = 12
 def _link(listener, pub, bps):
     m = LinkQuality()
     m.header.stamp = listener.node.get_clock().now().to_msg()
-    m.header.frame_id = 'test'
+    m.robot = 'test'
     m.uplink_bandwidth_bps = float(bps)
     m.edge_reachable = True
     m.edge_batch_size = 1.0
@@ -86,7 +85,7 @@ def test_planner_chooses_an_encoding_and_the_frames_cross_with_it(procs, listene
         o for o in listener.msgs('edgent/outcome')
         if o.encoding == 'jpeg' and o.status == InferenceResult.STATUS_OK]) >= 3, 30.0)
     assert time.monotonic() - t0 < 30.0
-    jpeg = [t for t in listener.msgs('edgent/tensor') if t.encoding == ENCODING_JPEG]
+    jpeg = [t for t in listener.msgs('edgent/tensor') if t.encoding == Tensor.ENCODING_JPEG]
     assert jpeg and all(len(t.data) < 2000 for t in jpeg)   # vs 3072 raw
 
 
@@ -135,7 +134,8 @@ def test_edge_batches_frames_of_several_robots(procs, listener):
         procs.start('camera_node', name=f'camera_{ns}', ns=ns, exit_index=5, split_index=0,
                     fps=40.0, max_frames=frames, exit_when_done=True, loop=True,
                     max_in_flight=4, wait_for_subscribers=1, wait_for_edge_s=60.0,
-                    result_timeout_s=10.0, publish_frames=False, frame_id=f'{ns}/camera')
+                    result_timeout_s=10.0, publish_frames=False,
+                    frame_id=f'{ns}/camera_optical_frame')
 
     def done():
         return all(len(listener.msgs(f'/{ns}/edgent/outcome')) >= frames for ns in robots)
@@ -145,7 +145,8 @@ def test_edge_batches_frames_of_several_robots(procs, listener):
     for ns in robots:
         outs = listener.msgs(f'/{ns}/edgent/outcome')
         assert sorted(o.sequence for o in outs) == list(range(1, frames + 1))
-        assert all(o.header.frame_id.startswith(ns) for o in outs)   # never crossed robots
+        assert all(o.robot == f'/{ns}' for o in outs)   # never crossed robots
+        assert all(o.header.frame_id == f'{ns}/camera_optical_frame' for o in outs)
         sizes += [o.batch_size for o in outs
                   if o.status == InferenceResult.STATUS_OK and o.finished_on == 0]
     assert max(sizes) > 1, 'no frame was batched'

@@ -57,7 +57,7 @@ def test_frames_cross_processes(procs, listener, reference, exit_index, split_in
         assert o.finished_on == (InferenceResult.FINISHED_ON_DEVICE if split_index == n_layers
                                  else InferenceResult.FINISHED_ON_EDGE)
     frames = [t for t in listener.msgs('edgent/tensor')
-              if not t.header.frame_id.endswith('/probe')]
+              if not t.probe]
     if split_index == n_layers:
         assert frames == [], 'device-only frames must not cross the link'
     else:

@@ -36,7 +36,7 @@ def _params(listener, client):
 def _link(listener, pub, bps):
     m = LinkQuality()
     m.header.stamp = listener.node.get_clock().now().to_msg()
-    m.header.frame_id = 'test'
+    m.robot = 'test'
     m.uplink_bandwidth_bps = float(bps)
     m.edge_reachable = True
     m.sample_count = 8

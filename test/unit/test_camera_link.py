@@ -289,6 +289,25 @@ def test_results_feed_the_estimate_and_edge_averages(fallback_problem):
     assert level == 0 and values['exit_index'] == 5 and values['in_flight'] == 0
 
 
+def test_diagnostic_level_grades_the_recent_window_only(fallback_problem):
+    link = CameraLink(0.0, BandwidthEstimator(), FallbackPlanner(fallback_problem),
+                      edge_timeout_s=1000.0, diagnostics_window_s=2.0)
+    for t in (0.1, 0.2):
+        link.new_frame()
+        link.finish('dropped:link_busy', now_s=t)      # pacing: no problem
+    assert link.diagnostics(0.5)[0] == 0
+    link.new_frame()
+    link.finish('refused:stale', now_s=1.0)             # the edge refused one frame
+    level, msg, values = link.diagnostics(1.5)
+    assert level == 1 and 'refused:stale 1' in msg and values['recent_dropped'] == 3
+    for t in (1.5, 2.5, 3.5):                           # then frames go through
+        link.new_frame()
+        link.finish('ok_edge', True, now_s=t)
+    level, msg, values = link.diagnostics(3.5)
+    assert level == 0 and values['refused:stale'] == 1   # since start: still counted
+    assert 'refused' not in msg and values['recent_dropped'] == 0
+
+
 # -- the worker thread -----------------------------------------------------------------------
 
 def test_worker_computes_one_frame_at_a_time_and_survives_errors():

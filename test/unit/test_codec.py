@@ -333,7 +333,7 @@ def test_codec_error_message_names_the_field():
 
 def _blank_message() -> types.SimpleNamespace:
     return types.SimpleNamespace(name='', shape=array.array('I'), data_type=0,
-                                 strides=array.array('Q'), encoding=0, scale=0.0, zero_point=0,
+                                 strides=array.array('Q'), encoding='', scale=0.0, zero_point=0,
                                  data=array.array('B'), device_compute_ms=0.0)
 
 
@@ -341,9 +341,19 @@ def _as_received(msg: types.SimpleNamespace) -> types.SimpleNamespace:
     """Mimic what a subscriber gets from rclpy: typed arrays, float32 scale."""
     return types.SimpleNamespace(
         name=str(msg.name), shape=array.array('I', msg.shape), data_type=int(msg.data_type),
-        strides=array.array('Q', msg.strides), encoding=int(msg.encoding),
+        strides=array.array('Q', msg.strides), encoding=str(msg.encoding),
         scale=float(np.float32(msg.scale)), zero_point=int(msg.zero_point),
         data=array.array('B', msg.data), device_compute_ms=msg.device_compute_ms)
+
+
+def test_from_message_refuses_unknown_encoding_name():
+    msg = fill_message(_blank_message(), encode(_sample(np.float32, (2, 3)), 'raw'))
+    assert msg.encoding == 'raw'
+    msg.encoding = 'bzip2'
+    with pytest.raises(CodecError) as info:
+        from_message(_as_received(msg))
+    assert (info.value.field, info.value.reason) == ('encoding', 'encoding')
+    assert "'bzip2'" in str(info.value) and 'int8' in str(info.value)
 
 
 @pytest.mark.parametrize('encoding', ['raw', 'fp16', 'int8', 'compressed'])
@@ -354,7 +364,7 @@ def test_fill_and_from_message(encoding):
     assert fill_message(msg, enc) is msg
     assert msg.name == 'conv2_out' and list(msg.shape) == [1, 8, 4, 4]
     assert msg.data_type == FLOAT32 and list(msg.strides) == [512, 64, 16, 4]
-    assert msg.encoding == enc.encoding and len(msg.data) == enc.nbytes
+    assert msg.encoding == encoding and len(msg.data) == enc.nbytes
     rx = _as_received(msg)
     assert isinstance(rx.data, array.array) and rx.data.typecode == 'B'
     out = from_message(rx)
