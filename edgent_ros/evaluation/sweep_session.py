@@ -145,7 +145,7 @@ class NodeSession:
                 self.tb.set_rate(rate_mbps)
                 time.sleep(settle_s)
                 return
-            self._check_alive()
+            self.check_alive()
         raise SweepError(f'no edge result within {timeout_s:g} s; logs in {self.logdir}')
 
     def _read(self) -> None:
@@ -155,7 +155,8 @@ class NodeSession:
             except ValueError:
                 continue
 
-    def _check_alive(self) -> None:
+    def check_alive(self) -> None:
+        """Raise ``SweepError`` with the log tail of a node process that exited."""
         for name, p in self.procs.items():
             if p.poll() is not None:
                 tail = (self.logdir / f'{name}.log').read_text()[-2000:] \
@@ -207,7 +208,7 @@ class NodeSession:
         end = time.monotonic() + timeout_s
         while time.monotonic() < end and cid not in self.acks:
             self.pump(0.2)
-            self._check_alive()
+            self.check_alive()
         ack = self.acks.get(cid)
         if ack is None:
             raise SweepError(f'planner did not answer a parameter set in {timeout_s:g} s')
@@ -225,7 +226,7 @@ class NodeSession:
                         and abs(float(r['deadline_ms']) - deadline_ms) < 1e-6:
                     return r
             self.pump(0.2)
-            self._check_alive()
+            self.check_alive()
         raise SweepError(f'no decision for {policy} at {deadline_ms:g} ms in {timeout_s:g} s')
 
     def collect(self, since_stamp: float, frames: int, timeout_s: float,
@@ -250,7 +251,7 @@ class NodeSession:
                 last = [r for r in self.records if r['topic'] == 'outcome']
                 if last and last[-1]['stamp'] >= until_stamp:
                     break   # the camera is past the window: every frame in it has its outcome
-            self._check_alive()
+            self.check_alive()
         outs = sorted((r for r in self.records if r['topic'] == 'outcome'
                        and r['stamp'] >= since_stamp
                        and (until_stamp is None or r['stamp'] < until_stamp)),
@@ -271,7 +272,8 @@ class NodeSession:
 # ------------------------------------------------------------------------------------------------
 # Static-bandwidth sweep
 
-def _problem(robot_scale: float, encodings: Sequence[str] = ('raw',)):
+def planner_problem(robot_scale: float, encodings: Sequence[str] = ('raw',)):
+    """Return ``({exit: top1}, problem)``: the planner's problem at the testbed's robot class."""
     cfg = read_config()
     acc = load_accuracy(model_id=cfg.model_id())
     table = load_encodings(model_id=cfg.model_id()) if list(encodings) != ['raw'] else None
@@ -317,7 +319,7 @@ def run_sweep(out_csv: Path, bandwidths: Sequence[float], deadlines: Sequence[fl
           f'each, robot {robot_scale:g}x the profiled one', file=sys.stderr)
     if not todo:
         return 0
-    accuracy, problem = _problem(robot_scale, ENCODINGS_ALL)
+    accuracy, problem = planner_problem(robot_scale, ENCODINGS_ALL)
     enc_accuracy = _enc_accuracy()
     cell_timeout_s = cell_timeout_s or 30.0 + 3.0 * frames
     logdir = Path(logdir or (Path('/tmp') / f'edgent-sweep-{int(time.time())}'))
@@ -373,7 +375,7 @@ def build_default_map(path: Path, robot_scale: float, exclude: Sequence[str],
                    if p.name != 'index.csv' and p.name not in set(exclude))
     if not files:
         raise ValueError(f'no traces to build a map from in {trace_dir}')
-    _, problem = _problem(robot_scale)
+    _, problem = planner_problem(robot_scale)
     body = build_map(problem, {p.name: read_trace(p) for p in files},
                      list(DEFAULT_DEADLINES_MS))
     body.update(model_id=read_config().model_id(), robot_time_scale=robot_scale)
@@ -443,7 +445,7 @@ def run_traces(out_dir: Path, traces: Sequence[Tuple[str, float, float]],
     check_grid([1.0], [deadline_ms], policies, allowed=TRACE_POLICIES)
     if 'edgent-map' in policies and not (map_path and Path(map_path).is_file()):
         raise ValueError(f'edgent-map needs a configuration map, {map_path} not found')
-    accuracy, problem = _problem(robot_scale)
+    accuracy, problem = planner_problem(robot_scale)
     enc_accuracy = _enc_accuracy()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -51,7 +51,7 @@ FASTDDS_PROFILE = _find_profile()
 OUTCOME_FIELDS = ('sequence', 'status', 'drop_reason', 'finished_on', 'exit_index',
                   'split_index', 'class_id', 'true_class_id', 'device_ms', 'uplink_ms',
                   'edge_ms', 'edge_queue_ms', 'end_to_end_ms', 'deadline_ms', 'deadline_met',
-                  'encoding', 'requested_exit_index', 'batch_size')
+                  'encoding', 'requested_exit_index', 'batch_size', 'confidence')
 DECISION_FIELDS = ('exit_index', 'split_index', 'predicted_total_ms', 'bandwidth_bps',
                    'deadline_ms', 'feasible', 'expected_accuracy', 'encoding')
 LINK_FIELDS = ('uplink_bandwidth_bps', 'rtt_ms', 'sample_count', 'edge_reachable')

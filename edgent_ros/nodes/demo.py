@@ -123,7 +123,7 @@ def run_demo(args: argparse.Namespace) -> int:
                           'planner_node log)')
                     break
             ex.spin_once(timeout_sec=0.05)
-            while n_dec < len(decisions) and not args.quiet:
+            while n_dec < len(decisions):
                 d = decisions[n_dec]
                 n_dec += 1
                 print(f'  planner: exit {d.exit_index} split {d.split_index} at '
@@ -131,19 +131,8 @@ def run_demo(args: argparse.Namespace) -> int:
                       f' ms, expected top-1 {100 * d.expected_accuracy:.1f} %'
                       f'{"" if d.feasible else " (INFEASIBLE)"}')
             while printed < len(outcomes) and not args.quiet:
-                o = outcomes[printed]
                 printed += 1
-                truth = CLASSES[o.true_class_id] if 0 <= o.true_class_id < 10 else '?'
-                if o.status == InferenceResult.STATUS_OK:
-                    print(f'  frame {o.sequence:4d}  true {truth:<10} pred {o.label:<10} '
-                          f'({o.confidence:.2f}) '
-                          f'{"ok " if o.class_id == o.true_class_id else "BAD"}'
-                          f'  exit {o.exit_index} split {o.split_index:2d}  '
-                          f'e2e {o.end_to_end_ms:7.1f} ms (device {o.device_ms:.1f} + link '
-                          f'{o.uplink_ms:.1f} + edge {o.edge_ms + o.edge_queue_ms:.1f})  '
-                          f'{"met" if o.deadline_met else "MISSED"}')
-                else:
-                    print(f'  frame {o.sequence:4d}  dropped: {o.drop_reason}')
+                print(f'  {frame_line(outcomes[printed - 1])}')
     except KeyboardInterrupt:
         pass
     finally:
@@ -154,11 +143,31 @@ def run_demo(args: argparse.Namespace) -> int:
         rclpy.try_shutdown()
     rc = _summary(outcomes, args.frames)
     if rc:
-        _show_logs(logdir)
+        show_logs(logdir)
     return rc
 
 
-def _show_logs(logdir: Path, lines: int = 15) -> None:
+def frame_line(o) -> str:
+    """
+    Return one frame's line: truth, prediction, exit/split, latency breakdown (ms), deadline.
+
+    ``o``: an ``edgent/outcome`` message, or anything with its field names as attributes (the
+    testbed demo's recorded outcomes); status 0 is ``InferenceResult.STATUS_OK``.
+    """
+    if o.status != 0:
+        return f'frame {o.sequence:4d}  dropped: {o.drop_reason}'
+    truth = CLASSES[o.true_class_id] if 0 <= o.true_class_id < len(CLASSES) else '?'
+    label = getattr(o, 'label', '') or (CLASSES[o.class_id] if 0 <= o.class_id < len(CLASSES)
+                                        else '?')
+    return (f'frame {o.sequence:4d}  true {truth:<10} pred {label:<10} ({o.confidence:.2f}) '
+            f'{"ok " if o.class_id == o.true_class_id else "BAD"}'
+            f'  exit {o.exit_index} split {o.split_index:2d}  '
+            f'e2e {o.end_to_end_ms:7.1f} ms (device {o.device_ms:.1f} + link '
+            f'{o.uplink_ms:.1f} + edge {o.edge_ms + o.edge_queue_ms:.1f})  '
+            f'{"met" if o.deadline_met else "MISSED"}')
+
+
+def show_logs(logdir: Path, lines: int = 15) -> None:
     """Print the tail of each node's log: a run that lost frames says why."""
     for log in sorted(logdir.glob('*.log')):
         tail = log.read_text(errors='replace').splitlines()[-lines:]

@@ -53,7 +53,7 @@ def main() -> int:
             bgr = cv2.resize(x[i][:, :, ::-1], (64, 64), interpolation=cv2.INTER_LINEAR)
             ns = T0 + int(t * 1e9)
             msg = Image(header=Header(stamp=Time(sec=ns // 10**9, nanosec=ns % 10**9),
-                                      frame_id='camera_optical_frame'),
+                                      frame_id='front_camera_optical_frame'),
                         height=64, width=64, encoding='bgr8', is_bigendian=0, step=64 * 3,
                         data=np.ascontiguousarray(bgr).reshape(-1))
             events.append((ns, '/image_raw', msg))

@@ -54,6 +54,9 @@ def test_replayed_frames_equal_in_process_reference(procs, listener):
     assert [o.sequence for o in outcomes] == list(range(1, len(frames) + 1))
     assert all(o.status == InferenceResult.STATUS_OK for o in outcomes)
     assert [o.class_id for o in outcomes] == want
+    # the driver's TF frame is kept (source: topic), the robot is the camera's namespace
+    assert {o.header.frame_id for o in outcomes} == {'front_camera_optical_frame'}
+    assert {o.robot for o in outcomes} == {'/'}
 
 
 def test_replayed_link_quality_gives_identical_decisions(procs, listener):
