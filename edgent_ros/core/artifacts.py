@@ -16,7 +16,7 @@ import struct
 from typing import Any, Dict, NamedTuple, Optional, Sequence, Tuple
 
 from .arch import AlexNetConfig, NUM_EXITS
-from .codec import ENCODINGS
+from .codec import known_encoding
 
 
 # The shipped artifacts: the default of every reader. Read-only in a ROS install, so nothing
@@ -121,7 +121,7 @@ def load_encodings(path: Optional[Path] = None, model_id: Optional[str] = None
             key = (int(r['exit']), int(r['split']), str(r['encoding']))
             cost = EncodingCost(float(r['top1']), float(r['bytes_mean']), float(r['bytes_p95']),
                                 float(r['encode_ms']), float(r['decode_ms']))
-            if key[2] not in ENCODINGS or not 1 <= key[0] <= NUM_EXITS or key[1] < 0 \
+            if not known_encoding(key[2]) or not 1 <= key[0] <= NUM_EXITS or key[1] < 0 \
                     or not 0.0 <= cost.top1 <= 1.0 or min(cost[1:]) < 0:
                 raise ValueError(f'bad row {r}')
             out[key] = cost

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import array
 from dataclasses import dataclass
-from typing import Any, Sequence, Tuple
+import re
+from typing import Any, Optional, Sequence, Tuple
 import zlib
 
 import numpy as np
@@ -48,6 +49,20 @@ ZLIB_LEVEL = 1         # fastest: 32-130 kB activations in well under a millisec
 DEFAULT_MAX_BYTES = 16 * 1024 * 1024   # refuse payloads above this (configurable per node)
 MAX_RANK = 8
 MAX_DIM = 1 << 20
+# Learned bottlenecks (core.bottleneck): ``bn<channels>`` names the encoder output of that width,
+# sent as int8 like ENCODING_INT8; the planner chooses them at the cuts that have one.
+_BOTTLENECK = re.compile(r'bn([1-9][0-9]{0,3})')
+
+
+def bottleneck_width(encoding: Any) -> Optional[int]:
+    """Return ``c`` for a bottleneck encoding name ``bn<c>``, else None."""
+    m = _BOTTLENECK.fullmatch(encoding) if isinstance(encoding, str) else None
+    return int(m.group(1)) if m else None
+
+
+def known_encoding(encoding: Any) -> bool:
+    """Return whether ``encoding`` is a codec encoding or a bottleneck name."""
+    return encoding in ENCODINGS or bottleneck_width(encoding) is not None
 
 
 class CodecError(ValueError):
@@ -71,6 +86,7 @@ class EncodedTensor:
     scale: float
     zero_point: int
     data: bytes
+    wire_name: str = ''     # the message's encoding name when not ENCODING_NAMES[encoding]
 
     @property
     def nbytes(self) -> int:
@@ -95,6 +111,9 @@ def encode(array: np.ndarray, encoding: str = 'raw', name: str = '') -> EncodedT
     (``value = scale * (q - zero_point)``). ``png``/``jpeg`` apply to a uint8 RGB image
     ``(1, H, W, 3)`` or ``(H, W, 3)`` only.
     """
+    wire_name = ''
+    if bottleneck_width(encoding) is not None:   # a bottleneck's maps: int8 on the wire
+        wire_name, encoding = encoding, 'int8'
     if encoding not in ENCODINGS:
         raise CodecError('encoding', 'encoding',
                          f'unknown encoding {encoding!r}; known: {sorted(ENCODINGS)}')
@@ -129,7 +148,8 @@ def encode(array: np.ndarray, encoding: str = 'raw', name: str = '') -> EncodedT
     else:
         data = zlib.compress(arr.astype(arr.dtype.newbyteorder('<'), copy=False).tobytes(),
                              ZLIB_LEVEL)
-    return EncodedTensor(name, shape, code, strides, enc, float(scale), int(zero_point), data)
+    return EncodedTensor(name, shape, code, strides, enc, float(scale), int(zero_point), data,
+                         wire_name)
 
 
 def quantize_int8(arr: np.ndarray) -> Tuple[np.ndarray, float, int]:
@@ -149,13 +169,16 @@ def quantize_int8(arr: np.ndarray) -> Tuple[np.ndarray, float, int]:
 
 def applies(encoding: str, image: bool) -> bool:
     """Return whether ``encoding`` fits the uint8 frame (``image``) or a float32 activation."""
+    if bottleneck_width(encoding) is not None:
+        return not image   # at cuts with a trained bottleneck (the runner knows which)
     return encoding in (IMAGE_ENCODINGS if image else FEATURE_ENCODINGS)
 
 
 def effective_encoding(encoding: str, image: bool) -> str:
     """Return the encoding a sender uses for this tensor: ``encoding`` if it fits, else raw."""
-    if encoding not in ENCODINGS:
-        raise ValueError(f'unknown encoding {encoding!r}; known: {sorted(ENCODINGS)}')
+    if not known_encoding(encoding):
+        raise ValueError(f'unknown encoding {encoding!r}; known: {sorted(ENCODINGS)} and '
+                         'bn<channels>')
     return encoding if applies(encoding, image) else 'raw'
 
 
@@ -294,7 +317,7 @@ def fill_message(msg: Any, enc: EncodedTensor) -> Any:
     msg.shape = list(enc.shape)
     msg.data_type = enc.data_type
     msg.strides = list(enc.strides)
-    msg.encoding = ENCODING_NAMES[enc.encoding]   # the message carries the name
+    msg.encoding = enc.wire_name or ENCODING_NAMES[enc.encoding]   # the message carries names
     msg.scale = enc.scale
     msg.zero_point = enc.zero_point
     msg.data = array.array('B', enc.data)   # typed buffer: rclpy skips per-element checks
@@ -304,9 +327,11 @@ def fill_message(msg: Any, enc: EncodedTensor) -> Any:
 def from_message(msg: Any, max_bytes: int = DEFAULT_MAX_BYTES) -> np.ndarray:
     """Decode the tensor fields of a received ``Tensor`` message (validated)."""
     code = ENCODINGS.get(msg.encoding) if isinstance(msg.encoding, str) else None
+    if code is None and bottleneck_width(msg.encoding) is not None:
+        code = ENCODING_INT8      # bottleneck maps travel as int8
     if code is None:
-        raise CodecError('encoding', 'encoding',
-                         f'unknown encoding {msg.encoding!r}; known: {sorted(ENCODINGS)}')
+        raise CodecError('encoding', 'encoding', f'unknown encoding {msg.encoding!r}; known: '
+                         f'{sorted(ENCODINGS)} and bn<channels>')
     return decode(tuple(int(d) for d in msg.shape), int(msg.data_type), code,
                   msg.data, float(msg.scale), int(msg.zero_point),
                   tuple(int(s) for s in msg.strides), max_bytes=max_bytes)

@@ -13,6 +13,10 @@ entropy (nats) is below the threshold. Side exit ``e`` is evaluated by the host 
 its attach point (trunk layer ``EXIT_ATTACH[e] - 1``): the robot when ``EXIT_ATTACH[e] <=
 split`` (a confident frame then never crosses the link), else the edge. The edge can run several
 frames of one configuration as a batch (``edge_batch``).
+
+**Learned bottlenecks** (``core.bottleneck``, encodings ``bn<c>``): at a trunk cut with a trained
+bottleneck the robot sends its encoder's few maps instead of the activation, and the edge runs
+the decoder before layer ``split``.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ import numpy as np
 import torch
 from .ledger import FrameRefused
 from .arch import check_split, CLASSES, EXIT_ATTACH, INPUT_SHAPE, split_tensor_shape
+from .bottleneck import Bottleneck, BottleneckSet
+from .codec import bottleneck_width
 from .model import MultiExitAlexNet, normalize_images
 
 
@@ -95,10 +101,33 @@ class DeviceOutput:
 class CoInference:
     """The partitioned model on one host (robot or edge)."""
 
-    def __init__(self, model: MultiExitAlexNet, threads: Optional[int] = None):
+    def __init__(self, model: MultiExitAlexNet, threads: Optional[int] = None,
+                 bottlenecks: Optional[BottleneckSet] = None):
         self.model = model.eval()
+        if bottlenecks is not None and bottlenecks.model_id != model.model_id:
+            raise ValueError(f'bottlenecks are for {bottlenecks.model_id!r}, the model is '
+                             f'{model.model_id!r}')
+        self.bottlenecks = bottlenecks
         if threads:
             torch.set_num_threads(int(threads))
+
+    @property
+    def bottleneck_id(self) -> str:
+        """Id of the loaded bottleneck set ('' when none)."""
+        return self.bottlenecks.bottleneck_id if self.bottlenecks is not None else ''
+
+    def bottleneck_for(self, exit_index: int, split_index: int, encoding: str
+                       ) -> Optional[Bottleneck]:
+        """Return the bottleneck ``encoding`` carries at ``(exit, split)``; None if not one."""
+        if bottleneck_width(encoding) is None:
+            return None
+        if self.bottlenecks is None or not self.bottlenecks.covers(
+                self.model.cfg, exit_index, split_index, encoding):
+            raise FrameRefused('bottleneck', f'no {encoding} bottleneck at exit {exit_index} '
+                               f'split {split_index} here' + (
+                                   '' if self.bottlenecks is not None
+                                   else ' (no bottleneck file loaded)'))
+        return self.bottlenecks.get(split_index, encoding)
 
     @property
     def model_id(self) -> str:
@@ -139,16 +168,19 @@ class CoInference:
 
     @torch.inference_mode()
     def device_step(self, frame_u8: np.ndarray, exit_index: int, split_index: int,
-                    threshold: float = 0.0) -> DeviceOutput:
+                    threshold: float = 0.0, encoding: str = 'raw') -> DeviceOutput:
         """
         Run layers ``[0, split)`` on one uint8 RGB frame ``(32, 32, 3)``.
 
         With ``threshold`` > 0 (nats) the side exits before the cut are tried on the way: a
-        confident one finishes the frame here (``classification``, nothing to send).
+        confident one finishes the frame here (``classification``, nothing to send). With a
+        bottleneck ``encoding`` (``bn<c>``) the tensor returned is its encoder's output
+        (``FrameRefused('bottleneck')`` when there is none at this cut).
         """
         check_split(self.model.cfg, exit_index, split_index)
         t0 = time.perf_counter()
         n = self.branch_len(exit_index)
+        bn = self.bottleneck_for(exit_index, split_index, encoding) if split_index < n else None
         if split_index == 0:
             return DeviceOutput(np.ascontiguousarray(frame_u8[None]), None,
                                 (time.perf_counter() - t0) * 1e3)
@@ -164,18 +196,29 @@ class CoInference:
         if split_index == n:
             out = classify(y.numpy(), exit_index)
             return DeviceOutput(None, out, (time.perf_counter() - t0) * 1e3, layers, cpu)
+        if bn is not None:
+            y = bn.encode(y)
         y = y.numpy()
         return DeviceOutput(y, None, (time.perf_counter() - t0) * 1e3, layers, cpu)
 
-    def expected_shape(self, exit_index: int, split_index: int) -> Tuple[int, ...]:
-        """Batched shape and dtype name the edge expects at ``(exit, split)``."""
+    def expected_shape(self, exit_index: int, split_index: int, encoding: str = 'raw'
+                       ) -> Tuple[int, ...]:
+        """Batched shape the edge expects at ``(exit, split)`` with ``encoding``."""
+        bn = self.bottleneck_for(exit_index, split_index, encoding)
+        if bn is not None:
+            return bn.spec.wire_shape
         if split_index == 0:
             return (1,) + INPUT_SHAPE[1:] + (INPUT_SHAPE[0],)
         return (1,) + tuple(split_tensor_shape(self.model.cfg, exit_index, split_index))
 
     def validate(self, model_id: str, exit_index: int, split_index: int,
-                 array: np.ndarray) -> None:
-        """Raise ``FrameRefused`` unless the frame fits this model at ``(exit, split)``."""
+                 array: np.ndarray, encoding: str = 'raw', bottleneck_id: str = '') -> None:
+        """
+        Raise ``FrameRefused`` unless the frame fits this model at ``(exit, split)``.
+
+        A bottleneck frame must also come from this host's bottleneck set (``bottleneck_id``):
+        maps encoded by other weights would decode into a wrong activation without any error.
+        """
         if model_id != self.model_id:
             raise FrameRefused('model_id', f'frame is for model {model_id!r}, '
                                f'this edge runs {self.model_id!r}')
@@ -186,7 +229,12 @@ class CoInference:
         if split_index == self.branch_len(exit_index):
             raise FrameRefused('exit_split', f'split {split_index} is device-only for exit '
                                f'{exit_index}; nothing should be sent')
-        want = self.expected_shape(exit_index, split_index)
+        if bottleneck_width(encoding) is not None:
+            self.bottleneck_for(int(exit_index), int(split_index), encoding)
+            if bottleneck_id != self.bottleneck_id:
+                raise FrameRefused('bottleneck', f'{encoding} frame encoded by bottleneck set '
+                                   f'{bottleneck_id!r}, this host has {self.bottleneck_id!r}')
+        want = self.expected_shape(exit_index, split_index, encoding)
         if tuple(array.shape) != want:
             raise FrameRefused('shape', f'shape {list(array.shape)} does not match '
                                f'exit {exit_index} split {split_index}: expected {list(want)}')
@@ -197,27 +245,32 @@ class CoInference:
 
     @torch.inference_mode()
     def edge_step(self, array: np.ndarray, exit_index: int, split_index: int,
-                  threshold: float = 0.0) -> Tuple[Classification, float]:
+                  threshold: float = 0.0, encoding: str = 'raw') -> Tuple[Classification, float]:
         """Finish layers ``[split, end)``; return the classification and compute ms."""
-        out, ms = self.edge_batch([array], exit_index, split_index, threshold)
+        out, ms = self.edge_batch([array], exit_index, split_index, threshold, encoding)
         return out[0], ms
 
     @torch.inference_mode()
     def edge_batch(self, arrays: List[np.ndarray], exit_index: int, split_index: int,
-                   threshold: float = 0.0) -> Tuple[List[Classification], float]:
+                   threshold: float = 0.0, encoding: str = 'raw'
+                   ) -> Tuple[List[Classification], float]:
         """
         Finish layers ``[split, end)`` of several frames of one configuration as one batch.
 
-        ``arrays``: received tensors, each batched ``(1, ...)`` as ``expected_shape``. Returns
-        one classification per frame, in order, and the compute ms of the whole batch.
+        ``arrays``: received tensors, each batched ``(1, ...)`` as ``expected_shape``; with a
+        bottleneck ``encoding`` they are its maps and its decoder runs first. Returns one
+        classification per frame, in order, and the compute ms of the whole batch.
         """
         t0 = time.perf_counter()
+        bn = self.bottleneck_for(exit_index, split_index, encoding)
         if split_index == 0:
             x = normalize_images(torch.from_numpy(np.concatenate(
                 [np.asarray(a, dtype=np.uint8) for a in arrays])))
         else:
             x = torch.from_numpy(np.concatenate([np.asarray(a, dtype=np.float32)
                                                  for a in arrays]))
+            if bn is not None:
+                x = bn.decode(x)
             if x.dim() == 4:   # the layout the robot ran in (and the latency models were fit on)
                 x = x.contiguous(memory_format=torch.channels_last)
         n = self.branch_len(exit_index)

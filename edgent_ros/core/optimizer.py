@@ -49,7 +49,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from .arch import EXIT_ATTACH, NUM_EXITS, split_payload_bytes
-from .codec import applies, ENCODINGS
+from .codec import applies, bottleneck_width, ENCODINGS, known_encoding
 from .validate import as_nonneg, as_number
 
 # Bandwidth (bit/s) below which the link counts as down: every split that sends something is
@@ -642,15 +642,21 @@ def encoding_variants(robot_ms: Mapping[int, Sequence[float]], encodings: Sequen
 
     ``table[(exit, split, encoding)]`` has ``top1``, ``bytes_mean``, ``encode_ms``,
     ``decode_ms`` (``artifacts.EncodingCost``). Each encoding goes to every cut it fits (image
-    encodings at split 0, feature encodings at 0 < split < n); ``('raw',)`` gives None. With
+    encodings at split 0, feature encodings at 0 < split < n, a bottleneck ``bn<c>`` at the cuts
+    the table has it for); ``('raw',)`` gives None. With
     ``accuracy`` (the exits' lossless top-1), a variant is never credited above its exit's: a
     quantized tensor measured 0.02 points "better" on 10,000 images is noise, and crediting it
     would make the planner prefer a slower encoded cut over the raw frame.
     """
     extra = [x for x in dict.fromkeys(encodings) if x != 'raw']
     for x in extra:
-        if x not in ENCODINGS:
-            raise ValueError(f'unknown encoding {x!r}; known: {sorted(ENCODINGS)}')
+        if not known_encoding(x):
+            raise ValueError(f'unknown encoding {x!r}; known: {sorted(ENCODINGS)} and bn<c>')
+    for x in extra:
+        if bottleneck_width(x) is not None and table is not None \
+                and not any(k[2] == x for k in table):
+            raise ValueError(f'encoding {x} has no bottleneck in the encoding table '
+                             '(edgent-ros train-bottleneck measures them)')
     if not extra:
         return None
     if table is None:
@@ -664,6 +670,8 @@ def encoding_variants(robot_ms: Mapping[int, Sequence[float]], encodings: Sequen
                 if not applies(x, image=(s == 0)):
                     continue
                 row = table.get((e, s, x))
+                if row is None and bottleneck_width(x) is not None:
+                    continue   # a bottleneck exists at a few cuts only
                 if row is None:
                     raise ValueError(f'encoding table has no row for exit {e} split {s} {x}')
                 top1 = row.top1 if accuracy is None else min(row.top1, accuracy[e])

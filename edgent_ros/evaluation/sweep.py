@@ -38,13 +38,15 @@ from pathlib import Path
 import statistics
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from ..core.codec import LOSSLESS
+from ..core.artifacts import ArtifactError, load_encodings
+from ..core.codec import bottleneck_width, LOSSLESS
 
 # Policies run live by the nodes ('true-bandwidth': the Edgent rule at the shaped rate, no
 # estimate), and the oracle, computed offline from the measurements (``offline_oracle``).
 LIVE_POLICIES = ('device-only', 'edge-only', 'partition-only', 'exit-only', 'edgent',
-                 'true-bandwidth', 'edgent+enc')
-# 'edgent+enc': the planner's edgent policy with these encodings allowed (issue 9)
+                 'true-bandwidth', 'edgent+enc', 'edgent+bn')
+# 'edgent+enc': the planner's edgent policy with these encodings allowed (issue 9);
+# 'edgent+bn': the same plus every learned bottleneck of the accuracy table (issue 21)
 ENCODINGS_ALL = ('raw', 'fp16', 'int8', 'int8-zlib', 'compressed', 'png', 'jpeg')
 SWEEP_POLICIES = LIVE_POLICIES + ('oracle',)
 # Trace replays also run Edgent with the configuration map + change-point strategy (issue 10).
@@ -68,10 +70,26 @@ FRAME_FIELDS = ('policy', 'bandwidth_mbps', 'deadline_ms', 'sequence', 'status',
                 'predicted_ms', 'deadline_met', 'encoding', 'planner_ms')
 
 
+def bottleneck_encodings(accuracy_path: Optional[Path] = None) -> List[str]:
+    """Return the bottleneck encodings (``bn<c>``) measured in the accuracy table."""
+    try:
+        keys = load_encodings(accuracy_path)
+    except ArtifactError:
+        return []
+    return sorted({k[2] for k in keys if bottleneck_width(k[2]) is not None},
+                  key=lambda n: bottleneck_width(n) or 0)
+
+
 def planner_params(policy: str) -> Dict[str, object]:
     """Return the planner parameters that run sweep ``policy`` (policy name and encodings)."""
     if policy == 'edgent+enc':
         return {'policy': 'edgent', 'encodings': list(ENCODINGS_ALL)}
+    if policy == 'edgent+bn':
+        names = bottleneck_encodings()
+        if not names:
+            raise ValueError('edgent+bn needs learned bottlenecks in the accuracy table '
+                             '(edgent-ros train-bottleneck)')
+        return {'policy': 'edgent', 'encodings': list(ENCODINGS_ALL) + names}
     return {'policy': 'edgent' if policy == 'edgent-map' else policy, 'encodings': ['raw']}
 
 
@@ -485,7 +503,7 @@ def check_targets(rows: Sequence[Mapping[str, object]], met_target: float = 0.99
                 res['deadline_fail'].append((bw, dl, e['deadline_met']))
         ea = e.get(acc_key) or 0.0
         worse = [p for p, r in pol.items()
-                 if p not in ('edgent', 'oracle', 'true-bandwidth', 'edgent+enc')
+                 if p not in ('edgent', 'oracle', 'true-bandwidth', 'edgent+enc', 'edgent+bn')
                  and (not only_meeting or (r['deadline_met'] or 0) >= met_target)
                  and (r.get(acc_key) or 0) > ea]
         if worse:
@@ -558,13 +576,15 @@ def markdown_table(rows: Sequence[Mapping[str, object]], deadline_ms: float,
 
 COLORS = {'device-only': '#1f77b4', 'edge-only': '#ff7f0e', 'partition-only': '#2ca02c',
           'exit-only': '#9467bd', 'edgent': '#d62728', 'true-bandwidth': '#e377c2',
-          'edgent-map': '#8c564b', 'oracle': '#555555', 'edgent+enc': '#17becf'}
-STYLES = {'oracle': '--', 'edgent': '-', 'true-bandwidth': ':', 'edgent+enc': '-'}
+          'edgent-map': '#8c564b', 'oracle': '#555555', 'edgent+enc': '#17becf',
+          'edgent+bn': '#bcbd22'}
+STYLES = {'oracle': '--', 'edgent': '-', 'true-bandwidth': ':', 'edgent+enc': '-',
+          'edgent+bn': '-'}
 
 
 MARKERS = {'device-only': 's', 'edge-only': '^', 'partition-only': 'v', 'exit-only': 'D',
            'edgent': 'o', 'true-bandwidth': 'x', 'oracle': '+', 'edgent-map': '*',
-           'edgent+enc': 'P'}
+           'edgent+enc': 'P', 'edgent+bn': 'X'}
 YLIM = {'expected_top1': (75, 88), 'deadline_met': (-3, 103), 'on_time_accuracy': (-3, 90),
         'useful': (-3, 103)}
 

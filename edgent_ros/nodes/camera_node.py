@@ -34,9 +34,9 @@ from ..core.arch import NUM_EXITS
 from ..core.artifacts import ArtifactError
 from ..core.camera_link import (CameraLink, FallbackPlanner, FrameWorker, PROBE_EXIT,
                                 StartGate)
-from ..core.codec import effective_encoding, encode, ENCODINGS
+from ..core.codec import bottleneck_width, effective_encoding, encode, ENCODINGS, known_encoding
 from ..core.datasets import load_sample, load_split
-from ..core.ledger import MAX_THRESHOLD, Pending
+from ..core.ledger import FrameRefused, MAX_THRESHOLD, Pending
 from ..core.link import arrival_s, BandwidthEstimator
 from ..msg import InferenceResult, LinkQuality, Tensor
 from .camera_msgs import (fill_device_result, fill_edge_result, image_msg, link_quality_msg,
@@ -111,11 +111,12 @@ class CameraNode(Node):
         self.diag_pub, window_s = declare_diagnostics(self, self._on_diagnostics)
         self.robot = self.get_namespace()          # Tensor.robot: results come back to it
         self.optical_frame = self.frame_id         # header.frame_id; a driver's replaces it
-        if self.encoding not in ENCODINGS:
-            self._fatal(f'encoding must be one of {sorted(ENCODINGS)}, got {self.encoding!r}')
+        if not known_encoding(self.encoding):
+            self._fatal(f'encoding must be one of {sorted(ENCODINGS)} or bn<c>, got '
+                        f'{self.encoding!r}')
         if self.source not in SOURCES:
             self._fatal(f'source must be one of {SOURCES}, got {self.source!r}')
-        reason = self._check_pair(self.exit_index, self.split_index)
+        reason = self._check_pair(self.exit_index, self.split_index, self.encoding)
         if reason:
             self._fatal(reason)
         try:
@@ -177,22 +178,29 @@ class CameraNode(Node):
         self.get_logger().fatal(reason)
         raise SystemExit(2)
 
-    def _check_pair(self, exit_index: int, split_index: int) -> str:
+    def _check_pair(self, exit_index: int, split_index: int, encoding: str) -> str:
         if not 1 <= exit_index <= NUM_EXITS:
             return f'exit_index {exit_index} not in 1..{NUM_EXITS}'
         n = self.runner.branch_len(exit_index)
         if not 0 <= split_index <= n:
             return f'split_index {split_index} out of range 0..{n} for exit {exit_index}'
+        if bottleneck_width(encoding) is not None and split_index < n:
+            try:   # a bottleneck encoding needs trained weights at exactly this cut
+                self.runner.bottleneck_for(exit_index, split_index, encoding)
+            except FrameRefused as exc:
+                return exc.detail
         return ''
 
     def _on_set(self, params):
         new = {p.name: p.value for p in params}
         reason = ''
-        if 'encoding' in new and new['encoding'] not in ENCODINGS:
-            reason = f'encoding must be one of {sorted(ENCODINGS)}, got {new["encoding"]!r}'
-        elif 'exit_index' in new or 'split_index' in new:
+        if 'encoding' in new and not known_encoding(new['encoding']):
+            reason = (f'encoding must be one of {sorted(ENCODINGS)} or bn<c>, got '
+                      f'{new["encoding"]!r}')
+        elif {'exit_index', 'split_index', 'encoding'} & set(new):
             reason = self._check_pair(int(new.get('exit_index', self.exit_index)),
-                                      int(new.get('split_index', self.split_index)))
+                                      int(new.get('split_index', self.split_index)),
+                                      str(new.get('encoding', self.encoding)))
         if reason:
             self.get_logger().warning(f'refused parameter change: {reason}')
             return refuse(reason)
@@ -286,7 +294,14 @@ class CameraNode(Node):
         if busy:
             self._drop(seq, stamp, true_class, 'link_busy', deadline_ms, exit_index, split_index)
             return
-        out = self.runner.device_step(frame, exit_index, split_index, threshold)
+        try:
+            out = self.runner.device_step(frame, exit_index, split_index, threshold,
+                                          encoding=encoding)
+        except FrameRefused as exc:   # a bottleneck encoding without weights at this cut
+            self.get_logger().warning(f'frame {seq} dropped: {exc.detail}',
+                                      throttle_duration_sec=5.0)
+            self._drop(seq, stamp, true_class, exc.reason, deadline_ms, exit_index, split_index)
+            return
         if self.after_compute is not None:
             self.after_compute(out)
         if out.classification is not None:
@@ -302,6 +317,8 @@ class CameraNode(Node):
         msg = tensor_msg(stamp, self.optical_frame, self.robot, self.model_id, seq, exit_index,
                          split_index, enc)
         msg.device_compute_ms, msg.confidence_threshold = out.device_ms, threshold
+        if bottleneck_width(msg.encoding) is not None:
+            msg.bottleneck_id = self.runner.bottleneck_id
         self.link.sent(Pending(seq, time.monotonic(), capture_s, exit_index, split_index,
                                enc.nbytes, out.device_ms, true_class, deadline_ms,
                                stamp_ns(stamp)))

@@ -38,7 +38,7 @@ from ..core.ledger import check_threshold, FrameRefused, SequenceTracker
 from ..msg import InferenceResult, Tensor
 from .node_util import (accept, declare, declare_diagnostics, diagnostic_status, load_runner,
                         publish_diagnostics, refuse, run, stamp_to_s)
-from ..core.codec import CodecError, from_message
+from ..core.codec import bottleneck_width, CodecError, from_message
 
 
 class EdgeNode(Node):
@@ -135,7 +135,8 @@ class EdgeNode(Node):
         arrival = time.monotonic()
         try:
             array = from_message(msg, max_bytes=self.max_payload_bytes)
-            self.runner.validate(msg.model_id, int(msg.exit_index), int(msg.split_index), array)
+            self.runner.validate(msg.model_id, int(msg.exit_index), int(msg.split_index), array,
+                                 msg.encoding, msg.bottleneck_id)
             check_threshold(msg.confidence_threshold)
             self.seq_tracker.check(f'{ns}|{msg.robot}|{int(msg.probe)}', int(msg.sequence))
         except CodecError as exc:
@@ -211,7 +212,9 @@ class EdgeNode(Node):
     # -- compute ----------------------------------------------------------------------------
     @staticmethod
     def _config_of(msg: Tensor) -> tuple:
-        return (int(msg.exit_index), int(msg.split_index), float(msg.confidence_threshold))
+        """Frames batch together when these match (a bottleneck's maps need its decoder)."""
+        return (int(msg.exit_index), int(msg.split_index), float(msg.confidence_threshold),
+                msg.encoding if bottleneck_width(msg.encoding) is not None else '')
 
     def _next_batch(self) -> Optional[Batch]:
         """Wait (under ``cv``) for the next closed batch; None once stopping."""
@@ -234,10 +237,10 @@ class EdgeNode(Node):
             ready = [(ns, msg, array, waited_ms) for (ns, msg, array), waited_ms in batch.items]
             if not ready:
                 continue
-            exit_index, split_index, threshold = self._config_of(ready[0][1])
+            exit_index, split_index, threshold, bn = self._config_of(ready[0][1])
             try:
                 classes, edge_ms = self.runner.edge_batch([r[2] for r in ready], exit_index,
-                                                          split_index, threshold)
+                                                          split_index, threshold, bn or 'raw')
             except Exception as exc:  # keep serving: a bad frame must not kill the edge
                 for ns, msg, _, _ in ready:
                     self._refuse(ns, msg, 'compute_error', repr(exc))

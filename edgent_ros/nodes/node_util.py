@@ -64,7 +64,8 @@ def load_runner(node: Node, weights: str, threads: int, max_threads: int):
     from ..core.weights import load_model
     from ..core.inference import CoInference
     try:
-        runner = CoInference(load_model(weights or None),
+        model = load_model(weights or None)
+        runner = CoInference(model, bottlenecks=_bottlenecks(node, model.model_id),
                              threads=declare(node, 'threads', threads, 'torch threads',
                                              int_range=(1, max_threads), read_only=True))
     except ArtifactError as exc:
@@ -77,6 +78,31 @@ def load_runner(node: Node, weights: str, threads: int, max_threads: int):
                                 f'for {model_id!r}')
         raise SystemExit(2)
     return runner, model_id
+
+
+def _bottlenecks(node: Node, model_id: str):
+    """
+    Load the learned bottlenecks named by read-only ``bottlenecks_path`` (bn<c> encodings).
+
+    Empty: the shipped set when it exists and fits the model, else none (bn frames are then
+    refused). A path that was asked for but cannot be used exits the process (code 2).
+    """
+    from ..core.bottleneck import BottleneckError, default_path, load_bottlenecks
+    path = declare(node, 'bottlenecks_path', '', 'learned bottleneck weights (bn<c> '
+                   'encodings); empty = shipped set if it fits the model', read_only=True)
+    if not path and not default_path().is_file():
+        return None
+    try:
+        bns = load_bottlenecks(path or None, model_id)
+    except BottleneckError as exc:
+        if path:
+            node.get_logger().fatal(str(exc))
+            raise SystemExit(2) from exc
+        node.get_logger().warning(f'no learned bottlenecks: {exc}')
+        return None
+    node.get_logger().info(f'bottlenecks {bns.bottleneck_id}: '
+                           + ', '.join(f'{s.name}@{s.split}' for s in bns.specs()))
+    return bns
 
 
 def declare_diagnostics(node: Node, callback: Callable[[], None]):

@@ -85,7 +85,8 @@ class PlannerNode(Node):
                               float_range=(0.01, 1000.0), read_only=True)
         self.encodings = declare(self, 'encodings', ['raw'], 'tensor encodings the edgent '
                                  'policy may choose (raw = the paper\'s; e.g. [raw, fp16, int8, '
-                                 'int8-zlib, png, jpeg]); needs the measured encoding table')
+                                 'int8-zlib, png, jpeg, bn4]; bn<c>: learned bottlenecks); needs '
+                                 'the measured encoding table')
         self.confidence_threshold = declare(
             self, 'confidence_threshold', 0.0, 'BranchyNet early exit threshold (nats) pushed '
             'to the camera and planned for; 0 = off', float_range=(0.0, MAX_THRESHOLD))

@@ -111,7 +111,7 @@ def test_check_targets_and_table():
     assert res['within_1pt_oracle'] == 1
     table = markdown_table(rows, 100.0, 'useful')
     assert table.splitlines()[0].startswith('| Mbit/s | device-only')
-    assert '| 1 | 70 (1/10) | 18 (5/0) | – | – | 85 (5/0) | – | – | 85 (5/0) |' in table
+    assert '| 1 | 70 (1/10) | 18 (5/0) | – | – | 85 (5/0) | – | – | – | 85 (5/0) |' in table
 
 
 def test_plots_are_written(tmp_path):

@@ -1,0 +1,111 @@
+"""
+Learned bottlenecks across processes: camera encodes, edge decodes, mismatches are refused.
+
+Both nodes load a bottleneck file written here with random weights (shapes, ids and refusals
+are what is checked; the shipped set's accuracy is in the accuracy table).
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from edgent_ros.core.bottleneck import Bottleneck, BottleneckSet, spec_for
+from edgent_ros.core.datasets import load_sample
+from edgent_ros.core.inference import CoInference
+from edgent_ros.core.weights import load_model
+from edgent_ros.msg import InferenceResult, Tensor
+from edgent_ros.nodes import qos
+
+N = 8
+
+
+def _write_set(model, path, seed):
+    torch.manual_seed(seed)
+    bns = BottleneckSet(model.model_id, [Bottleneck(spec_for(model.cfg, 6, 4)),
+                                         Bottleneck(spec_for(model.cfg, 13, 8))])
+    bns.save(path)
+    return bns
+
+
+@pytest.fixture(scope='module')
+def files(tmp_path_factory):
+    model = load_model()
+    tmp = tmp_path_factory.mktemp('bn')
+    a = _write_set(model, tmp / 'a.safetensors', 0)
+    b = _write_set(model, tmp / 'b.safetensors', 1)
+    return model, (tmp / 'a.safetensors', a), (tmp / 'b.safetensors', b)
+
+
+def _camera(procs, path, **kw):
+    return procs.start('camera_node', exit_index=5, split_index=6, encoding='bn4',
+                       bottlenecks_path=str(path), max_frames=N, fps=10.0, exit_when_done=True,
+                       loop=False, wait_for_subscribers=1, wait_for_edge_s=30.0,
+                       result_timeout_s=10.0, **kw)
+
+
+def test_bottleneck_frames_cross_and_decode_like_in_process(procs, listener, files):
+    model, (path_a, set_a), _ = files
+    listener.listen(InferenceResult, 'edgent/outcome', qos.RESULT)
+    listener.listen(Tensor, 'edgent/tensor', qos.TENSOR)
+    procs.start('edge_node', bottlenecks_path=str(path_a))
+    camera = _camera(procs, path_a)
+    ok = listener.spin_until(lambda: len(listener.msgs('edgent/outcome')) >= N, timeout=60)
+    outs = sorted(listener.msgs('edgent/outcome'), key=lambda o: o.sequence)
+    assert ok, f'{len(outs)}/{N}\n{procs.log("camera_node")}\n{procs.log("edge_node")}'
+    camera.wait(20)
+    frames = [t for t in listener.msgs('edgent/tensor') if not t.probe]
+    assert frames, 'the listener saw no frame tensor'
+    for t in frames:
+        assert t.encoding == 'bn4' and t.bottleneck_id == set_a.bottleneck_id
+        assert list(t.shape) == [1, 4, 8, 8] and len(t.data) == 256 and t.data_type == 9
+    ref = CoInference(model, bottlenecks=set_a)
+    x, _ = load_sample()
+    from edgent_ros.core.codec import decode, encode
+    for o in outs:
+        assert o.status == InferenceResult.STATUS_OK, (o.sequence, o.drop_reason)
+        assert o.encoding == 'bn4' and (o.exit_index, o.split_index) == (5, 6)
+        # in-process: robot part + encoder, int8 round trip, decoder + edge part
+        z = ref.device_step(x[o.sequence - 1], 5, 6, encoding='bn4').tensor
+        e = encode(z, 'bn4')
+        back = decode(e.shape, e.data_type, e.encoding, e.data, e.scale, e.zero_point)
+        cls, _ = ref.edge_step(np.asarray(back), 5, 6, encoding='bn4')
+        assert o.class_id == cls.class_id
+
+
+def test_edge_with_other_bottleneck_weights_refuses_every_frame(procs, listener, files):
+    _, (path_a, _), (path_b, set_b) = files
+    listener.listen(InferenceResult, 'edgent/outcome', qos.RESULT)
+    procs.start('edge_node', bottlenecks_path=str(path_b))
+    _camera(procs, path_a)
+    ok = listener.spin_until(lambda: len(listener.msgs('edgent/outcome')) >= N, timeout=60)
+    outs = listener.msgs('edgent/outcome')
+    assert ok, f'{len(outs)}/{N}\n{procs.log("camera_node")}\n{procs.log("edge_node")}'
+    assert all(o.status == InferenceResult.STATUS_REFUSED and o.drop_reason == 'bottleneck'
+               for o in outs), {(o.status, o.drop_reason) for o in outs}
+    assert set_b.bottleneck_id in procs.log('edge_node')
+
+
+def test_camera_refuses_a_bottleneck_where_it_has_none(procs, listener, files):
+    _, (path_a, _), _ = files
+    from rclpy.parameter import Parameter
+    from rclpy.parameter_client import AsyncParameterClient
+    procs.start('edge_node', bottlenecks_path=str(path_a))
+    _camera(procs, path_a, )
+    client = AsyncParameterClient(listener.node, 'camera_node')
+    assert listener.spin_until(client.services_are_ready, 30.0)
+    fut = client.set_parameters_atomically([Parameter('split_index', value=8)])
+    listener.spin_until(fut.done, 10.0)
+    res = fut.result().result
+    assert not res.successful and 'no bn4 bottleneck at exit 5 split 8' in res.reason
+    fut = client.set_parameters_atomically([Parameter('split_index', value=13),
+                                            Parameter('encoding', value='bn8')])
+    listener.spin_until(fut.done, 10.0)
+    assert fut.result().result.successful
+
+
+def test_a_bottleneck_file_for_another_model_stops_the_node(procs, tmp_path, files):
+    model, _, _ = files
+    BottleneckSet('alexnet5-cifar10-v1-00000000', []).save(tmp_path / 'other.safetensors')
+    p = procs.start('edge_node', bottlenecks_path=str(tmp_path / 'other.safetensors'))
+    assert p.wait(60) == 2
+    assert 'bottlenecks for model' in procs.log('edge_node')
