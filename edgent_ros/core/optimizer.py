@@ -462,6 +462,8 @@ def scale_robot(problem: EdgentProblem, factor: float) -> EdgentProblem:
     """
     Return ``problem`` with every robot layer time multiplied by ``factor``.
 
+    A learned bottleneck's encoder is robot compute too, so its ``encode_ms`` scales with it.
+
     For a robot ``factor`` times slower (or faster) than the one profiled: the testbed emulates a
     slower robot class this way (camera ``compute_slowdown``, planner ``robot_time_scale``).
     """
@@ -470,7 +472,17 @@ def scale_robot(problem: EdgentProblem, factor: float) -> EdgentProblem:
         raise ValueError(f'robot time factor must be a finite number > 0, got {factor!r}')
     if f == 1.0:
         return problem
-    return replace(problem, robot_ms={e: [x * f for x in v] for e, v in problem.robot_ms.items()})
+    return replace(problem, robot_ms={e: [x * f for x in v] for e, v in problem.robot_ms.items()},
+                   variants=_scale_encoders(problem.variants, f))
+
+
+def _scale_encoders(variants, f: float):
+    """Scale the robot-side cost of bottleneck variants (their encoder is robot compute)."""
+    if variants is None:
+        return None
+    return {k: tuple(replace(v, encode_ms=v.encode_ms * f)
+                     if bottleneck_width(v.encoding) is not None else v for v in vs)
+            for k, vs in variants.items()}
 
 
 def scale_edge(problem: EdgentProblem, factor: float) -> EdgentProblem:
@@ -507,7 +519,7 @@ def calibrate(problem: EdgentProblem, device_factor: float, offload_factor: floa
     fd, fo = float(device_factor), float(offload_factor)
     variants = None if problem.variants is None else {
         k: tuple(replace(v, decode_ms=v.decode_ms * fo) for v in vs)
-        for k, vs in problem.variants.items()}
+        for k, vs in _scale_encoders(problem.variants, fd).items()}
     return replace(problem, robot_ms={e: [x * fd for x in v] for e, v in problem.robot_ms.items()},
                    edge_ms={e: [x * fo for x in v] for e, v in problem.edge_ms.items()},
                    overhead_ms=problem.overhead_ms * fo, variants=variants)

@@ -142,3 +142,15 @@ def test_bottleneck_variants_only_where_the_table_has_them():
     assert d.transfer_ms == pytest.approx(64 * 8 / 50e3 * 1e3)
     d = decide(_problem(None), bandwidth_bps=50e3, deadline_ms=35.0)
     assert not d.feasible     # without it nothing meets 35 ms (device-only exit 1: 40 ms)
+
+
+def test_a_slower_robot_pays_the_encoder_too():
+    """scale_robot / calibrate scale a bottleneck's encode_ms (robot compute), not JPEG's."""
+    from edgent_ros.core.optimizer import calibrate, scale_robot
+    v = {(2, 1): (Variant('bn4', 0.79, 64, 0.5, 0.1), Variant('int8', 0.8, 2048, 0.5, 0.1))}
+    p = scale_robot(_problem(v), 60.0)
+    bn, i8 = p.variants[(2, 1)]
+    assert bn.encode_ms == pytest.approx(30.0) and bn.decode_ms == pytest.approx(0.1)
+    assert i8.encode_ms == pytest.approx(0.5)
+    bn, _ = calibrate(_problem(v), 2.0, 3.0).variants[(2, 1)]
+    assert bn.encode_ms == pytest.approx(1.0) and bn.decode_ms == pytest.approx(0.3)
