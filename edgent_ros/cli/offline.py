@@ -1,11 +1,11 @@
 """
 ``edgent-ros`` subcommands of the offline phase and planning.
 
-Layers, train, profile, fit, profile-batch, accuracy, plan, info, build-map. Modules without a
-heavy dependency are imported at the top; handlers import the torch-based ones (training,
-profiling, accuracy, weights, inference) when they run, and scikit-learn, scipy and matplotlib
-load inside the functions that use them: ``--help``, ``plan`` and ``info`` load none of them
-(test/test_layers.py).
+Layers, train, profile, fit, profile-batch, accuracy, train-bottleneck, plan, info, build-map.
+Modules without a heavy dependency are imported at the top; handlers import the torch-based ones
+(training, profiling, accuracy, bottlenecks, weights, inference) when they run, and scikit-learn,
+scipy and matplotlib load inside the functions that use them: ``--help``, ``plan`` and ``info``
+load none of them (test/test_layers.py).
 """
 
 from __future__ import annotations
@@ -518,6 +518,142 @@ def add_accuracy_parser(sub) -> None:
     s.set_defaults(func=cmd_accuracy)
 
 
+BOTTLENECK_WIDTHS = ['6:4', '10:4', '13:4', '13:8']   # the shipped set's
+BOTTLENECK_EPOCHS = ['10']
+
+
+def cmd_train_bottleneck(args: argparse.Namespace) -> int:
+    """Train learned bottlenecks at trunk cuts, measure them, merge them into the accuracy JSON."""
+    from ..core.bottleneck import BOTTLENECK_FILE
+    if args.measure_only and args.no_measure:
+        raise ValueError('--measure-only and --no-measure exclude each other')
+    acc_in = args.accuracy or ARTIFACT_DIR / ACCURACY_FILE
+    body = load_json(acc_in, ACCURACY_FORMAT) if not args.no_measure else None
+    cfg = read_config(args.weights)
+    if body is not None and body.get('model_id') != cfg.model_id():
+        raise ValueError(f'{acc_in}: accuracy table of model {body.get("model_id")!r}, the '
+                         f'weights are {cfg.model_id()!r}')
+    out = Path(args.out) if args.out else artifacts_out(BOTTLENECK_FILE)
+    if not args.measure_only:
+        x_train, y_train = load_split('train', args.data_dir)   # missing data fails first
+    if not args.no_measure:
+        x_test, y_test = load_split('test', args.data_dir)
+    import torch
+    from ..core.bottleneck import load_bottlenecks
+    from ..core.weights import load_model
+    from ..offline import bottleneck_training as bt
+    torch.set_num_threads(args.threads)
+    model = load_model(args.weights, expected_model_id=cfg.model_id())
+    log = (lambda s: print(s, file=sys.stderr, flush=True))
+    train_info = None
+    if args.measure_only:
+        bset = load_bottlenecks(out, model.model_id)
+    else:
+        specs = bt.parse_specs(cfg, args.splits, args.widths, args.stride)
+        items = args.epochs or [e for e in BOTTLENECK_EPOCHS
+                                if ':' not in e or int(e.split(':')[0]) in args.splits]
+        epochs, split_epochs = bt.parse_epochs(args.splits, items)
+        tcfg = bt.BottleneckTrainConfig(epochs=epochs, split_epochs=split_epochs,
+                                        batch_size=args.batch_size,
+                                        lr=args.lr, flip=args.flip, seed=args.seed,
+                                        threads=args.threads, train_limit=args.limit)
+        print(f'training {", ".join(f"{s.name}@{s.split}" for s in specs)} on '
+              f'{args.limit or len(x_train)} images, {tcfg.epochs} epochs each'
+              + ''.join(f' ({e} at split {s})' for s, e in sorted(split_epochs.items())),
+              file=sys.stderr)
+        result = bt.train_bottlenecks(model, specs, x_train, y_train, tcfg,
+                                      progress=not args.no_progress, log=log)
+        bset = result['set']
+        bset.save(out)
+        train_info = {k: result[k] for k in ('train_config', 'elapsed_s', 'precompute_s',
+                                             'per_spec_s', 'train_images', 'history')}
+    summary = {'out': str(out), 'bottleneck_id': bset.bottleneck_id,
+               'specs': [f'{s.name}@{s.split}' for s in bset.specs()]}
+    if train_info:
+        summary['train_time_s'] = train_info['elapsed_s']
+    if not args.no_measure:
+        if args.test_limit:
+            step = max(1, len(x_test) // args.test_limit)   # sorted by class: every k-th
+            x_test, y_test = x_test[::step][:args.test_limit], y_test[::step][:args.test_limit]
+        print(f'measuring on {len(x_test)} test images', file=sys.stderr)
+        rows, section = bt.measure_bottlenecks(model, bset, x_test, y_test)
+        acc_out = Path(args.accuracy_out or args.accuracy or artifacts_out(ACCURACY_FILE))
+        section['file'] = (out.name if out.resolve().parent == acc_out.resolve().parent
+                           else str(out.resolve()))
+        old = body.get('bottlenecks') or {}
+        if train_info is None and old.get('bottleneck_id') == bset.bottleneck_id:
+            train_info = old.get('train')     # measured again: keep how it was trained
+        if train_info is not None:
+            section['train'] = train_info
+        merged = bt.merge_into_accuracy(body, rows, section)
+        save_json(merged, acc_out, ACCURACY_FORMAT)
+        summary.update(accuracy_out=str(acc_out), table=bt.summary_table(merged))
+        if args.plot:
+            bt.plot_bottlenecks(merged, Path(args.plot))
+            summary['plot'] = str(args.plot)
+    print(json.dumps(summary))
+    return 0
+
+
+def add_train_bottleneck_parser(sub: Any) -> None:
+    """Register ``edgent-ros train-bottleneck``."""
+    s = sub.add_parser(
+        'train-bottleneck', help='train learned bottlenecks (bn<c> encodings) at trunk cuts, '
+        'measure them and add them to the accuracy JSON',
+        description='Train an encoder (robot) / decoder (edge) pair per (split, width) by '
+        'distillation from the frozen shipped model (feature MSE at the cut + KL to its logits '
+        'at every exit the cut serves, int8 simulated), save them as one bottleneck set, then '
+        'measure top-1 per (exit, split, bn<c>) on the test images with every frame sent '
+        'through the int8 codec, the payload bytes and the encode/decode time, and merge them '
+        'into the accuracy JSON (encodings rows + a bottlenecks section). '
+        + USER_DIR_NOTE + '. ' + DATA_NOTE)
+    s.add_argument('--splits', type=int, nargs='+', default=[6, 10, 13], metavar='SPLIT',
+                   help='trunk cuts to put bottlenecks at (default: %(default)s; 3 = after '
+                        'pool1, 6 = pool2, 8 = relu3, 10 = relu4, 13 = pool5)')
+    s.add_argument('--widths', nargs='+', default=BOTTLENECK_WIDTHS, metavar='W|SPLIT:W',
+                   help='channels sent (the encoding bn<W>): W at every split, SPLIT:W at one '
+                        '(default: %(default)s)')
+    s.add_argument('--stride', nargs='+', default=['1'], metavar='S|SPLIT:S',
+                   help='encoder stride (maps sent H/S x W/S): S at every split, SPLIT:S at one, '
+                        'e.g. 3:2 (default: 1)')
+    s.add_argument('--epochs', nargs='+', default=None, metavar='E|SPLIT:E',
+                   help='epochs per bottleneck: E at every split, SPLIT:E at one (default: '
+                        f'{" ".join(BOTTLENECK_EPOCHS)}, the SPLIT:E entries of --splits)')
+    s.add_argument('--batch-size', type=int, default=128,
+                   help='training batch size (default %(default)s)')
+    s.add_argument('--lr', type=float, default=1e-2,
+                   help='peak AdamW learning rate, one-cycle schedule (default %(default)s)')
+    s.add_argument('--flip', action='store_true',
+                   help='also train on the mirrored images (twice the steps per epoch)')
+    s.add_argument('--out', type=Path, default=None,
+                   help='bottleneck set to write (with --measure-only: to read) (default '
+                        '<user dir>/artifacts/bottlenecks.safetensors)')
+    s.add_argument('--weights', type=Path, default=None,
+                   help='weights safetensors of the frozen model (default: the shipped one)')
+    s.add_argument('--accuracy', type=Path, default=None,
+                   help='accuracy JSON to extend (default: the shipped one)')
+    s.add_argument('--accuracy-out', type=Path, default=None,
+                   help='accuracy JSON to write (default: --accuracy when given, else '
+                        f'<user dir>/artifacts/{ACCURACY_FILE})')
+    s.add_argument('--plot', type=Path, default=None,
+                   help='also draw bytes vs top-1 lost per cut (PNG) to this path')
+    s.add_argument('--data-dir', type=Path, default=None, help=DATA_DIR_HELP)
+    s.add_argument('--seed', type=int, default=0,
+                   help='initialisation and shuffling seed (default %(default)s)')
+    s.add_argument('--limit', type=int, default=None,
+                   help='train on N training images only (a seeded subset; quick runs)')
+    s.add_argument('--test-limit', type=int, default=None,
+                   help='measure on N test images only (default: all 10,000)')
+    s.add_argument('--threads', type=int, default=2, help='torch threads (default %(default)s)')
+    s.add_argument('--no-measure', action='store_true',
+                   help='only train and save the set; leave the accuracy JSON alone')
+    s.add_argument('--measure-only', action='store_true',
+                   help='train nothing: measure the set at --out and merge it into the '
+                        'accuracy JSON')
+    s.add_argument('--no-progress', action='store_true', help='no progress bars')
+    s.set_defaults(func=cmd_train_bottleneck)
+
+
 def cmd_build_map(args: argparse.Namespace) -> int:
     """Run ``edgent-ros build-map``."""
     traces = {Path(p).name: read_trace(Path(p)) for p in args.traces}
@@ -616,4 +752,5 @@ def add_parsers(sub: Any) -> None:
     add_fit_parser(sub)
     add_profile_batch_parser(sub)
     add_accuracy_parser(sub)
+    add_train_bottleneck_parser(sub)
     add_build_map_parser(sub)

@@ -203,7 +203,8 @@ class PlannerHealth:
     ``link_needed``: the policy plans with the estimate (not device-only / true-bandwidth);
     ``camera_reachable``: the camera's parameter services are discovered; ``recent``: the
     window's push events, ``push_ok:<node>``, ``push_failed:<node>`` (refused or error) and
-    ``push_timeout:<node>``; ``camera``: the camera node's name.
+    ``push_timeout:<node>``; ``camera``: the camera node's name; ``camera_applied``: the
+    camera has acknowledged at least one parameter push since the planner started.
     """
 
     feasible: Optional[bool]
@@ -214,6 +215,7 @@ class PlannerHealth:
     camera: str
     recent: Mapping[str, int]
     window_s: float
+    camera_applied: bool = True
 
 
 def planner_findings(h: PlannerHealth) -> List[Finding]:
@@ -222,8 +224,9 @@ def planner_findings(h: PlannerHealth) -> List[Finding]:
 
     ERROR: the camera cannot be reached at all (no parameter services, or every set request in
     the window timed out). WARN: the decision misses the deadline, the link estimate is stale
-    (older than ``link_timeout_s``: the planner runs device-only), or a parameter push was
-    refused, failed or timed out in the window.
+    (older than ``link_timeout_s``: the planner runs device-only), a parameter push was
+    refused, failed or timed out in the window, or the camera is reachable but has not yet
+    applied any decision (the first push still in flight).
     """
     out: List[Finding] = []
     cam_ok = h.recent.get(f'push_ok:{h.camera}', 0)
@@ -233,6 +236,8 @@ def planner_findings(h: PlannerHealth) -> List[Finding]:
     elif cam_timeouts and not cam_ok:
         out.append((Level.ERROR, f'{h.camera} answered none of {cam_timeouts} parameter '
                                  f'requests in the last {h.window_s:g} s'))
+    elif h.feasible is not None and not h.camera_applied:
+        out.append((Level.WARN, f'{h.camera} has not applied a decision yet'))
     if h.feasible is False:
         out.append((Level.WARN, 'no configuration meets the deadline'))
     if h.link_needed:

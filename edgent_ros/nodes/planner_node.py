@@ -61,10 +61,12 @@ class _Target:
         self.failures = 0          # errors and timeouts since start
         self.last = 'none yet'     # the last push's outcome, at last_s (monotonic s)
         self.last_s: Optional[float] = None
+        self.ok_once = False       # a push has been acknowledged since start
 
     def record(self, outcome: str, now_s: float) -> None:
         """Remember the last push's ``outcome`` (``ok``, ``refused: ...``, ``timeout``, ...)."""
         self.last, self.last_s = outcome, now_s
+        self.ok_once = self.ok_once or outcome == 'ok'
 
 
 class PlannerNode(Node):
@@ -338,7 +340,8 @@ class PlannerNode(Node):
             link_timeout_s=self.planner.link_timeout_s,
             link_needed=self.planner.policy not in NO_LINK_POLICIES,
             camera_reachable=camera.client.services_are_ready(), camera=camera.name,
-            recent=recent, window_s=self.recent.window_s)))
+            recent=recent, window_s=self.recent.window_s,
+            camera_applied=camera.ok_once)))
         values = {'policy': self.planner.policy, 'strategy': self.planner.strategy,
                   'deadline_ms': f'{self.planner.deadline_ms:g}'}
         if d is not None:

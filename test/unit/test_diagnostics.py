@@ -177,5 +177,9 @@ def test_planner_ok_warn_and_error():
     assert len(reasons) == 2
     level, reasons = grade(planner_findings(_health(recent={'push_timeout:camera_node': 3})))
     assert level is Level.ERROR and 'none of 3' in reasons[0]
+    # reachable, a decision made, but the camera has not acknowledged one yet: WARN
+    level, reasons = grade(planner_findings(_health(camera_applied=False, recent={})))
+    assert level is Level.WARN and reasons == ['camera_node has not applied a decision yet']
+    assert grade(planner_findings(_health(camera_applied=False, feasible=None)))[0] is Level.OK
     # no decision yet is not a problem by itself
     assert grade(planner_findings(_health(feasible=None)))[0] is Level.OK
