@@ -32,7 +32,7 @@ from .artifacts import load_accuracy
 from .diagnostics import camera_findings, DEFAULT_WINDOW_S, grade, Level, message, RecentCounts
 from .latency import LatencyModels
 from .ledger import FrameLedger, Pending
-from .link import BandwidthEstimator, EdgeWatchdog, Estimate, ProbePair
+from .link import BandwidthEstimator, EdgeWatchdog, Estimate, ProbePair, wire_bytes
 from .optimizer import decide_policy, EdgentProblem, scale_robot
 from .validate import as_nonneg, as_positive
 
@@ -262,7 +262,8 @@ class CameraLink:
                 self.edge_batch += EWMA_ALPHA * (max(1.0, float(batch_size)) - self.edge_batch)
                 transfer_s = (now_s - p.sent_s) - (edge_ms + edge_queue_ms) / 1e3
                 if transfer_s > 0:
-                    self.estimator.add_transfer(now_s, p.payload_bytes, transfer_s)
+                    self.estimator.add_transfer(now_s, wire_bytes(p.payload_bytes),
+                                                 transfer_s)
             return p
 
     def expire(self, now_s: float) -> List[Pending]:

@@ -14,6 +14,10 @@ samples under ``min_bytes`` are ignored. When the configuration sends little or 
 only), ``needs_probe`` asks the caller for an active probe of a known size, sent as a
 back-to-back pair (``ProbePair``) so that a shaper's burst does not inflate it.
 
+Bytes are counted as they cross the link (``wire_bytes``: the payload plus each message's RTPS,
+UDP/IP and message-field bytes), so the estimate is the link's own rate and the planner, which
+predicts a transfer from the same wire bytes, does not count the headers twice.
+
 The estimate is the byte-weighted harmonic mean of the per-sample rates over the last ``window``
 samples, which equals total bits / total payload time: a big transfer counts more than a small
 one, and a harmonic mean is pulled down by slow samples (conservative for a latency deadline).
@@ -32,6 +36,31 @@ import math
 from typing import Any, Deque, Optional
 
 from .validate import as_count, as_finite, as_nonneg, as_positive
+
+# One Tensor message over RTPS/UDP/IPv4, as a link shaper counts it (BENCHMARKS.md section 11):
+# Ethernet + IPv4 + UDP 42, RTPS header 20, INFO_DST + INFO_TS 28, DATA header 24, Fast DDS
+# statistics submessage 60, the Tensor's fields besides ``data`` 216 (strings, shape, strides,
+# scalars, CDR padding); each further IP fragment of the datagram adds Ethernet + IPv4 (34 B).
+MESSAGE_OVERHEAD_BYTES = 390
+FRAGMENT_OVERHEAD_BYTES = 34
+IP_FRAGMENT_BYTES = 1480      # IPv4 payload per fragment at a 1,500-byte MTU
+
+
+def wire_bytes(payload_bytes: int, message_bytes: int = MESSAGE_OVERHEAD_BYTES) -> int:
+    """
+    Return the bytes one message of ``payload_bytes`` takes on the link.
+
+    ``message_bytes``: what one unfragmented message carries besides the payload; 0 returns the
+    payload alone (the paper's model). Measured on the testbed to the byte (busy link: time =
+    wire bytes x 8 / rate); a 64-byte payload takes 454 B, a 3,072-byte one 3,530 B.
+    """
+    payload = as_count('payload_bytes', payload_bytes, 0)
+    extra = as_count('message_bytes', message_bytes, 0)
+    if extra == 0:
+        return payload
+    datagram = payload + extra - FRAGMENT_OVERHEAD_BYTES    # IP payload of the whole datagram
+    fragments = max(1, -(-datagram // IP_FRAGMENT_BYTES))
+    return payload + extra + FRAGMENT_OVERHEAD_BYTES * (fragments - 1)
 
 SOURCES = ('passive', 'probe')
 
@@ -307,7 +336,8 @@ class ProbePair:
         processing; ``ok`` is False when the edge refused the probe. Returns None until both
         answers are in (and after a refusal: the pair gives no sample), then ``(payload_bytes,
         seconds, kind)`` for ``BandwidthEstimator.add_transfer``, kind 'pair' (dispersion) or
-        'train'.
+        'train'; the bytes are wire bytes (``wire_bytes``: one message for a pair's dispersion,
+        both for a train).
         """
         seq = int(seq)
         if seq not in self.seqs:
@@ -323,11 +353,11 @@ class ProbePair:
         first, second = (self._out_s[s] for s in self.seqs)
         gap = second - first
         if gap >= self.min_dispersion_s:
-            return self.nbytes, gap, 'pair'
+            return wire_bytes(self.nbytes), gap, 'pair'
         train = second - self.sent_s
         if train <= 0.0:
             return None
-        return 2 * self.nbytes, train, 'train'
+        return 2 * wire_bytes(self.nbytes), train, 'train'
 
     def complete(self) -> bool:
         """Return True once both answers are in, or the pair failed."""

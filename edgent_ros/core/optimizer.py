@@ -5,10 +5,14 @@ For branch ``e`` (``n`` layers) cut at split ``s`` in ``[0, n]``, layers ``[0, s
 robot, the tensor at the cut crosses the uplink, layers ``[s, n)`` run on the edge. The predicted
 end-to-end latency (ms) is::
 
-    robot_prefix[s] + (8000 * bytes[s] / bandwidth_bps + overhead_ms  if s < n else 0)
+    robot_prefix[s] + (8000 * wire(bytes[s]) / bandwidth_bps + overhead_ms  if s < n else 0)
                     + (edge_suffix[s] + edge_queue_ms                 if s < n else 0)
 
 ``s == n`` is device-only: nothing is sent, so neither the link nor the edge is involved.
+``wire(b)`` is the bytes the message takes on the link: ``b`` plus ``message_bytes`` of headers
+and message fields per message (``core.link.wire_bytes``; 390 B measured for a Tensor over Fast
+DDS, BENCHMARKS.md section 11, the default of ``from_model``: 62 ms at 50 kbit/s, which decides
+between a 256-byte bottleneck and a 1 KB JPEG frame); ``message_bytes=0`` is the paper's model.
 
 **Encodings** (a third dimension, off unless a problem is given ``variants``): besides the
 fp32/raw tensor, a cut may send the tensor encoded (``core.codec``: fp16, int8, int8-zlib,
@@ -50,6 +54,7 @@ import numpy as np
 
 from .arch import EXIT_ATTACH, NUM_EXITS, split_payload_bytes
 from .codec import applies, bottleneck_width, ENCODINGS, known_encoding
+from .link import MESSAGE_OVERHEAD_BYTES, wire_bytes
 from .validate import as_nonneg, as_number
 
 # Bandwidth (bit/s) below which the link counts as down: every split that sends something is
@@ -117,7 +122,8 @@ class _Tables:
 
     def __init__(self, accuracy: Dict[int, float], robot: Dict[int, List[float]],
                  edge: Dict[int, List[float]], nbytes: Dict[int, List[int]],
-                 variants: Optional[Dict[Tuple[int, int], List['Variant']]] = None):
+                 variants: Optional[Dict[Tuple[int, int], List['Variant']]] = None,
+                 message_bytes: int = 0):
         exit_of, split_of, n_of, acc, dev, suf, link = [], [], [], [], [], [], []
         enc_of: List[str] = []
         self.offset: Dict[int, int] = {}
@@ -158,7 +164,9 @@ class _Tables:
         self.device_ms = np.concatenate(dev + [np.asarray(dev_extra, dtype=float)])
         self.edge_ms = np.concatenate(suf + [np.asarray(edge_extra, dtype=float)])
         self.link_bytes = np.asarray(link, dtype=np.int64)
-        self.bits_k = self.link_bytes.astype(float) * 8000.0   # transfer ms = bits_k / bps
+        wire = np.asarray([wire_bytes(int(b), message_bytes) if b else 0
+                           for b in self.link_bytes], dtype=float)
+        self.bits_k = wire * 8000.0   # transfer ms = bits_k / bps
         self.offload = self.split_of < self.n_of
         self.raw = np.asarray([x == 'raw' for x in enc_of], dtype=bool)
         self.index = {(int(e), int(sp), x): i
@@ -216,7 +224,9 @@ class EdgentProblem:
     latency (ms) of each layer on the robot and on the edge (length ``n``), ``split_bytes[e]`` the
     payload (bytes) crossing the link at split ``s = 0..n`` (length ``n + 1``, last entry 0:
     device-only sends nothing). ``overhead_ms`` is added to the transfer of every offloaded frame
-    (``s < n``), ``edge_queue_ms`` (edge load) to its edge time. ``variants`` (optional) maps
+    (``s < n``), ``edge_queue_ms`` (edge load) to its edge time, ``message_bytes`` (per message
+    on the link, ``core.link.wire_bytes``; 0: the payload alone) to its bytes. ``variants``
+    (optional) maps
     ``(exit, split)`` with ``split < n`` to encoded alternatives (``Variant``) of its raw tensor;
     without it every cut sends the raw tensor (the paper's Edgent).
 
@@ -231,6 +241,7 @@ class EdgentProblem:
     overhead_ms: float
     edge_queue_ms: float = 0.0
     variants: Optional[Dict[Tuple[int, int], Tuple[Variant, ...]]] = None
+    message_bytes: int = 0
     _t: _Tables = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -255,7 +266,12 @@ class EdgentProblem:
                            as_nonneg('edge_queue_ms', self.edge_queue_ms))
         variants = self._check_variants(self.variants, robot)
         object.__setattr__(self, 'variants', variants)
-        object.__setattr__(self, '_t', _Tables(acc, robot, edge, nbytes, variants))
+        mb = as_nonneg('message_bytes', self.message_bytes)
+        if mb != int(mb):
+            raise ValueError(f'message_bytes must be a whole number of bytes, got '
+                             f'{self.message_bytes!r}')
+        object.__setattr__(self, 'message_bytes', int(mb))
+        object.__setattr__(self, '_t', _Tables(acc, robot, edge, nbytes, variants, int(mb)))
 
     @staticmethod
     def _check_variants(variants: Any, robot: Dict[int, List[float]]
@@ -351,8 +367,8 @@ class EdgentProblem:
                    edge_queue_ms: float = 0.0, encodings: Sequence[str] = ('raw',),
                    encoding_table: Optional[Mapping[Tuple[int, int, str], Any]] = None,
                    confidence_threshold: float = 0.0,
-                   confidence_table: Optional[Mapping[int, Sequence[Mapping[str, Any]]]] = None
-                   ) -> 'EdgentProblem':
+                   confidence_table: Optional[Mapping[int, Sequence[Mapping[str, Any]]]] = None,
+                   message_bytes: int = MESSAGE_OVERHEAD_BYTES) -> 'EdgentProblem':
         """
         Build the problem of the multi-exit AlexNet ``cfg`` (``core.arch``).
 
@@ -369,6 +385,9 @@ class EdgentProblem:
         exit ``e < E`` adds its head's time to the layer it attaches after, on whichever host
         runs that layer: the prediction is the worst case (no frame leaves early), so a planned
         deadline holds for every frame; frames that do leave early only finish sooner.
+
+        ``message_bytes``: per-message bytes on the link besides the payload (default: a Tensor
+        over Fast DDS, measured); 0 for the paper's payload-only transfer model.
         """
         robot, edge, nbytes = {}, {}, {}
         for e in range(1, NUM_EXITS + 1):
@@ -396,7 +415,8 @@ class EdgentProblem:
                     0.0, v.accuracy - accuracy[e] + cascade[e]))) for v in vs)
                     for (e, s), vs in variants.items()}
             accuracy = cascade
-        return cls(accuracy, robot, edge, nbytes, overhead_ms, edge_queue_ms, variants)
+        return cls(accuracy, robot, edge, nbytes, overhead_ms, edge_queue_ms, variants,
+                   message_bytes)
 
     @property
     def exits(self) -> List[int]:
@@ -739,7 +759,11 @@ def brute_force(problem: EdgentProblem, bandwidth_bps: float, deadline_ms: float
         if bw < LINK_DOWN_BPS:
             transfer = math.inf
         else:
-            transfer = nbytes * 8.0 / bw * 1000.0 + problem.overhead_ms
+            wire = nbytes
+            if problem.message_bytes and nbytes:
+                datagram = nbytes + problem.message_bytes - 34
+                wire = nbytes + problem.message_bytes + 34 * (math.ceil(datagram / 1480) - 1)
+            transfer = wire * 8.0 / bw * 1000.0 + problem.overhead_ms
         return device, transfer, on_edge, device + transfer + on_edge
 
     cands = []   # (accuracy, total, tie key, exit, split, encoding, parts)

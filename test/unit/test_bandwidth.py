@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from edgent_ros.core.link import BandwidthEstimator, EdgeWatchdog, Estimate, ProbePair
+from edgent_ros.core.link import BandwidthEstimator, EdgeWatchdog, Estimate, ProbePair, wire_bytes
 
 PAYLOAD = 100_000    # bytes: a mid-trunk activation
 
@@ -263,14 +263,16 @@ def _token_bucket_exits(sent_s, sizes, bps, burst_bytes, rtt_s):
 
 def test_probe_pair_measures_the_rate_that_a_single_probe_after_idle_overstates():
     bps, nbytes, edge_s = 50e3, 3072, 0.006
-    exits = _token_bucket_exits(10.0, [nbytes, nbytes], bps, burst_bytes=1514, rtt_s=0.03)
-    single = nbytes * 8 / (exits[0] - 10.0)
+    wire = wire_bytes(nbytes)                          # what the shaper counts: 3,530 B
+    assert wire == 3530
+    exits = _token_bucket_exits(10.0, [wire, wire], bps, burst_bytes=1514, rtt_s=0.03)
+    single = wire * 8 / (exits[0] - 10.0)
     assert single > 1.5 * bps                          # the burst inflates one probe
     pair = ProbePair(10.0, (7, 8), nbytes)
     assert pair.result(7, exits[0] + edge_s, edge_s) is None and not pair.complete()
     got, took, kind = pair.result(8, exits[1] + 2 * edge_s, 2 * edge_s)   # queued behind 7
-    assert pair.complete() and kind == 'pair' and got == nbytes
-    assert got * 8 / took == pytest.approx(bps, rel=1e-9)
+    assert pair.complete() and kind == 'pair' and got == wire
+    assert got * 8 / took == pytest.approx(bps, rel=1e-9)   # the link's rate, headers counted
     est = BandwidthEstimator(min_bytes=2048, overhead_s=0.0)
     assert est.add_transfer(exits[1], got, took, 'probe')
     assert est.estimate(exits[1]).bps == pytest.approx(bps)
@@ -278,11 +280,24 @@ def test_probe_pair_measures_the_rate_that_a_single_probe_after_idle_overstates(
 
 def test_probe_pair_on_a_fast_link_is_a_train():
     bps, nbytes = 20e6, 3072
-    exits = _token_bucket_exits(0.0, [nbytes, nbytes], bps, burst_bytes=1514, rtt_s=0.002)
+    wire = wire_bytes(nbytes)
+    exits = _token_bucket_exits(0.0, [wire, wire], bps, burst_bytes=1514, rtt_s=0.002)
     pair = ProbePair(0.0, (1, 2), nbytes, min_dispersion_s=0.01)
     pair.result(1, exits[0], 0.0)
     got, took, kind = pair.result(2, exits[1], 0.0)
-    assert kind == 'train' and got == 2 * nbytes and took == pytest.approx(exits[1])
+    assert kind == 'train' and got == 2 * wire and took == pytest.approx(exits[1])
+
+
+def test_wire_bytes_match_the_testbed_capture():
+    # BENCHMARKS.md section 11: payload -> bytes on the shaped link, measured to the byte
+    for payload, wire in ((64, 454), (256, 646), (512, 902), (1024, 1414), (3072, 3530)):
+        assert wire_bytes(payload) == wire
+    assert wire_bytes(1124) == 1514                    # one full-size frame
+    assert wire_bytes(1125) == 1515 + 34               # one byte more: a second IP fragment
+    assert wire_bytes(3072, message_bytes=0) == 3072   # the paper's payload-only model
+    assert wire_bytes(0) == 390
+    with pytest.raises(ValueError, match='payload_bytes'):
+        wire_bytes(-1)
 
 
 def test_probe_pair_refused_or_repeated_answers_give_no_sample():

@@ -11,7 +11,7 @@ from edgent_ros.core.artifacts import read_config
 from edgent_ros.core.camera_link import (CameraLink, FallbackPlanner, FrameWorker, PROBE_EXIT,
                                          START_SETTLE_S, StartGate)
 from edgent_ros.core.ledger import Pending
-from edgent_ros.core.link import BandwidthEstimator
+from edgent_ros.core.link import BandwidthEstimator, wire_bytes
 
 PROBE_AFTER_S = 1.0
 EDGE_TIMEOUT_S = 3.0
@@ -135,10 +135,10 @@ def test_one_probe_pair_at_a_time_and_its_sample(fallback_problem):
     assert link.probe_result(1.05, s1, True, 2.0, 0.0)
     assert link.rtt_ms == pytest.approx(48.0)
     assert not link.probe_result(1.06, 99, True, 2.0, 0.0)   # not ours
-    assert link.probe_result(1.15, s2, True, 2.0, 0.0)       # dispersion 0.1 s: 3000 B / 0.1 s
+    assert link.probe_result(1.15, s2, True, 2.0, 0.0)       # dispersion 0.1 s
     est = link.tick(1.2).estimate
     assert est is not None and est.source == 'probe'
-    assert est.bps == pytest.approx(3000 * 8 / 0.1)
+    assert est.bps == pytest.approx(wire_bytes(3000) * 8 / 0.1)   # 3,390 wire bytes / 0.1 s
     assert link.start_probe(5.0, 3000) == (3, 4)          # the next pair: fresh sequences
 
 
@@ -283,7 +283,7 @@ def test_results_feed_the_estimate_and_edge_averages(fallback_problem):
         seq = send(link, t)
         assert link.result(t + 0.05, seq, seq, True, 10.0, 0.0, 3) is not None  # 40 ms transfer
     report = link.tick(0.7)
-    assert report.estimate.bps == pytest.approx(PAYLOAD * 8 / 0.04)
+    assert report.estimate.bps == pytest.approx(wire_bytes(PAYLOAD) * 8 / 0.04)   # headers too
     assert report.edge_batch_size > 1.0 and report.loss == 0.0
     level, _, values = link.diagnostics(0.7, {'exit_index': 5})
     assert level == 0 and values['exit_index'] == 5 and values['in_flight'] == 0

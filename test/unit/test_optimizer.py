@@ -66,7 +66,8 @@ def random_problem(rng: random.Random) -> EdgentProblem:
         nbytes[e] = [rng.choice([0, 1000, 3072, rng.randint(0, 300000)]) for _ in range(n)] + [0]
     overhead = 0.0 if integral else rng.uniform(0.0, 3.0)
     queue = rng.choice([0.0, rng.uniform(0.0, 5.0)])
-    return EdgentProblem(acc, robot, edge, nbytes, overhead, queue)
+    message = rng.choice([0, 0, 390, rng.randint(1, 2000)])
+    return EdgentProblem(acc, robot, edge, nbytes, overhead, queue, message_bytes=message)
 
 
 def all_totals(problem: EdgentProblem, bw: float) -> List[Decision]:
@@ -254,6 +255,8 @@ def test_bad_deadline_raises(deadline):
     (dict(overhead_ms=-1.0), 'overhead_ms'),
     (dict(overhead_ms=INF), 'overhead_ms'),
     (dict(edge_queue_ms=math.nan), 'edge_queue_ms'),
+    (dict(message_bytes=-1), 'message_bytes'),
+    (dict(message_bytes=1.5), 'message_bytes'),
 ])
 def test_problem_validation(kw, match):
     with pytest.raises(ValueError, match=match):
@@ -287,6 +290,24 @@ def test_evaluate_and_its_validation():
             evaluate(p, 1e6, e, s)
 
 
+def test_message_bytes_count_on_the_link_and_can_change_the_decision():
+    # 5000 B + 390 B of headers and fields (one 1,480-byte IP fragment more per 1,480 B: 3 more
+    # fragments, 34 B each) at 8 Mbit/s, + 1 ms of per-message software overhead
+    p = small_problem(message_bytes=390)
+    d = evaluate(p, 8e6, 2, 1)
+    assert d.transfer_ms == pytest.approx((5000 + 390 + 3 * 34) * 8 / 8e6 * 1e3 + 1.0)
+    assert evaluate(p, 8e6, 2, 3).transfer_ms == 0.0        # device-only sends nothing
+    # a 64-byte payload is 454 B on the wire: 7x its bytes at 50 kbit/s
+    kw = dict(robot_ms={1: [1.0, 2.0], 2: [1.0, 2.0, 30.0]},
+              split_bytes={1: [3072, 1000, 0], 2: [3072, 5000, 64, 0]}, overhead_ms=0.0)
+    q = small_problem(message_bytes=390, **kw)
+    assert evaluate(q, 50e3, 2, 2).transfer_ms == pytest.approx(454 * 8 / 50e3 * 1e3)
+    # the paper's payload-only model sends exit 2's 64 B cut within 15 ms at 50 kbit/s
+    # (3 + 10.2 + 0.3 ms); on the wire it takes 72.6 ms: exit 1 on the robot instead
+    assert decide(small_problem(**kw), 50e3, 15.0).config == (2, 2)
+    assert decide(q, 50e3, 15.0).config == (1, 2)
+
+
 def test_from_model_uses_latency_models_and_payloads():
     from edgent_ros.core.arch import branch_specs, NUM_EXITS, split_payload_bytes
     from edgent_ros.offline.training import SHIPPED_CONFIG
@@ -300,6 +321,8 @@ def test_from_model_uses_latency_models_and_payloads():
         assert p.split_bytes[e] == [split_payload_bytes(SHIPPED_CONFIG, e, s, 2)
                                     for s in range(n + 1)]
     assert p.overhead_ms == 2.0 and p.split_bytes[5][0] == 3072
+    assert p.message_bytes == 390                   # a Tensor over Fast DDS, by default
+    assert EdgentProblem.from_model(SHIPPED_CONFIG, ACC5, lat, message_bytes=0).message_bytes == 0
 
 
 def test_relative_change():
