@@ -262,8 +262,7 @@ class CameraLink:
                 self.edge_batch += EWMA_ALPHA * (max(1.0, float(batch_size)) - self.edge_batch)
                 transfer_s = (now_s - p.sent_s) - (edge_ms + edge_queue_ms) / 1e3
                 if transfer_s > 0:
-                    self.estimator.add_transfer(now_s, wire_bytes(p.payload_bytes),
-                                                 transfer_s)
+                    self.estimator.add_transfer(now_s, wire_bytes(p.payload_bytes), transfer_s)
             return p
 
     def expire(self, now_s: float) -> List[Pending]:

@@ -62,6 +62,7 @@ def wire_bytes(payload_bytes: int, message_bytes: int = MESSAGE_OVERHEAD_BYTES) 
     fragments = max(1, -(-datagram // IP_FRAGMENT_BYTES))
     return payload + extra + FRAGMENT_OVERHEAD_BYTES * (fragments - 1)
 
+
 SOURCES = ('passive', 'probe')
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 import queue
 import random
@@ -36,6 +35,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from ..core.artifacts import load_accuracy, load_encodings, read_config
 from ..core.latency import LatencyModels
 from ..core.optimizer import EdgentProblem, evaluate, scale_robot
+from ..core.paths import find_data, results_out
 from ..offline.map_builder import build_map, read_trace
 from .sweep import (add_on_time_accuracy, aggregate, append_rows, big_drops, cell_key, check_grid,
                     CSV_FIELDS, DEFAULT_DEADLINES_MS, DEFAULT_ROBOT_SCALE, ENCODINGS_ALL,
@@ -46,21 +46,6 @@ from .testbed import ROBOT_COMPUTE_SLOWDOWN, Testbed, TracePlayer
 from .testbed_session import (_stop, camera_argv, DECISION_FIELDS, executable, FASTDDS_PROFILE,
                               record_topics, ros_args, session_env, spin_until)
 
-RESULTS = Path('bench') / 'results'   # relative to where it runs: the repository root
-
-
-def _traces_dir() -> Path:
-    env = os.environ.get('EDGENT_TRACES_DIR')
-    if env:
-        return Path(env)
-    for base in (Path(__file__).resolve().parents[2], Path.cwd()):
-        cand = base.parent / 'shared' / 'data' / 'traces'
-        if cand.is_dir():
-            return cand
-    return Path.cwd().parent / 'shared' / 'data' / 'traces'
-
-
-TRACES = _traces_dir()
 TESTBED_NAME = 'edsweep'
 # Trace replays of the report: (file, start second, seconds). Windows chosen for how often they
 # cross ~0.12 Mbit/s, where the shipped model's best configuration at 300 ms changes (edge-only
@@ -369,8 +354,13 @@ def run_sweep(out_csv: Path, bandwidths: Sequence[float], deadlines: Sequence[fl
 
 
 def build_default_map(path: Path, robot_scale: float, exclude: Sequence[str],
-                      trace_dir: Path = TRACES) -> Path:
-    """Build the testbed's configuration map from every trace in ``trace_dir`` not excluded."""
+                      trace_dir: Optional[Path] = None) -> Path:
+    """
+    Build the testbed's configuration map from every trace in ``trace_dir`` not excluded.
+
+    ``trace_dir`` None: the traces data set (``core.paths.find_data``, ``$EDGENT_ROS_DATA``).
+    """
+    trace_dir = find_data('traces') if trace_dir is None else trace_dir
     files = sorted(p for p in Path(trace_dir).glob('*.csv')
                    if p.name != 'index.csv' and p.name not in set(exclude))
     if not files:
@@ -436,13 +426,14 @@ def run_traces(out_dir: Path, traces: Sequence[Tuple[str, float, float]],
                policies: Sequence[str], deadline_ms: float = TRACE_DEADLINE_MS,
                robot_scale: float = DEFAULT_ROBOT_SCALE, fps: float = 20.0,
                name: str = TESTBED_NAME, logdir: Optional[Path] = None,
-               trace_dir: Path = TRACES, map_path: Optional[Path] = None) -> List[dict]:
+               trace_dir: Optional[Path] = None, map_path: Optional[Path] = None) -> List[dict]:
     """
     Replay each trace segment once per policy; write ``traces.csv`` and per-trace JSON.
 
     ``edgent-map`` runs the planner's Edgent policy with strategy ``map`` (``map_path``).
     """
     check_grid([1.0], [deadline_ms], policies, allowed=TRACE_POLICIES)
+    trace_dir = find_data('traces') if trace_dir is None else trace_dir
     if 'edgent-map' in policies and not (map_path and Path(map_path).is_file()):
         raise ValueError(f'edgent-map needs a configuration map, {map_path} not found')
     accuracy, problem = planner_problem(robot_scale)
@@ -548,8 +539,9 @@ def run_traces(out_dir: Path, traces: Sequence[Tuple[str, float, float]],
 # ------------------------------------------------------------------------------------------------
 # Plots and report numbers
 
-def make_plots(results: Path = RESULTS) -> List[Path]:
-    """Draw the sweep and trace PNGs from the results files; return the paths written."""
+def make_plots(results: Optional[Path] = None) -> List[Path]:
+    """Draw the sweep and trace PNGs from the results files (default: the user's results)."""
+    results = results_out() if results is None else Path(results)
     out = []
     sweep_csv = results / 'sweep.csv'
     if sweep_csv.exists():

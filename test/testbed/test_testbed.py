@@ -24,10 +24,12 @@ from edgent_ros.cli.evaluation import add_testbed_parser, cmd_testbed
 from edgent_ros.evaluation import testbed as tbm
 from edgent_ros.evaluation.testbed import (OUTAGE_RATE_BIT, parse_qdisc_stats, parse_tbf_rate,
                                            rate_bit, Testbed, TracePlayer)
+from edgent_ros.core.paths import data_candidates
 from edgent_ros.offline.hosts import cgroup_dir, cgroup_pids
 
 ROOT = Path(__file__).resolve().parents[2]
-TRACES = ROOT.parent / 'shared' / 'data' / 'traces'
+# the traces data set where the package looks for it ($EDGENT_ROS_DATA, then ../shared/data)
+TRACES = next((p for p in data_candidates('traces') if p.is_dir()), data_candidates('traces')[0])
 
 # --------------------------------------------------------------------------------------------
 # TracePlayer: pure schedule logic
