@@ -518,8 +518,16 @@ def add_accuracy_parser(sub) -> None:
     s.set_defaults(func=cmd_accuracy)
 
 
-BOTTLENECK_WIDTHS = ['6:4', '10:4', '13:4', '13:8']   # the shipped set's
+# The shipped set's recipe (SPLIT:X entries apply only when SPLIT is among --splits)
+BOTTLENECK_SPLITS = [3, 6, 10, 13]
+BOTTLENECK_WIDTHS = ['3:2', '3:4', '3:8', '6:4', '10:4', '13:4', '13:8']
+BOTTLENECK_STRIDES = ['3:2']
 BOTTLENECK_EPOCHS = ['10']
+
+
+def _defaults_for(items: Any, splits: Any) -> list:
+    """Return the default entries ``N`` / ``SPLIT:N`` that apply to ``splits``."""
+    return [e for e in items if ':' not in e or int(e.split(':')[0]) in splits]
 
 
 def cmd_train_bottleneck(args: argparse.Namespace) -> int:
@@ -549,9 +557,11 @@ def cmd_train_bottleneck(args: argparse.Namespace) -> int:
     if args.measure_only:
         bset = load_bottlenecks(out, model.model_id)
     else:
-        specs = bt.parse_specs(cfg, args.splits, args.widths, args.stride)
-        items = args.epochs or [e for e in BOTTLENECK_EPOCHS
-                                if ':' not in e or int(e.split(':')[0]) in args.splits]
+        specs = bt.parse_specs(cfg, args.splits,
+                               args.widths or _defaults_for(BOTTLENECK_WIDTHS, args.splits),
+                               args.stride or _defaults_for(BOTTLENECK_STRIDES, args.splits)
+                               or ['1'])
+        items = args.epochs or _defaults_for(BOTTLENECK_EPOCHS, args.splits)
         epochs, split_epochs = bt.parse_epochs(args.splits, items)
         tcfg = bt.BottleneckTrainConfig(epochs=epochs, split_epochs=split_epochs,
                                         batch_size=args.batch_size,
@@ -607,15 +617,16 @@ def add_train_bottleneck_parser(sub: Any) -> None:
         'through the int8 codec, the payload bytes and the encode/decode time, and merge them '
         'into the accuracy JSON (encodings rows + a bottlenecks section). '
         + USER_DIR_NOTE + '. ' + DATA_NOTE)
-    s.add_argument('--splits', type=int, nargs='+', default=[6, 10, 13], metavar='SPLIT',
+    s.add_argument('--splits', type=int, nargs='+', default=BOTTLENECK_SPLITS, metavar='SPLIT',
                    help='trunk cuts to put bottlenecks at (default: %(default)s; 3 = after '
                         'pool1, 6 = pool2, 8 = relu3, 10 = relu4, 13 = pool5)')
-    s.add_argument('--widths', nargs='+', default=BOTTLENECK_WIDTHS, metavar='W|SPLIT:W',
+    s.add_argument('--widths', nargs='+', default=None, metavar='W|SPLIT:W',
                    help='channels sent (the encoding bn<W>): W at every split, SPLIT:W at one '
-                        '(default: %(default)s)')
-    s.add_argument('--stride', nargs='+', default=['1'], metavar='S|SPLIT:S',
-                   help='encoder stride (maps sent H/S x W/S): S at every split, SPLIT:S at one, '
-                        'e.g. 3:2 (default: 1)')
+                        f'(default: {" ".join(BOTTLENECK_WIDTHS)}, the entries of --splits)')
+    s.add_argument('--stride', nargs='+', default=None, metavar='S|SPLIT:S',
+                   help='encoder stride (maps sent H/S x W/S): S at every split, SPLIT:S at one '
+                        f'(default: {" ".join(BOTTLENECK_STRIDES)}, the entries of --splits; '
+                        '1 elsewhere)')
     s.add_argument('--epochs', nargs='+', default=None, metavar='E|SPLIT:E',
                    help='epochs per bottleneck: E at every split, SPLIT:E at one (default: '
                         f'{" ".join(BOTTLENECK_EPOCHS)}, the SPLIT:E entries of --splits)')

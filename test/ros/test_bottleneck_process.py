@@ -109,3 +109,92 @@ def test_a_bottleneck_file_for_another_model_stops_the_node(procs, tmp_path, fil
     p = procs.start('edge_node', bottlenecks_path=str(tmp_path / 'other.safetensors'))
     assert p.wait(60) == 2
     assert 'bottlenecks for model' in procs.log('edge_node')
+
+
+# ------------------------------------------------------------------------------------------------
+# The shipped trained set, chosen by the planner
+
+SLOW_ROBOT = 60.0            # the evaluation's robot class: layer times x60
+PLANNER_OVERHEAD_MS = 2.0    # planner_node's default overhead_ms
+
+
+def _bn_cell():
+    """Return (encodings, bandwidth_bps, deadline_ms, decision, payload bytes) of a bn cut."""
+    from edgent_ros.core.artifacts import load_accuracy, load_encodings, read_config
+    from edgent_ros.core.codec import bottleneck_width
+    from edgent_ros.core.latency import LatencyModels
+    from edgent_ros.core.optimizer import decide, EdgentProblem, scale_robot
+    cfg = read_config()
+    table = load_encodings(model_id=cfg.model_id())
+    bns = sorted({k[2] for k in table if bottleneck_width(k[2]) is not None})
+    assert bns, 'the shipped accuracy table has no bottleneck rows'
+    encodings = ['raw', 'jpeg', 'png'] + bns
+    problem = scale_robot(EdgentProblem.from_model(
+        cfg, load_accuracy(model_id=cfg.model_id()), LatencyModels.load(model_id=cfg.model_id()),
+        overhead_ms=PLANNER_OVERHEAD_MS, encodings=encodings, encoding_table=table), SLOW_ROBOT)
+    for bps in (50e3, 75e3, 100e3, 150e3, 200e3):
+        for deadline in (100.0, 150.0, 200.0, 250.0, 300.0):
+            d = decide(problem, bps, deadline)
+            if d.feasible and d.encoding in bns:
+                return encodings, bps, deadline, d, int(table[d.key].bytes_mean)
+    raise AssertionError('no slow link where the planner cuts with a bottleneck')
+
+
+def test_planner_picks_a_bottleneck_cut_when_the_link_is_slow(procs, listener):
+    """A slow link and a slow robot: the planner sends bn<c> maps; they cross and decode."""
+    from rclpy.parameter_client import AsyncParameterClient
+    from edgent_ros.core.bottleneck import load_bottlenecks
+    from edgent_ros.msg import ExitSplitDecision, LinkQuality
+    encodings, bps, deadline, want, nbytes = _bn_cell()
+    shipped = load_bottlenecks(None, load_model().model_id)
+    listener.listen(ExitSplitDecision, 'edgent/decision', qos.DECISION)
+    listener.listen(InferenceResult, 'edgent/outcome', qos.RESULT)
+    listener.listen(Tensor, 'edgent/tensor', qos.TENSOR)
+    lq = listener.node.create_publisher(LinkQuality, 'edgent/link_quality', qos.LINK_QUALITY)
+    procs.start('edge_node')
+    # the camera's own estimates (unshaped loopback) go elsewhere: the test is the link
+    procs.start('camera_node', remap=['edgent/link_quality:=camera_link_quality'], fps=5.0,
+                max_in_flight=4, wait_for_subscribers=1, wait_for_edge_s=30.0,
+                publish_frames=False)
+    procs.start('planner_node', deadline_ms=deadline, robot_time_scale=SLOW_ROBOT,
+                overhead_ms=PLANNER_OVERHEAD_MS, link_timeout_s=60.0, encodings=encodings,
+                calibration=False)   # loopback frames would calibrate the link away
+    camera = AsyncParameterClient(listener.node, 'camera_node')
+    assert listener.spin_until(camera.services_are_ready, 30.0)
+    assert listener.spin_until(lambda: lq.get_subscription_count() > 0, 30.0)
+
+    def link():
+        m = LinkQuality()
+        m.header.stamp = listener.node.get_clock().now().to_msg()
+        m.robot = 'test'
+        m.uplink_bandwidth_bps = float(bps)
+        m.edge_reachable = True
+        m.edge_batch_size = 1.0
+        m.source = LinkQuality.SOURCE_EXTERNAL
+        lq.publish(m)
+
+    def decided():
+        link()
+        return any(d.encoding == want.encoding for d in listener.msgs('edgent/decision'))
+    assert listener.spin_until(decided, 20.0), [
+        (d.exit_index, d.split_index, d.encoding, d.reason)
+        for d in listener.msgs('edgent/decision')]
+    d = [d for d in listener.msgs('edgent/decision') if d.encoding == want.encoding][-1]
+    assert (d.exit_index, d.split_index) == want.config and d.feasible
+    assert 0 < d.split_index and d.predicted_total_ms <= deadline   # a mid-network cut
+
+    def sent():
+        link()
+        return any(t.encoding == want.encoding and not t.probe
+                   for t in listener.msgs('edgent/tensor'))
+    assert listener.spin_until(sent, 30.0), procs.log('planner_node')
+    frames = [t for t in listener.msgs('edgent/tensor')
+              if t.encoding == want.encoding and not t.probe]
+    assert all(t.bottleneck_id == shipped.bottleneck_id for t in frames)
+    assert all(len(t.data) == nbytes for t in frames), ([len(t.data) for t in frames], nbytes)
+
+    def decoded():
+        link()
+        return len([o for o in listener.msgs('edgent/outcome')
+                    if o.encoding == want.encoding and o.status == InferenceResult.STATUS_OK]) >= 3
+    assert listener.spin_until(decoded, 30.0), (procs.log('camera_node'), procs.log('edge_node'))

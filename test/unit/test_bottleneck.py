@@ -219,7 +219,7 @@ def test_train_bottleneck_refusals(tmp_path, capsys):
 
 def test_shipped_set_fits_the_shipped_model_and_table(model):
     bset = load_bottlenecks(default_path(), model.model_id)
-    assert default_path().stat().st_size < 512 * 1024
+    assert default_path().stat().st_size < 2 * 1024 * 1024     # small: 728 KB for 7
     body = load_json(ARTIFACT_DIR / 'accuracy.json', ACCURACY_FORMAT)
     sec = body['bottlenecks']
     assert sec['bottleneck_id'] == bset.bottleneck_id and sec['file'] == default_path().name
