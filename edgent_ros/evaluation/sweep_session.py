@@ -385,7 +385,7 @@ def write_oracle(out_csv: Path, frames_csv: Path, min_frames: int = 10) -> int:
     acc = load_accuracy(model_id=cfg.model_id())
     rows = [r for r in read_rows(out_csv) if r['policy'] != 'oracle']
     frames = read_rows(frames_csv)
-    add_on_time_accuracy(rows, frames, acc)
+    add_on_time_accuracy(rows, frames, acc, _enc_accuracy())   # a lossy frame: its own top-1
     oracle = offline_oracle(frames, acc, min_frames=min_frames)
     scale = {float(r['bandwidth_mbps']): r.get('robot_scale') for r in rows}
     for r in oracle:

@@ -249,3 +249,27 @@ def test_frame_accuracy_credits_lossless_encodings_with_the_exit():
         assert frame_accuracy(acc, enc, 2, 0, e) == 0.8
     assert frame_accuracy(acc, enc, 2, 0, 'jpeg') == 0.77
     assert frame_accuracy(acc, None, 2, 0, 'jpeg') == 0.8
+
+
+def test_write_oracle_keeps_encoded_frames_at_their_own_top1(tmp_path):
+    """Recomputing on-time accuracy with the oracle must not credit a JPEG frame the raw top-1."""
+    from edgent_ros.core.artifacts import load_accuracy, load_encodings
+    from edgent_ros.evaluation.sweep import FRAME_FIELDS
+    from edgent_ros.evaluation.sweep_session import write_oracle
+    acc, enc = load_accuracy(), {k: v.top1 for k, v in load_encodings().items()}
+    base = {'status': 0, 'drop_reason': '', 'finished_on': 0, 'exit_index': 5, 'split_index': 0,
+            'class_id': 1, 'true_class_id': 1, 'device_ms': 1.0, 'uplink_ms': 10.0,
+            'edge_ms': 1.0, 'edge_queue_ms': 0.0, 'end_to_end_ms': 20.0, 'deadline_met': True}
+    row, frames = aggregate([dict(base, sequence=i, encoding='jpeg') for i in range(10)], acc,
+                            enc_accuracy=enc)
+    cell = {'policy': 'edgent+enc', 'bandwidth_mbps': 0.05, 'deadline_ms': 300.0}
+    row.update(cell)
+    for f in frames:
+        f.update(cell)
+    out, frames_csv = tmp_path / 'sweep.csv', tmp_path / 'sweep_frames.csv'
+    append_rows(out, [row], CSV_FIELDS)
+    append_rows(frames_csv, frames, FRAME_FIELDS)
+    write_oracle(out, frames_csv)
+    got, = [r for r in read_rows(out) if r['policy'] == 'edgent+enc']
+    assert enc[(5, 0, 'jpeg')] < acc[5]
+    assert float(got['on_time_accuracy']) == pytest.approx(enc[(5, 0, 'jpeg')], abs=1e-4)
