@@ -47,6 +47,11 @@ class LatencyCalibration:
         self._samples: Dict[str, Deque[Tuple[float, float]]] = {
             p: deque(maxlen=int(max_samples)) for p in PARTS}
 
+    def clear(self) -> None:
+        """Forget every sample (the factors are 1 until ``min_samples`` new ones arrive)."""
+        for q in self._samples.values():
+            q.clear()
+
     def add(self, now_s: float, part: str, predicted_ms: float, measured_ms: float) -> bool:
         """
         Record one frame's part; return whether it was used.

@@ -170,6 +170,8 @@ class Planner:
             self.hyst.reset()
         if {'calibration', 'calibration_quantile'} & set(values):
             self._problem_key = None
+        if 'calibration' in values and not values['calibration']:
+            self.calib.clear()    # off discards what was learned: on again starts afresh
         if 'strategy' in values and self.cmap is not None:
             self.cmap.reset()
         if 'policy' in values:

@@ -326,8 +326,11 @@ def run_sweep(out_csv: Path, bandwidths: Sequence[float], deadlines: Sequence[fl
                     t0 = time.time()
                     idx = len(sess.records)
                     params = planner_params(p)
+                    # same start state for every policy of a cell: the online calibration
+                    # forgets what earlier cells taught it (off discards, on starts afresh)
+                    sess.set_planner(calibration=False)
                     sess.set_planner(deadline_ms=float(dl), true_bandwidth_bps=float(bw * 1e6),
-                                     **params)
+                                     calibration=True, **params)
                     sess.wait_decision(str(params['policy']), dl, idx)
                     time.sleep(settle_s)   # the planner's parameter push reaches the camera
                     outs, _, _ = sess.collect(time.time(), frames, cell_timeout_s)

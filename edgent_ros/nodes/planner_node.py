@@ -95,7 +95,8 @@ class PlannerNode(Node):
         p = {'edge_batching': declare(self, 'edge_batching', True, 'scale predicted edge time '
                                       'by the batch size the edge reports (profiled batch cost)'),
              'calibration': declare(self, 'calibration', True, 'correct the latency model by the '
-                                    'measured/predicted ratios of recent frames (edgent/outcome)'),
+                                    'measured/predicted ratios of recent frames (edgent/outcome); '
+                                    'off discards them'),
              'calibration_quantile': declare(
                  self, 'calibration_quantile', 0.99, 'decide with this quantile of the recent '
                  'robot compute ratios (the deadline then holds for that share of frames); the '

@@ -161,6 +161,21 @@ def test_calibration_moves_the_decision():
     assert p.plan(1000.0, 'timer').decision.config == (3, 3)
 
 
+def test_calibration_off_then_on_starts_afresh():
+    """Off discards the learned ratios (the sweep's same start state for every policy)."""
+    p = planner(deadline_ms=35.0, calibration=True)
+    for k in range(5):
+        p.add_outcome(0.1 * k, Outcome(3, 3, device_ms=60.0, end_to_end_ms=61.0,
+                                       finished_on_edge=False))
+    assert p.factors(1.0, 0.99)['device'] == pytest.approx(2.0, rel=0.05)
+    p.configure(calibration_quantile=0.9)              # other settings keep the samples
+    assert p.factors(1.0, 0.9)['device'] == pytest.approx(2.0, rel=0.05)
+    p.configure(calibration=False)
+    p.configure(calibration=True)
+    assert p.factors(1.0, 0.99) == {'device': 1.0, 'offload': 1.0}
+    assert p.plan(1.0, 'timer').decision.config == (3, 3)   # the model's choice again
+
+
 def test_calibration_ignores_frames_it_cannot_compare():
     p = planner(calibration=True)
     assert not p.add_outcome(0.0, Outcome(3, 3, 60.0, 61.0, False, ok=False))
