@@ -38,7 +38,7 @@ def test_frames_cross_processes(procs, listener, reference, exit_index, split_in
     procs.start('edge_node')
     camera = procs.start('camera_node', exit_index=exit_index, split_index=split_index,
                          max_frames=N, fps=10.0, exit_when_done=True, loop=False,
-                         encoding=encoding,
+                         encoding=encoding, max_in_flight=N,   # no pacing drops on a busy CI host
                          wait_for_subscribers=1, wait_for_edge_s=30.0, result_timeout_s=10.0)
     ok = listener.spin_until(lambda: len(listener.msgs('edgent/outcome')) >= N, timeout=60)
     outcomes = listener.msgs('edgent/outcome')

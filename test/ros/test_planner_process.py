@@ -65,8 +65,13 @@ def test_camera_parameters_follow_link_quality(procs, listener):
                                    f'{want.config} at {bps} bps within 1 s\n' \
                                    + procs.log('planner_node')
         seen.add(want.config)
-    decisions = listener.msgs('edgent/decision')
-    assert decisions and (decisions[-1].exit_index, decisions[-1].split_index) == want.config
+    # the camera may apply the push before the listener has the decision message: wait for it
+
+    def last_decision():
+        d = listener.msgs('edgent/decision')
+        return bool(d) and (d[-1].exit_index, d[-1].split_index) == want.config
+    assert listener.spin_until(last_decision, 5.0), \
+        [(d.exit_index, d.split_index) for d in listener.msgs('edgent/decision')]
     assert len(seen) >= 2, f'the decision never changed across 100 -> 0.05 Mbit/s: {seen}'
 
 
