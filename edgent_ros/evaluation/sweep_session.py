@@ -37,7 +37,8 @@ from ..core.latency import LatencyModels
 from ..core.optimizer import EdgentProblem, evaluate, scale_robot
 from ..core.paths import find_data, results_out
 from ..offline.map_builder import build_map, read_trace
-from .sweep import (add_on_time_accuracy, aggregate, append_rows, big_drops, cell_key, check_grid,
+from .sweep import (add_on_time_accuracy, aggregate, append_rows, big_drops, bottleneck_encodings,
+                    cell_key, check_grid,
                     CSV_FIELDS, DEFAULT_DEADLINES_MS, DEFAULT_ROBOT_SCALE, ENCODINGS_ALL,
                     FRAME_FIELDS, in_cell, offline_oracle, planner_params, plot_cdfs,
                     plot_predicted, plot_sweep, plot_trace, reaction_times, read_done, read_rows,
@@ -304,7 +305,8 @@ def run_sweep(out_csv: Path, bandwidths: Sequence[float], deadlines: Sequence[fl
           f'each, robot {robot_scale:g}x the profiled one', file=sys.stderr)
     if not todo:
         return 0
-    accuracy, problem = planner_problem(robot_scale, ENCODINGS_ALL)
+    # every encoding a live policy may send (edgent+bn: the bottlenecks too), for predictions
+    accuracy, problem = planner_problem(robot_scale, list(ENCODINGS_ALL) + bottleneck_encodings())
     enc_accuracy = _enc_accuracy()
     cell_timeout_s = cell_timeout_s or 30.0 + 3.0 * frames
     logdir = Path(logdir or (Path('/tmp') / f'edgent-sweep-{int(time.time())}'))
