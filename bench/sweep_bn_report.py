@@ -4,7 +4,9 @@ Report the edgent+bn sweep (issue 21 item 5): table per cell and a bar plot.
 Reads ``bench/results/sweep_bn.csv`` (``edgent-ros sweep run --policies exit-only edgent+enc
 edgent+bn --out bench/results/sweep_bn.csv``) and its ``_frames.csv``; prints a markdown table
 (on-time accuracy, deadline met, configurations, the planner's prediction) and writes
-``bench/results/sweep_bn.png``.
+``bench/results/sweep_bn.png``. ``--reps A.csv B.csv ...``: repetitions of the same cells; prints
+the mean (min-max) per cell and policy, the mean over the cells and the bottleneck frames, and
+plots the means with their range.
 """
 
 import argparse
@@ -19,7 +21,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     ap.add_argument('--csv', type=Path, default=RESULTS / 'sweep_bn.csv', help='sweep results')
     ap.add_argument('--plot', type=Path, default=RESULTS / 'sweep_bn.png', help='PNG to write')
+    ap.add_argument('--reps', type=Path, nargs='+', default=None,
+                    help='repetitions of the same cells (CSV files): report means and ranges')
     args = ap.parse_args()
+    if args.reps:
+        return report_reps(args.reps, args.plot)
     rows = list(csv.DictReader(open(args.csv)))
     frames_csv = args.csv.with_name(args.csv.stem + '_frames.csv')
     planner = {}
@@ -58,6 +64,60 @@ def main() -> None:
     fig.tight_layout()
     fig.savefig(args.plot, dpi=110)
     print(f'wrote {args.plot}')
+
+
+def report_reps(paths, plot: Path) -> None:
+    """Mean (min-max) on-time accuracy and deadline met per cell and policy over repetitions."""
+    vals, met, bn = {}, {}, {}
+    for path in paths:
+        for r in csv.DictReader(open(path)):
+            if r['policy'] not in POLICIES[:3]:
+                continue
+            key = (float(r['bandwidth_mbps']), float(r['deadline_ms']), r['policy'])
+            vals.setdefault(key, []).append(100 * float(r['on_time_accuracy']))
+            met.setdefault(key, []).append(100 * float(r['deadline_met']))
+        frames = path.with_name(path.stem + '_frames.csv')
+        for f in csv.DictReader(open(frames)):
+            if f['encoding'].startswith('bn'):
+                key = (float(f['bandwidth_mbps']), float(f['deadline_ms']), f['policy'])
+                bn[key] = bn.get(key, 0) + 1
+    cells = sorted({k[:2] for k in vals})
+    n = len(paths)
+    print('| Mbit/s | deadline | ' + ' | '.join(f'{p}: on-time acc. / met' for p in POLICIES[:3])
+          + ' | bn frames (edgent+bn) |')
+    print('|---|---|' + '---|' * 4)
+    for bw, dl in cells:
+        parts = []
+        for p in POLICIES[:3]:
+            v, m = vals.get((bw, dl, p), []), met.get((bw, dl, p), [])
+            parts.append(f'{sum(v) / len(v):.1f} ({min(v):.0f}-{max(v):.0f}) / '
+                         f'{sum(m) / len(m):.0f} %' if v else '-')
+        print(f'| {bw:g} | {dl:g} | ' + ' | '.join(parts)
+              + f' | {bn.get((bw, dl, "edgent+bn"), 0)} of {20 * n} |')
+    for p in POLICIES[:3]:
+        allv = [sum(vals[(bw, dl, p)]) / len(vals[(bw, dl, p)]) for bw, dl in cells
+                if (bw, dl, p) in vals]
+        print(f'- {p}: mean on-time accuracy over the {len(allv)} cells '
+              f'{sum(allv) / len(allv):.1f} % ({n} repetitions)')
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    width = 0.25
+    for k, p in enumerate(POLICIES[:3]):
+        xs = [i + (k - 1) * width for i in range(len(cells))]
+        v = [vals.get((bw, dl, p), [0.0]) for bw, dl in cells]
+        mean = [sum(x) / len(x) for x in v]
+        err = [[m - min(x) for m, x in zip(mean, v)], [max(x) - m for m, x in zip(mean, v)]]
+        ax.bar(xs, mean, width, yerr=err, capsize=3, label=p)
+    ax.set_xticks(range(len(cells)))
+    ax.set_xticklabels([f'{bw:g} Mbit/s\n{dl:g} ms' for bw, dl in cells])
+    ax.set_ylabel('on-time accuracy (%)')
+    ax.set_title(f'robot x60, 20 frames per cell, {n} repetitions (bars: mean, lines: range)')
+    ax.legend(fontsize=8, ncol=3, loc='lower right')
+    fig.tight_layout()
+    fig.savefig(plot, dpi=110)
+    print(f'wrote {plot}')
 
 
 if __name__ == '__main__':
