@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import ctypes
 import os
 from pathlib import Path
 import random
@@ -72,6 +71,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / 'bench'))
 
+import transfer_bench  # noqa: E402
 from transfer_bench import config_env, Lines, wait_drained  # noqa: E402
 
 RESULTS = ROOT / 'bench' / 'results'
@@ -135,32 +135,8 @@ def role_pub() -> int:
 
 
 def role_sub() -> int:
-    """Edge side: print ``RECV seq payload_bytes t_recv t_stamp`` per message."""
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-    from edgent_ros.nodes import qos
-    from edgent_ros.msg import Tensor
-    rclpy.init()
-    node = rclpy.create_node('small_payload_sub')
-
-    def cb(msg: Tensor) -> None:
-        t = time.time()
-        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-        print(f'RECV {msg.sequence} {len(msg.data)} {t:.6f} {stamp:.6f}', flush=True)
-    node.create_subscription(Tensor, 'edgent/tensor', cb, qos.TENSOR)
-    ex = SingleThreadedExecutor()
-    ex.add_node(node)
-    end = time.monotonic() + 1800
-    try:
-        while time.monotonic() < end:
-            ex.spin_once(timeout_sec=0.2)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        ex.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    """Edge side: print ``RECV seq payload_bytes t_recv t_stamp`` per message (30 min at most)."""
+    return transfer_bench.role_sub('small_payload_sub', 1800.0)
 
 
 # ------------------------------------------------------------------------------------------
@@ -422,31 +398,15 @@ class Packet(NamedTuple):
 
 def _packet_socket_in_netns(ns: str, ifname: str) -> socket.socket:
     """Return an AF_PACKET socket bound to ``ifname`` in network namespace ``ns``."""
-    result: Dict[str, object] = {}
+    from edgent_ros.evaluation.testbed import socket_in_netns
 
-    def work() -> None:
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            fd = os.open(f'/var/run/netns/{ns}', os.O_RDONLY)
-            try:
-                if libc.setns(fd, 0x40000000) != 0:          # CLONE_NEWNET, this thread only
-                    raise OSError(ctypes.get_errno(), f'setns {ns}')
-            finally:
-                os.close(fd)
-            s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-            s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-            s.bind((ifname, 0))
-            result['sock'] = s
-        except OSError as exc:
-            result['error'] = exc
-
-    th = threading.Thread(target=work, daemon=True)   # the thread (and its netns) ends here
-    th.start()
-    th.join(10)
-    if 'sock' not in result:
-        raise result.get('error') or OSError(f'cannot open a packet socket in {ns}')
-    return result['sock']
+    def make() -> socket.socket:
+        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        s.bind((ifname, 0))
+        return s
+    return socket_in_netns(ns, make)
 
 
 # ------------------------------------------------------------------------------------------

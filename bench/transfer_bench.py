@@ -85,14 +85,18 @@ def role_pub() -> int:
     return 0
 
 
-def role_sub() -> int:
-    """Edge side: print ``RECV seq bytes t_recv t_stamp`` per message."""
+def role_sub(node_name: str = 'transfer_bench_sub', max_s: Optional[float] = None) -> int:
+    """
+    Edge side: print ``RECV seq bytes t_recv t_stamp`` per message.
+
+    Spins until interrupted or for ``max_s`` (default ``$BENCH_SUB_MAX_S``, else 3600 s).
+    """
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from edgent_ros.nodes import qos
     from edgent_ros.msg import Tensor
     rclpy.init()
-    node = rclpy.create_node('transfer_bench_sub')
+    node = rclpy.create_node(node_name)
 
     def cb(msg: Tensor) -> None:
         t = time.time()
@@ -101,7 +105,9 @@ def role_sub() -> int:
     node.create_subscription(Tensor, 'edgent/tensor', cb, qos.TENSOR)
     ex = SingleThreadedExecutor()
     ex.add_node(node)
-    end = time.monotonic() + float(os.environ.get('BENCH_SUB_MAX_S', '3600'))
+    if max_s is None:
+        max_s = float(os.environ.get('BENCH_SUB_MAX_S', '3600'))
+    end = time.monotonic() + max_s
     try:
         while time.monotonic() < end:
             ex.spin_once(timeout_sec=0.2)

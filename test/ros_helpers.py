@@ -154,6 +154,19 @@ class Listener:
         self.context.try_shutdown()
 
 
+def publish_link(listener, pub, bps: float) -> None:
+    """Publish one external LinkQuality of ``bps`` (edge reachable, batch 1) on ``pub``."""
+    from edgent_ros.msg import LinkQuality
+    m = LinkQuality()
+    m.header.stamp = listener.node.get_clock().now().to_msg()
+    m.robot = 'test'
+    m.uplink_bandwidth_bps = float(bps)
+    m.edge_reachable = True
+    m.edge_batch_size = 1.0
+    m.source = LinkQuality.SOURCE_EXTERNAL
+    pub.publish(m)
+
+
 @pytest.fixture
 def listener(domain_id):
     """Yield a Listener, destroyed after the test."""

@@ -456,8 +456,13 @@ class Testbed:
                               timeout=timeout)
 
 
-def _udp_socket_in_netns(ns: str):
-    """Return a UDP socket that lives in network namespace ``ns`` (setns in a helper thread)."""
+def socket_in_netns(ns: str, make: Callable[[], socket.socket]) -> socket.socket:
+    """
+    Return the socket ``make()`` opens inside network namespace ``ns``.
+
+    A socket keeps the namespace it was created in: ``make`` runs in a helper thread that joins
+    ``ns`` (setns, this thread only) and ends right after, so the caller's namespace is untouched.
+    """
     result: Dict[str, object] = {}
 
     def work() -> None:
@@ -469,7 +474,7 @@ def _udp_socket_in_netns(ns: str):
                     raise OSError(ctypes.get_errno(), f'setns {ns}')
             finally:
                 os.close(fd)
-            result['sock'] = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            result['sock'] = make()
         except OSError as exc:
             result['error'] = exc
 
@@ -479,6 +484,11 @@ def _udp_socket_in_netns(ns: str):
     if 'sock' not in result:
         raise result.get('error') or OSError(f'cannot open a socket in {ns}')
     return result['sock']
+
+
+def _udp_socket_in_netns(ns: str) -> socket.socket:
+    """Return a UDP socket that lives in network namespace ``ns``."""
+    return socket_in_netns(ns, lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
 
 
 def _pid_alive(pid: int) -> bool:

@@ -19,19 +19,9 @@ from edgent_ros.core.weights import load_model
 from edgent_ros.core.datasets import load_sample
 from edgent_ros.core.inference import CoInference
 from edgent_ros.msg import ExitSplitDecision, InferenceResult, LinkQuality, Tensor
+from ros_helpers import publish_link
 
 N = 12
-
-
-def _link(listener, pub, bps):
-    m = LinkQuality()
-    m.header.stamp = listener.node.get_clock().now().to_msg()
-    m.robot = 'test'
-    m.uplink_bandwidth_bps = float(bps)
-    m.edge_reachable = True
-    m.edge_batch_size = 1.0
-    m.source = LinkQuality.SOURCE_EXTERNAL
-    pub.publish(m)
 
 
 def _params(listener, client, names):
@@ -66,7 +56,7 @@ def test_planner_chooses_an_encoding_and_the_frames_cross_with_it(procs, listene
     assert listener.spin_until(lambda: lq.get_subscription_count() > 0, 30.0)
 
     def decided():
-        _link(listener, lq, 0.2e6)
+        publish_link(listener, lq, 0.2e6)
         return any(d.encoding == 'jpeg' for d in listener.msgs('edgent/decision'))
     assert listener.spin_until(decided, 20.0), [
         (d.exit_index, d.split_index, d.encoding, d.reason)
@@ -76,7 +66,7 @@ def test_planner_chooses_an_encoding_and_the_frames_cross_with_it(procs, listene
     assert d.predicted_total_ms <= 90.0
 
     def pushed():
-        _link(listener, lq, 0.2e6)
+        publish_link(listener, lq, 0.2e6)
         return _params(listener, camera, ['exit_index', 'split_index', 'encoding']) == \
             [5, 0, 'jpeg']
     assert listener.spin_until(pushed, 15.0), procs.log('planner_node')

@@ -15,6 +15,7 @@ from edgent_ros.core.inference import CoInference
 from edgent_ros.core.weights import load_model
 from edgent_ros.msg import InferenceResult, Tensor
 from edgent_ros.nodes import qos
+from ros_helpers import publish_link
 
 N = 8
 
@@ -163,18 +164,8 @@ def test_planner_picks_a_bottleneck_cut_when_the_link_is_slow(procs, listener):
     assert listener.spin_until(camera.services_are_ready, 30.0)
     assert listener.spin_until(lambda: lq.get_subscription_count() > 0, 30.0)
 
-    def link():
-        m = LinkQuality()
-        m.header.stamp = listener.node.get_clock().now().to_msg()
-        m.robot = 'test'
-        m.uplink_bandwidth_bps = float(bps)
-        m.edge_reachable = True
-        m.edge_batch_size = 1.0
-        m.source = LinkQuality.SOURCE_EXTERNAL
-        lq.publish(m)
-
     def decided():
-        link()
+        publish_link(listener, lq, bps)
         return any(d.encoding == want.encoding for d in listener.msgs('edgent/decision'))
     assert listener.spin_until(decided, 20.0), [
         (d.exit_index, d.split_index, d.encoding, d.reason)
@@ -184,7 +175,7 @@ def test_planner_picks_a_bottleneck_cut_when_the_link_is_slow(procs, listener):
     assert 0 < d.split_index and d.predicted_total_ms <= deadline   # a mid-network cut
 
     def sent():
-        link()
+        publish_link(listener, lq, bps)
         return any(t.encoding == want.encoding and not t.probe
                    for t in listener.msgs('edgent/tensor'))
     assert listener.spin_until(sent, 30.0), procs.log('planner_node')
@@ -194,7 +185,7 @@ def test_planner_picks_a_bottleneck_cut_when_the_link_is_slow(procs, listener):
     assert all(len(t.data) == nbytes for t in frames), ([len(t.data) for t in frames], nbytes)
 
     def decoded():
-        link()
+        publish_link(listener, lq, bps)
         return len([o for o in listener.msgs('edgent/outcome')
                     if o.encoding == want.encoding and o.status == InferenceResult.STATUS_OK]) >= 3
     assert listener.spin_until(decoded, 30.0), (procs.log('camera_node'), procs.log('edge_node'))
