@@ -154,6 +154,24 @@ class Listener:
         self.context.try_shutdown()
 
 
+def get_parameters(listener, client, names, timeout: float = 5.0, attempts: int = 4):
+    """
+    Values of ``names`` from a parameter client, asking again when a reply is lost.
+
+    A service reply can be lost while the reply reader is still being discovered (the request
+    reached the server; ``services_are_ready`` only says the request side matched): the future
+    never completes. A new request after ``timeout`` seconds gets through; after ``attempts``
+    lost replies this fails with the node's name.
+    """
+    for _ in range(attempts):
+        fut = client.get_parameters(list(names))
+        if listener.spin_until(fut.done, timeout) and fut.result() is not None:
+            return fut.result().values
+        fut.cancel()
+    raise AssertionError(f'no get_parameters reply from {client.remote_node_name} '
+                         f'after {attempts} x {timeout} s')
+
+
 def publish_link(listener, pub, bps: float) -> None:
     """Publish one external LinkQuality of ``bps`` (edge reachable, batch 1) on ``pub``."""
     from edgent_ros.msg import LinkQuality

@@ -16,6 +16,7 @@ from rclpy.parameter_client import AsyncParameterClient
 
 from edgent_ros.nodes import qos
 from edgent_ros.msg import InferenceResult
+from ros_helpers import get_parameters
 
 if shutil.which('ros2') is None:
     pytest.skip('ros2 launch is not installed', allow_module_level=True)
@@ -69,9 +70,7 @@ def _nodes(listener):
 def _param(listener, node, name):
     client = AsyncParameterClient(listener.node, node)
     assert listener.spin_until(client.services_are_ready, 30.0), node
-    fut = client.get_parameters([name])
-    assert listener.spin_until(fut.done, 10.0)
-    v = fut.result().values[0]
+    v = get_parameters(listener, client, [name])[0]
     return {1: v.bool_value, 2: v.integer_value, 3: v.double_value, 4: v.string_value,
             9: list(v.string_array_value)}.get(v.type)
 

@@ -21,7 +21,7 @@ from rclpy.parameter_client import AsyncParameterClient
 import yaml
 
 from edgent_ros.nodes import launch_args
-from ros_helpers import Listener
+from ros_helpers import get_parameters, Listener
 
 if shutil.which('ros2') is None:
     pytest.skip('ros2 launch is not installed', allow_module_level=True)
@@ -102,9 +102,7 @@ class _Running:
             self.clients[node] = AsyncParameterClient(self.listener.node, node)
         client = self.clients[node]
         assert self.listener.spin_until(client.services_are_ready, CALL_TIMEOUT_S), node
-        fut = client.get_parameters([name])
-        assert self.listener.spin_until(fut.done, CALL_TIMEOUT_S), (node, name)
-        v = fut.result().values[0]
+        v = get_parameters(self.listener, client, [name])[0]
         return {1: v.bool_value, 2: v.integer_value, 3: v.double_value, 4: v.string_value,
                 9: list(v.string_array_value)}[v.type]
 

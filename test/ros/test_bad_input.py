@@ -19,6 +19,7 @@ from edgent_ros.core.datasets import load_sample
 from edgent_ros.core.inference import CoInference
 from edgent_ros.msg import InferenceResult, Tensor
 from edgent_ros.core.codec import encode, fill_message
+from ros_helpers import get_parameters
 
 
 @pytest.fixture(scope='module')
@@ -182,9 +183,8 @@ def test_bad_parameters_refused_with_reason(procs, listener):
             assert listener.spin_until(fut.done, 10.0)
             res = fut.result().result
             assert not res.successful and res.reason, (node, params)
-        fut = client.get_parameters(['exit_index', 'split_index'])
-        listener.spin_until(fut.done, 10.0)
-        assert [v.integer_value for v in fut.result().values] == [5, 0]   # nothing changed
+        values = get_parameters(listener, client, ['exit_index', 'split_index'])
+        assert [v.integer_value for v in values] == [5, 0]   # nothing changed
         fut = client.set_parameters_atomically([Parameter('exit_index', value=2),
                                                 Parameter('split_index', value=3)])
         listener.spin_until(fut.done, 10.0)

@@ -19,16 +19,14 @@ from edgent_ros.core.weights import load_model
 from edgent_ros.core.datasets import load_sample
 from edgent_ros.core.inference import CoInference
 from edgent_ros.msg import ExitSplitDecision, InferenceResult, LinkQuality, Tensor
-from ros_helpers import publish_link
+from ros_helpers import get_parameters, publish_link
 
 N = 12
 
 
 def _params(listener, client, names):
-    fut = client.get_parameters(names)
-    assert listener.spin_until(fut.done, 10.0)
     out = []
-    for v in fut.result().values:
+    for v in get_parameters(listener, client, names):
         out.append(v.string_value if v.type == 4 else v.integer_value if v.type == 2
                    else v.double_value)
     return out

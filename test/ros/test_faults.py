@@ -19,6 +19,7 @@ from edgent_ros.core.artifacts import load_accuracy, read_config
 from edgent_ros.msg import InferenceResult, LinkQuality
 from edgent_ros.core.optimizer import decide, EdgentProblem
 from edgent_ros.core.latency import LatencyModels
+from ros_helpers import get_parameters
 
 
 def _problem():
@@ -28,9 +29,8 @@ def _problem():
 
 
 def _params(listener, client):
-    fut = client.get_parameters(['exit_index', 'split_index'])
-    listener.spin_until(fut.done, 5.0)
-    return tuple(v.integer_value for v in fut.result().values)
+    values = get_parameters(listener, client, ['exit_index', 'split_index'])
+    return tuple(v.integer_value for v in values)
 
 
 def _link(listener, pub, bps):
@@ -73,7 +73,7 @@ def test_planner_killed_then_restarted(procs, listener):
     want_a = decide(problem, bw_a, deadline).config
     want_b = decide(problem, bw_b, deadline).config
     _link(listener, pub, bw_a)
-    assert listener.spin_until(lambda: _params(listener, client) == want_a, 3.0)
+    assert listener.spin_until(lambda: _params(listener, client) == want_a, 10.0)
 
     procs.stop('planner_node', sig=signal.SIGKILL)
     _link(listener, pub, bw_b)       # nobody plans now

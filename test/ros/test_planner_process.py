@@ -13,12 +13,11 @@ from rclpy.parameter_client import AsyncParameterClient
 
 from edgent_ros.nodes import qos
 from edgent_ros.msg import ExitSplitDecision, InferenceResult, LinkQuality
+from ros_helpers import get_parameters
 
 
 def _camera_params(listener, client):
-    fut = client.get_parameters(['exit_index', 'split_index'])
-    listener.spin_until(fut.done, 5.0)
-    vals = fut.result().values
+    vals = get_parameters(listener, client, ['exit_index', 'split_index'])
     return vals[0].integer_value, vals[1].integer_value
 
 
