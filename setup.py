@@ -13,9 +13,9 @@ setup(
     description='Edgent device-edge co-inference: multi-exit DNN split between robot and edge',
     license='Apache-2.0',   # text in LICENSE, which setuptools packages by default
     packages=['edgent_ros', 'edgent_ros.core', 'edgent_ros.offline', 'edgent_ros.nodes',
-              'edgent_ros.evaluation', 'edgent_ros.cli'],
+              'edgent_ros.evaluation', 'edgent_ros.cli', 'edgent_ros.models'],
     package_data={'edgent_ros': ['artifacts/*.json', 'artifacts/*.npz',
-                                 'artifacts/*.safetensors']},
+                                 'artifacts/*.safetensors', 'artifacts/*.yaml']},
     python_requires='>=3.10',
     install_requires=[
         'numpy>=1.26,<3',
@@ -27,6 +27,7 @@ setup(
         'opencv-python-headless>=4.8,<5',
         'matplotlib>=3.8',
         'tqdm>=4.66',
+        'pyyaml>=6',
     ],
     extras_require={'bags': ['rosbags>=0.10']},
     entry_points={

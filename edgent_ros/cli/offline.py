@@ -23,6 +23,7 @@ from ..core.artifacts import (ACCURACY_FILE, ACCURACY_FORMAT, ARTIFACT_DIR, int8
                               LATENCY_FILE, load_accuracy, load_confidence, load_encodings,
                               load_json, read_config, save_json)
 from ..core.config_map import DEFAULT_MET_TARGET
+from . import models as model_cli
 from ..core.latency import LatencyModels
 from ..core.optimizer import decide_policy, EdgentProblem, POLICIES, scale_robot
 from ..offline.batch_profile import BATCH_SIZES, CONFIGS, fit_beta, measure, plot
@@ -43,6 +44,8 @@ def _print_json(obj) -> None:
 
 def cmd_layers(args: argparse.Namespace) -> int:
     """Print the layer table of every branch (or one with ``--exit``)."""
+    if args.model:
+        return model_cli.cmd_layers_model(args)
     exits = [args.exit] if args.exit else list(range(1, NUM_EXITS + 1))
     rows = [r for e in exits for r in layer_table(SHIPPED_CONFIG, e)]
     if args.json:
@@ -102,6 +105,8 @@ def _load_problem(args: argparse.Namespace):
 
 def cmd_plan(args: argparse.Namespace) -> int:
     """Print the Edgent decision for one bandwidth and deadline, from the shipped artifacts."""
+    if args.model:
+        return model_cli.cmd_plan_model(args)
     cfg, problem = _load_problem(args)
     d = decide_policy(problem, args.policy, args.bandwidth_mbps * 1e6, args.deadline_ms)
     out = d.to_dict()
@@ -204,6 +209,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     """Run ``edgent-ros profile``: time layers (and branches) on the robot or the edge."""
     import torch
     from ..offline.profiling import HostInfo, RobotCpuLimit, run_profile, Timing
+    from ..offline.model_tools import run_profile_model
     if args.host not in HOSTS:
         raise ValueError(f'--host must be one of {HOSTS}, got {args.host!r}')
     repeats = args.repeats if args.repeats is not None else DEFAULT_REPEATS[args.host]
@@ -213,6 +219,12 @@ def cmd_profile(args: argparse.Namespace) -> int:
     results = _results_dir(args)
     args.out = args.out or results / f'profile_{args.host}.csv'
     args.branches_out = args.branches_out or results / f'branches_{args.host}.csv'
+
+    def run_profile(args, host, timing, run_layers=run_profile):
+        if args.model:      # direct per-block measurement of a described model
+            return run_profile_model(args.model, host, timing, args.model_latency,
+                                     host.window_s, log=lambda s: print(s, file=sys.stderr))
+        return run_layers(args, host, timing)
     # SIGTERM -> SystemExit, so RobotCpuLimit leaves and removes its cgroup.
     old = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
@@ -283,6 +295,12 @@ def add_profile_parser(subparsers: Any) -> argparse.ArgumentParser:
                    f'{CGROUP_CPU_ROOT} (default %(default)s)')
     s.add_argument('--seed', type=int, default=0, help='configuration sample and run order')
     s.add_argument('--no-progress', action='store_true', help='no progress bars')
+    s.add_argument('--model', type=Path, default=None,
+                   help='a model description: time each of its blocks and side heads at '
+                        'batch 1 instead (direct measurement), into <name>.latency.json')
+    s.add_argument('--model-latency', type=Path, default=None,
+                   help='with --model: block-latency JSON to merge into (default beside the '
+                        'description)')
     s.set_defaults(func=cmd_profile)
     return s
 
@@ -717,6 +735,8 @@ def add_parsers(sub: Any) -> None:
     s = sub.add_parser('layers', help='print the layer table of the multi-exit model')
     s.add_argument('--exit', type=int, choices=range(1, 6), help='only this exit')
     s.add_argument('--json', action='store_true', help='machine-readable output')
+    s.add_argument('--model', type=Path, default=None,
+                   help='a model description: print its cut points instead')
     s.set_defaults(func=cmd_layers)
 
     s = sub.add_parser('train', help='train the 5-exit AlexNet on CIFAR-10',
@@ -752,6 +772,7 @@ def add_parsers(sub: Any) -> None:
                    help='robot layer times x this (a slower robot class; the sweep uses 60)')
     s.add_argument('--json', action='store_true', help='machine-readable output')
     _add_artifact_args(s)
+    model_cli.add_model_plan_args(s)
     s.set_defaults(func=cmd_plan)
 
     s = sub.add_parser('info', help='print the model, accuracy table and latency-model errors')
@@ -759,6 +780,7 @@ def add_parsers(sub: Any) -> None:
     _add_artifact_args(s)
     s.set_defaults(func=cmd_info)
 
+    model_cli.add_parsers(sub)
     add_profile_parser(sub)
     add_fit_parser(sub)
     add_profile_batch_parser(sub)

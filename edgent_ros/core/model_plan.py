@@ -1,0 +1,131 @@
+"""
+Plan a described model without torch: its layer table, measured block times and exit accuracy.
+
+Three JSON artifacts beside a model description (``core.model_desc``), all tied to its model id:
+
+- the **table** (``core.described.model_table``, written by ``edgent-ros import``): per exit,
+  each layer's output shape and bytes;
+- the **block latencies** (``edgent-ros profile --model``, ``LATENCY_FORMAT``): per host, the
+  measured median ms of every trunk block and side head at batch 1 (direct measurement of the
+  deployed model, the alternative the Edgent paper's per-kind regression approximates);
+- the **accuracy** (``edgent-ros train-exits``, ``ACCURACY_FORMAT``): top-1 per exit.
+
+``problem_for`` turns them into an ``EdgentProblem``: split 0 sends the uint8 RGB frame at the
+model's input size, a cut sends its fp32 tensor (``bytes_per_element`` 1 for int8), the last
+split sends nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional
+
+from .artifacts import ArtifactError, load_json, save_json
+from .link import MESSAGE_OVERHEAD_BYTES
+from .optimizer import DEFAULT_OVERHEAD_MS, EdgentProblem
+
+TABLE_FORMAT = 'edgent_ros/model_table/1'
+LATENCY_FORMAT = 'edgent_ros/model_latency/1'
+ACCURACY_FORMAT = 'edgent_ros/model_accuracy/1'
+HOSTS = ('robot', 'edge')
+
+
+def load_table(path: Path, model_id: Optional[str] = None) -> Dict[str, Any]:
+    """Read a model table (checked format and checksum, and model id when given)."""
+    return _checked(load_json(Path(path), TABLE_FORMAT), path, model_id)
+
+
+def load_block_latency(path: Path, model_id: Optional[str] = None) -> Dict[str, Any]:
+    """Read measured block latencies (``{hosts: {host: {trunk: [ms], heads: [ms]}}}``)."""
+    return _checked(load_json(Path(path), LATENCY_FORMAT), path, model_id)
+
+
+def load_model_accuracy(path: Path, model_id: Optional[str] = None) -> Dict[int, float]:
+    """Read ``{exit: top1}`` of a described model."""
+    body = _checked(load_json(Path(path), ACCURACY_FORMAT), path, model_id)
+    try:
+        return {int(r['exit']): float(r['top1']) for r in body['exits']}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArtifactError(f'{path}: exits must be a list of {{exit, top1}} ({exc})') from exc
+
+
+def _checked(body: Dict[str, Any], path: Any, model_id: Optional[str]) -> Dict[str, Any]:
+    if model_id is not None and body.get('model_id') != model_id:
+        raise ArtifactError(f'{path}: belongs to model {body.get("model_id")!r}, not '
+                            f'{model_id!r}')
+    return body
+
+
+def save_block_latency(path: Path, model_id: str, host: str, trunk_ms: List[float],
+                       heads_ms: List[float], info: Mapping[str, Any]) -> Dict[str, Any]:
+    """Merge one host's block times into the latency file (other hosts are kept)."""
+    if host not in HOSTS:
+        raise ValueError(f'host must be one of {HOSTS}, got {host!r}')
+    body: Dict[str, Any] = {'model_id': model_id, 'hosts': {}}
+    if Path(path).is_file():
+        old = load_json(Path(path), LATENCY_FORMAT)
+        if old.get('model_id') == model_id:
+            body['hosts'] = dict(old.get('hosts', {}))
+    body['hosts'][host] = {'trunk_ms': [float(v) for v in trunk_ms],
+                           'heads_ms': [float(v) for v in heads_ms], 'info': dict(info)}
+    save_json(body, Path(path), LATENCY_FORMAT)
+    return body
+
+
+def branch_ms(table: Mapping[str, Any], latency: Mapping[str, Any], host: str
+              ) -> Dict[int, List[float]]:
+    """Per exit, the measured ms of each layer of its branch on ``host``."""
+    hosts = latency.get('hosts', {})
+    if host not in hosts:
+        raise ArtifactError(f'no block times for host {host!r} (have: '
+                            f'{", ".join(sorted(hosts)) or "none"}): edgent-ros profile '
+                            f'--model ... --host {host}')
+    trunk = hosts[host]['trunk_ms']
+    heads = hosts[host]['heads_ms']
+    out: Dict[int, List[float]] = {}
+    side = [x for x in table['exits'] if x['attach'] is not None]
+    for x in table['exits']:
+        e = int(x['exit'])
+        if x['attach'] is None:
+            row = list(trunk)
+        else:
+            k = side.index(x)
+            if k >= len(heads):
+                raise ArtifactError(f'block times have {len(heads)} heads, exit {e} needs one')
+            row = list(trunk[:int(x['attach'])]) + [heads[k]]
+        if len(row) != len(x['layers']):
+            raise ArtifactError(f'exit {e}: {len(row)} block times for {len(x["layers"])} '
+                                'layers (profiled another cut of the model?)')
+        out[e] = row
+    return out
+
+
+def split_bytes(table: Mapping[str, Any], bytes_per_element: float = 4.0
+                ) -> Dict[int, List[int]]:
+    """Per exit, payload bytes at splits 0..n: frame, each cut's tensor, 0."""
+    out = {}
+    for x in table['exits']:
+        layers = x['layers']
+        row = [int(table['frame_bytes'])]
+        row += [int(round(r['out_bytes'] / 4.0 * bytes_per_element)) for r in layers[:-1]]
+        out[int(x['exit'])] = row + [0]
+    return out
+
+
+def problem_for(table: Mapping[str, Any], latency: Mapping[str, Any],
+                accuracy: Mapping[int, float], overhead_ms: float = DEFAULT_OVERHEAD_MS,
+                bytes_per_element: float = 4.0, robot_time_scale: float = 1.0,
+                message_bytes: int = MESSAGE_OVERHEAD_BYTES) -> EdgentProblem:
+    """Return the ``EdgentProblem`` of a described model (see module docstring)."""
+    robot = branch_ms(table, latency, 'robot')
+    edge = branch_ms(table, latency, 'edge')
+    if float(robot_time_scale) != 1.0:
+        robot = {e: [v * float(robot_time_scale) for v in row] for e, row in robot.items()}
+    exits = sorted(robot)
+    missing = [e for e in exits if e not in accuracy]
+    if missing:
+        raise ArtifactError(f'no top-1 for exits {missing} (edgent-ros train-exits, or '
+                            '--assume-accuracy for a model with random weights)')
+    return EdgentProblem({e: accuracy[e] for e in exits}, robot, edge,
+                         split_bytes(table, bytes_per_element), overhead_ms,
+                         message_bytes=message_bytes)

@@ -1,0 +1,1 @@
+"""Plain-torch classifier backbones trained for the project (import torch only)."""
