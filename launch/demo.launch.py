@@ -12,8 +12,9 @@ from launch.actions import OpaqueFunction
 
 from edgent_ros.nodes import launch_args as la
 
-ARGS = ('robots', 'deadline_ms', 'policy', 'source', 'frame_id', 'edge_node', 'image_topic',
-        'params_file', 'use_sim_time', 'log_level', 'respawn', 'respawn_delay', 'viz', 'rviz')
+ARGS = ('robots', 'model', 'deadline_ms', 'policy', 'source', 'frame_id', 'edge_node',
+        'image_topic', 'params_file', 'use_sim_time', 'log_level', 'respawn', 'respawn_delay',
+        'viz', 'rviz')
 # the edge is shared: its exit/split are advisory, so the planners leave it alone
 PLANNER_DEFAULTS = {'edge_node': ''}
 

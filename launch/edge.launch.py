@@ -10,8 +10,8 @@ from launch.actions import OpaqueFunction
 
 from edgent_ros.nodes import launch_args as la
 
-ARGS = ('robot_namespaces', 'params_file', 'use_sim_time', 'log_level', 'respawn',
-        'respawn_delay')
+ARGS = ('robot_namespaces', 'model', 'params_file', 'use_sim_time', 'log_level',
+        'respawn', 'respawn_delay')
 
 
 def _nodes(context):

@@ -11,8 +11,9 @@ from launch.actions import OpaqueFunction
 
 from edgent_ros.nodes import launch_args as la
 
-ARGS = ('namespace', 'deadline_ms', 'policy', 'source', 'frame_id', 'edge_node', 'image_topic',
-        'params_file', 'use_sim_time', 'log_level', 'respawn', 'respawn_delay', 'viz', 'rviz')
+ARGS = ('namespace', 'model', 'deadline_ms', 'policy', 'source', 'frame_id', 'edge_node',
+        'image_topic', 'params_file', 'use_sim_time', 'log_level', 'respawn', 'respawn_delay',
+        'viz', 'rviz')
 
 
 def _nodes(context):

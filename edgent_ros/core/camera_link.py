@@ -28,11 +28,12 @@ import threading
 from typing import Callable, Deque, Dict, List, Optional, Set, Tuple
 
 from .arch import NUM_EXITS
-from .artifacts import load_accuracy
+from .artifacts import ArtifactError, load_accuracy
 from .diagnostics import camera_findings, DEFAULT_WINDOW_S, grade, Level, message, RecentCounts
 from .latency import LatencyModels
 from .ledger import FrameLedger, Pending
 from .link import BandwidthEstimator, EdgeWatchdog, Estimate, ProbePair, wire_bytes
+from .model_plan import load_block_latency, load_model_accuracy, load_table, problem_for
 from .optimizer import decide_policy, EdgentProblem, scale_robot
 from .validate import as_nonneg, as_positive
 
@@ -84,8 +85,9 @@ class FallbackPlanner:
     ``active`` says whether the fallback is in force; ``configuration`` applies it.
     """
 
-    def __init__(self, problem):
+    def __init__(self, problem, fixed: Optional[Tuple[int, int]] = None):
         self.problem = problem
+        self.fixed = fixed          # the device-only choice when there is no problem to solve
         self.active = False
         self._cache: Dict[float, Tuple[int, int]] = {}
 
@@ -103,9 +105,31 @@ class FallbackPlanner:
             LatencyModels.load(latency_models_path or None, model_id=model_id))
         return cls(scale_robot(problem, robot_time_scale))
 
+    @classmethod
+    def load_described(cls, files: Dict[str, str], model_id: str,
+                       robot_time_scale: float = 1.0, first_exit: Tuple[int, int] = (1, 1)
+                       ) -> Tuple['FallbackPlanner', str]:
+        """
+        Build for a described model from its table, block times and accuracy (``files``).
+
+        Without block times or accuracy nothing can be planned: the fallback is then the first
+        exit device-only (``first_exit``: its fewest layers), and the second value says why.
+        """
+        try:
+            table = load_table(files['table'], model_id)
+            problem = problem_for(table, load_block_latency(files['latency'], model_id),
+                                  load_model_accuracy(files['accuracy'], model_id),
+                                  robot_time_scale=robot_time_scale)
+        except ArtifactError as exc:
+            return cls(None, first_exit), (f'fallback is exit {first_exit[0]} device-only: '
+                                           f'{exc}')
+        return cls(problem), ''
+
     def device_only(self, deadline_ms: float) -> Tuple[int, int]:
         """Return the best device-only ``(exit, split)`` for ``deadline_ms`` (ms)."""
         key = float(deadline_ms)
+        if self.problem is None:
+            return self.fixed or (1, 1)
         if key not in self._cache:
             d = decide_policy(self.problem, 'device-only', 0.0, key)
             self._cache[key] = (int(d.exit_index), int(d.split_index))

@@ -22,13 +22,14 @@ the decoder before layer ``split``.
 from __future__ import annotations
 from dataclasses import dataclass
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 from .ledger import FrameRefused
 from .arch import check_split, CLASSES, EXIT_ATTACH, INPUT_SHAPE, split_tensor_shape
 from .bottleneck import Bottleneck, BottleneckSet
 from .codec import bottleneck_width
+from .described import DescribedModel
 from .model import MultiExitAlexNet, normalize_images
 
 
@@ -43,24 +44,28 @@ class Classification:
     exit_index: int = 0  # the exit that produced it (0: not recorded)
 
 
-def classify(logits: np.ndarray, exit_index: int = 0) -> Classification:
+def classify(logits: np.ndarray, exit_index: int = 0, classes: Sequence[str] = CLASSES
+             ) -> Classification:
     """Return argmax class, label and softmax of ``logits`` ``(num_classes,)`` or ``(1, n)``."""
     z = np.asarray(logits, dtype=np.float64).reshape(-1)
     p = np.exp(z - z.max())
     p /= p.sum()
     k = int(p.argmax())
-    return Classification(k, CLASSES[k] if k < len(CLASSES) else str(k), float(p[k]),
+    return Classification(k, classes[k] if k < len(classes) else str(k), float(p[k]),
                           p.astype(np.float32), int(exit_index))
 
 
-def check_points(exit_index: int, start: int, stop: int) -> Dict[int, int]:
+def check_points(exit_index: int, start: int, stop: int,
+                 attach: Optional[Dict[int, int]] = None) -> Dict[int, int]:
     """
     Return ``{attach index: side exit}`` of the side exits checked while running ``[start, stop)``.
 
-    Side exit ``e < exit_index`` is checked right after layer ``EXIT_ATTACH[e] - 1``, by the
-    host that runs that layer: attach points in ``(start, stop]``.
+    Side exit ``e < exit_index`` is checked right after layer ``attach[e] - 1`` (default the
+    AlexNet's ``EXIT_ATTACH``), by the host that runs that layer: attach points in
+    ``(start, stop]``.
     """
-    return {a: e for e, a in EXIT_ATTACH.items() if e < exit_index and start < a <= stop}
+    attach = EXIT_ATTACH if attach is None else attach
+    return {a: e for e, a in attach.items() if e < exit_index and start < a <= stop}
 
 
 def _entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -68,8 +73,9 @@ def _entropy(logits: torch.Tensor) -> torch.Tensor:
     return -(logp.exp() * logp).sum(1)
 
 
-def preprocess_image(image: np.ndarray, rgb: bool = True) -> np.ndarray:
-    """Return a uint8 RGB ``(32, 32, 3)`` frame from any HxWx3 (or HxW mono) uint8 image."""
+def preprocess_image(image: np.ndarray, rgb: bool = True,
+                     size: Tuple[int, int] = INPUT_SHAPE[1:]) -> np.ndarray:
+    """Return a uint8 RGB ``size`` (H, W) frame from any HxWx3 (or HxW mono) uint8 image."""
     import cv2
     img = np.asarray(image)
     if img.ndim == 2:
@@ -81,9 +87,11 @@ def preprocess_image(image: np.ndarray, rgb: bool = True) -> np.ndarray:
         img = img[:, :, ::-1]
     if img.dtype != np.uint8:
         raise ValueError(f'expected a uint8 image, got {img.dtype}')
-    if img.shape[:2] != INPUT_SHAPE[1:]:
-        img = cv2.resize(np.ascontiguousarray(img), INPUT_SHAPE[1:][::-1],
-                         interpolation=cv2.INTER_AREA)
+    size = (int(size[0]), int(size[1]))
+    if img.shape[:2] != size:
+        shrink = img.shape[0] >= size[0] and img.shape[1] >= size[1]
+        img = cv2.resize(np.ascontiguousarray(img), size[::-1],
+                         interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
     return np.ascontiguousarray(img)
 
 
@@ -99,17 +107,73 @@ class DeviceOutput:
 
 
 class CoInference:
-    """The partitioned model on one host (robot or edge)."""
+    """
+    The partitioned model on one host (robot or edge).
 
-    def __init__(self, model: MultiExitAlexNet, threads: Optional[int] = None,
-                 bottlenecks: Optional[BottleneckSet] = None):
-        self.model = model.eval()
-        if bottlenecks is not None and bottlenecks.model_id != model.model_id:
+    ``model``: the shipped ``MultiExitAlexNet`` or any described model
+    (``core.described.DescribedModel``): exits, their attach points, input size, normalisation
+    and classes come from it. Learned bottlenecks exist for the AlexNet only.
+    """
+
+    def __init__(self, model: Union[MultiExitAlexNet, DescribedModel],
+                 threads: Optional[int] = None, bottlenecks: Optional[BottleneckSet] = None):
+        self.described: Optional[DescribedModel] = None
+        if isinstance(model, DescribedModel):
+            if model.chain is None:                 # the shipped AlexNet, described
+                model = model.model
+            else:
+                self.described = model
+        if self.described is not None:
+            dm = self.described
+            self.model = dm.model.eval()
+            self._model_id = dm.model_id
+            self.num_exits = dm.num_exits
+            self.attach = {k + 1: a for k, a in enumerate(dm.model.attach)}
+            self.input_shape = tuple(dm.input_shape)
+            self.classes = tuple(dm.classes)
+            self._mean, self._std = dm.mean, dm.std
+        else:
+            self.model = model.eval()
+            self._model_id = model.model_id
+            self.num_exits = len(model._branches)
+            self.attach = dict(EXIT_ATTACH)
+            self.input_shape = tuple(INPUT_SHAPE)
+            self.classes = tuple(CLASSES)
+            self._mean, self._std = None, None
+        if bottlenecks is not None and bottlenecks.model_id != self._model_id:
             raise ValueError(f'bottlenecks are for {bottlenecks.model_id!r}, the model is '
-                             f'{model.model_id!r}')
+                             f'{self._model_id!r}')
         self.bottlenecks = bottlenecks
         if threads:
             torch.set_num_threads(int(threads))
+
+    def normalize(self, images_u8: torch.Tensor) -> torch.Tensor:
+        """uint8 RGB NHWC at the model's input size -> its normalised float NCHW input."""
+        if self.described is None:
+            return normalize_images(images_u8)
+        return self.described.normalize(images_u8)
+
+    def check_split(self, exit_index: int, split_index: int) -> None:
+        """Raise ValueError unless ``(exit_index, split_index)`` is a cut of this model."""
+        if self.described is None:
+            check_split(self.model.cfg, exit_index, split_index)
+            return
+        if isinstance(exit_index, bool) or not isinstance(exit_index, int) \
+                or not 1 <= exit_index <= self.num_exits:
+            raise ValueError(f'exit_index must be an integer in 1..{self.num_exits}, got '
+                             f'{exit_index!r}')
+        n = self.branch_len(exit_index)
+        if isinstance(split_index, bool) or not isinstance(split_index, int) \
+                or not 0 <= split_index <= n:
+            raise ValueError(f'split_index must be an integer in 0..{n} for exit '
+                             f'{exit_index}, got {split_index!r}')
+
+    def cut_shape(self, exit_index: int, split_index: int) -> Tuple[int, ...]:
+        """Per-frame shape of the tensor crossing at ``(exit, split)`` (split 0: C, H, W)."""
+        if self.described is None:
+            return tuple(split_tensor_shape(self.model.cfg, exit_index, split_index))
+        self.check_split(exit_index, split_index)
+        return tuple(self.described.chain.cuts[split_index].shape)
 
     @property
     def bottleneck_id(self) -> str:
@@ -121,7 +185,7 @@ class CoInference:
         """Return the bottleneck ``encoding`` carries at ``(exit, split)``; None if not one."""
         if bottleneck_width(encoding) is None:
             return None
-        if self.bottlenecks is None or not self.bottlenecks.covers(
+        if self.bottlenecks is None or self.described is not None or not self.bottlenecks.covers(
                 self.model.cfg, exit_index, split_index, encoding):
             raise FrameRefused('bottleneck', f'no {encoding} bottleneck at exit {exit_index} '
                                f'split {split_index} here' + (
@@ -132,7 +196,7 @@ class CoInference:
     @property
     def model_id(self) -> str:
         """Id of the loaded architecture/weights."""
-        return self.model.model_id
+        return self._model_id
 
     def branch_len(self, exit_index: int) -> int:
         """Return the number of layers of branch ``exit_index``."""
@@ -148,14 +212,14 @@ class CoInference:
         """
         rows = torch.arange(x.shape[0])
         done: Dict[int, Tuple[int, np.ndarray]] = {}
-        points = check_points(exit_index, start, stop) if threshold > 0 else {}
-        names = self.model._branches[exit_index]
+        points = check_points(exit_index, start, stop, self.attach) if threshold > 0 else {}
+        layers = self.model.branch(exit_index)
         for i in range(start, stop):
-            x = self.model.layers[names[i]](x)
+            x = layers[i](x)
             e = points.get(i + 1)
             if e is None:
                 continue
-            logits = self.model.run(x, e, EXIT_ATTACH[e])      # the side head
+            logits = self.model.run(x, e, self.attach[e])      # the side head
             conf = _entropy(logits) < threshold
             if bool(conf.any()):
                 for r, z in zip(rows[conf].tolist(), logits[conf].numpy()):
@@ -170,31 +234,31 @@ class CoInference:
     def device_step(self, frame_u8: np.ndarray, exit_index: int, split_index: int,
                     threshold: float = 0.0, encoding: str = 'raw') -> DeviceOutput:
         """
-        Run layers ``[0, split)`` on one uint8 RGB frame ``(32, 32, 3)``.
+        Run layers ``[0, split)`` on one uint8 RGB frame ``(H, W, 3)`` at the input size.
 
         With ``threshold`` > 0 (nats) the side exits before the cut are tried on the way: a
         confident one finishes the frame here (``classification``, nothing to send). With a
         bottleneck ``encoding`` (``bn<c>``) the tensor returned is its encoder's output
         (``FrameRefused('bottleneck')`` when there is none at this cut).
         """
-        check_split(self.model.cfg, exit_index, split_index)
+        self.check_split(exit_index, split_index)
         t0 = time.perf_counter()
         n = self.branch_len(exit_index)
         bn = self.bottleneck_for(exit_index, split_index, encoding) if split_index < n else None
         if split_index == 0:
             return DeviceOutput(np.ascontiguousarray(frame_u8[None]), None,
                                 (time.perf_counter() - t0) * 1e3)
-        x = normalize_images(torch.from_numpy(np.ascontiguousarray(frame_u8[None])))
+        x = self.normalize(torch.from_numpy(np.ascontiguousarray(frame_u8[None])))
         t1, c1 = time.perf_counter(), time.thread_time()
         y, rows, done = self._forward(x, exit_index, 0, split_index, threshold)
         layers = (time.perf_counter() - t1) * 1e3
         cpu = (time.thread_time() - c1) * 1e3
         if done:
             e, z = done[0]
-            return DeviceOutput(None, classify(z, e), (time.perf_counter() - t0) * 1e3, layers,
-                                cpu)
+            return DeviceOutput(None, classify(z, e, self.classes),
+                                (time.perf_counter() - t0) * 1e3, layers, cpu)
         if split_index == n:
-            out = classify(y.numpy(), exit_index)
+            out = classify(y.numpy(), exit_index, self.classes)
             return DeviceOutput(None, out, (time.perf_counter() - t0) * 1e3, layers, cpu)
         if bn is not None:
             y = bn.encode(y)
@@ -208,8 +272,8 @@ class CoInference:
         if bn is not None:
             return bn.spec.wire_shape
         if split_index == 0:
-            return (1,) + INPUT_SHAPE[1:] + (INPUT_SHAPE[0],)
-        return (1,) + tuple(split_tensor_shape(self.model.cfg, exit_index, split_index))
+            return (1,) + self.input_shape[1:] + (self.input_shape[0],)
+        return (1,) + self.cut_shape(exit_index, split_index)
 
     def validate(self, model_id: str, exit_index: int, split_index: int,
                  array: np.ndarray, encoding: str = 'raw', bottleneck_id: str = '') -> None:
@@ -223,7 +287,7 @@ class CoInference:
             raise FrameRefused('model_id', f'frame is for model {model_id!r}, '
                                f'this edge runs {self.model_id!r}')
         try:
-            check_split(self.model.cfg, int(exit_index), int(split_index))
+            self.check_split(int(exit_index), int(split_index))
         except ValueError as exc:
             raise FrameRefused('exit_split', str(exc)) from exc
         if split_index == self.branch_len(exit_index):
@@ -264,7 +328,7 @@ class CoInference:
         t0 = time.perf_counter()
         bn = self.bottleneck_for(exit_index, split_index, encoding)
         if split_index == 0:
-            x = normalize_images(torch.from_numpy(np.concatenate(
+            x = self.normalize(torch.from_numpy(np.concatenate(
                 [np.asarray(a, dtype=np.uint8) for a in arrays])))
         else:
             x = torch.from_numpy(np.concatenate([np.asarray(a, dtype=np.float32)
@@ -277,13 +341,13 @@ class CoInference:
         y, rows, done = self._forward(x, exit_index, split_index, n, threshold)
         out: List[Optional[Classification]] = [None] * len(arrays)
         for r, (e, z) in done.items():
-            out[r] = classify(z, e)
+            out[r] = classify(z, e, self.classes)
         for r, z in zip(rows.tolist(), y.numpy()):
-            out[r] = classify(z, exit_index)
+            out[r] = classify(z, exit_index, self.classes)
         return out, (time.perf_counter() - t0) * 1e3
 
     @torch.inference_mode()
     def full_forward(self, frame_u8: np.ndarray, exit_index: int) -> Classification:
         """In-process reference: the whole branch on one frame."""
-        x = normalize_images(torch.from_numpy(np.ascontiguousarray(frame_u8[None])))
-        return classify(self.model(x, exit_index).numpy(), exit_index)
+        x = self.normalize(torch.from_numpy(np.ascontiguousarray(frame_u8[None])))
+        return classify(self.model.run(x, exit_index).numpy(), exit_index, self.classes)

@@ -20,6 +20,7 @@ right after the device layers: the testbed's robot emulation (``evaluation.emula
 
 from __future__ import annotations
 
+from dataclasses import replace
 import threading
 import time
 from typing import Callable, Optional, TYPE_CHECKING
@@ -32,16 +33,17 @@ from sensor_msgs.msg import Image
 from . import qos
 from ..core.arch import NUM_EXITS
 from ..core.artifacts import ArtifactError
-from ..core.camera_link import (CameraLink, FallbackPlanner, FrameWorker, PROBE_EXIT,
-                                StartGate)
+from ..core.camera_link import CameraLink, FallbackPlanner, FrameWorker, StartGate
 from ..core.codec import bottleneck_width, effective_encoding, encode, ENCODINGS, known_encoding
 from ..core.datasets import load_sample, load_split
 from ..core.ledger import FrameRefused, MAX_THRESHOLD, Pending
 from ..core.link import arrival_s, BandwidthEstimator
+from ..core.tensor_wire import serialize
 from ..msg import InferenceResult, LinkQuality, Tensor
 from .camera_msgs import (fill_device_result, fill_edge_result, image_msg, link_quality_msg,
                           result_msg, stamp_ns, tensor_msg)
-from .node_util import (accept, declare, declare_diagnostics, diagnostic_status, load_runner,
+from .node_util import (accept, check_planned_model, declare, declare_diagnostics,
+                        declare_planned_model, diagnostic_status, load_runner,
                         publish_diagnostics, refuse, run)
 
 if TYPE_CHECKING:   # the runner imports torch when the node loads it, not at import
@@ -52,7 +54,7 @@ RO = {'read_only': True}
 # name: (default, description, declare() options); each becomes an attribute of the node, kept
 # current by _post_set. split_index's range is the loaded model's longest branch (set at start).
 PARAMETERS = {
-    'exit_index': (NUM_EXITS, 'branch to run (1..5)', {'int_range': (1, NUM_EXITS)}),
+    'exit_index': (NUM_EXITS, 'branch to run (1..number of exits of the model)', {}),
     'split_index': (0, 'layers [0, split) run on the robot; = branch length: device-only', {}),
     'source': ('sample', f'frame source: {", ".join(SOURCES)}', RO),
     'fps': (10.0, 'frames per second from file sources', {'float_range': (0.1, 200.0)}),
@@ -75,6 +77,8 @@ PARAMETERS = {
                  'tensors and outcomes); with source: topic the driver\'s frame_id wins', RO),
     'log_frames': (False, 'log one line per outcome', {}),
     'publish_frames': (True, 'publish each 32x32 frame on edgent/frame (for rviz)', {}),
+    'serialized_publish': (False, 'publish frame tensors as CDR bytes built by '
+                           'core.tensor_wire (one payload copy less, same wire format)', RO),
     'wait_for_edge_s': (5.0, 'file sources start once the edge subscribes to edgent/tensor, or '
                         'after this long', {'float_range': (0.0, 3600.0), **RO}),
     'wait_for_subscribers': (0, 'file sources also wait (up to wait_for_edge_s) for this many '
@@ -103,10 +107,13 @@ class CameraNode(Node):
         self.runner, self.model_id = load_runner(self, declare(
             self, 'weights_path', '', 'safetensors weights; empty = shipped model',
             read_only=True), 1, 64)
-        max_split = max(self.runner.branch_len(e) for e in range(1, NUM_EXITS + 1))
+        n_exits = self.runner.num_exits
+        max_split = max(self.runner.branch_len(e) for e in range(1, n_exits + 1))
         for name, (default, description, options) in PARAMETERS.items():
             if name == 'split_index':
                 options = {'int_range': (0, max_split)}
+            if name == 'exit_index':
+                default, options = n_exits, {'int_range': (1, n_exits)}
             setattr(self, name, declare(self, name, default, description, **options))
         self.diag_pub, window_s = declare_diagnostics(self, self._on_diagnostics)
         self.robot = self.get_namespace()          # Tensor.robot: results come back to it
@@ -120,9 +127,19 @@ class CameraNode(Node):
         if reason:
             self._fatal(reason)
         try:
-            fallback = FallbackPlanner.load(self.runner.model.cfg, self.model_id,
-                                            self.accuracy_path, self.latency_models_path,
-                                            self.robot_time_scale)
+            if self.runner.described is not None:
+                desc = self.runner.described.desc
+                files = {'table': desc.derived('.table.json'),
+                         'latency': self.latency_models_path or desc.derived('.latency.json'),
+                         'accuracy': self.accuracy_path or desc.derived('.accuracy.json')}
+                fallback, why = FallbackPlanner.load_described(
+                    files, self.model_id, self.robot_time_scale, (1, self.runner.branch_len(1)))
+                if why:
+                    self.get_logger().warning(why)
+            else:
+                fallback = FallbackPlanner.load(self.runner.model.cfg, self.model_id,
+                                                self.accuracy_path, self.latency_models_path,
+                                                self.robot_time_scale)
         except (ArtifactError, ValueError) as exc:
             self._fatal(f'cannot load fallback artifacts: {exc}')
         # drop_confirm 2: one slow sample (a result held up on the way back) must not collapse
@@ -137,6 +154,7 @@ class CameraNode(Node):
                                diagnostics_window_s=window_s)
         self.gate = StartGate(time.monotonic(), self.wait_for_edge_s)
         self.lock = threading.Lock()   # the dynamic parameters: executor and worker read them
+        declare_planned_model(self)
         self.add_on_set_parameters_callback(self._on_set)
         self.add_post_set_parameters_callback(self._post_set)
 
@@ -160,7 +178,9 @@ class CameraNode(Node):
             self.images, self.labels = (load_sample() if self.source == 'sample'
                                         else load_split('test'))
             self.timer = self.create_timer(1.0 / self.fps, self._on_timer)
-        probe = self.images[0] if self.images is not None else np.zeros((32, 32, 3), np.uint8)
+        self.frame_size = tuple(self.runner.input_shape[1:])     # (H, W) of the model input
+        probe = (self._fit(self.images[0]) if self.images is not None
+                 else np.zeros(self.frame_size + (3,), np.uint8))
         self.probe = encode(np.ascontiguousarray(probe[None]), 'raw', name='probe')
         self.link_pub = self.create_publisher(LinkQuality, 'edgent/link_quality',
                                               qos.LINK_QUALITY)
@@ -179,8 +199,8 @@ class CameraNode(Node):
         raise SystemExit(2)
 
     def _check_pair(self, exit_index: int, split_index: int, encoding: str) -> str:
-        if not 1 <= exit_index <= NUM_EXITS:
-            return f'exit_index {exit_index} not in 1..{NUM_EXITS}'
+        if not 1 <= exit_index <= self.runner.num_exits:
+            return f'exit_index {exit_index} not in 1..{self.runner.num_exits}'
         n = self.runner.branch_len(exit_index)
         if not 0 <= split_index <= n:
             return f'split_index {split_index} out of range 0..{n} for exit {exit_index}'
@@ -193,8 +213,10 @@ class CameraNode(Node):
 
     def _on_set(self, params):
         new = {p.name: p.value for p in params}
-        reason = ''
-        if 'encoding' in new and not known_encoding(new['encoding']):
+        reason = check_planned_model(new, self.model_id)
+        if reason:
+            pass   # a decision for another model: nothing else matters
+        elif 'encoding' in new and not known_encoding(new['encoding']):
             reason = (f'encoding must be one of {sorted(ENCODINGS)} or bn<c>, got '
                       f'{new["encoding"]!r}')
         elif {'exit_index', 'split_index', 'encoding'} & set(new):
@@ -241,14 +263,22 @@ class CameraNode(Node):
             return   # the file source ended
         i = self._cursor % len(self.images)
         self._cursor = i + 1
-        self.worker.submit((self.images[i], int(self.labels[i]), None))
+        self.worker.submit((self._fit(self.images[i]), int(self.labels[i]), None))
+
+    def _fit(self, image: np.ndarray) -> np.ndarray:
+        """Return a bundled 32x32 frame at the model input size (unchanged for the AlexNet)."""
+        if tuple(image.shape[:2]) == self.frame_size:
+            return image
+        from ..core.inference import preprocess_image
+        return preprocess_image(image, size=self.frame_size)
 
     def _on_image(self, msg: Image) -> None:
         if self.max_frames and self.link.produced >= self.max_frames:
             return
         from ..core.inference import preprocess_image
         try:
-            frame = preprocess_image(self.bridge.imgmsg_to_cv2(msg, desired_encoding='rgb8'))
+            frame = preprocess_image(self.bridge.imgmsg_to_cv2(msg, desired_encoding='rgb8'),
+                                     size=self.frame_size)
         except Exception as exc:  # cv_bridge raises CvBridgeError and others on bad images
             self._drop(self.link.new_frame(), msg.header.stamp, -1, 'bad_image', 0.0)
             self.get_logger().warning(f'bad image dropped: {exc}', throttle_duration_sec=5.0)
@@ -314,15 +344,16 @@ class CameraNode(Node):
             return
         enc = encode(out.tensor, effective_encoding(encoding, image=split_index == 0),
                      name='input' if split_index == 0 else f'split{split_index}')
+        # serialized_publish: the message without its payload, the payload given to serialize
         msg = tensor_msg(stamp, self.optical_frame, self.robot, self.model_id, seq, exit_index,
-                         split_index, enc)
+                         split_index, replace(enc, data=b'') if self.serialized_publish else enc)
         msg.device_compute_ms, msg.confidence_threshold = out.device_ms, threshold
         if bottleneck_width(msg.encoding) is not None:
             msg.bottleneck_id = self.runner.bottleneck_id
         self.link.sent(Pending(seq, time.monotonic(), capture_s, exit_index, split_index,
                                enc.nbytes, out.device_ms, true_class, deadline_ms,
                                stamp_ns(stamp)))
-        self.tensor_pub.publish(msg)
+        self.tensor_pub.publish(serialize(msg, enc.data) if self.serialized_publish else msg)
 
     # -- results and the link -----------------------------------------------------------------
     def _on_message_lost(self, info) -> None:
@@ -360,7 +391,7 @@ class CameraNode(Node):
             for seq in self.link.start_probe(now, self.probe.nbytes):
                 self.tensor_pub.publish(tensor_msg(
                     self.get_clock().now().to_msg(), self.optical_frame, self.robot,
-                    self.model_id, seq, PROBE_EXIT, 0, self.probe, probe=True))
+                    self.model_id, seq, self.runner.num_exits, 0, self.probe, probe=True))
         self.link_pub.publish(link_quality_msg(report, self.get_clock().now().to_msg(),
                                                self.robot))
 

@@ -31,14 +31,15 @@ from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 
 from . import qos
-from ..core.arch import NUM_EXITS
 from ..core.batching import Batch, BatchQueue
 from ..core.diagnostics import count_of, edge_findings, grade, message, RecentCounts
 from ..core.ledger import check_threshold, FrameRefused, SequenceTracker
 from ..msg import InferenceResult, Tensor
-from .node_util import (accept, declare, declare_diagnostics, diagnostic_status, load_runner,
+from .node_util import (accept, check_planned_model, declare, declare_diagnostics,
+                        declare_planned_model, diagnostic_status, load_runner,
                         publish_diagnostics, refuse, run, stamp_to_s)
 from ..core.codec import bottleneck_width, CodecError, from_message
+from ..core.tensor_wire import parse
 
 
 class EdgeNode(Node):
@@ -49,10 +50,11 @@ class EdgeNode(Node):
         weights = declare(self, 'weights_path', '', 'safetensors weights; empty = shipped model',
                           read_only=True)
         self.runner, self.model_id = load_runner(self, weights, 2, 256)
-        max_split = max(self.runner.branch_len(e) for e in range(1, NUM_EXITS + 1))
-        self.exit_index = declare(self, 'exit_index', NUM_EXITS,
+        n_exits = self.runner.num_exits
+        max_split = max(self.runner.branch_len(e) for e in range(1, n_exits + 1))
+        self.exit_index = declare(self, 'exit_index', n_exits,
                                   'advisory: branch expected next (warm-up)',
-                                  int_range=(1, NUM_EXITS))
+                                  int_range=(1, n_exits))
         self.split_index = declare(self, 'split_index', 0, 'advisory: split expected next',
                                    int_range=(0, max_split))
         max_queue = declare(self, 'max_queue', 4, 'frames waiting at most; older dropped',
@@ -72,9 +74,13 @@ class EdgeNode(Node):
         namespaces = declare(self, 'robot_namespaces', [''],
                              'robots served: one tensor/result topic pair per namespace',
                              read_only=True)
+        raw = declare(self, 'raw_subscription', False, 'take edgent/tensor as CDR bytes, parsed '
+                      'by core.tensor_wire (the payload stays in the received buffer; any '
+                      'Tensor publisher works)', read_only=True)
         self.counts: Counter = Counter()    # since start: values of the diagnostic status
         self.diag_pub, window_s = declare_diagnostics(self, self._on_diagnostics)
         self.recent = RecentCounts(window_s)   # the same events, recent: the status's level
+        declare_planned_model(self)
         self.add_on_set_parameters_callback(self._on_set)
         self.add_post_set_parameters_callback(self._post_set)
 
@@ -92,7 +98,7 @@ class EdgeNode(Node):
                 Tensor, f'{topic_ns}edgent/tensor', lambda m, ns=ns: self._on_tensor(ns, m),
                 qos.TENSOR, event_callbacks=SubscriptionEventCallbacks(
                     message_lost=self._on_message_lost,
-                    incompatible_qos=self._on_incompatible_qos))
+                    incompatible_qos=self._on_incompatible_qos), raw=raw)
         self._stop = False
         self.worker = threading.Thread(target=self._work, name='edge_worker', daemon=True)
         self.worker.start()
@@ -102,6 +108,9 @@ class EdgeNode(Node):
 
     def _on_set(self, params):
         new = {p.name: p.value for p in params}
+        reason = check_planned_model(new, self.model_id)
+        if reason:
+            return refuse(reason)
         if 'exit_index' in new or 'split_index' in new:
             e = int(new.get('exit_index', self.exit_index))
             s = int(new.get('split_index', self.split_index))
@@ -133,6 +142,15 @@ class EdgeNode(Node):
     # -- receive ----------------------------------------------------------------------------
     def _on_tensor(self, ns: str, msg: Tensor) -> None:
         arrival = time.monotonic()
+        if isinstance(msg, bytes):   # raw_subscription: a WireTensor, data a view of the bytes
+            try:
+                msg = parse(msg)
+            except CodecError as exc:   # no sequence to answer: counted, the camera times out
+                self.counts['refused:malformed'] += 1
+                self.recent.add('refused:malformed', arrival)
+                self.get_logger().warning(f'unreadable tensor on "{ns or "/"}": {exc}',
+                                          throttle_duration_sec=2.0)
+                return
         try:
             array = from_message(msg, max_bytes=self.max_payload_bytes)
             self.runner.validate(msg.model_id, int(msg.exit_index), int(msg.split_index), array,
@@ -195,7 +213,9 @@ class EdgeNode(Node):
     @staticmethod
     def _result_for(msg: Tensor) -> InferenceResult:
         res = InferenceResult()
-        res.header = msg.header
+        stamp = msg.header.stamp     # a Tensor's or a tensor_wire.WireTensor's header
+        res.header.stamp.sec, res.header.stamp.nanosec = stamp.sec, stamp.nanosec
+        res.header.frame_id = msg.header.frame_id
         res.robot, res.probe = msg.robot, msg.probe
         res.sequence = msg.sequence
         res.model_id = msg.model_id

@@ -49,6 +49,9 @@ ARGUMENTS: Dict[str, Tuple[str, str]] = {
                           'params_file, else config: camera_optical_frame)'),
     'edge_node': (NOT_SET, 'planner_node: the edge node it tells the chosen exit/split (not '
                            "set: params_file, else config: edge_node; the demo: '' = none)"),
+    'model': (NOT_SET, 'model description (YAML/JSON) for camera_node, planner_node and '
+                       'edge_node: all three must run the same model (not set: params_file, '
+                       'else the shipped AlexNet)'),
     'image_topic': ('image_raw', 'sensor_msgs/Image topic remapped to the camera image_raw '
                                  '(source:=topic)'),
     'params_file': (NOT_SET, 'YAML with <node>: ros__parameters: ... applied after '
@@ -73,6 +76,7 @@ OVERRIDES: Dict[str, Tuple[type, Tuple[str, ...]]] = {
     'edge_node': (str, ('planner_node',)),
     'robot_namespaces': (list, ('edge_node',)),
     'use_sim_time': (bool, ALL_NODES),
+    'model': (str, ('camera_node', 'planner_node', 'edge_node')),
 }
 
 Params = List[Union[str, Dict[str, Any]]]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import rclpy
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
@@ -56,20 +56,36 @@ def stamp_to_s(stamp: Any) -> float:
 
 def load_runner(node: Node, weights: str, threads: int, max_threads: int):
     """
-    Load the weights into a CoInference runner and declare ``threads`` and ``model_id``.
+    Load the model into a CoInference runner; declare ``model``, ``threads`` and ``model_id``.
 
-    Exits the process (code 2, fatal log naming the file) on a missing or garbled weights file,
-    or when the ``model_id`` parameter names another model than the weights.
+    ``model`` (read-only) is a model description (``edgent-ros import``); empty: the shipped
+    5-exit AlexNet with ``weights``. Exits the process (code 2, fatal log naming the file and
+    the reason) on a missing or garbled file, a model that cannot be cut, both ``model`` and
+    ``weights`` given, or when the ``model_id`` parameter names another model.
     """
     from ..core.weights import load_model
+    from ..core.described import load_described
     from ..core.inference import CoInference
+    path = declare(node, 'model', '', 'model description (YAML/JSON; edgent-ros import); '
+                   'empty = the shipped 5-exit AlexNet (weights_path)', read_only=True)
+    n_threads = declare(node, 'threads', threads, 'torch threads',
+                        int_range=(1, max_threads), read_only=True)
     try:
-        model = load_model(weights or None)
-        runner = CoInference(model, bottlenecks=_bottlenecks(node, model.model_id),
-                             threads=declare(node, 'threads', threads, 'torch threads',
-                                             int_range=(1, max_threads), read_only=True))
-    except ArtifactError as exc:
-        node.get_logger().fatal(str(exc))
+        if path:
+            if weights:
+                raise ValueError(f'give model ({path}) or weights_path ({weights}), not both: '
+                                 'a description names its own weights')
+            dm = load_described(path)
+            for note in dm.notes:
+                node.get_logger().warning(f'model {dm.model_id}: {note}')
+            runner = CoInference(dm, threads=n_threads,
+                                 bottlenecks=_bottlenecks(node, dm.model_id, allowed=False))
+        else:
+            model = load_model(weights or None)
+            runner = CoInference(model, bottlenecks=_bottlenecks(node, model.model_id),
+                                 threads=n_threads)
+    except (ArtifactError, ValueError) as exc:   # DescriptionError, CutError are ValueErrors
+        node.get_logger().fatal(f'cannot load the model: {exc}')
         raise SystemExit(2) from exc
     model_id = declare(node, 'model_id', runner.model_id,
                        'model the weights must match (read only)', read_only=True)
@@ -80,7 +96,27 @@ def load_runner(node: Node, weights: str, threads: int, max_threads: int):
     return runner, model_id
 
 
-def _bottlenecks(node: Node, model_id: str):
+def declare_planned_model(node: Node) -> None:
+    """
+    Declare ``planned_model_id``: the planner sends its model id with every decision.
+
+    ``check_planned_model`` then refuses a decision planned for another model, so camera,
+    edge and planner never run together on different models without saying so.
+    """
+    declare(node, 'planned_model_id', '', 'model id of the planner\'s last decision (set by '
+            'the planner; a decision for another model is refused)')
+
+
+def check_planned_model(new: Dict[str, Any], model_id: str) -> str:
+    """Return why a parameter set from a planner of another model is refused ('' if not)."""
+    planned = new.get('planned_model_id', '')
+    if planned and planned != model_id:
+        return (f'the planner plans model {planned!r}, this node runs {model_id!r}: start the '
+                'planner with the same model (parameter model) as camera and edge')
+    return ''
+
+
+def _bottlenecks(node: Node, model_id: str, allowed: bool = True):
     """
     Load the learned bottlenecks named by read-only ``bottlenecks_path`` (bn<c> encodings).
 
@@ -90,6 +126,11 @@ def _bottlenecks(node: Node, model_id: str):
     from ..core.bottleneck import BottleneckError, default_path, load_bottlenecks
     path = declare(node, 'bottlenecks_path', '', 'learned bottleneck weights (bn<c> '
                    'encodings); empty = shipped set if it fits the model', read_only=True)
+    if not allowed:   # a described model: learned bottlenecks exist for the AlexNet only
+        if path:
+            raise ValueError('bottlenecks_path is for the shipped AlexNet; a described model '
+                             'has no learned bottlenecks')
+        return None
     if not path and not default_path().is_file():
         return None
     try:

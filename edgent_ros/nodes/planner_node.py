@@ -23,7 +23,7 @@ from __future__ import annotations
 from functools import partial
 import math
 import time
-from typing import Optional
+from typing import Any, Dict, Optional
 
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -36,6 +36,8 @@ from ..core.config_map import ConfigMap, MapStrategy
 from ..core.diagnostics import grade, message, PlannerHealth, planner_findings, RecentCounts
 from ..core.latency import LatencyModels
 from ..core.ledger import MAX_THRESHOLD
+from ..core.model_desc import load_description
+from ..core.model_plan import load_block_latency, load_model_accuracy, load_table, problem_for
 from ..core.optimizer import Decision, EdgentProblem, PLANNER_POLICIES, scale_robot
 from ..core.planner import LinkReport, Outcome, Planner, SETTINGS
 from ..msg import ExitSplitDecision, InferenceResult, LinkQuality
@@ -62,6 +64,9 @@ class _Target:
         self.last = 'none yet'     # the last push's outcome, at last_s (monotonic s)
         self.last_s: Optional[float] = None
         self.ok_once = False       # a push has been acknowledged since start
+        self.model_id: Optional[str] = None   # the node's model_id parameter, once read
+        self.model_future = None
+        self.model_asked_s = 0.0
 
     def record(self, outcome: str, now_s: float) -> None:
         """Remember the last push's ``outcome`` (``ok``, ``refused: ...``, ``timeout``, ...)."""
@@ -76,6 +81,10 @@ class PlannerNode(Node):
         super().__init__('planner_node', **kwargs)
         weights = declare(self, 'weights_path', '', 'weights whose header names the model '
                           '(only the architecture is read); empty = shipped', read_only=True)
+        model_path = declare(self, 'model', '', 'model description (YAML/JSON): plan it from '
+                             'the table, block times and accuracy beside it (edgent-ros import, '
+                             'profile --model, train-exits); empty = the shipped AlexNet',
+                             read_only=True)
         acc_path = declare(self, 'accuracy_path', '', 'accuracy table JSON; empty = shipped',
                            read_only=True)
         lat_path = declare(self, 'latency_models_path', '',
@@ -106,12 +115,27 @@ class PlannerNode(Node):
                                              'ratios older than this are forgotten',
                                              float_range=(1.0, 3600.0), read_only=True)}
         self._acc_path = acc_path or None
+        self.described: Optional[Dict[str, Any]] = None   # table, latency, accuracy (--model)
+        self.models: Optional[LatencyModels] = None
         try:
-            self.cfg = read_config(weights or None)
-            self.model_id = self.cfg.model_id()
-            self.accuracy = load_accuracy(self._acc_path, model_id=self.model_id)
-            self.models = LatencyModels.load(lat_path or None, model_id=self.model_id)
             self._overhead_ms, self._robot_scale = overhead_ms, robot_scale
+            if model_path:
+                if weights:
+                    raise ValueError('give model or weights_path, not both')
+                desc = load_description(model_path)
+                table = load_table(desc.derived('.table.json'))
+                self.model_id = table['model_id']
+                self.described = {
+                    'table': table,
+                    'latency': load_block_latency(lat_path or desc.derived('.latency.json'),
+                                                  self.model_id),
+                    'accuracy': load_model_accuracy(acc_path or desc.derived('.accuracy.json'),
+                                                    self.model_id)}
+            else:
+                self.cfg = read_config(weights or None)
+                self.model_id = self.cfg.model_id()
+                self.accuracy = load_accuracy(self._acc_path, model_id=self.model_id)
+                self.models = LatencyModels.load(lat_path or None, model_id=self.model_id)
             problem = self._build_problem(self.encodings, self.confidence_threshold)
         except (ArtifactError, ValueError) as exc:
             self.get_logger().fatal(f'cannot load planner artifacts: {exc}')
@@ -151,8 +175,8 @@ class PlannerNode(Node):
         edge = declare(self, 'edge_node', 'edge_node',
                        'edge node to tell (advisory warm-up); empty = none', read_only=True)
         try:
-            self.planner = Planner(problem, **p,
-                                   batch_factor=partial(self.models.batch_factor, 'edge'))
+            self.planner = Planner(problem, **p, batch_factor=(
+                partial(self.models.batch_factor, 'edge') if self.models is not None else None))
         except ValueError as exc:
             self.get_logger().fatal(str(exc))
             raise SystemExit(2) from exc
@@ -176,6 +200,14 @@ class PlannerNode(Node):
 
     def _build_problem(self, encodings, threshold: float) -> EdgentProblem:
         """Return the planning problem for these encodings and confidence threshold."""
+        if self.described is not None:
+            if list(encodings) != ['raw'] or threshold > 0:
+                raise ValueError('encodings and confidence early exit are measured for the '
+                                 'shipped AlexNet only; a described model plans raw tensors')
+            d = self.described
+            return problem_for(d['table'], d['latency'], d['accuracy'],
+                               overhead_ms=self._overhead_ms,
+                               robot_time_scale=self._robot_scale)
         table = (load_encodings(self._acc_path, model_id=self.model_id)
                  if list(encodings) != ['raw'] else None)
         conf = load_confidence(self._acc_path, model_id=self.model_id) if threshold > 0 else None
@@ -275,7 +307,10 @@ class PlannerNode(Node):
                 continue
             if not t.client.services_are_ready():
                 continue   # retried by the timer
-            params = [Parameter('exit_index', value=int(want[0])),
+            if not self._same_model(t):
+                continue   # asked (or refused): no decision for a node of another model
+            params = [Parameter('planned_model_id', value=self.model_id),
+                      Parameter('exit_index', value=int(want[0])),
                       Parameter('split_index', value=int(want[1]))]
             if want[2] is not None:
                 params += [Parameter('deadline_ms', value=float(want[2])),
@@ -284,6 +319,38 @@ class PlannerNode(Node):
             t.pending, t.sent_s = want, time.monotonic()
             t.future = t.client.set_parameters_atomically(
                 params, callback=lambda f, t=t, want=want: self._on_set_done(t, want, f))
+
+    def _same_model(self, t: _Target) -> bool:
+        """Read the node's ``model_id`` once; say whether it is the planned model."""
+        if t.model_id is None:
+            now = time.monotonic()
+            if t.model_future is not None and not t.model_future.done() \
+                    and now - t.model_asked_s > self.set_timeout_s:
+                t.model_future.cancel()       # a lost reply: ask again
+                t.model_future = None
+            if t.model_future is None or t.model_future.done():
+                t.model_asked_s = now
+                t.model_future = t.client.get_parameters(
+                    ['model_id'], callback=lambda f, t=t: self._on_model_id(t, f))
+            return False
+        return t.model_id == self.model_id
+
+    def _on_model_id(self, t: _Target, future) -> None:
+        try:
+            value = future.result().values[0]
+        except Exception:   # service went away, or no reply: asked again by the timer
+            return
+        t.model_id = value.string_value
+        if t.model_id != self.model_id:
+            reason = (f'{t.name} runs model {t.model_id!r}, the planner plans model '
+                      f'{self.model_id!r}: no decision is sent; start both with the same model '
+                      '(parameter model)')
+            t.refusals += 1
+            t.record(f'refused: {reason}', time.monotonic())
+            self.recent.add(f'push_failed:{t.name}', time.monotonic())
+            self.get_logger().error(reason)
+        else:
+            self._push()
 
     def _on_set_done(self, t: _Target, want: tuple, future) -> None:
         if future.cancelled():
@@ -316,6 +383,9 @@ class PlannerNode(Node):
         for t in self.targets:
             if t.future is None and t.applied is not None and now - t.sent_s > 5.0:
                 t.applied = None   # re-assert every 5 s: a restarted node gets it back
+                t.model_id = None  # ... and its model is read again (it may have changed)
+            if t.model_id not in (None, self.model_id) and now - t.model_asked_s > 5.0:
+                t.model_id = None  # a node of another model: look again every 5 s
             if t.future is not None and not t.future.done() \
                     and now - t.sent_s > self.set_timeout_s:
                 t.future.cancel()
