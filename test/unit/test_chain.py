@@ -329,3 +329,37 @@ def test_plan_model_cli_reads_json_only(tmp_path, toy_desc):
     out = json.loads(r.stdout)
     assert out['model_id'] == table['model_id'] and out['feasible'] is True
     assert out['accuracy_source'].startswith('assumed')
+
+
+def test_co_inference_runs_a_described_model_at_every_split(toy_desc):
+    from edgent_ros.core.inference import CoInference, preprocess_image
+    from edgent_ros.core.ledger import FrameRefused
+    x, _ = _colour_data(40, 2)
+    train_exits(toy_desc.path, x, _colour_data(40, 3)[1], x[:8], _colour_data(8, 4)[1],
+                ExitTrainConfig(epochs=1, batch_size=8, threads=1), log=lambda s: None)
+    runner = CoInference(load_described(toy_desc.path))
+    assert runner.num_exits == 3 and runner.input_shape == (3, 16, 16)
+    assert runner.classes == ('red', 'green', 'blue')
+    frame = preprocess_image(np.kron(x[0], np.ones((30, 40, 1), np.uint8)), size=(16, 16))
+    assert frame.shape == (16, 16, 3)                      # a 480x640 image, resized
+    for e in (1, 2, 3):
+        want = runner.full_forward(frame, e)
+        n = runner.branch_len(e)
+        for s in range(n + 1):
+            out = runner.device_step(frame, e, s)
+            if s == n:
+                assert out.classification.class_id == want.class_id
+                continue
+            assert out.tensor.shape == runner.expected_shape(e, s)
+            runner.validate(runner.model_id, e, s, out.tensor)
+            got, _ = runner.edge_step(out.tensor, e, s)
+            assert got.class_id == want.class_id and got.label == want.label
+            assert np.allclose(got.scores, want.scores, atol=1e-6)
+    with pytest.raises(FrameRefused, match='shape'):
+        runner.validate(runner.model_id, 3, 2, np.zeros((1, 4, 4, 4), np.float32))
+    with pytest.raises(FrameRefused, match='exit_index must be an integer in 1..3'):
+        runner.validate(runner.model_id, 4, 0, np.zeros((1, 16, 16, 3), np.uint8))
+    with pytest.raises(FrameRefused, match='model'):
+        runner.validate('alexnet5-cifar10-v1-baf6a595', 3, 0, np.zeros((1, 16, 16, 3), np.uint8))
+    with pytest.raises(FrameRefused, match='no bn4 bottleneck'):
+        runner.device_step(frame, 3, 2, encoding='bn4')
