@@ -189,7 +189,8 @@ def _sweep_action(args: argparse.Namespace) -> int:
         try:
             n = run_sweep(out, bws, dls, pols, 4 if args.smoke else args.frames,
                           robot_scale=args.robot_scale, fresh=args.fresh,
-                          frames_csv=Path(args.frames_csv) if args.frames_csv else None)
+                          frames_csv=Path(args.frames_csv) if args.frames_csv else None,
+                          model=args.model)
         except (ValueError, OSError) as exc:
             print(f'edgent-ros sweep: {exc}', file=sys.stderr)
             return 2
@@ -243,6 +244,9 @@ def add_sweep_parser(sub) -> None:
     r.add_argument('--frames-csv', default=None, help='per-frame rows (default: '
                    '<out>_frames.csv)')
     r.add_argument('--fresh', action='store_true', help='start over (delete the results CSV)')
+    r.add_argument('--model', type=Path, default=None,
+                   help='a model description: camera, edge and planner run it (raw tensors; '
+                        'its table, block times and accuracy beside it); default the AlexNet')
     t = acts.add_parser('traces', help='trace replays, one policy after the other',
                         description=SWEEP_NOTE)
     t.add_argument('--results', default=None, help=RESULTS_HELP)

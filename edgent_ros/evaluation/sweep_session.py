@@ -34,6 +34,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..core.artifacts import load_accuracy, load_encodings, read_config
 from ..core.latency import LatencyModels
+from ..core.model_desc import load_description
+from ..core.model_plan import load_block_latency, load_model_accuracy, load_table, problem_for
 from ..core.optimizer import EdgentProblem, evaluate, scale_robot
 from ..core.paths import find_data, results_out
 from ..offline.map_builder import build_map, read_trace
@@ -72,8 +74,10 @@ class NodeSession:
     def __init__(self, tb, robot_scale: float, logdir: Path, fps: float = 20.0,
                  camera: Optional[Dict[str, object]] = None,
                  planner: Optional[Dict[str, object]] = None,
-                 profile: Optional[Path] = FASTDDS_PROFILE, domain_id: Optional[int] = None):
+                 profile: Optional[Path] = FASTDDS_PROFILE, domain_id: Optional[int] = None,
+                 model: Optional[Path] = None):
         self.tb = tb
+        self.model = str(Path(model).resolve()) if model else ''   # a described model
         self.logdir = Path(logdir)
         self.logdir.mkdir(parents=True, exist_ok=True)
         self.env = session_env(domain_id if domain_id is not None else random.randint(200, 232),
@@ -84,10 +88,14 @@ class NodeSession:
                        'compute_slowdown': ROBOT_COMPUTE_SLOWDOWN * robot_scale,
                        'robot_time_scale': float(robot_scale)}
         self.camera.update(camera or {})
+        if self.model:
+            self.camera['model'] = self.model
         # edge_node '': no advisory parameter sets across the shaped link during measurements
         self.planner = {'robot_time_scale': float(robot_scale), 'link_timeout_s': 5.0,
                         'overhead_ms': TESTBED_OVERHEAD_MS, 'edge_node': "''"}
         self.planner.update(planner or {})
+        if self.model:
+            self.planner['model'] = self.model
         self.procs: Dict[str, subprocess.Popen] = {}
         self.logs = []
         self.lines: 'queue.Queue[dict]' = queue.Queue()
@@ -118,7 +126,8 @@ class NodeSession:
                      str(24 * 3600)], False,
                     stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True, bufsize=1)
         threading.Thread(target=self._read, daemon=True).start()
-        self._start('edge_node', 'edge', [executable('edge_node')], False)
+        self._start('edge_node', 'edge', [executable('edge_node'), *ros_args(
+            {'model': self.model} if self.model else {})], False)
         self._start('planner_node', 'robot', [executable('planner_node'), *ros_args(dict(
             self.planner, policy=policy, deadline_ms=float(deadline_ms),
             true_bandwidth_bps=float(true_bandwidth_bps)))], True)
@@ -258,8 +267,20 @@ class NodeSession:
 # ------------------------------------------------------------------------------------------------
 # Static-bandwidth sweep
 
-def planner_problem(robot_scale: float, encodings: Sequence[str] = ('raw',)):
-    """Return ``({exit: top1}, problem)``: the planner's problem at the testbed's robot class."""
+def planner_problem(robot_scale: float, encodings: Sequence[str] = ('raw',),
+                    model: Optional[Path] = None):
+    """
+    Return ``({exit: top1}, problem)``: the planner's problem at the testbed's robot class.
+
+    ``model``: a described model (its table, block times and accuracy; raw tensors only).
+    """
+    if model:
+        files = model_files(model)
+        table = load_table(files['table'])
+        acc = load_model_accuracy(files['accuracy'], table['model_id'])
+        return acc, problem_for(table, load_block_latency(files['latency'], table['model_id']),
+                                acc, overhead_ms=TESTBED_OVERHEAD_MS,
+                                robot_time_scale=robot_scale)
     cfg = read_config()
     acc = load_accuracy(model_id=cfg.model_id())
     table = load_encodings(model_id=cfg.model_id()) if list(encodings) != ['raw'] else None
@@ -269,8 +290,16 @@ def planner_problem(robot_scale: float, encodings: Sequence[str] = ('raw',)):
         robot_scale)
 
 
-def _enc_accuracy() -> Dict[Tuple[int, int, str], float]:
+def _enc_accuracy(model: Optional[Path] = None) -> Dict[Tuple[int, int, str], float]:
+    if model:
+        return {}     # a described model sends raw tensors: its exits' top-1 hold
     return {k: v.top1 for k, v in load_encodings().items()}
+
+
+def model_files(model: Path) -> Dict[str, Path]:
+    """Return the table, block-latency and accuracy files beside a model description."""
+    desc = load_description(model)
+    return {k: desc.derived(f'.{k}.json') for k in ('table', 'latency', 'accuracy')}
 
 
 def _predictor(problem, bw_bps: float) -> Callable[[int, int, str], float]:
@@ -287,8 +316,13 @@ def run_sweep(out_csv: Path, bandwidths: Sequence[float], deadlines: Sequence[fl
               policies: Sequence[str], frames: int, robot_scale: float = DEFAULT_ROBOT_SCALE,
               fps: float = 20.0, settle_s: float = 0.5, cell_timeout_s: Optional[float] = None,
               name: str = TESTBED_NAME, logdir: Optional[Path] = None,
-              frames_csv: Optional[Path] = None, fresh: bool = False) -> int:
-    """Run every cell not yet in ``out_csv``; return the number of cells run."""
+              frames_csv: Optional[Path] = None, fresh: bool = False,
+              model: Optional[Path] = None) -> int:
+    """
+    Run every cell not yet in ``out_csv``; return the number of cells run.
+
+    ``model``: a model description; camera, edge and planner run it (default the AlexNet).
+    """
     check_grid(bandwidths, deadlines, policies)
     if frames < 1:
         raise ValueError(f'frames must be >= 1, got {frames}')
@@ -306,8 +340,12 @@ def run_sweep(out_csv: Path, bandwidths: Sequence[float], deadlines: Sequence[fl
     if not todo:
         return 0
     # every encoding a live policy may send (edgent+bn: the bottlenecks too), for predictions
-    accuracy, problem = planner_problem(robot_scale, list(ENCODINGS_ALL) + bottleneck_encodings())
-    enc_accuracy = _enc_accuracy()
+    if model:
+        accuracy, problem = planner_problem(robot_scale, model=model)
+    else:
+        accuracy, problem = planner_problem(robot_scale,
+                                            list(ENCODINGS_ALL) + bottleneck_encodings())
+    enc_accuracy = _enc_accuracy(model)
     cell_timeout_s = cell_timeout_s or 30.0 + 3.0 * frames
     logdir = Path(logdir or (Path('/tmp') / f'edgent-sweep-{int(time.time())}'))
     tb = Testbed(name=name, rate_mbps=float(bandwidths[0]))
@@ -320,7 +358,7 @@ def run_sweep(out_csv: Path, bandwidths: Sequence[float], deadlines: Sequence[fl
             if not mine:
                 continue
             tb.set_rate(bw)
-            sess = NodeSession(tb, robot_scale, logdir / f'bw{bw:g}', fps=fps)
+            sess = NodeSession(tb, robot_scale, logdir / f'bw{bw:g}', fps=fps, model=model)
             try:
                 sess.start(bw)
                 for dl, p in mine:
@@ -353,7 +391,7 @@ def run_sweep(out_csv: Path, bandwidths: Sequence[float], deadlines: Sequence[fl
     finally:
         bar.close()
         tb.teardown()
-    n = write_oracle(out_csv, frames_csv, min_frames=min(10, frames))
+    n = write_oracle(out_csv, frames_csv, min_frames=min(10, frames), model=model)
     print(f'sweep: {n} oracle cells computed from the measurements', file=sys.stderr)
     return ran
 
@@ -382,15 +420,20 @@ def build_default_map(path: Path, robot_scale: float, exclude: Sequence[str],
     return path
 
 
-def write_oracle(out_csv: Path, frames_csv: Path, min_frames: int = 10) -> int:
+def write_oracle(out_csv: Path, frames_csv: Path, min_frames: int = 10,
+                 model: Optional[Path] = None) -> int:
     """Replace the ``oracle`` rows of ``out_csv`` by the offline oracle of ``frames_csv``."""
     if not Path(out_csv).exists() or not Path(frames_csv).exists():
         return 0
-    cfg = read_config()
-    acc = load_accuracy(model_id=cfg.model_id())
+    if model:
+        files = model_files(model)
+        acc = load_model_accuracy(files['accuracy'], load_table(files['table'])['model_id'])
+    else:
+        cfg = read_config()
+        acc = load_accuracy(model_id=cfg.model_id())
     rows = [r for r in read_rows(out_csv) if r['policy'] != 'oracle']
     frames = read_rows(frames_csv)
-    add_on_time_accuracy(rows, frames, acc, _enc_accuracy())   # a lossy frame: its own top-1
+    add_on_time_accuracy(rows, frames, acc, _enc_accuracy(model))   # a lossy frame: its own top-1
     oracle = offline_oracle(frames, acc, min_frames=min_frames)
     scale = {float(r['bandwidth_mbps']): r.get('robot_scale') for r in rows}
     for r in oracle:
