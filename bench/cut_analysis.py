@@ -34,7 +34,7 @@ from edgent_ros.core.model_desc import load_description  # noqa: E402
 from edgent_ros.core.model_plan import (load_block_latency, load_table,  # noqa: E402
                                         problem_for)
 from edgent_ros.core.arch import layer_table  # noqa: E402
-from edgent_ros.core.optimizer import decide_policy  # noqa: E402
+from edgent_ros.core.optimizer import decide_policy, evaluate  # noqa: E402
 
 RESULTS = ROOT / 'bench' / 'results'
 MODELS_DIR = RESULTS / 'models'
@@ -104,8 +104,8 @@ def analyse(path: Path) -> list:
         n = p.branch_len(final)
         for bw in BANDWIDTHS_MBPS:
             best = decide_policy(p, 'partition-only', bw * 1e6, math.inf)
-            edge = decide_policy(p, 'edge-only', bw * 1e6, math.inf)
-            dev = decide_policy(p, 'device-only', bw * 1e6, math.inf)
+            edge = evaluate(p, bw * 1e6, final, 0)      # the final exit, whole on one side
+            dev = evaluate(p, bw * 1e6, final, n)
             s = best.split_index
             rows.append({
                 'model': desc.name, 'model_id': table['model_id'], 'elements': label,
