@@ -58,7 +58,8 @@ def example_descriptions() -> list:
         path = MODELS_DIR / f'{name}.yaml'
         if not (MODELS_DIR / f'{name}.table.json').is_file():
             MODELS_DIR.mkdir(parents=True, exist_ok=True)
-            cli('import', str(path), '--factory', str(ROOT / 'examples' / 'models' / factory),
+            # relative to the description: the checkout can live anywhere
+            cli('import', str(path), '--factory', f'../../../examples/models/{factory}',
                 '--input', '3,224,224', '--classes', '1000', '--name', name)
         out.append(path)
     return out

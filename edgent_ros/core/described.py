@@ -150,8 +150,22 @@ class DescribedModel:
         return model_table(self)
 
 
+def factory_key(desc: ModelDescription) -> str:
+    """
+    Return what names the factory in the model id.
+
+    ``module:function`` as written; a user's ``file.py:function`` by the digest of the file's
+    content, not its path, so the same model keeps its id wherever the checkout lives.
+    """
+    mod, _, fn = desc.factory.rpartition(':')
+    if mod.endswith('.py') or '/' in mod:
+        path = Path(mod) if Path(mod).is_absolute() else desc.base_dir / mod
+        return f'file-{file_digest(path)}:{fn}'
+    return desc.factory
+
+
 def _arch_id(desc: ModelDescription, chain: Chain, extra: Sequence[str]) -> str:
-    body = {'v': ID_VERSION, 'factory': desc.factory, 'args': desc.factory_args,
+    body = {'v': ID_VERSION, 'factory': factory_key(desc), 'args': desc.factory_args,
             'input': list(desc.input_shape), 'mean': list(desc.mean), 'std': list(desc.std),
             'classes': list(desc.classes),
             'cuts': [[c.name, list(c.shape)] for c in chain.cuts],

@@ -363,3 +363,15 @@ def test_co_inference_runs_a_described_model_at_every_split(toy_desc):
         runner.validate('alexnet5-cifar10-v1-baf6a595', 3, 0, np.zeros((1, 16, 16, 3), np.uint8))
     with pytest.raises(FrameRefused, match='no bn4 bottleneck'):
         runner.device_step(frame, 3, 2, encoding='bn4')
+
+
+def test_a_users_model_keeps_its_id_wherever_its_files_live(toy_desc, tmp_path):
+    other = tmp_path / 'elsewhere'
+    other.mkdir()
+    (other / 'toy_net.py').write_text(TOY_FILE)
+    moved = describe_factory('toy_net.py:build', 'toy', (3, 16, 16), ['red', 'green', 'blue'],
+                             other / 'toy.yaml', mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25),
+                             exits=['layer1.0', 'layer1'])
+    assert build_described(moved).model_id == build_described(toy_desc).model_id
+    (other / 'toy_net.py').write_text(TOY_FILE.replace('Block(8), Block(8)', 'Block(8)'))
+    assert build_described(moved).model_id != build_described(toy_desc).model_id
