@@ -73,7 +73,7 @@ def main() -> None:
 
 
 def plot(cells, policies, means, path: Path) -> None:
-    """Grouped bars: mean on-time accuracy per cell and policy, whiskers = min-max."""
+    """Draw grouped bars: mean on-time accuracy per cell and policy, whiskers = min-max."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
