@@ -18,7 +18,8 @@ Read without torch (the planner needs none). Fields (paths relative to the descr
     exit_weights: resnet64.exits.safetensors   # the heads (edgent-ros train-exits writes it)
 
 or, for the package's own 5-exit AlexNet, ``architecture: alexnet5`` (its weights file holds
-the widths). ``load_description`` refuses a malformed file naming the field.
+the widths). A shipped model can be named by its short name (``resnet64``, ``alexnet5``).
+``load_description`` refuses a malformed file naming the field.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ import re
 from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
+
+from .artifacts import ARTIFACT_DIR
 
 MODEL_FORMAT = 'edgent_ros/model/1'
 SHIPPED_ARCHITECTURES = ('alexnet5',)
@@ -224,11 +227,25 @@ def parse_description(body: Any, path: Optional[Path] = None) -> ModelDescriptio
     return desc
 
 
+def shipped_models() -> List[str]:
+    """Return the names of the shipped model descriptions (``alexnet5``, ``resnet64``, ...)."""
+    return sorted(p.name[:-len('.model.yaml')] for p in ARTIFACT_DIR.glob('*.model.yaml'))
+
+
+def resolve(path: Any) -> Path:
+    """Return the description file ``path`` names: a file, or a shipped model's short name."""
+    p = Path(path)
+    if not p.is_file() and str(path) in shipped_models():
+        return ARTIFACT_DIR / f'{path}.model.yaml'
+    return p
+
+
 def load_description(path: Any) -> ModelDescription:
-    """Read and validate a model description (``.yaml``/``.yml`` or ``.json``)."""
-    path = Path(path)
+    """Read and validate a model description (a ``.yaml``/``.json`` file or a shipped name)."""
+    path = resolve(path)
     if not path.is_file():
-        raise DescriptionError(f'{path}: model description not found')
+        raise DescriptionError(f'{path}: model description not found (a file, or one of the '
+                               f'shipped models: {", ".join(shipped_models())})')
     text = path.read_text()
     try:
         body = json.loads(text) if path.suffix == '.json' else yaml.safe_load(text)

@@ -375,3 +375,10 @@ def test_a_users_model_keeps_its_id_wherever_its_files_live(toy_desc, tmp_path):
     assert build_described(moved).model_id == build_described(toy_desc).model_id
     (other / 'toy_net.py').write_text(TOY_FILE.replace('Block(8), Block(8)', 'Block(8)'))
     assert build_described(moved).model_id != build_described(toy_desc).model_id
+
+
+def test_shipped_models_are_named_by_short_name():
+    assert load_description('resnet64').path == ARTIFACTS / 'resnet64.model.yaml'
+    assert load_description('alexnet5').architecture == 'alexnet5'
+    with pytest.raises(DescriptionError, match='shipped models: alexnet5, resnet64'):
+        load_description('resnet65')
