@@ -1,5 +1,5 @@
 """
-``edgent-ros`` subcommands for a model of your own: ``import`` and ``train-exits``.
+``edgent-ros`` subcommands for a model of your own: ``import``, ``train-exits``, ``profile-kinds``.
 
 The ``--model`` paths of ``layers``, ``profile`` and ``plan`` call the helpers here.
 
@@ -20,6 +20,8 @@ from ..core.datasets import load_split
 from ..core.model_desc import load_description
 from ..core.model_plan import load_block_latency, load_model_accuracy, load_table, problem_for
 from ..core.optimizer import decide_policy
+from ..core.paths import artifacts_out, results_out
+from ..offline.hosts import DEFAULT_CPU_QUOTA, DEFAULT_WARMUP
 
 
 def _log(s: str) -> None:
@@ -214,3 +216,58 @@ def add_parsers(sub: Any) -> None:
     s.add_argument('--table', type=Path, default=None,
                    help='table JSON to write (default <name>.table.json beside the description)')
     s.set_defaults(func=cmd_import)
+
+    s = sub.add_parser(
+        'profile-kinds', help='time single ops of ~30 kinds and fit a latency regression per '
+                              'kind (any cut model)',
+        description='Time ~700 single ops of the kinds modern backbones use (conv, grouped and '
+                    'depthwise conv, batch norm, ReLU/ReLU6/Hardswish/SiLU/GELU..., add, '
+                    'concat, pooling, flatten, linear, dropout) at batch 1 and fit one linear '
+                    'regression per kind, as Edgent does for its layers; a block of any cut '
+                    'model is predicted as the sum of its ops (core.kind_latency). The robot '
+                    'runs on one thread and its times are multiplied by the slowdown factor. '
+                    'Merges the host into the JSON file (default <user dir>/artifacts/'
+                    'kind_latency.json).')
+    s.add_argument('--host', choices=('edge', 'robot'), default='edge',
+                   help='which side (default %(default)s)')
+    s.add_argument('--out', type=Path, default=None, help='regressions JSON to merge into')
+    s.add_argument('--csv', type=Path, default=None,
+                   help='op timings CSV (default <user dir>/results/kind_profile_<host>.csv)')
+    s.add_argument('--threads', type=int, default=None,
+                   help="edge: torch threads (default torch's default); the robot uses 1")
+    s.add_argument('--slowdown-factor', type=float, default=1.0 / DEFAULT_CPU_QUOTA,
+                   help='robot: multiply its times by this (default %(default)s)')
+    s.add_argument('--repeats', type=int, default=7, help='timed calls per op and round '
+                   '(default %(default)s)')
+    s.add_argument('--rounds', type=int, default=5, help='passes over all ops (default '
+                   '%(default)s)')
+    s.add_argument('--quick', action='store_true', help='4 ops per kind (smoke test)')
+    s.add_argument('--seed', type=int, default=0, help='op sample and order (default '
+                   '%(default)s)')
+    s.set_defaults(func=cmd_profile_kinds)
+
+
+def cmd_profile_kinds(args: argparse.Namespace) -> int:
+    """``profile-kinds``: time single ops on this host and fit the per-kind regressions."""
+    import torch
+    from ..offline.kind_profile import run_profile_kinds
+    from ..offline.profiling import HostInfo, Timing
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f'--threads must be >= 1, got {args.threads}')
+    if not args.slowdown_factor > 0:
+        raise ValueError(f'--slowdown-factor must be > 0, got {args.slowdown_factor}')
+    old = torch.get_num_threads()
+    threads = 1 if args.host == 'robot' else (args.threads or old)
+    host = HostInfo('edge', 'none', threads) if args.host == 'edge' else \
+        HostInfo('robot', 'thread+factor', 1, DEFAULT_CPU_QUOTA, None, args.slowdown_factor)
+    torch.set_num_threads(threads)
+    try:
+        summary = run_profile_kinds(args.out or artifacts_out('kind_latency.json'), host,
+                                    Timing(args.repeats, DEFAULT_WARMUP),
+                                    args.csv or results_out(f'kind_profile_{args.host}.csv'),
+                                    quick=args.quick, seed=args.seed, rounds=args.rounds,
+                                    log=_log)
+    finally:
+        torch.set_num_threads(old)
+    print(json.dumps(summary))
+    return 0

@@ -186,7 +186,7 @@ def _numel(shape: Sequence[int]) -> int:
     return n
 
 
-def _op_of(gm: fx.GraphModule, node: fx.Node) -> Optional[Op]:
+def op_of(gm: fx.GraphModule, node: fx.Node) -> Optional[Op]:
     """Describe one graph node as a leaf op (None for inputs, outputs and weight fetches)."""
     if node.op in ('placeholder', 'output', 'get_attr'):
         return None
@@ -333,7 +333,7 @@ def cut_chain(module: nn.Module, input_shape: Sequence[int], granularity: str = 
         if j + 1 < len(points):
             q = points[j + 1]
             blocks.append(_segment(gm, nodes, p, q, pos))
-            ops.append([o for o in (_op_of(gm, n) for n in nodes[pos[p] + 1:pos[q] + 1])
+            ops.append([o for o in (op_of(gm, n) for n in nodes[pos[p] + 1:pos[q] + 1])
                         if o is not None])
     return Chain(blocks, cuts, ops)
 
