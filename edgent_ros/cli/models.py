@@ -46,12 +46,9 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def model_files(args: argparse.Namespace) -> Dict[str, Path]:
     """Return the table / latency / accuracy files of ``--model`` (options win)."""
-    desc = load_description(args.model)
-    return {'table': Path(getattr(args, 'table', None) or desc.derived('.table.json')),
-            'latency': Path(getattr(args, 'model_latency', None)
-                            or desc.derived('.latency.json')),
-            'accuracy': Path(getattr(args, 'model_accuracy', None)
-                             or desc.derived('.accuracy.json'))}
+    return load_description(args.model).files(getattr(args, 'table', None),
+                                              getattr(args, 'model_latency', None),
+                                              getattr(args, 'model_accuracy', None))
 
 
 def model_problem(args: argparse.Namespace):

@@ -35,6 +35,8 @@ import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
+from .arch import numel
+
 GRANULARITIES = ('block', 'layer')
 DEFAULT_BLOCK_DEPTH = 2
 HEAD_TYPES = ('pool_fc', 'conv_pool_fc')
@@ -76,10 +78,7 @@ class Cut:
     @property
     def numel(self) -> int:
         """Elements of the tensor for one frame."""
-        n = 1
-        for d in self.shape:
-            n *= int(d)
-        return n
+        return numel(self.shape)
 
 
 # ----------------------------------------------------------------------------------- tracing
@@ -179,20 +178,13 @@ def _shape(node: Any) -> Tuple[int, ...]:
     return ()
 
 
-def _numel(shape: Sequence[int]) -> int:
-    n = 1
-    for d in shape:
-        n *= int(d)
-    return n
-
-
 def op_of(gm: fx.GraphModule, node: fx.Node) -> Optional[Op]:
     """Describe one graph node as a leaf op (None for inputs, outputs and weight fetches)."""
     if node.op in ('placeholder', 'output', 'get_attr'):
         return None
     first = next((a for a in node.all_input_nodes if a.op != 'get_attr'), None)
     ins, out = _shape(first), _shape(node)
-    on = _numel(out)
+    on = numel(out)
     if node.op == 'call_module':
         m = gm.get_submodule(str(node.target))
         params = sum(p.numel() for p in m.parameters(recurse=False))
@@ -220,7 +212,7 @@ def op_of(gm: fx.GraphModule, node: fx.Node) -> Optional[Op]:
             kind = 'maxpool' if isinstance(m, nn.MaxPool2d) else 'avgpool'
             return Op(kind, node.name, ins, out, on * k, params, {'kernel': k})
         if isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
-            return Op('adaptive_pool', node.name, ins, out, _numel(ins), params)
+            return Op('adaptive_pool', node.name, ins, out, numel(ins), params)
         if isinstance(m, nn.Dropout):
             return Op('dropout', node.name, ins, out, 0, params)
         if isinstance(m, nn.Flatten):
@@ -235,7 +227,7 @@ def op_of(gm: fx.GraphModule, node: fx.Node) -> Optional[Op]:
         return None
     flops = on if kind in ('relu', 'relu6', 'hardswish', 'silu', 'gelu', 'sigmoid',
                            'hardsigmoid', 'tanh', 'add', 'mul', 'leaky_relu') else \
-        _numel(ins) if kind in ('mean', 'adaptive_pool') else 0
+        numel(ins) if kind in ('mean', 'adaptive_pool') else 0
     return Op(kind, node.name, ins, out, flops)
 
 

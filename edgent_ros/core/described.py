@@ -28,12 +28,12 @@ import torch
 from torch import nn
 
 from .arch import CLASSES as ALEXNET_CLASSES, EXIT_ATTACH, INPUT_SHAPE as ALEXNET_INPUT
-from .arch import layer_table, MEAN as ALEXNET_MEAN, STD as ALEXNET_STD
+from .arch import layer_table, MEAN as ALEXNET_MEAN, numel, STD as ALEXNET_STD
 from .artifacts import ARTIFACT_DIR, ArtifactError, WEIGHTS_FILE
 from .chain import Chain, cut_chain, CutError, make_head, MultiExitChain
 from .model_desc import DescriptionError, load_description, ModelDescription
 from .model_plan import TABLE_FORMAT
-from .weights import load_model
+from .weights import load_model, read_safetensors
 
 HEADS_FORMAT = 'edgent_ros/exit_heads/1'
 ID_VERSION = 1
@@ -81,17 +81,6 @@ def file_digest(path: Optional[Path]) -> str:
     return h.hexdigest()[:12]
 
 
-def _read_safetensors(path: Path) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
-    from safetensors import safe_open
-    if not Path(path).is_file():
-        raise ArtifactError(f'{path}: weights file not found')
-    try:
-        with safe_open(str(path), framework='pt') as f:
-            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
-    except Exception as exc:   # safetensors' own error types for garbled files
-        raise ArtifactError(f'{path}: not a readable safetensors file ({exc})') from exc
-
-
 def build_backbone(desc: ModelDescription) -> nn.Module:
     """Instantiate the factory's module and load its weights (strict); eval mode."""
     fn = load_factory(desc.factory, desc.base_dir)
@@ -108,7 +97,7 @@ def build_backbone(desc: ModelDescription) -> nn.Module:
         raise DescriptionError(f'{desc.path}: factory {desc.factory} returned '
                                f'{type(module).__name__}, not a torch.nn.Module')
     if desc.weights is not None:
-        state, _ = _read_safetensors(desc.weights)
+        state, _ = read_safetensors(desc.weights)
         try:
             module.load_state_dict(state, strict=True)
         except RuntimeError as exc:
@@ -190,7 +179,7 @@ def load_heads(desc: ModelDescription, chain: Chain) -> Tuple[List[int], List[nn
     n_cls = len(desc.classes)
     heads = [make_head(x.head, chain.cuts[a].shape, n_cls, x.hidden)
              for x, a in zip(desc.exits, attach)]
-    state, meta = _read_safetensors(desc.exit_weights)
+    state, meta = read_safetensors(desc.exit_weights)
     want = backbone_id(desc, chain)
     if meta.get('backbone_id') != want:
         raise ArtifactError(f'{desc.exit_weights}: heads trained for backbone '
@@ -301,13 +290,6 @@ def verify_cuts(dm: DescribedModel, frames: int = 2, seed: int = 0) -> float:
     return worst
 
 
-def _numel(shape: Sequence[int]) -> int:
-    n = 1
-    for d in shape:
-        n *= int(d)
-    return n
-
-
 def model_table(dm: DescribedModel) -> Dict[str, Any]:
     """Return the torch-free table of ``dm`` (see ``DescribedModel.table``)."""
     exits = []
@@ -338,7 +320,7 @@ def model_table(dm: DescribedModel) -> Dict[str, Any]:
         exits.append({'exit': dm.num_exits, 'attach': None, 'layers': trunk})
     return {'format': TABLE_FORMAT, 'model_id': dm.model_id, 'name': dm.desc.name,
             'input_shape': list(dm.input_shape), 'classes': list(dm.classes),
-            'frame_bytes': _numel(dm.input_shape), 'exits': exits, 'notes': list(dm.notes)}
+            'frame_bytes': numel(dm.input_shape), 'exits': exits, 'notes': list(dm.notes)}
 
 
 def _head_flops(head: nn.Module, in_shape: Sequence[int]) -> int:

@@ -50,6 +50,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .arch import numel
 from .artifacts import ArtifactError, load_json, save_json
 from .latency import mape_pct
 
@@ -85,13 +86,6 @@ class UnseenKindError(ValueError):
     """A block has op kinds no regression covers and no measured time to fall back to."""
 
 
-def _numel(shape: Sequence[Any]) -> int:
-    n = 1
-    for d in shape:
-        n *= int(d)
-    return n
-
-
 def base_kind(key: str) -> str:
     """Return the op kind of a regression key (``'relu:copy'`` -> ``'relu'``)."""
     return key[:-len(COPY_SUFFIX)] if key.endswith(COPY_SUFFIX) else key
@@ -123,8 +117,8 @@ def op_features(op: Mapping[str, Any]) -> Dict[str, float]:
     """Return every feature of ``FEATURES`` of one op dict (``core.chain.Op.to_dict``)."""
     try:
         return {'flops': float(op.get('flops', 0)),
-                'in_elems': float(_numel(op.get('in_shape') or ())),
-                'out_elems': float(_numel(op.get('out_shape') or ())),
+                'in_elems': float(numel(op.get('in_shape') or ())),
+                'out_elems': float(numel(op.get('out_shape') or ())),
                 'params': float(op.get('params', 0))}
     except (TypeError, ValueError) as exc:
         raise ValueError(f'malformed op {op!r}: {exc}') from None

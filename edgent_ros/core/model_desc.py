@@ -81,6 +81,17 @@ class ModelDescription:
         """``<folder>/<name><suffix>``: where a file derived from this model lives by default."""
         return self.base_dir / f'{self.name}{suffix}'
 
+    def files(self, table: Any = None, latency: Any = None, accuracy: Any = None
+              ) -> Dict[str, Path]:
+        """
+        Return the model's planning files: layer table, block latencies, accuracy.
+
+        Each is ``<folder>/<name>.<key>.json`` unless a path is given for it ('' or None: the
+        default), as the ``--table`` / ``latency_models_path`` / ``accuracy_path`` options do.
+        """
+        given = {'table': table, 'latency': latency, 'accuracy': accuracy}
+        return {k: Path(v) if v else self.derived(f'.{k}.json') for k, v in given.items()}
+
     def to_dict(self) -> Dict[str, Any]:
         """Return the description as it would be written (paths relative to it)."""
         def rel(p: Optional[Path]) -> Optional[str]:

@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import asdict
 import json
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
+
+import torch
 
 from .arch import AlexNetConfig
 from .artifacts import ARTIFACT_DIR, ArtifactError, WEIGHTS_FILE
@@ -30,19 +32,23 @@ def save_weights(model: MultiExitAlexNet, path: Path, extra: Optional[Dict[str, 
     save_file(state, str(path), metadata=meta)
 
 
-def load_model(path: Optional[Path] = None, expected_model_id: Optional[str] = None
-               ) -> MultiExitAlexNet:
-    """Load deployment weights; refuse files whose model_id or tensors don't match the code."""
+def read_safetensors(path: Path) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
+    """Return ``(tensors, metadata)`` of a safetensors file; ArtifactError naming the problem."""
     from safetensors import safe_open
-    path = Path(path or ARTIFACT_DIR / WEIGHTS_FILE)
-    if not path.is_file():
+    if not Path(path).is_file():
         raise ArtifactError(f'{path}: weights file not found')
     try:
         with safe_open(str(path), framework='pt') as f:
-            meta = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}
+            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
     except Exception as exc:  # safetensors raises its own error types for garbled headers
         raise ArtifactError(f'{path}: not a readable safetensors file ({exc})') from exc
+
+
+def load_model(path: Optional[Path] = None, expected_model_id: Optional[str] = None
+               ) -> MultiExitAlexNet:
+    """Load deployment weights; refuse files whose model_id or tensors don't match the code."""
+    path = Path(path or ARTIFACT_DIR / WEIGHTS_FILE)
+    state, meta = read_safetensors(path)
     if 'config' not in meta or 'model_id' not in meta:
         raise ArtifactError(f'{path}: no model_id/config metadata; not an edgent_ros weights file')
     try:

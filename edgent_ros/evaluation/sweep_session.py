@@ -275,7 +275,7 @@ def planner_problem(robot_scale: float, encodings: Sequence[str] = ('raw',),
     ``model``: a described model (its table, block times and accuracy; raw tensors only).
     """
     if model:
-        files = model_files(model)
+        files = load_description(model).files()
         table = load_table(files['table'])
         acc = load_model_accuracy(files['accuracy'], table['model_id'])
         return acc, problem_for(table, load_block_latency(files['latency'], table['model_id']),
@@ -294,12 +294,6 @@ def _enc_accuracy(model: Optional[Path] = None) -> Dict[Tuple[int, int, str], fl
     if model:
         return {}     # a described model sends raw tensors: its exits' top-1 hold
     return {k: v.top1 for k, v in load_encodings().items()}
-
-
-def model_files(model: Path) -> Dict[str, Path]:
-    """Return the table, block-latency and accuracy files beside a model description."""
-    desc = load_description(model)
-    return {k: desc.derived(f'.{k}.json') for k in ('table', 'latency', 'accuracy')}
 
 
 def _predictor(problem, bw_bps: float) -> Callable[[int, int, str], float]:
@@ -426,7 +420,7 @@ def write_oracle(out_csv: Path, frames_csv: Path, min_frames: int = 10,
     if not Path(out_csv).exists() or not Path(frames_csv).exists():
         return 0
     if model:
-        files = model_files(model)
+        files = load_description(model).files()
         acc = load_model_accuracy(files['accuracy'], load_table(files['table'])['model_id'])
     else:
         cfg = read_config()

@@ -129,9 +129,8 @@ class CameraNode(Node):
         try:
             if self.runner.described is not None:
                 desc = self.runner.described.desc
-                files = {'table': desc.derived('.table.json'),
-                         'latency': self.latency_models_path or desc.derived('.latency.json'),
-                         'accuracy': self.accuracy_path or desc.derived('.accuracy.json')}
+                files = desc.files(latency=self.latency_models_path,
+                                   accuracy=self.accuracy_path)
                 fallback, why = FallbackPlanner.load_described(
                     files, self.model_id, self.robot_time_scale, (1, self.runner.branch_len(1)))
                 if why:

@@ -122,15 +122,14 @@ class PlannerNode(Node):
             if model_path:
                 if weights:
                     raise ValueError('give model or weights_path, not both')
-                desc = load_description(model_path)
-                table = load_table(desc.derived('.table.json'))
+                files = load_description(model_path).files(latency=lat_path,
+                                                           accuracy=acc_path)
+                table = load_table(files['table'])
                 self.model_id = table['model_id']
                 self.described = {
                     'table': table,
-                    'latency': load_block_latency(lat_path or desc.derived('.latency.json'),
-                                                  self.model_id),
-                    'accuracy': load_model_accuracy(acc_path or desc.derived('.accuracy.json'),
-                                                    self.model_id)}
+                    'latency': load_block_latency(files['latency'], self.model_id),
+                    'accuracy': load_model_accuracy(files['accuracy'], self.model_id)}
             else:
                 self.cfg = read_config(weights or None)
                 self.model_id = self.cfg.model_id()
