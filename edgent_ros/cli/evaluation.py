@@ -13,6 +13,9 @@ from ..evaluation.sweep import (check_targets, DEFAULT_BANDWIDTHS_MBPS, DEFAULT_
                                 DEFAULT_ROBOT_SCALE, encoding_gain, LIVE_POLICIES, read_rows,
                                 TRACE_POLICIES)
 from ..core.paths import DATA_ENV, find_data, HOME_ENV, results_out
+from ..evaluation.paired import PAIRED_BANDWIDTHS_MBPS, PAIRED_DEADLINES_MS, PAIRED_POLICIES
+from ..evaluation.paired_report import build
+from ..evaluation.paired_session import run_paired
 from ..evaluation.sweep_session import (build_default_map, DEFAULT_TRACES, make_plots, run_sweep,
                                         run_traces, TRACE_DEADLINE_MS, write_oracle)
 from ..evaluation.testbed import (DEFAULT_NAME, DEFAULT_QUEUE_BYTES, DEFAULT_ROBOT_QUOTA, Testbed,
@@ -160,6 +163,17 @@ def _results(args: argparse.Namespace) -> Path:
 
 
 def _sweep_action(args: argparse.Namespace) -> int:
+    if args.action == 'paired-report':
+        res = _results(args) / 'paired'
+        if not (res / 'paired_frames.csv').is_file():
+            print(f'edgent-ros sweep: no paired results in {res} (run: edgent-ros sweep paired)',
+                  file=sys.stderr)
+            return 2
+        rep = build(res, robot_scale=args.robot_scale)
+        print((res / 'paired_report.md').read_text())
+        print(f'files: {res}/paired_summary.csv, paired_claims.json, paired_report.md, '
+              f'paired_vs_deadline.png, paired_vs_bandwidth.png ({len(rep["summary"])} rows)')
+        return 0
     if args.action == 'plot':
         res = _results(args)
         if (res / 'sweep.csv').exists():
@@ -178,6 +192,18 @@ def _sweep_action(args: argparse.Namespace) -> int:
     if reason:
         print(f'edgent-ros sweep: {reason}', file=sys.stderr)
         return 1
+    if args.action == 'paired':
+        res = _results(args) / 'paired'
+        try:
+            n = run_paired(res, args.bandwidths, args.deadlines, args.policies,
+                           frames=args.frames, reps=args.reps,
+                           config_frames=args.config_frames, seed=args.seed,
+                           robot_scale=args.robot_scale, fresh=args.fresh)
+        except (ValueError, OSError) as exc:
+            print(f'edgent-ros sweep: {exc}', file=sys.stderr)
+            return 2
+        print(f'{n} cells run; results in {res} (report: edgent-ros sweep paired-report)')
+        return 0
     if args.action == 'run':
         bws = args.bandwidths or list(DEFAULT_BANDWIDTHS_MBPS)
         dls = args.deadlines or list(DEFAULT_DEADLINES_MS)
@@ -219,10 +245,10 @@ RESULTS_HELP = ('results folder: sweep.csv, sweep_frames.csv, traces.csv, plots 
 
 def add_sweep_parser(sub) -> None:
     """Register ``edgent-ros sweep``."""
-    p = sub.add_parser('sweep', help='evaluation on the link testbed: run | traces | plot '
-                       '(root)', description=SWEEP_NOTE)
+    p = sub.add_parser('sweep', help='evaluation on the link testbed: run | traces | plot | '
+                       'paired | paired-report (root)', description=SWEEP_NOTE)
     acts = p.add_subparsers(dest='action', required=True, metavar='ACTION',
-                            help='run, traces or plot')
+                            help='run, traces, plot, paired or paired-report')
     r = acts.add_parser('run', help='static bandwidth x deadline x policy sweep (resumable)',
                         description=SWEEP_NOTE)
     r.add_argument('--out', default=None,
@@ -270,6 +296,38 @@ def add_sweep_parser(sub) -> None:
     t.add_argument('--robot-scale', type=float, default=DEFAULT_ROBOT_SCALE,
                    help='robot this many times slower than the profiled one '
                         '(default %(default)s)')
+    pa = acts.add_parser('paired', help='paired, repeated sweep with an exhaustive oracle: '
+                         'every policy on the same frames from the same start state, shuffled '
+                         'order, the configurations each oracle needs measured (resumable)',
+                         description=SWEEP_NOTE)
+    pa.add_argument('--results', default=None, help='results folder; files go to its paired/ '
+                    '(default <user dir>/results)')
+    pa.add_argument('--bandwidths', type=float, nargs='+', metavar='MBPS',
+                    default=list(PAIRED_BANDWIDTHS_MBPS),
+                    help='uplink rates in Mbit/s (default: %(default)s)')
+    pa.add_argument('--deadlines', type=float, nargs='+', metavar='MS',
+                    default=list(PAIRED_DEADLINES_MS), help='deadlines in ms (default: '
+                    '%(default)s)')
+    pa.add_argument('--policies', nargs='+', choices=LIVE_POLICIES,
+                    default=list(PAIRED_POLICIES), help='policies (default: %(default)s)')
+    pa.add_argument('--frames', type=int, default=20, help='frames per policy cell and '
+                    'repetition (default %(default)s)')
+    pa.add_argument('--reps', type=int, default=3, help='repetitions (default %(default)s)')
+    pa.add_argument('--config-frames', type=int, default=30, help='frames per measured '
+                    'configuration, at most (default %(default)s)')
+    pa.add_argument('--seed', type=int, default=0, help='seed of the policy order '
+                    '(default %(default)s)')
+    pa.add_argument('--robot-scale', type=float, default=DEFAULT_ROBOT_SCALE,
+                    help='robot this many times slower than the profiled one '
+                         '(default %(default)s)')
+    pa.add_argument('--fresh', action='store_true', help='start over (delete the paired '
+                    'results)')
+    pr = acts.add_parser('paired-report', help='tables, intervals, claims and PNGs of the '
+                         'paired sweep (no root)', description=SWEEP_NOTE)
+    pr.add_argument('--results', default=None, help='results folder whose paired/ is read '
+                    '(default <user dir>/results)')
+    pr.add_argument('--robot-scale', type=float, default=DEFAULT_ROBOT_SCALE,
+                    help='robot scale the sweep ran with (default %(default)s)')
     pl = acts.add_parser('plot', help='draw the PNGs and check the targets',
                          description=SWEEP_NOTE)
     pl.add_argument('--results', default=None, help=RESULTS_HELP)

@@ -296,6 +296,16 @@ class CameraLink:
             self.recent_lost.extend(True for _ in out)
             return out
 
+    def link_full(self, max_in_flight: int) -> bool:
+        """Return whether ``max_in_flight`` frames are on the link (a new one would be busy)."""
+        with self.lock:
+            return self.ledger.in_flight >= max_in_flight
+
+    def abandon(self) -> List[Pending]:
+        """Remove and return every frame still in flight (the camera is stopping)."""
+        with self.lock:
+            return self.ledger.abandon()
+
     def done(self, max_frames: int) -> bool:
         """Return True once ``max_frames`` (> 0) frames were produced and none is in flight."""
         with self.lock:

@@ -116,6 +116,12 @@ class FrameLedger:
             out.append(self._pending.pop(seq))
         return out
 
+    def abandon(self) -> List[Pending]:
+        """Remove and return every frame still in flight (counted by the caller)."""
+        out = list(self._pending.values())
+        self._pending.clear()
+        return out
+
     @property
     def in_flight(self) -> int:
         """Frames sent and not yet answered."""

@@ -69,8 +69,9 @@ TIE_MS = 1e-9
 DEFAULT_OVERHEAD_MS = 1.0
 POLICIES = ('edgent', 'device-only', 'edge-only', 'partition-only', 'exit-only')
 # The planner also runs 'true-bandwidth': the Edgent rule fed with the true bandwidth of the
-# moment (set from outside, e.g. by the testbed that shapes the link), no estimate, no hysteresis.
-PLANNER_POLICIES = POLICIES + ('true-bandwidth',)
+# moment (set from outside, e.g. by the testbed that shapes the link), no estimate, no hysteresis;
+# and 'fixed': one configuration pinned by the user (planner.FIXED_HELP), predictions still made.
+PLANNER_POLICIES = POLICIES + ('true-bandwidth', 'fixed')
 
 
 def check_bandwidth(bandwidth_bps: Any) -> float:

@@ -15,6 +15,8 @@ Rules (each one as before the split out of the node):
 * calibration: measured / predicted ratios (``calibration.LatencyCalibration``); the decision
   uses the robot compute at ``calibration_quantile`` and the offloaded part at its median, the
   published prediction the medians; factors move in ``CALIBRATION_STEP`` steps;
+* policy ``fixed``: the configuration ``fixed_configuration`` (``exit/split[/encoding]``) whatever
+  the link, with its prediction (a baseline, a measurement of one configuration, debugging);
 * policy ``edgent`` with strategy ``map``: the configuration map (``config_map.MapStrategy``);
   otherwise ``optimizer.Hysteresis`` (dwell, relative change) around the policy's rule;
 * a decision is republished when its configuration changed, when forced (a parameter change),
@@ -41,7 +43,9 @@ CALIBRATION_STEP = 0.05
 REPUBLISH_MOVE = 0.05
 # The settings ``Planner.configure`` takes (the node's parameters of the same names).
 SETTINGS = ('deadline_ms', 'policy', 'strategy', 'true_bandwidth_bps', 'link_timeout_s',
-            'edge_batching', 'calibration', 'calibration_quantile')
+            'edge_batching', 'calibration', 'calibration_quantile', 'fixed_configuration')
+FIXED_HELP = ('policy fixed only: the configuration to run, exit/split[/encoding] '
+              '(e.g. 5/3 or 4/2/int8); empty = none')
 _NO_CALIBRATION = {'device': 1.0, 'offload': 1.0}
 
 
@@ -102,6 +106,21 @@ def check_settings(policy: Any = None, strategy: Any = None, has_map: bool = Fal
         raise ValueError('strategy map needs a configuration map (config_map_path)')
 
 
+def parse_fixed(text: Any) -> Optional[Tuple[int, int, str]]:
+    """Return ``(exit, split, encoding)`` of ``exit/split[/encoding]`` ('' -> None); else raise."""
+    if text is None or str(text).strip() == '':
+        return None
+    parts = str(text).strip().split('/')
+    try:
+        if len(parts) not in (2, 3):
+            raise ValueError
+        e, s = int(parts[0]), int(parts[1])
+    except ValueError:
+        raise ValueError(f'fixed_configuration must be exit/split[/encoding] (e.g. 5/3 or '
+                         f'4/2/int8), got {text!r}') from None
+    return e, s, (parts[2] if len(parts) == 3 and parts[2] else 'raw')
+
+
 class Planner:
     """
     Edgent's online planner: the decision in force for the link estimates heard so far.
@@ -118,7 +137,7 @@ class Planner:
                  rel_change: float = 0.2, min_dwell_s: float = 2.0, edge_batching: bool = True,
                  batch_factor: Optional[Callable[[float], float]] = None,
                  calibration: bool = True, calibration_quantile: float = 0.99,
-                 calibration_window_s: float = 60.0):
+                 calibration_window_s: float = 60.0, fixed_configuration: str = ''):
         check_settings(policy, strategy, cmap is not None)
         self.cmap = cmap
         self.batch_factor = batch_factor
@@ -138,10 +157,26 @@ class Planner:
         self.edge_batching = bool(edge_batching)
         self.calibration = bool(calibration)
         self.calibration_quantile = float(calibration_quantile)
+        self.fixed_configuration = str(fixed_configuration)
+        self._check_fixed(policy, self.fixed_configuration, problem)
 
     @staticmethod
     def _hyst_policy(policy: str) -> str:
-        return 'edgent' if policy == 'true-bandwidth' else policy
+        return 'edgent' if policy in ('true-bandwidth', 'fixed') else policy
+
+    @staticmethod
+    def _check_fixed(policy: str, text: str, problem: EdgentProblem) -> None:
+        """Raise ValueError unless ``text`` is '' or a configuration of ``problem``."""
+        fixed = parse_fixed(text)
+        if fixed is None:
+            if policy == 'fixed':
+                raise ValueError('policy fixed needs fixed_configuration (exit/split[/encoding])')
+            return
+        e, s, enc = fixed
+        try:
+            evaluate(problem, math.inf, e, s, encoding=enc)
+        except ValueError as exc:
+            raise ValueError(f'fixed_configuration {text!r}: {exc}') from None
 
     # -- settings ---------------------------------------------------------------------------
     def check(self, **values: Any) -> None:
@@ -152,6 +187,10 @@ class Planner:
         check_settings(values.get('policy'), values.get('strategy'), self.cmap is not None)
         if 'deadline_ms' in values:
             check_deadline(values['deadline_ms'])
+        if {'policy', 'fixed_configuration'} & set(values):
+            self._check_fixed(values.get('policy', self.policy),
+                              values.get('fixed_configuration', self.fixed_configuration),
+                              self.base_problem)
 
     def configure(self, problem: Optional[EdgentProblem] = None, **values: Any) -> bool:
         """
@@ -159,7 +198,7 @@ class Planner:
 
         Returns whether the decision must be re-planned at once (``plan(..., force=True)``):
         the deadline, policy, strategy or problem changed, or the true bandwidth under policy
-        ``true-bandwidth``.
+        ``true-bandwidth``, or the fixed configuration under policy ``fixed``.
         """
         self.check(**values)
         for name, value in values.items():
@@ -178,7 +217,8 @@ class Planner:
             self.hyst.policy = self._hyst_policy(self.policy)
             self.hyst.reset()
         return (problem is not None or bool({'deadline_ms', 'policy', 'strategy'} & set(values))
-                or ('true_bandwidth_bps' in values and self.policy == 'true-bandwidth'))
+                or ('true_bandwidth_bps' in values and self.policy == 'true-bandwidth')
+                or ('fixed_configuration' in values and self.policy == 'fixed'))
 
     # -- link quality -----------------------------------------------------------------------
     def add_link(self, now_s: float, report: LinkReport, source: str = 'default') -> None:
@@ -276,6 +316,10 @@ class Planner:
             # the Edgent rule at the true bandwidth: no estimate, no hysteresis
             d = decide(self.problem, bw_q, self.deadline_ms)
             return HysteresisStep(d, self._differs(d), 'true bandwidth')
+        if self.policy == 'fixed':
+            e, s, enc = parse_fixed(self.fixed_configuration)
+            d = evaluate(self.problem, bw_q, e, s, self.deadline_ms, enc)
+            return HysteresisStep(d, self._differs(d), 'fixed configuration')
         if self.policy == 'edgent' and self.strategy == 'map':
             d = self.cmap.decide(self.problem, bw_q, self.deadline_ms,
                                  level_scale=1.0 / fq['offload'])

@@ -193,9 +193,14 @@ class NodeSession:
     # -- control --------------------------------------------------------------------------------
     def set_planner(self, wait: bool = True, timeout_s: float = 15.0, **params) -> float:
         """Set planner parameters (atomically); return the wall time of the answer."""
+        return self.set_params('planner_node', wait, timeout_s, **params)
+
+    def set_params(self, node: str, wait: bool = True, timeout_s: float = 15.0,
+                   **params) -> float:
+        """Set parameters of ``node`` (planner_node or camera_node) atomically; return when."""
         self._next_id += 1
         cid = self._next_id
-        self.procs['controller'].stdin.write(json.dumps({'cmd': 'set', 'id': cid,
+        self.procs['controller'].stdin.write(json.dumps({'cmd': 'set', 'id': cid, 'node': node,
                                                          'params': params}) + '\n')
         self.procs['controller'].stdin.flush()
         if not wait:
@@ -206,9 +211,9 @@ class NodeSession:
             self.check_alive()
         ack = self.acks.get(cid)
         if ack is None:
-            raise SweepError(f'planner did not answer a parameter set in {timeout_s:g} s')
+            raise SweepError(f'{node} did not answer a parameter set in {timeout_s:g} s')
         if not ack['ok']:
-            raise SweepError(f'planner refused {params}: {ack.get("reason")}')
+            raise SweepError(f'{node} refused {params}: {ack.get("reason")}')
         return float(ack['t'])
 
     def wait_decision(self, policy: str, deadline_ms: float, since_index: int,
@@ -225,13 +230,16 @@ class NodeSession:
         raise SweepError(f'no decision for {policy} at {deadline_ms:g} ms in {timeout_s:g} s')
 
     def collect(self, since_stamp: float, frames: int, timeout_s: float,
-                until_stamp: Optional[float] = None) -> Tuple[List[dict], List[dict], List[dict]]:
+                until_stamp: Optional[float] = None,
+                stop: Optional[Callable[[List[dict]], bool]] = None
+                ) -> Tuple[List[dict], List[dict], List[dict]]:
         """
         Return the outcomes of frames captured in a window, with decisions and link quality.
 
         The window starts at ``since_stamp`` (capture stamps) and ends before ``until_stamp``;
         collecting stops at ``frames`` counted outcomes (closed-loop skips do not count), once
-        every frame captured in the window has an outcome, or at ``timeout_s``.
+        every frame captured in the window has an outcome, when ``stop(outcomes so far)`` says
+        so, or at ``timeout_s``.
         """
         start_index = len(self.records)
         end = time.monotonic() + timeout_s
@@ -241,6 +249,8 @@ class NodeSession:
                     and r['stamp'] >= since_stamp
                     and (until_stamp is None or r['stamp'] < until_stamp)]
             if frames and sum(in_cell(o) for o in outs) >= frames:
+                break
+            if stop is not None and stop(sorted(outs, key=lambda r: r['sequence'])):
                 break
             if until_stamp is not None and time.time() > until_stamp + 1.0:
                 last = [r for r in self.records if r['topic'] == 'outcome']
@@ -624,7 +634,7 @@ def _control(timeout_s: float) -> int:
             print(json.dumps(rec), flush=True)
 
     record_topics(node, emit, decision_fields=DECISION_FIELDS + ('policy', 'reason'))
-    client = AsyncParameterClient(node, 'planner_node')
+    clients = {name: AsyncParameterClient(node, name) for name in ('planner_node', 'camera_node')}
     cmds: 'queue.Queue[dict]' = queue.Queue()
     done = threading.Event()
 
@@ -638,11 +648,19 @@ def _control(timeout_s: float) -> int:
     threading.Thread(target=read_stdin, daemon=True).start()
 
     def on_timer() -> None:
-        while not cmds.empty() and client.services_are_ready():
-            c = cmds.get()
+        while not cmds.empty():
+            c = cmds.queue[0]
+            client = clients.get(c.get('node', 'planner_node'))
+            if c.get('cmd') != 'quit' and client is not None and not client.services_are_ready():
+                return   # wait for that node's parameter service (commands stay in order)
+            cmds.get()
             if c.get('cmd') == 'quit':
                 done.set()
                 return
+            if client is None:
+                emit({'topic': 'ack', 'id': c.get('id', 0), 'ok': False,
+                      'reason': f'unknown node {c.get("node")!r}', 't': time.time()})
+                continue
             params = [Parameter(k, value=v) for k, v in c.get('params', {}).items()]
 
             def answered(fut, cid=c.get('id', 0)) -> None:

@@ -26,6 +26,7 @@ import time
 from typing import Callable, Optional, TYPE_CHECKING
 
 import numpy as np
+from rclpy.duration import Duration
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 from sensor_msgs.msg import Image
@@ -60,6 +61,13 @@ PARAMETERS = {
     'fps': (10.0, 'frames per second from file sources', {'float_range': (0.1, 200.0)}),
     'max_frames': (0, 'stop after N frames (0 = no limit)', {'int_range': (0, 10_000_000)}),
     'loop': (True, 'loop file sources when they end', {}),
+    'paused': (False, 'file sources capture nothing while true (frames under way finish)', {}),
+    'wait_for_link': (False, 'file sources: capture the next frame only once fewer than '
+                      'max_in_flight frames are on the link (every frame in order, none dropped '
+                      'as link_busy: the closed loop of the evaluation)', {}),
+    'next_frame': (-1, 'file sources: setting k >= 0 makes frame k the next one captured (a '
+                   'seek: the evaluation replays the same frames to every policy); -1 = go on',
+                   {'int_range': (-1, 10_000_000)}),
     'exit_when_done': (False, 'shut down once max_frames have an outcome', RO),
     'deadline_ms': (200.0, 'latency deadline per frame (ms)', {'float_range': (1.0, 60_000.0)}),
     'result_timeout_s': (2.0, 'a frame without result after this is dropped',
@@ -234,6 +242,8 @@ class CameraNode(Node):
                     setattr(self, p.name, p.value)
                 if p.name == 'fps' and hasattr(self, 'timer'):
                     self.timer.timer_period_ns = int(1e9 / p.value)
+                if p.name == 'next_frame' and p.value >= 0:
+                    self._cursor = int(p.value)
                 if p.name in ('result_timeout_s', 'edge_timeout_s'):
                     setattr(self.link, p.name, p.value)
                 if p.name == 'diagnostics_window_s':
@@ -256,8 +266,9 @@ class CameraNode(Node):
             self.link.grace(now)   # nothing sent yet: no silence to count
             if not self.gate.open(now, seen):
                 return   # start-up gate, not a drop: no frame was captured yet
-        if self.robot_busy():
-            return   # the robot is still computing the previous frame: nothing captured
+        if self.robot_busy() or self.paused or (
+                self.wait_for_link and self.link.link_full(self.max_in_flight)):
+            return   # the robot still computes the last frame / paused / link full: no capture
         if self._cursor >= len(self.images) and not self.loop:
             return   # the file source ended
         i = self._cursor % len(self.images)
@@ -299,6 +310,20 @@ class CameraNode(Node):
             return False   # shutting down: end the worker
         self.get_logger().error(f'frame processing failed: {exc!r}', throttle_duration_sec=5.0)
         return True
+
+    def before_shutdown(self) -> None:
+        """
+        End every frame still on the robot or the link before the process exits (SIGINT/TERM).
+
+        The worker finishes the frame under way, then each frame without an answer from the edge
+        ends as ``dropped:shutdown`` and the outcomes are flushed (bounded: 2 s + 1 s), so a
+        stopped camera leaves no frame unaccounted for.
+        """
+        self.worker.stop(timeout_s=2.0)
+        for p in self.link.abandon():
+            self._drop(p.seq, None, p.true_class, 'shutdown', p.deadline_ms, p.exit_index,
+                       p.split_index)
+        self.outcome_pub.wait_for_all_acked(Duration(seconds=1.0))
 
     def destroy_node(self):
         """Stop the worker thread (if start-up got that far), then destroy the node."""
@@ -400,7 +425,6 @@ class CameraNode(Node):
                        p.split_index)
         if self.exit_when_done and self.link.done(self.max_frames) and not self.robot_busy():
             self.get_logger().info(f'done: {self.link.summary()}')
-            from rclpy.duration import Duration
             for pub in (self.outcome_pub, self.result_pub):   # let subscribers get the last ones
                 pub.wait_for_all_acked(Duration(seconds=2.0))
             raise SystemExit(0)

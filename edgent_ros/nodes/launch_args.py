@@ -42,7 +42,8 @@ ARGUMENTS: Dict[str, Tuple[str, str]] = {
     'deadline_ms': (NOT_SET, 'latency deadline per frame (ms) for camera_node and planner_node '
                              '(not set: params_file, else config/*.yaml: 200)'),
     'policy': (NOT_SET, 'planner_node policy: edgent | device-only | edge-only | partition-only '
-                        '| exit-only | true-bandwidth (not set: params_file, else edgent)'),
+                        '| exit-only | true-bandwidth | fixed (not set: params_file, else '
+                        'edgent)'),
     'source': (NOT_SET, 'camera_node image source: sample | cifar10-test | topic (not set: '
                         'params_file, else sample)'),
     'frame_id': (NOT_SET, 'camera_node header.frame_id, the camera optical TF frame (not set: '

@@ -10,11 +10,12 @@ from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescr
 from rclpy.executors import ExternalShutdownException
 import rclpy.executors
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
 
 from . import qos
 from ..core.artifacts import ArtifactError
 from ..core.diagnostics import DEFAULT_WINDOW_S, Level
-from .signals import signalled
+from .signals import install, signalled
 
 # Longest time a node's spin loop waits before it looks at the context again (s).
 SPIN_STEP_S = 0.25
@@ -195,17 +196,20 @@ def run(node_factory: Callable[[], Node], args: Optional[list] = None) -> int:
     """
     Init rclpy, spin the node until Ctrl-C / SIGTERM / shutdown, and exit quietly.
 
-    A signal that came while the process was still importing (recorded by ``signals``) or while
-    the node was being built ends the process at once, cleanly. Spinning is in bounded steps
-    while the context is ok, so a shutdown that no executor was waiting for yet is still seen.
+    SIGINT/SIGTERM are recorded by ``signals`` (rclpy installs no handler of its own), so the
+    context is still up when the loop sees the signal: a node with ``before_shutdown`` (the
+    camera: frames still in flight end as ``dropped:shutdown``) finishes its work and publishes
+    it before the node is destroyed. A signal that came while the process was still importing
+    or while the node was being built ends the process at once, cleanly. Spinning is in bounded
+    steps, so a signal or an external shutdown is seen within ``SPIN_STEP_S``.
     """
+    install()
     if signalled():
         return 0
     try:
-        with rclpy.init(args=args):
-            # a signal can shut the context down at any point from here on; whatever then fails
-            # (making the executor, building the node, adding it, a spin step) ends the process
-            # cleanly through the finally below
+        with rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO):
+            # whatever fails after a shutdown (making the executor, building the node, adding
+            # it, a spin step) ends the process cleanly through the finally below
             executor = node = None
             try:
                 executor = rclpy.executors.SingleThreadedExecutor()
@@ -213,12 +217,14 @@ def run(node_factory: Callable[[], Node], args: Optional[list] = None) -> int:
                 executor.add_node(node)
                 while rclpy.ok() and not signalled():
                     executor.spin_once(timeout_sec=SPIN_STEP_S)
+                if rclpy.ok() and hasattr(node, 'before_shutdown'):
+                    node.before_shutdown()
             except (SystemExit, KeyboardInterrupt, ExternalShutdownException):
                 raise
             except Exception:
-                if rclpy.ok():
+                if rclpy.ok() and not signalled():
                     raise
-                # shut down by a signal mid-construction or mid-step (e.g. an invalid wait set)
+                # shut down mid-construction or mid-step (e.g. an invalid wait set)
             finally:
                 if executor is not None:
                     executor.shutdown(timeout_sec=1.0)

@@ -39,13 +39,13 @@ from ..core.ledger import MAX_THRESHOLD
 from ..core.model_desc import load_description
 from ..core.model_plan import load_block_latency, load_model_accuracy, load_table, problem_for
 from ..core.optimizer import Decision, EdgentProblem, PLANNER_POLICIES, scale_robot
-from ..core.planner import LinkReport, Outcome, Planner, SETTINGS
+from ..core.planner import FIXED_HELP, LinkReport, Outcome, Planner, SETTINGS
 from ..msg import ExitSplitDecision, InferenceResult, LinkQuality
 from .node_util import (accept, declare, declare_diagnostics, diagnostic_status,
                         publish_diagnostics, refuse, run)
 
 # policies that plan without the link estimate (a stale one is then no problem)
-NO_LINK_POLICIES = ('device-only', 'true-bandwidth')
+NO_LINK_POLICIES = ('device-only', 'true-bandwidth', 'fixed')
 
 
 class _Target:
@@ -146,6 +146,7 @@ class PlannerNode(Node):
             self, 'true_bandwidth_bps', 0.0, 'policy true-bandwidth only: the true uplink '
             'bandwidth of the moment, set from outside (the testbed); 0 = link down',
             float_range=(0.0, 1e12))
+        p['fixed_configuration'] = declare(self, 'fixed_configuration', '', FIXED_HELP)
         p['link_timeout_s'] = declare(self, 'link_timeout_s', 3.0,
                                       'no link quality for this long: plan device-only',
                                       float_range=(0.1, 3600.0))

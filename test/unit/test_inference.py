@@ -252,6 +252,21 @@ def test_frame_ledger_accounting():
     assert s['dropped:encode'] == 1 and s['refused:late'] == 1
 
 
+def test_frame_ledger_abandon_on_shutdown():
+    ledger = FrameLedger(timeout_s=2.0)
+    for seq in range(3):
+        ledger.produce()
+        ledger.send(_pending(seq, 0.0))
+    ledger.take(1)
+    ledger.finish('ok_edge')
+    gone = ledger.abandon()                              # the camera is stopping
+    assert [p.seq for p in gone] == [0, 2] and ledger.in_flight == 0
+    for _ in gone:
+        ledger.finish('dropped:shutdown')
+    assert ledger.accounted() == ledger.produced == 3
+    assert ledger.abandon() == [] and ledger.take(2) is None
+
+
 # ----------------------------------------------------------------------------- images
 
 

@@ -7,7 +7,7 @@ import pytest
 from edgent_ros.core.config_map import ConfigMap, MapStrategy
 from edgent_ros.core.optimizer import (decide, decide_policy, EdgentProblem, evaluate,
                                        PLANNER_POLICIES, POLICIES)
-from edgent_ros.core.planner import LinkReport, Outcome, Planner, REPUBLISH_MOVE
+from edgent_ros.core.planner import LinkReport, Outcome, parse_fixed, Planner, REPUBLISH_MOVE
 from edgent_ros.offline.map_builder import build_map
 
 ACC = {1: 0.70, 2: 0.80, 3: 0.85}
@@ -63,6 +63,36 @@ def test_true_bandwidth_policy_plans_with_the_true_bandwidth_not_the_estimate():
     # under another policy the true bandwidth is only stored
     q = planner()
     assert not q.configure(true_bandwidth_bps=1e6)
+
+
+def test_fixed_policy_runs_its_configuration_whatever_the_link():
+    p = planner(policy='fixed', fixed_configuration='3/2')
+    for t, bps in enumerate((0.0, 0.05e6, 10e6, 1e9)):
+        heard(p, float(t), bps)
+        assert p.decision.config == (3, 2) and p.decision.encoding == 'raw'
+    # its prediction is that configuration's at the estimate: infeasible is reported, kept
+    up = heard(p, 10.0, 0.05e6)
+    want = evaluate(PROBLEM, 0.05e6, 3, 2, 25.0)
+    assert p.decision.total_ms == pytest.approx(want.total_ms) and not p.decision.feasible
+    assert up is None or up.decision.config == (3, 2)
+    assert p.configure(fixed_configuration='1/0')      # a new pin re-plans at once
+    up = p.plan(11.0, 'parameter change', force=True)
+    assert up.changed and up.decision.config == (1, 0) and up.why == 'fixed configuration'
+    assert p.configure(policy='edgent')                # back to Edgent
+    assert p.plan(12.0, 'parameter change', force=True).decision.config != (1, 0)
+
+
+@pytest.mark.parametrize('text, why', [
+    ('', 'needs fixed_configuration'), ('3', 'exit/split'), ('a/b', 'exit/split'),
+    ('3/2/1/0', 'exit/split'), ('9/0', 'exit'), ('3/7', 'split'), ('3/1/int8', 'encoding')])
+def test_fixed_policy_refuses_a_configuration_it_cannot_run(text, why):
+    with pytest.raises(ValueError, match=why):
+        planner(policy='fixed', fixed_configuration=text)
+    p = planner()
+    with pytest.raises(ValueError, match=why):
+        p.configure(policy='fixed', fixed_configuration=text)
+    assert p.policy == 'edgent' and p.fixed_configuration == ''   # nothing changed
+    assert parse_fixed('4/2/int8') == (4, 2, 'int8') and parse_fixed(' ') is None
 
 
 def test_hysteresis_does_not_flap_on_jitter_at_a_decision_boundary():

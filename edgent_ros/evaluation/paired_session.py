@@ -1,0 +1,179 @@
+"""
+``edgent-ros sweep paired``: the paired, repeated sweep with an exhaustive oracle (root).
+
+For each bandwidth the real nodes start once on the testbed (``sweep_session.NodeSession``, the
+camera with ``wait_for_link``: every frame of the bundled sample in order, none skipped). First
+the configurations the oracle needs are measured one by one (``paired.OracleSearch``, planner
+policy ``fixed``), then every (deadline, repetition) cell runs each policy in a shuffled order
+from the same start state on the same frames (see ``paired``). Rows are appended and flushed as
+they finish: a rerun of the same command resumes. ``paired_report`` turns the frames into the
+tables, intervals, claims and figures.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+import sys
+import time
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from .paired import candidates, Config, OracleSearch, PAIRED_POLICIES, policy_order
+from .sweep import (aggregate, append_rows, check_grid, CSV_FIELDS, DEFAULT_ROBOT_SCALE,
+                    FRAME_FIELDS, in_cell, planner_params, read_rows)
+from .sweep_session import _predictor, _progress, NodeSession, planner_problem, TESTBED_NAME
+from .testbed import Testbed
+
+PAIRED_FIELDS = ('kind', 'rep', 'order', 'frame_index', 'true_class', 'branch_len') + FRAME_FIELDS
+CELL_FIELDS = ('kind', 'rep', 'order') + CSV_FIELDS
+WARMUP_S = 5.5        # paused, probes only: longer than the estimator's 5 s staleness
+
+
+def config_policy(config: Config) -> str:
+    """Return the policy name of a pinned configuration in the results (``fixed:e/s``)."""
+    return f'fixed:{config[0]}/{config[1]}'
+
+
+def _done(frames_csv: Path) -> Tuple[set, Dict[float, Dict[Config, List[dict]]]]:
+    """Return the policy cells already run and the configurations already measured."""
+    cells, configs = set(), {}
+    if Path(frames_csv).exists():
+        for r in read_rows(frames_csv):
+            bw = float(r['bandwidth_mbps'])
+            if r['kind'] == 'config':
+                e, s = str(r['policy']).split(':')[1].split('/')
+                configs.setdefault(bw, {}).setdefault((int(e), int(s)), []).append(r)
+            else:
+                cells.add((str(r['policy']), bw, float(r['deadline_ms']), int(r['rep'])))
+    return cells, configs
+
+
+class _Runner:
+    """One bandwidth's node session, running paired cells."""
+
+    def __init__(self, sess: NodeSession, problem, accuracy, bw: float, frames_csv: Path,
+                 cells_csv: Path, warmup_s: float, robot_scale: float):
+        self.sess, self.problem, self.accuracy, self.bw = sess, problem, accuracy, bw
+        self.frames_csv, self.cells_csv = frames_csv, cells_csv
+        self.warmup_s, self.robot_scale = warmup_s, robot_scale
+        self.predict = _predictor(problem, bw * 1e6)
+
+    def cell(self, kind: str, name: str, params: dict, deadline_ms: float, frames: int,
+             rep: int, order: int, stop=None) -> List[dict]:
+        """Run one cell from the common start state; append and return its frame rows."""
+        s = self.sess
+        t0 = time.time()
+        s.set_params('camera_node', paused=True)
+        idx = len(s.records)
+        s.set_planner(calibration=False)
+        s.set_planner(deadline_ms=float(deadline_ms), true_bandwidth_bps=float(self.bw * 1e6),
+                      calibration=True, **params)
+        s.wait_decision(str(params['policy']), deadline_ms, idx)
+        time.sleep(self.warmup_s)
+        since = time.time()
+        s.set_params('camera_node', next_frame=0, paused=False)
+        outs, _, _ = s.collect(since, frames, 60.0 + 20.0 * frames, stop=stop)
+        s.set_params('camera_node', paused=True)
+        decs = [r for r in s.records[idx:] if r['topic'] == 'decision'
+                and r.get('policy') == params['policy']
+                and abs(float(r['deadline_ms']) - deadline_ms) < 1e-6]
+        row, per_frame = aggregate(outs, self.accuracy, self.predict, decs)
+        key = {'kind': kind, 'policy': name, 'bandwidth_mbps': self.bw,
+               'deadline_ms': deadline_ms, 'rep': rep, 'order': order}
+        rows = []
+        for k, (f, o) in enumerate(zip(per_frame, [o for o in outs if in_cell(o)])):
+            rows.append(dict(f, frame_index=k, true_class=o['true_class_id'],
+                             branch_len=self.problem.branch_len(int(f['exit'])), **key))
+        row.update(key, robot_scale=self.robot_scale, elapsed_s=round(time.time() - t0, 2))
+        append_rows(self.frames_csv, rows, PAIRED_FIELDS)
+        append_rows(self.cells_csv, [row], CELL_FIELDS)
+        return rows
+
+
+def run_paired(out_dir: Path, bandwidths: Sequence[float], deadlines: Sequence[float],
+               policies: Sequence[str] = PAIRED_POLICIES, frames: int = 20, reps: int = 3,
+               config_frames: int = 30, seed: int = 0,
+               robot_scale: float = DEFAULT_ROBOT_SCALE, warmup_s: float = WARMUP_S,
+               fresh: bool = False, name: str = TESTBED_NAME,
+               logdir: Optional[Path] = None) -> int:
+    """
+    Run every configuration and policy cell not yet in ``out_dir``; return how many ran.
+
+    Files: ``paired_frames.csv`` (every frame: configurations and policies) and
+    ``paired_cells.csv`` (one row per cell). Raw tensors (the paper's decision space).
+    """
+    check_grid(bandwidths, deadlines, policies)
+    if frames < 1 or reps < 1 or config_frames < 1:
+        raise ValueError(f'frames, reps and config_frames must be >= 1, got {frames}, {reps}, '
+                         f'{config_frames}')
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    frames_csv, cells_csv = out_dir / 'paired_frames.csv', out_dir / 'paired_cells.csv'
+    if fresh:
+        for p in (frames_csv, cells_csv):
+            p.unlink(missing_ok=True)
+    done_cells, done_configs = _done(frames_csv)
+    todo = [(bw, dl, r, p) for bw in bandwidths for r in range(1, reps + 1) for dl in deadlines
+            for p in policy_order(policies, bw, dl, r, seed)
+            if (p, float(bw), float(dl), r) not in done_cells]
+    print(f'sweep paired: {len(todo)} policy cells to run ({len(done_cells)} done) at '
+          f'{len(bandwidths)} bandwidths, then the configurations each oracle needs; '
+          f'{frames} frames per cell, up to {config_frames} per configuration', file=sys.stderr)
+    accuracy, problem = planner_problem(robot_scale)
+    logdir = Path(logdir or (Path('/tmp') / f'edgent-paired-{int(time.time())}'))
+    tb = Testbed(name=name, rate_mbps=float(bandwidths[0]))
+    bar = _progress(len(todo), 'paired sweep')
+    ran = 0
+    try:
+        tb.setup()
+        for bw in bandwidths:
+            search = OracleSearch(candidates(problem, accuracy, bw, tb.burst_bytes),
+                                  sorted(float(d) for d in deadlines))
+            for c, fs in done_configs.get(float(bw), {}).items():
+                search.record(c, fs)
+            mine = [t for t in todo if t[0] == bw]
+            if search.next() is None and not mine:
+                continue
+            tb.set_rate(bw)
+            sess = NodeSession(tb, robot_scale, logdir / f'bw{bw:g}', camera={
+                'wait_for_link': True, 'paused': False})
+            runner = _Runner(sess, problem, accuracy, float(bw), frames_csv, cells_csv,
+                             warmup_s, robot_scale)
+            try:
+                sess.start(bw)
+                while True:
+                    c = search.next()
+                    if c is None:
+                        break
+                    bar.set_postfix_str(f'{bw:g} Mbit/s, configuration {c.config}')
+                    rows = runner.cell('config', config_policy(c.config), {
+                        'policy': 'fixed', 'encodings': ['raw'],
+                        'fixed_configuration': f'{c.config[0]}/{c.config[1]}'},
+                        max(deadlines), config_frames, 0, 0,
+                        stop=lambda outs, c=c: search.stop_early(
+                            c.config, [_as_frame(o) for o in outs if in_cell(o)]))
+                    search.record(c.config, rows)
+                    ran += 1
+                print(f'sweep paired: {bw:g} Mbit/s: {len(search.measured)} configurations '
+                      f'measured, {len(search.skipped)} left out '
+                      f'({"; ".join(sorted(set(search.skipped.values())))[:200]})',
+                      file=sys.stderr)
+                order: Dict[Tuple[float, int], int] = {}
+                for _, dl, r, p in mine:
+                    order[(dl, r)] = order.get((dl, r), 0) + 1
+                    bar.set_postfix_str(f'{bw:g} Mbit/s, {dl:g} ms, rep {r}, {p}')
+                    runner.cell('policy', p, planner_params(p), float(dl), frames, r,
+                                order[(dl, r)])
+                    ran += 1
+                    bar.update(1)
+            finally:
+                sess.close()
+    finally:
+        bar.close()
+        tb.teardown()
+    return ran
+
+
+def _as_frame(o: dict) -> dict:
+    """Return the fields of an outcome record that ``paired.frame_latency`` reads."""
+    return {'e2e_ms': o['end_to_end_ms'] if o['status'] == 0 else None,
+            'exit': o['exit_index'], 'split': o['split_index']}

@@ -1,0 +1,140 @@
+"""The paired evaluation's statistics and its exhaustive oracle search (evaluation.paired)."""
+
+import itertools
+import math
+import random
+
+import pytest
+
+from edgent_ros.evaluation.paired import (Candidate, cell_stats, check_claims,
+                                          EARLY_STOP_LATE, mean_ci, on_time, OracleSearch,
+                                          oracle_rows, paired_diff, policy_order, t95,
+                                          transfer_floor_ms, wilson)
+
+
+def _frames(lat, config):
+    return [{'e2e_ms': x, 'exit': config[0], 'split': config[1]} for x in lat]
+
+
+def test_intervals():
+    assert wilson(0, 0) == (None, None)
+    lo, hi = wilson(60, 60)
+    assert hi == 1.0 and 0.93 < lo < 0.95            # 60/60 on time: 99 % is inside
+    lo, hi = wilson(50, 60)
+    assert hi < 0.99                                 # 50/60: clearly below 99 %
+    m, h = mean_ci([0.8, 0.82, 0.84])
+    assert m == pytest.approx(0.82) and h == pytest.approx(4.303 * 0.02 / math.sqrt(3))
+    assert mean_ci([0.5]) == (0.5, None) and mean_ci([]) == (None, None)
+    assert t95(100) == pytest.approx(1.96, abs=1e-3) and t95(11) == t95(10)
+    with pytest.raises(ValueError):
+        t95(0)
+
+
+def test_policy_order_is_shuffled_per_cell_and_reproducible():
+    pols = ['a', 'b', 'c', 'd', 'e']
+    orders = {tuple(policy_order(pols, 1.0, 200.0, r, 0)) for r in range(1, 30)}
+    assert len(orders) > 5 and all(sorted(o) == pols for o in orders)
+    assert policy_order(pols, 1.0, 200.0, 2, 0) == policy_order(pols, 1.0, 200.0, 2, 0)
+    assert policy_order(pols, 1.0, 200.0, 2, 0) != policy_order(pols, 1.0, 200.0, 2, 1) or \
+        policy_order(pols, 1.0, 200.0, 3, 0) != policy_order(pols, 1.0, 200.0, 3, 1)
+
+
+def test_transfer_floor_is_bytes_over_rate_minus_the_burst():
+    assert transfer_floor_ms(0, 1e6, 1600) == 0.0
+    assert transfer_floor_ms(8 * 1600, 1e3, 1600) == 0.0      # fits in the burst
+    assert transfer_floor_ms(8 * 11600, 1e6, 1600) == pytest.approx(80.0)
+    assert transfer_floor_ms(8000, 0.0, 1600) == math.inf
+
+
+def test_a_frame_of_another_configuration_or_dropped_is_late():
+    fs = _frames([50.0, None, 60.0], (3, 2)) + [{'e2e_ms': 10.0, 'exit': 1, 'split': 4}]
+    assert on_time(fs, 100.0, (3, 2)) == (2, 4)
+    assert on_time(fs, 100.0) == (3, 4)
+
+
+def _space():
+    """Return candidates (exits 1..3, top-1 .7/.8/.9; splits 0..2) and their true latencies."""
+    rng = random.Random(5)
+    cands, truth = [], {}
+    for e, s in itertools.product((1, 2, 3), (0, 1, 2)):
+        base = 40.0 * e + 30.0 * s + rng.uniform(0, 200)
+        cands.append(Candidate((e, s), 0.6 + 0.1 * e, base, floor_ms=base * 0.3))
+        truth[(e, s)] = [base * rng.uniform(0.9, 1.1) for _ in range(30)]
+    return cands, truth
+
+
+def test_oracle_search_finds_what_measuring_everything_finds():
+    cands, truth = _space()
+    deadlines = [60.0, 120.0, 200.0, 300.0, 500.0]
+    search = OracleSearch(cands, deadlines)
+    n = 0
+    while (c := search.next()) is not None:
+        got = []
+        for f in _frames(truth[c.config], c.config):     # frames arrive one by one
+            got.append(f)
+            if search.stop_early(c.config, got):
+                break
+        search.record(c.config, got)
+        n += 1
+    full = OracleSearch(cands, deadlines)
+    for c in cands:
+        full.record(c.config, _frames(truth[c.config], c.config))
+    for dl in deadlines:
+        a, b = search.oracle(dl), full.oracle(dl)
+        assert (a and a.accuracy) == (b and b.accuracy), dl
+        # and it is the brute-force answer: the most accurate config always on time
+        want = max((c.accuracy for c in cands if max(truth[c.config]) <= dl), default=None)
+        assert (a and a.accuracy) == want
+    assert n < len(cands) and set(search.skipped) | set(search.measured) == \
+        {c.config for c in cands}
+
+
+def test_a_configuration_stops_after_enough_late_frames():
+    c = Candidate((1, 0), 0.7, 10.0, 0.0)
+    search = OracleSearch([c], [100.0])
+    fs = _frames([150.0] * EARLY_STOP_LATE, (1, 0))
+    assert not search.stop_early((1, 0), fs[:-1]) and search.stop_early((1, 0), fs)
+
+
+def test_oracle_rows_report_oracle_and_best_fixed():
+    a, b = Candidate((2, 0), 0.8, 10.0, 0.0), Candidate((1, 3), 0.7, 5.0, 0.0)
+    search = OracleSearch([a, b], [100.0])
+    search.record((2, 0), _frames([90.0] * 18 + [150.0] * 2, (2, 0)))   # 90 % on time
+    search.record((1, 3), _frames([50.0] * 20, (1, 3)))                  # always
+    (row,) = oracle_rows(search, 1.0)
+    assert row['oracle'] == '1/3' and row['oracle_value'] == pytest.approx(0.7)
+    assert row['best_fixed'] == '2/0' and row['best_fixed_value'] == pytest.approx(0.72)
+
+
+def _policy_frames(policy, lat, exit_index=2, reps=3):
+    return [{'policy': policy, 'rep': r, 'frame_index': k, 'exit': exit_index, 'split': 0,
+             'branch_len': 4, 'e2e_ms': x} for r in range(1, reps + 1) for k, x in enumerate(lat)]
+
+
+def test_cell_stats_and_paired_difference():
+    acc = {1: 0.7, 2: 0.8}
+    slow = [50.0] * 10 + [300.0] * 10
+    fs = _policy_frames('edgent', [50.0] * 20) + _policy_frames('slow', slow)
+    st = cell_stats(fs, acc, 100.0)
+    assert st['edgent']['value'] == pytest.approx(0.8) and st['edgent']['met'] == 1.0
+    assert st['slow']['met'] == 0.5 and st['slow']['value'] == pytest.approx(0.4)
+    assert st['edgent']['mid_cut'] == 0
+    m, h, n = paired_diff(st['edgent']['values'], st['slow']['values'])
+    assert n == 60 and m == pytest.approx(0.4) and h > 0
+
+
+def test_claims_hold_and_fail_where_they_should():
+    acc = {1: 0.7, 2: 0.8}
+
+    def cell(**pols):
+        return cell_stats([f for p, (lat, e) in pols.items()
+                           for f in _policy_frames(p, lat, e)], acc, 100.0)
+    late, ok = [500.0] * 20, [50.0] * 20
+    cells = {(1.0, 50.0): cell(edgent=(late, 2), **{'exit-only': (late, 2)}),
+             (1.0, 100.0): cell(edgent=(ok, 2), **{'exit-only': (ok, 1)})}
+    verdicts = [c['verdict'] for c in check_claims(cells, baselines=('exit-only',))]
+    assert verdicts == ['holds', 'holds', 'holds']
+    cells[(1.0, 100.0)] = cell(edgent=(ok, 1), **{'exit-only': (ok, 2)})   # a baseline better
+    cells[(1.0, 50.0)] = cell(edgent=(late, 2), **{'exit-only': (ok, 1)})  # and meets earlier
+    verdicts = [c['verdict'] for c in check_claims(cells, baselines=('exit-only',))]
+    assert verdicts == ['does not hold'] * 3
