@@ -15,7 +15,7 @@ from ..evaluation.sweep import (check_targets, DEFAULT_BANDWIDTHS_MBPS, DEFAULT_
 from ..core.paths import DATA_ENV, find_data, HOME_ENV, results_out
 from ..evaluation.paired import PAIRED_BANDWIDTHS_MBPS, PAIRED_DEADLINES_MS, PAIRED_POLICIES
 from ..evaluation.paired_report import build
-from ..evaluation.paired_session import run_paired
+from ..evaluation.paired_session import CALIBRATION_FILE, calibrate_robot, run_paired
 from ..evaluation.sweep_session import (build_default_map, DEFAULT_TRACES, make_plots, run_sweep,
                                         run_traces, TRACE_DEADLINE_MS, write_oracle)
 from ..evaluation.testbed import (DEFAULT_NAME, DEFAULT_QUEUE_BYTES, DEFAULT_ROBOT_QUOTA, Testbed,
@@ -192,14 +192,28 @@ def _sweep_action(args: argparse.Namespace) -> int:
     if reason:
         print(f'edgent-ros sweep: {reason}', file=sys.stderr)
         return 1
+    if args.action == 'calibrate-robot':
+        res = _results(args) / 'paired'
+        body = calibrate_robot(res, robot_scale=args.robot_scale, frames=args.frames)
+        print(json.dumps(body, indent=1))
+        print(f'written: {res / CALIBRATION_FILE} (use: sweep paired --robot-calibration)')
+        return 0
     if args.action == 'paired':
         res = _results(args) / 'paired'
         try:
+            factor = 1.0
+            if args.robot_calibration:
+                cal = json.loads(Path(args.robot_calibration).read_text())
+                if float(cal['robot_scale']) != args.robot_scale:
+                    raise ValueError(f'{args.robot_calibration} was measured at robot scale '
+                                     f'{cal["robot_scale"]}, not {args.robot_scale:g}')
+                factor = float(cal['factor'])
             n = run_paired(res, args.bandwidths, args.deadlines, args.policies,
                            frames=args.frames, reps=args.reps,
                            config_frames=args.config_frames, seed=args.seed,
-                           robot_scale=args.robot_scale, fresh=args.fresh)
-        except (ValueError, OSError) as exc:
+                           robot_scale=args.robot_scale, fresh=args.fresh, robot_factor=factor,
+                           redo_configs=args.redo_configs)
+        except (ValueError, OSError, KeyError) as exc:
             print(f'edgent-ros sweep: {exc}', file=sys.stderr)
             return 2
         print(f'{n} cells run; results in {res} (report: edgent-ros sweep paired-report)')
@@ -248,7 +262,7 @@ def add_sweep_parser(sub) -> None:
     p = sub.add_parser('sweep', help='evaluation on the link testbed: run | traces | plot | '
                        'paired | paired-report (root)', description=SWEEP_NOTE)
     acts = p.add_subparsers(dest='action', required=True, metavar='ACTION',
-                            help='run, traces, plot, paired or paired-report')
+                            help='run, traces, plot, paired, paired-report or calibrate-robot')
     r = acts.add_parser('run', help='static bandwidth x deadline x policy sweep (resumable)',
                         description=SWEEP_NOTE)
     r.add_argument('--out', default=None,
@@ -322,6 +336,20 @@ def add_sweep_parser(sub) -> None:
                          '(default %(default)s)')
     pa.add_argument('--fresh', action='store_true', help='start over (delete the paired '
                     'results)')
+    pa.add_argument('--redo-configs', action='store_true', help='measure the oracle\'s '
+                    'configurations again (their rows are replaced; policy cells kept)')
+    pa.add_argument('--robot-calibration', default=None, metavar='JSON',
+                    help='robot_calibration.json of sweep calibrate-robot: the planner models '
+                         'the robot as robot scale x its factor (default: not applied)')
+    cr = acts.add_parser('calibrate-robot', help='measure the testbed robot device-only per '
+                         'exit: live / modelled robot time (root)', description=SWEEP_NOTE)
+    cr.add_argument('--results', default=None, help='results folder; writes its paired/'
+                    'robot_calibration.json (default <user dir>/results)')
+    cr.add_argument('--frames', type=int, default=20, help='frames per exit '
+                    '(default %(default)s)')
+    cr.add_argument('--robot-scale', type=float, default=DEFAULT_ROBOT_SCALE,
+                    help='robot this many times slower than the profiled one '
+                         '(default %(default)s)')
     pr = acts.add_parser('paired-report', help='tables, intervals, claims and PNGs of the '
                          'paired sweep (no root)', description=SWEEP_NOTE)
     pr.add_argument('--results', default=None, help='results folder whose paired/ is read '

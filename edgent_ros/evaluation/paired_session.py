@@ -13,11 +13,16 @@ tables, intervals, claims and figures.
 from __future__ import annotations
 
 from pathlib import Path
+import csv
+import json
+import statistics
 import sys
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from .paired import candidates, Config, OracleSearch, PAIRED_POLICIES, policy_order
+from ..core.optimizer import evaluate
+from .paired import (candidates, Config, OracleSearch, PAIRED_POLICIES, policy_order,
+                     WARMUP_FRAMES)
 from .sweep import (aggregate, append_rows, check_grid, CSV_FIELDS, DEFAULT_ROBOT_SCALE,
                     FRAME_FIELDS, in_cell, planner_params, read_rows)
 from .sweep_session import _predictor, _progress, NodeSession, planner_problem, TESTBED_NAME
@@ -31,6 +36,24 @@ WARMUP_S = 5.5        # paused, probes only: longer than the estimator's 5 s sta
 def config_policy(config: Config) -> str:
     """Return the policy name of a pinned configuration in the results (``fixed:e/s``)."""
     return f'fixed:{config[0]}/{config[1]}'
+
+
+def drop_kind(path: Path, kind: str) -> int:
+    """Remove the rows of ``kind`` from a paired results CSV (text kept as is); return how many."""
+    path = Path(path)
+    if not path.exists():
+        return 0
+    with open(path, newline='') as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        return 0
+    col = rows[0].index('kind')
+    keep = [rows[0]] + [r for r in rows[1:] if r[col] != kind]
+    tmp = path.with_suffix('.tmp')
+    with open(tmp, 'w', newline='') as f:
+        csv.writer(f).writerows(keep)
+    tmp.replace(path)
+    return len(rows) - len(keep)
 
 
 def _done(frames_csv: Path) -> Tuple[set, Dict[float, Dict[Config, List[dict]]]]:
@@ -51,11 +74,25 @@ class _Runner:
     """One bandwidth's node session, running paired cells."""
 
     def __init__(self, sess: NodeSession, problem, accuracy, bw: float, frames_csv: Path,
-                 cells_csv: Path, warmup_s: float, robot_scale: float):
+                 cells_csv: Optional[Path], warmup_s: float, robot_scale: float):
         self.sess, self.problem, self.accuracy, self.bw = sess, problem, accuracy, bw
         self.frames_csv, self.cells_csv = frames_csv, cells_csv
         self.warmup_s, self.robot_scale = warmup_s, robot_scale
         self.predict = _predictor(problem, bw * 1e6)
+
+    def warm(self, configs: Sequence[Config], frames: int = WARMUP_FRAMES) -> None:
+        """Run each configuration for ``frames`` unrecorded frames (layers run once at least)."""
+        s = self.sess
+        for e, sp in configs:
+            s.set_params('camera_node', paused=True)
+            idx = len(s.records)
+            s.set_planner(policy='fixed', encodings=['raw'], fixed_configuration=f'{e}/{sp}',
+                          deadline_ms=1000.0)
+            s.wait_decision('fixed', 1000.0, idx)
+            since = time.time()
+            s.set_params('camera_node', paused=False)
+            s.collect(since, frames, 60.0 + 20.0 * frames)
+        s.set_params('camera_node', paused=True)
 
     def cell(self, kind: str, name: str, params: dict, deadline_ms: float, frames: int,
              rep: int, order: int, stop=None) -> List[dict]:
@@ -85,7 +122,8 @@ class _Runner:
                              branch_len=self.problem.branch_len(int(f['exit'])), **key))
         row.update(key, robot_scale=self.robot_scale, elapsed_s=round(time.time() - t0, 2))
         append_rows(self.frames_csv, rows, PAIRED_FIELDS)
-        append_rows(self.cells_csv, [row], CELL_FIELDS)
+        if self.cells_csv is not None:
+            append_rows(self.cells_csv, [row], CELL_FIELDS)
         return rows
 
 
@@ -94,12 +132,16 @@ def run_paired(out_dir: Path, bandwidths: Sequence[float], deadlines: Sequence[f
                config_frames: int = 30, seed: int = 0,
                robot_scale: float = DEFAULT_ROBOT_SCALE, warmup_s: float = WARMUP_S,
                fresh: bool = False, name: str = TESTBED_NAME,
-               logdir: Optional[Path] = None) -> int:
+               logdir: Optional[Path] = None, robot_factor: float = 1.0,
+               redo_configs: bool = False) -> int:
     """
     Run every configuration and policy cell not yet in ``out_dir``; return how many ran.
 
     Files: ``paired_frames.csv`` (every frame: configurations and policies) and
     ``paired_cells.csv`` (one row per cell). Raw tensors (the paper's decision space).
+    ``robot_factor``: the planner models the robot as ``robot_scale`` x this (the factor of
+    ``calibrate_robot``); the emulated robot stays ``robot_scale``. ``redo_configs``: remove
+    the measured configurations first and measure them again (the policy cells stay).
     """
     check_grid(bandwidths, deadlines, policies)
     if frames < 1 or reps < 1 or config_frames < 1:
@@ -111,6 +153,9 @@ def run_paired(out_dir: Path, bandwidths: Sequence[float], deadlines: Sequence[f
     if fresh:
         for p in (frames_csv, cells_csv):
             p.unlink(missing_ok=True)
+    if redo_configs:
+        for p in (frames_csv, cells_csv):
+            drop_kind(p, 'config')
     done_cells, done_configs = _done(frames_csv)
     todo = [(bw, dl, r, p) for bw in bandwidths for r in range(1, reps + 1) for dl in deadlines
             for p in policy_order(policies, bw, dl, r, seed)
@@ -118,7 +163,8 @@ def run_paired(out_dir: Path, bandwidths: Sequence[float], deadlines: Sequence[f
     print(f'sweep paired: {len(todo)} policy cells to run ({len(done_cells)} done) at '
           f'{len(bandwidths)} bandwidths, then the configurations each oracle needs; '
           f'{frames} frames per cell, up to {config_frames} per configuration', file=sys.stderr)
-    accuracy, problem = planner_problem(robot_scale)
+    model_scale = robot_scale * float(robot_factor)
+    accuracy, problem = planner_problem(model_scale)
     logdir = Path(logdir or (Path('/tmp') / f'edgent-paired-{int(time.time())}'))
     tb = Testbed(name=name, rate_mbps=float(bandwidths[0]))
     bar = _progress(len(todo), 'paired sweep')
@@ -135,11 +181,15 @@ def run_paired(out_dir: Path, bandwidths: Sequence[float], deadlines: Sequence[f
                 continue
             tb.set_rate(bw)
             sess = NodeSession(tb, robot_scale, logdir / f'bw{bw:g}', camera={
-                'wait_for_link': True, 'paused': False})
+                'wait_for_link': True, 'paused': False, 'robot_time_scale': model_scale},
+                planner={'robot_time_scale': model_scale})
             runner = _Runner(sess, problem, accuracy, float(bw), frames_csv, cells_csv,
-                             warmup_s, robot_scale)
+                             warmup_s, model_scale)
             try:
                 sess.start(bw)
+                if search.next() is not None:   # configurations to measure: warm every exit
+                    runner.warm([(e, problem.branch_len(e)) for e in sorted(accuracy)]
+                                + [(max(accuracy), 0)])
                 while True:
                     c = search.next()
                     if c is None:
@@ -177,3 +227,68 @@ def _as_frame(o: dict) -> dict:
     """Return the fields of an outcome record that ``paired.frame_latency`` reads."""
     return {'e2e_ms': o['end_to_end_ms'] if o['status'] == 0 else None,
             'exit': o['exit_index'], 'split': o['split_index']}
+
+
+CALIBRATION_FILE = 'robot_calibration.json'
+
+
+def device_ratios(rows: Sequence[dict], problem) -> List[float]:
+    """Return measured / modelled robot time of every classified frame that ran on the robot."""
+    out = []
+    for r in rows:
+        if r.get('e2e_ms') is None or int(r['split']) == 0:
+            continue
+        model = evaluate(problem, 1e9, int(r['exit']), int(r['split'])).device_ms
+        if model > 0:
+            out.append(float(r['device_ms']) / model)
+    return out
+
+
+def calibrate_robot(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE, frames: int = 20,
+                    name: str = TESTBED_NAME, logdir: Optional[Path] = None) -> Dict[str, object]:
+    """
+    Measure the testbed's robot as the planner models it; write ``robot_calibration.json``.
+
+    Every exit runs device-only (policy ``fixed``) for ``frames`` frames on the live emulated
+    camera (robot cgroup, ``compute_slowdown``); ``factor`` is the median of measured / modelled
+    robot time (model: the profiled layers x ``robot_scale``). A planner given
+    ``robot_time_scale`` = ``robot_scale`` x ``factor`` models the robot that runs. The frames go
+    to ``robot_calibration_frames.csv``: they are never the evaluation's frames.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    frames_csv = out_dir / 'robot_calibration_frames.csv'
+    frames_csv.unlink(missing_ok=True)
+    accuracy, problem = planner_problem(robot_scale)
+    logdir = Path(logdir or (Path('/tmp') / f'edgent-calibrate-{int(time.time())}'))
+    tb = Testbed(name=name, rate_mbps=10.0)
+    rows: List[dict] = []
+    try:
+        tb.setup()
+        sess = NodeSession(tb, robot_scale, logdir, camera={'wait_for_link': True})
+        runner = _Runner(sess, problem, accuracy, 10.0, frames_csv, None, 1.0, robot_scale)
+        try:
+            sess.start(10.0)
+            for e in sorted(accuracy):
+                n = problem.branch_len(e)
+                print(f'calibrate: exit {e} device-only ({frames} frames)', file=sys.stderr)
+                rows += runner.cell('calibration', config_policy((e, n)), {
+                    'policy': 'fixed', 'encodings': ['raw'], 'fixed_configuration': f'{e}/{n}'},
+                    1000.0, frames, 0, 0)
+        finally:
+            sess.close()
+    finally:
+        tb.teardown()
+    ratios = device_ratios(rows, problem)
+    if not ratios:
+        raise RuntimeError(f'no robot frame measured; logs in {logdir}')
+    per_exit = {}
+    for e in sorted(accuracy):
+        r = device_ratios([x for x in rows if int(x['exit']) == e], problem)
+        if r:
+            per_exit[str(e)] = round(statistics.median(r), 4)
+    body = {'robot_scale': robot_scale, 'factor': round(statistics.median(ratios), 4),
+            'per_exit': per_exit, 'frames': len(ratios), 'measured_at': int(time.time()),
+            'how': 'median of measured / modelled robot time, device-only, every exit'}
+    (out_dir / CALIBRATION_FILE).write_text(json.dumps(body, indent=1) + '\n')
+    return body

@@ -2,7 +2,9 @@
 
 import itertools
 import math
+from pathlib import Path
 import random
+import shutil
 
 import pytest
 
@@ -10,6 +12,8 @@ from edgent_ros.evaluation.paired import (Candidate, cell_stats, check_claims,
                                           EARLY_STOP_LATE, mean_ci, on_time, OracleSearch,
                                           oracle_rows, paired_diff, policy_order, t95,
                                           transfer_floor_ms, wilson)
+from edgent_ros.evaluation.paired_report import build, same_frames
+from edgent_ros.evaluation.paired_session import drop_kind
 
 
 def _frames(lat, config):
@@ -96,14 +100,15 @@ def test_a_configuration_stops_after_enough_late_frames():
     assert not search.stop_early((1, 0), fs[:-1]) and search.stop_early((1, 0), fs)
 
 
-def test_oracle_rows_report_oracle_and_best_fixed():
+def test_oracle_rows_report_the_most_accurate_configuration_always_on_time():
     a, b = Candidate((2, 0), 0.8, 10.0, 0.0), Candidate((1, 3), 0.7, 5.0, 0.0)
-    search = OracleSearch([a, b], [100.0])
-    search.record((2, 0), _frames([90.0] * 18 + [150.0] * 2, (2, 0)))   # 90 % on time
+    search = OracleSearch([a, b], [100.0, 200.0])
+    search.record((2, 0), _frames([90.0] * 18 + [150.0] * 2, (2, 0)))   # 90 % on time at 100
     search.record((1, 3), _frames([50.0] * 20, (1, 3)))                  # always
-    (row,) = oracle_rows(search, 1.0)
-    assert row['oracle'] == '1/3' and row['oracle_value'] == pytest.approx(0.7)
-    assert row['best_fixed'] == '2/0' and row['best_fixed_value'] == pytest.approx(0.72)
+    r100, r200 = oracle_rows(search, 1.0)
+    assert r100['oracle'] == '1/3' and r100['oracle_value'] == pytest.approx(0.7)
+    assert r200['oracle'] == '2/0' and r200['oracle_met'] == 1.0 and r200['oracle_frames'] == 20
+    assert r200['oracle_met_lo'] < 1.0 and r200['not_measured'] == 0
 
 
 def _policy_frames(policy, lat, exit_index=2, reps=3):
@@ -138,3 +143,40 @@ def test_claims_hold_and_fail_where_they_should():
     cells[(1.0, 50.0)] = cell(edgent=(late, 2), **{'exit-only': (ok, 1)})  # and meets earlier
     verdicts = [c['verdict'] for c in check_claims(cells, baselines=('exit-only',))]
     assert verdicts == ['does not hold'] * 3
+
+
+def test_same_frames_counts_policy_pairs_that_saw_the_same_images():
+    def rows(policy, classes, rep=1):
+        return [{'kind': 'policy', 'policy': policy, 'bandwidth_mbps': 1.0, 'deadline_ms': 100.0,
+                 'rep': rep, 'frame_index': k, 'true_class': c} for k, c in enumerate(classes)]
+    same = rows('a', [3, 1, 4]) + rows('b', [3, 1, 4]) + rows('c', [3, 1])
+    assert same_frames(same) == (2, 2)
+    assert same_frames(same + rows('d', [3, 9, 4])) == (2, 3)
+    assert same_frames(rows('a', [1]) + rows('b', [2], rep=2)) == (0, 0)
+
+
+def test_redo_configs_removes_only_configuration_rows(tmp_path):
+    p = tmp_path / 'f.csv'
+    p.write_text('kind,policy,e2e_ms\nconfig,fixed:1/0,1.50\npolicy,edgent,2.000\n'
+                 'config,fixed:2/0,\n')
+    assert drop_kind(p, 'config') == 2
+    assert p.read_text().splitlines() == ['kind,policy,e2e_ms', 'policy,edgent,2.000']
+    assert drop_kind(tmp_path / 'none.csv', 'config') == 0
+
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / 'bench' / 'results' / 'paired'
+BEGIN, END = '<!-- paired-report: begin -->', '<!-- paired-report: end -->'
+
+
+def test_benchmarks_quote_what_the_committed_paired_frames_give(tmp_path):
+    # BENCHMARKS section 16 is paired_report.md of bench/results/paired, regenerated here
+    for name in ('paired_frames.csv', 'robot_calibration.json'):
+        shutil.copy(RESULTS / name, tmp_path / name)
+    build(tmp_path)
+    text = (ROOT / 'BENCHMARKS.md').read_text()
+    quoted = text[text.index(BEGIN) + len(BEGIN):text.index(END)].strip()
+    assert quoted == (tmp_path / 'paired_report.md').read_text().strip()
+    assert quoted == (RESULTS / 'paired_report.md').read_text().strip()
+    for png in ('paired_vs_deadline.png', 'paired_vs_bandwidth.png'):
+        assert (tmp_path / png).stat().st_size > 10_000 and (RESULTS / png).is_file()
