@@ -212,7 +212,7 @@ def _sweep_action(args: argparse.Namespace) -> int:
                            frames=args.frames, reps=args.reps,
                            config_frames=args.config_frames, seed=args.seed,
                            robot_scale=args.robot_scale, fresh=args.fresh, robot_factor=factor,
-                           redo_configs=args.redo_configs)
+                           redo_configs=args.redo_configs, model=args.model)
         except (ValueError, OSError, KeyError) as exc:
             print(f'edgent-ros sweep: {exc}', file=sys.stderr)
             return 2
@@ -257,6 +257,13 @@ RESULTS_HELP = ('results folder: sweep.csv, sweep_frames.csv, traces.csv, plots 
                 '<user dir>/results)')
 
 
+def _robot_scale_arg(p: argparse.ArgumentParser, what: str = '') -> None:
+    """Add ``--robot-scale`` (the testbed's robot class) to a sweep subcommand."""
+    p.add_argument('--robot-scale', type=float, default=DEFAULT_ROBOT_SCALE,
+                   help=what or 'robot this many times slower than the profiled one '
+                                '(default %(default)s)')
+
+
 def add_sweep_parser(sub) -> None:
     """Register ``edgent-ros sweep``."""
     p = sub.add_parser('sweep', help='evaluation on the link testbed: run | traces | plot | '
@@ -277,8 +284,7 @@ def add_sweep_parser(sub) -> None:
     r.add_argument('--policies', nargs='+', choices=LIVE_POLICIES,
                    help='policies to run (default: all of them)')
     r.add_argument('--frames', type=int, default=20, help='frames per cell')
-    r.add_argument('--robot-scale', type=float, default=DEFAULT_ROBOT_SCALE,
-                   help='robot this many times slower than the profiled one')
+    _robot_scale_arg(r)
     r.add_argument('--smoke', action='store_true', help='2 bandwidths x 1 deadline x 5 '
                    'policies x 4 frames')
     r.add_argument('--frames-csv', default=None, help='per-frame rows (default: '
@@ -307,9 +313,7 @@ def add_sweep_parser(sub) -> None:
     t.add_argument('--map', default=None,
                    help='configuration map for edgent-map (default <results>/config_map.json; '
                         'built from the traces not replayed when missing)')
-    t.add_argument('--robot-scale', type=float, default=DEFAULT_ROBOT_SCALE,
-                   help='robot this many times slower than the profiled one '
-                        '(default %(default)s)')
+    _robot_scale_arg(t)
     pa = acts.add_parser('paired', help='paired, repeated sweep with an exhaustive oracle: '
                          'every policy on the same frames from the same start state, shuffled '
                          'order, the configurations each oracle needs measured (resumable)',
@@ -331,11 +335,12 @@ def add_sweep_parser(sub) -> None:
                     'configuration, at most (default %(default)s)')
     pa.add_argument('--seed', type=int, default=0, help='seed of the policy order '
                     '(default %(default)s)')
-    pa.add_argument('--robot-scale', type=float, default=DEFAULT_ROBOT_SCALE,
-                    help='robot this many times slower than the profiled one '
-                         '(default %(default)s)')
+    _robot_scale_arg(pa)
     pa.add_argument('--fresh', action='store_true', help='start over (delete the paired '
                     'results)')
+    pa.add_argument('--model', type=Path, default=None,
+                    help='a model description or shipped name (e.g. resnet64): camera, edge and '
+                         'planner run it, raw tensors; default the AlexNet')
     pa.add_argument('--redo-configs', action='store_true', help='measure the oracle\'s '
                     'configurations again (their rows are replaced; policy cells kept)')
     pa.add_argument('--robot-calibration', default=None, metavar='JSON',
@@ -347,15 +352,13 @@ def add_sweep_parser(sub) -> None:
                     'robot_calibration.json (default <user dir>/results)')
     cr.add_argument('--frames', type=int, default=20, help='frames per exit '
                     '(default %(default)s)')
-    cr.add_argument('--robot-scale', type=float, default=DEFAULT_ROBOT_SCALE,
-                    help='robot this many times slower than the profiled one '
-                         '(default %(default)s)')
+    _robot_scale_arg(cr)
     pr = acts.add_parser('paired-report', help='tables, intervals, claims and PNGs of the '
                          'paired sweep (no root)', description=SWEEP_NOTE)
     pr.add_argument('--results', default=None, help='results folder whose paired/ is read '
                     '(default <user dir>/results)')
-    pr.add_argument('--robot-scale', type=float, default=DEFAULT_ROBOT_SCALE,
-                    help='robot scale the sweep ran with (default %(default)s)')
+    _robot_scale_arg(pr, 'robot scale the sweep ran with when it left no paired_meta.json '
+                         '(default %(default)s)')
     pl = acts.add_parser('plot', help='draw the PNGs and check the targets',
                          description=SWEEP_NOTE)
     pl.add_argument('--results', default=None, help=RESULTS_HELP)

@@ -17,7 +17,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .paired import (candidates, cell_stats, check_claims, meets, on_time, OracleSearch,
                      oracle_rows, paired_diff)
-from .paired_session import CALIBRATION_FILE, device_ratios
+from .paired_session import CALIBRATION_FILE, device_ratios, META_FILE
 from .sweep import append_rows, DEFAULT_ROBOT_SCALE, read_rows
 from .sweep_session import planner_problem
 from .testbed import DEFAULT_BURST_BYTES
@@ -41,7 +41,13 @@ def build(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
     """Compute the report of ``out_dir/paired_frames.csv``; write its files; return it."""
     out_dir = Path(out_dir)
     rows = read_rows(out_dir / 'paired_frames.csv')
-    accuracy, problem = planner_problem(robot_scale)
+    model: Optional[str] = None
+    meta = out_dir / META_FILE
+    if meta.is_file():   # the run's model and robot class (absent: the AlexNet at robot_scale)
+        m = json.loads(meta.read_text())
+        model = m.get('model') or None      # a shipped model's name, or a description's path
+        robot_scale = float(m['robot_scale']) * float(m.get('robot_factor', 1.0))
+    accuracy, problem = planner_problem(robot_scale, model=model)
     accuracy = {int(k): float(v) for k, v in accuracy.items()}
     bws = sorted({float(r['bandwidth_mbps']) for r in rows if r['kind'] == 'policy'})
     dls = sorted({float(r['deadline_ms']) for r in rows if r['kind'] == 'policy'})

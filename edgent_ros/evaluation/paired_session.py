@@ -20,6 +20,8 @@ import sys
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from ..core.artifacts import ARTIFACT_DIR
+from ..core.model_desc import resolve
 from ..core.optimizer import evaluate
 from .paired import (candidates, Config, OracleSearch, PAIRED_POLICIES, policy_order,
                      WARMUP_FRAMES)
@@ -133,7 +135,7 @@ def run_paired(out_dir: Path, bandwidths: Sequence[float], deadlines: Sequence[f
                robot_scale: float = DEFAULT_ROBOT_SCALE, warmup_s: float = WARMUP_S,
                fresh: bool = False, name: str = TESTBED_NAME,
                logdir: Optional[Path] = None, robot_factor: float = 1.0,
-               redo_configs: bool = False) -> int:
+               redo_configs: bool = False, model: Optional[Path] = None) -> int:
     """
     Run every configuration and policy cell not yet in ``out_dir``; return how many ran.
 
@@ -142,6 +144,8 @@ def run_paired(out_dir: Path, bandwidths: Sequence[float], deadlines: Sequence[f
     ``robot_factor``: the planner models the robot as ``robot_scale`` x this (the factor of
     ``calibrate_robot``); the emulated robot stays ``robot_scale``. ``redo_configs``: remove
     the measured configurations first and measure them again (the policy cells stay).
+    ``model``: a model description (camera, edge and planner run it; default the AlexNet);
+    ``paired_meta.json`` records it with the robot scale for the report.
     """
     check_grid(bandwidths, deadlines, policies)
     if frames < 1 or reps < 1 or config_frames < 1:
@@ -164,7 +168,21 @@ def run_paired(out_dir: Path, bandwidths: Sequence[float], deadlines: Sequence[f
           f'{len(bandwidths)} bandwidths, then the configurations each oracle needs; '
           f'{frames} frames per cell, up to {config_frames} per configuration', file=sys.stderr)
     model_scale = robot_scale * float(robot_factor)
-    accuracy, problem = planner_problem(model_scale)
+    accuracy, problem = planner_problem(model_scale, model=model)
+    model = resolve(model) if model else None
+    shipped = model is not None and model.resolve().parent == ARTIFACT_DIR.resolve()
+    meta = {'model': '' if model is None else model.name.replace('.model.yaml', '') if shipped
+            else str(model.resolve()), 'robot_scale': robot_scale,
+            'robot_factor': float(robot_factor)}
+    meta_path = out_dir / META_FILE
+    if meta_path.is_file() and not fresh:
+        old = json.loads(meta_path.read_text())
+        was = (old.get('model', ''), float(old.get('robot_scale', 0)),
+               float(old.get('robot_factor', 1.0)))
+        if was != (meta['model'], float(robot_scale), float(robot_factor)):
+            raise ValueError(f'{out_dir} holds a run of {old}; resume it with the same model '
+                             'and robot scale, or pass --fresh')
+    meta_path.write_text(json.dumps(meta, indent=1) + '\n')
     logdir = Path(logdir or (Path('/tmp') / f'edgent-paired-{int(time.time())}'))
     tb = Testbed(name=name, rate_mbps=float(bandwidths[0]))
     bar = _progress(len(todo), 'paired sweep')
@@ -182,7 +200,7 @@ def run_paired(out_dir: Path, bandwidths: Sequence[float], deadlines: Sequence[f
             tb.set_rate(bw)
             sess = NodeSession(tb, robot_scale, logdir / f'bw{bw:g}', camera={
                 'wait_for_link': True, 'paused': False, 'robot_time_scale': model_scale},
-                planner={'robot_time_scale': model_scale})
+                planner={'robot_time_scale': model_scale}, model=model)
             runner = _Runner(sess, problem, accuracy, float(bw), frames_csv, cells_csv,
                              warmup_s, model_scale)
             try:
@@ -230,6 +248,7 @@ def _as_frame(o: dict) -> dict:
 
 
 CALIBRATION_FILE = 'robot_calibration.json'
+META_FILE = 'paired_meta.json'
 
 
 def device_ratios(rows: Sequence[dict], problem) -> List[float]:

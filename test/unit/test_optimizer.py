@@ -448,7 +448,7 @@ def test_scale_robot_slows_only_the_robot(alexnet):
     for bad in (0, -1.0, float('nan'), float('inf'), 'x'):
         with pytest.raises(ValueError):
             scale_robot(alexnet, bad)
-    assert PLANNER_POLICIES == POLICIES + ('true-bandwidth',)
+    assert PLANNER_POLICIES == POLICIES + ('true-bandwidth', 'fixed')
 
 
 # ------------------------------------------------------------------ encodings (third dimension)

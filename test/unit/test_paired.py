@@ -4,6 +4,7 @@ import itertools
 import math
 from pathlib import Path
 import random
+import re
 import shutil
 
 import pytest
@@ -13,7 +14,7 @@ from edgent_ros.evaluation.paired import (Candidate, cell_stats, check_claims,
                                           oracle_rows, paired_diff, policy_order, t95,
                                           transfer_floor_ms, wilson)
 from edgent_ros.evaluation.paired_report import build, same_frames
-from edgent_ros.evaluation.paired_session import drop_kind
+from edgent_ros.evaluation.paired_session import drop_kind, META_FILE, run_paired
 
 
 def _frames(lat, config):
@@ -164,19 +165,29 @@ def test_redo_configs_removes_only_configuration_rows(tmp_path):
     assert drop_kind(tmp_path / 'none.csv', 'config') == 0
 
 
+def test_a_resume_with_another_model_or_robot_is_refused(tmp_path):
+    (tmp_path / META_FILE).write_text('{"model": "resnet64", "robot_scale": 10.0}')
+    with pytest.raises(ValueError, match='resume it with the same model'):
+        run_paired(tmp_path, [1.0], [100.0], frames=1, reps=1, robot_scale=60.0)
+
+
 ROOT = Path(__file__).resolve().parents[2]
-RESULTS = ROOT / 'bench' / 'results' / 'paired'
-BEGIN, END = '<!-- paired-report: begin -->', '<!-- paired-report: end -->'
+BLOCK = re.compile(r'<!-- paired-report: (\S+) -->\n(.*?)\n<!-- paired-report: end -->', re.S)
 
 
 def test_benchmarks_quote_what_the_committed_paired_frames_give(tmp_path):
-    # BENCHMARKS section 16 is paired_report.md of bench/results/paired, regenerated here
-    for name in ('paired_frames.csv', 'robot_calibration.json'):
-        shutil.copy(RESULTS / name, tmp_path / name)
-    build(tmp_path)
-    text = (ROOT / 'BENCHMARKS.md').read_text()
-    quoted = text[text.index(BEGIN) + len(BEGIN):text.index(END)].strip()
-    assert quoted == (tmp_path / 'paired_report.md').read_text().strip()
-    assert quoted == (RESULTS / 'paired_report.md').read_text().strip()
-    for png in ('paired_vs_deadline.png', 'paired_vs_bandwidth.png'):
-        assert (tmp_path / png).stat().st_size > 10_000 and (RESULTS / png).is_file()
+    # every paired-report block of BENCHMARKS is paired_report.md of its results folder,
+    # regenerated here from the committed frames
+    blocks = BLOCK.findall((ROOT / 'BENCHMARKS.md').read_text())
+    assert blocks, 'BENCHMARKS.md quotes no paired report'
+    for k, (folder, quoted) in enumerate(blocks):
+        results, out = ROOT / folder, tmp_path / str(k)
+        out.mkdir()
+        for name in ('paired_frames.csv', 'robot_calibration.json', 'paired_meta.json'):
+            if (results / name).is_file():
+                shutil.copy(results / name, out / name)
+        build(out)
+        assert quoted.strip() == (out / 'paired_report.md').read_text().strip(), folder
+        assert quoted.strip() == (results / 'paired_report.md').read_text().strip(), folder
+        for png in ('paired_vs_deadline.png', 'paired_vs_bandwidth.png'):
+            assert (out / png).stat().st_size > 10_000 and (results / png).is_file()
