@@ -17,7 +17,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .paired import (candidates, cell_stats, check_claims, meets, on_time, OracleSearch,
                      oracle_rows, paired_diff)
-from .paired_session import CALIBRATION_FILE, device_ratios, META_FILE
+from .paired_session import CALIBRATION_FILE, config_of, device_ratios, META_FILE
 from .sweep import append_rows, DEFAULT_ROBOT_SCALE, read_rows
 from .sweep_session import planner_problem
 from .testbed import DEFAULT_BURST_BYTES
@@ -58,8 +58,7 @@ def build(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
         by: Dict[Tuple[int, int], List[dict]] = {}
         for r in rows:
             if r['kind'] == 'config' and float(r['bandwidth_mbps']) == bw:
-                e, s = str(r['policy']).split(':')[1].split('/')
-                by.setdefault((int(e), int(s)), []).append(r)
+                by.setdefault(config_of(r['policy']), []).append(r)
         for c, fs in by.items():
             search.record(c, fs)
         for o in oracle_rows(search, bw):

@@ -23,21 +23,36 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from ..core.artifacts import ARTIFACT_DIR
 from ..core.model_desc import resolve
 from ..core.optimizer import evaluate
+from ..core.planner import parse_fixed
 from .paired import (candidates, Config, OracleSearch, PAIRED_POLICIES, policy_order,
                      WARMUP_FRAMES)
 from .sweep import (aggregate, append_rows, check_grid, CSV_FIELDS, DEFAULT_ROBOT_SCALE,
-                    FRAME_FIELDS, in_cell, planner_params, read_rows)
+                    FRAME_FIELDS, in_cell, OK, planner_params, read_rows)
 from .sweep_session import _predictor, _progress, NodeSession, planner_problem, TESTBED_NAME
 from .testbed import Testbed
 
 PAIRED_FIELDS = ('kind', 'rep', 'order', 'frame_index', 'true_class', 'branch_len') + FRAME_FIELDS
 CELL_FIELDS = ('kind', 'rep', 'order') + CSV_FIELDS
 WARMUP_S = 5.5        # paused, probes only: longer than the estimator's 5 s staleness
+CALIBRATION_FILE = 'robot_calibration.json'
+META_FILE = 'paired_meta.json'
 
 
 def config_policy(config: Config) -> str:
     """Return the policy name of a pinned configuration in the results (``fixed:e/s``)."""
     return f'fixed:{config[0]}/{config[1]}'
+
+
+def config_of(policy: str) -> Config:
+    """Return the configuration of a ``config_policy`` name (``fixed:e/s`` -> (e, s))."""
+    e, s, _ = parse_fixed(str(policy).split(':', 1)[1])
+    return e, s
+
+
+def fixed_params(config: Config) -> Dict[str, object]:
+    """Return the planner parameters that pin ``config`` (policy ``fixed``, raw tensors)."""
+    return {'policy': 'fixed', 'encodings': ['raw'],
+            'fixed_configuration': f'{config[0]}/{config[1]}'}
 
 
 def drop_kind(path: Path, kind: str) -> int:
@@ -65,8 +80,7 @@ def _done(frames_csv: Path) -> Tuple[set, Dict[float, Dict[Config, List[dict]]]]
         for r in read_rows(frames_csv):
             bw = float(r['bandwidth_mbps'])
             if r['kind'] == 'config':
-                e, s = str(r['policy']).split(':')[1].split('/')
-                configs.setdefault(bw, {}).setdefault((int(e), int(s)), []).append(r)
+                configs.setdefault(bw, {}).setdefault(config_of(r['policy']), []).append(r)
             else:
                 cells.add((str(r['policy']), bw, float(r['deadline_ms']), int(r['rep'])))
     return cells, configs
@@ -85,11 +99,10 @@ class _Runner:
     def warm(self, configs: Sequence[Config], frames: int = WARMUP_FRAMES) -> None:
         """Run each configuration for ``frames`` unrecorded frames (layers run once at least)."""
         s = self.sess
-        for e, sp in configs:
+        for config in configs:
             s.set_params('camera_node', paused=True)
             idx = len(s.records)
-            s.set_planner(policy='fixed', encodings=['raw'], fixed_configuration=f'{e}/{sp}',
-                          deadline_ms=1000.0)
+            s.set_planner(deadline_ms=1000.0, **fixed_params(config))
             s.wait_decision('fixed', 1000.0, idx)
             since = time.time()
             s.set_params('camera_node', paused=False)
@@ -213,9 +226,8 @@ def run_paired(out_dir: Path, bandwidths: Sequence[float], deadlines: Sequence[f
                     if c is None:
                         break
                     bar.set_postfix_str(f'{bw:g} Mbit/s, configuration {c.config}')
-                    rows = runner.cell('config', config_policy(c.config), {
-                        'policy': 'fixed', 'encodings': ['raw'],
-                        'fixed_configuration': f'{c.config[0]}/{c.config[1]}'},
+                    rows = runner.cell(
+                        'config', config_policy(c.config), fixed_params(c.config),
                         max(deadlines), config_frames, 0, 0,
                         stop=lambda outs, c=c: search.stop_early(
                             c.config, [_as_frame(o) for o in outs if in_cell(o)]))
@@ -243,12 +255,8 @@ def run_paired(out_dir: Path, bandwidths: Sequence[float], deadlines: Sequence[f
 
 def _as_frame(o: dict) -> dict:
     """Return the fields of an outcome record that ``paired.frame_latency`` reads."""
-    return {'e2e_ms': o['end_to_end_ms'] if o['status'] == 0 else None,
+    return {'e2e_ms': o['end_to_end_ms'] if o['status'] == OK else None,
             'exit': o['exit_index'], 'split': o['split_index']}
-
-
-CALIBRATION_FILE = 'robot_calibration.json'
-META_FILE = 'paired_meta.json'
 
 
 def device_ratios(rows: Sequence[dict], problem) -> List[float]:
@@ -291,9 +299,8 @@ def calibrate_robot(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE, fra
             for e in sorted(accuracy):
                 n = problem.branch_len(e)
                 print(f'calibrate: exit {e} device-only ({frames} frames)', file=sys.stderr)
-                rows += runner.cell('calibration', config_policy((e, n)), {
-                    'policy': 'fixed', 'encodings': ['raw'], 'fixed_configuration': f'{e}/{n}'},
-                    1000.0, frames, 0, 0)
+                rows += runner.cell('calibration', config_policy((e, n)), fixed_params((e, n)),
+                                    1000.0, frames, 0, 0)
         finally:
             sess.close()
     finally:
