@@ -9,7 +9,9 @@ the recent ratios measured / predicted:
 
 * ``device``: robot compute of the layers before the cut (frames with a device part);
 * ``offload``: everything after the robot -- transfer, edge queue and compute, the result's
-  return -- for frames finished on the edge.
+  return -- for frames finished on the edge;
+* ``edge``: the edge's own time (compute and everything else it held the frame, as it reports),
+  for the spread of edge time the on-time probability needs (``chance``), not for a factor.
 
 ``factor(part, q)`` is the ``q`` quantile of the ratios of the last ``window_s`` seconds (at most
 ``max_samples``), clipped to ``[min_factor, max_factor]``; 1 until ``min_samples`` exist. The
@@ -26,7 +28,7 @@ from collections import deque
 import math
 from typing import Deque, Dict, Optional, Tuple
 
-PARTS = ('device', 'offload')
+PARTS = ('device', 'offload', 'edge')
 
 
 class LatencyCalibration:
@@ -76,6 +78,11 @@ class LatencyCalibration:
     def count(self, now_s: float, part: str) -> int:
         """Return how many samples of ``part`` are within the window."""
         return len(self._recent(now_s, part))
+
+    def ratios(self, now_s: float, part: str) -> list:
+        """Return the recent ratios of ``part`` (sorted; empty with fewer than ``min_samples``)."""
+        xs = self._recent(now_s, part)
+        return xs if len(xs) >= self.min_samples else []
 
     def factor(self, now_s: float, part: str, quantile: float = 0.5) -> float:
         """Return the ``quantile`` of recent ratios of ``part`` (1.0 with too few samples)."""

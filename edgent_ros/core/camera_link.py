@@ -165,14 +165,18 @@ class CameraLink:
     ``result_timeout_s``: an offloaded frame without result after this is dropped;
     ``edge_timeout_s``: no answer from the edge this long starts the fallback;
     ``diagnostics_window_s``: the diagnostic level grades the outcomes of this many recent
-    seconds (``diagnostics``).
+    seconds (``diagnostics``). ``on_sample(now_s, source, wire_bytes, seconds, used)``: called
+    with every transfer sample offered to the estimator (a transfer log; ``used``: whether the
+    estimator took it).
     """
 
     def __init__(self, now_s: float, estimator: BandwidthEstimator, fallback: FallbackPlanner,
                  result_timeout_s: float = 2.0, edge_timeout_s: float = 3.0,
                  on_fallback: Optional[Callable[[bool], None]] = None, loss_window: int = 50,
-                 met_window: int = 100, diagnostics_window_s: float = DEFAULT_WINDOW_S):
+                 met_window: int = 100, diagnostics_window_s: float = DEFAULT_WINDOW_S,
+                 on_sample: Optional[Callable[[float, str, int, float, bool], None]] = None):
         self.estimator = estimator
+        self.on_sample = on_sample
         self.fallback = fallback
         self.watchdog = EdgeWatchdog(edge_timeout_s)
         self.watchdog.heard(now_s)   # grace period at start
@@ -286,7 +290,7 @@ class CameraLink:
                 self.edge_batch += EWMA_ALPHA * (max(1.0, float(batch_size)) - self.edge_batch)
                 transfer_s = (now_s - p.sent_s) - (edge_ms + edge_queue_ms) / 1e3
                 if transfer_s > 0:
-                    self.estimator.add_transfer(now_s, wire_bytes(p.payload_bytes), transfer_s)
+                    self._sample(now_s, 'passive', wire_bytes(p.payload_bytes), transfer_s)
             return p
 
     def expire(self, now_s: float) -> List[Pending]:
@@ -386,8 +390,13 @@ class CameraLink:
             if pair.complete():
                 self.probe_pair = None
             if sample is not None:
-                self.estimator.add_transfer(now_s, sample[0], sample[1], source='probe')
+                self._sample(now_s, 'probe', sample[0], sample[1])
             return True
+
+    def _sample(self, now_s: float, source: str, nbytes: int, seconds: float) -> None:
+        used = self.estimator.add_transfer(now_s, nbytes, seconds, source=source)
+        if self.on_sample is not None:
+            self.on_sample(now_s, source, nbytes, seconds, used)
 
     # -- reports ---------------------------------------------------------------------------------
     def loss(self) -> float:

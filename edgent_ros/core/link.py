@@ -33,7 +33,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 import math
-from typing import Any, Deque, Optional
+from typing import Any, Deque, Optional, Tuple
 
 from .validate import as_count, as_finite, as_nonneg, as_positive
 
@@ -64,6 +64,42 @@ def wire_bytes(payload_bytes: int, message_bytes: int = MESSAGE_OVERHEAD_BYTES) 
 
 
 SOURCES = ('passive', 'probe')
+# camera_node's transfer_log: one row per transfer sample offered to its estimator
+TRANSFER_LOG_HEADER = 't_s,source,wire_bytes,transfer_s,used'
+
+
+def read_transfer_log(path) -> list:
+    """Return the rows ``(t_s, source, wire_bytes, transfer_s)`` of a transfer log (CSV)."""
+    rows = []
+    with open(path) as f:
+        head = f.readline().strip()
+        if head != TRANSFER_LOG_HEADER:
+            raise ValueError(f'{path}: not a transfer log (header {head!r}, expected '
+                             f'{TRANSFER_LOG_HEADER!r})')
+        for n, line in enumerate(f, start=2):
+            parts = line.strip().split(',')
+            if not line.strip():
+                continue
+            try:
+                t, src, nbytes, secs = float(parts[0]), parts[1], int(parts[2]), float(parts[3])
+            except (IndexError, ValueError):
+                raise ValueError(f'{path}:{n}: bad row {line.strip()!r}') from None
+            if src not in SOURCES:
+                raise ValueError(f'{path}:{n}: source must be one of {SOURCES}, got {src!r}')
+            rows.append((t, src, nbytes, secs))
+    return rows
+
+
+def replay_transfers(estimator, rows) -> list:
+    """Feed ``rows`` (``read_transfer_log``) to ``estimator``; return ``(t_s, Estimate)`` each."""
+    out = []
+    for t, src, nbytes, secs in rows:
+        if secs > 0:
+            estimator.add_transfer(t, nbytes, secs, source=src)
+        est = estimator.estimate(t)
+        if est is not None:
+            out.append((t, est))
+    return out
 
 
 @dataclass(frozen=True)
@@ -75,6 +111,9 @@ class Estimate:
     fresh RTT sample. ``sample_count``: samples behind ``bps``. ``uncertainty``: coefficient of
     variation (std / mean) of the per-sample rates, 1.0 with a single sample (unknown).
     ``age_s``: seconds since the newest sample. ``source``: 'passive' or 'probe', of the newest.
+    ``log_sigma``: the spread of the next sample's rate as the standard deviation of its natural
+    log (a log-normal around ``bps``); ``uncertainty`` is the same spread as a coefficient of
+    variation, ``sqrt(exp(log_sigma ** 2) - 1)`` (``log_sigma_of`` converts back).
     """
 
     bps: float
@@ -83,6 +122,18 @@ class Estimate:
     uncertainty: float
     age_s: float
     source: str
+    log_sigma: float = 0.0
+
+
+def log_sigma_of(cv: float) -> float:
+    """Return the log-normal sigma whose coefficient of variation is ``cv`` (0 for <= 0)."""
+    cv = float(cv)
+    return math.sqrt(math.log1p(cv * cv)) if math.isfinite(cv) and cv > 0 else 0.0
+
+
+def cv_of(log_sigma: float) -> float:
+    """Return the coefficient of variation of a log-normal with this sigma."""
+    return math.sqrt(math.expm1(float(log_sigma) ** 2))
 
 
 @dataclass(frozen=True)
@@ -267,7 +318,7 @@ class BandwidthEstimator:
             uncertainty = 1.0
         newest = fresh[-1]
         return Estimate(self._rate(fresh), self.rtt_ms(now), len(fresh), uncertainty,
-                        max(0.0, now - newest.t_s), newest.source)
+                        max(0.0, now - newest.t_s), newest.source, log_sigma_of(uncertainty))
 
     def needs_probe(self, now_s: float, in_flight: int = 0,
                     last_send_s: float = -math.inf) -> bool:
@@ -293,6 +344,107 @@ class BandwidthEstimator:
         if age >= 2.0 * self.probe_after_s:
             return True
         return in_flight <= 0 and now - last_send_s >= self.probe_after_s
+
+
+class RobustBandwidthEstimator(BandwidthEstimator):
+    """
+    A bandwidth estimate with a stated noise model: log-rate median and MAD, confirmed changes.
+
+    Noise model: the log of each sample's rate is the link's log-rate plus Gaussian noise
+    (``sigma``), and some samples are gross outliers -- a result held up by CPU contention or a
+    queue that the timestamps could not take off, a shaper's burst. So:
+
+    - the estimate is the **median** of the fresh samples' log-rates (``bps`` = its exp): one
+      or two outliers in a window of 12 do not move it (the byte-weighted mean of the parent
+      class falls 2x on one sample 30x slow);
+    - the spread is ``1.4826 x MAD`` of the log-rates (the robust sigma of a Gaussian), at
+      least ``min_log_sigma``, and ``prior_log_sigma`` while fewer than 3 samples exist; the
+      estimate's ``log_sigma`` is the spread of the **next** sample, ``sigma * sqrt(1 + pi /
+      (2 n))`` (the median's own error added), for a planner that asks P(on time);
+    - a **change**: ``drop_confirm`` consecutive samples each more than ``max(change_k x
+      sigma, min_change)`` below (or above) the median restart the window from those samples,
+      so a real drop is followed after two samples, a lone slow one never (the parent's
+      ``drop_ratio`` is not used).
+
+    Sample filtering (``min_bytes``, ``slow_transfer_s``, ``overhead_s``), staleness, probes
+    and RTT are the parent's. Pure logic: time is passed in.
+    """
+
+    def __init__(self, window: int = 12, change_k: float = 3.0, min_change: float = 0.4,
+                 min_log_sigma: float = 0.05, prior_log_sigma: float = 0.5, **kwargs):
+        kwargs.setdefault('drop_confirm', 2)
+        super().__init__(window=window, **kwargs)
+        self.change_k = as_positive('change_k', change_k)
+        self.min_change = as_positive('min_change', min_change)
+        self.min_log_sigma = as_positive('min_log_sigma', min_log_sigma)
+        self.prior_log_sigma = as_positive('prior_log_sigma', prior_log_sigma)
+
+    def reset(self) -> None:
+        """Forget every sample (e.g. after a clock jump or a change of network)."""
+        super().reset()
+        self._high = 0
+
+    def _location(self, samples: list) -> Tuple[float, float]:
+        """Return (median, robust sigma) of the samples' log-rates."""
+        xs = sorted(math.log(x.bps) for x in samples)
+        m = _median(xs)
+        sigma = max(1.4826 * _median(sorted(abs(x - m) for x in xs)), self.min_log_sigma)
+        if len(xs) < 3:
+            sigma = max(sigma, self.prior_log_sigma)
+        return m, sigma
+
+    def add_transfer(self, now_s: float, payload_bytes: int, transfer_s: float,
+                     source: str = 'passive') -> bool:
+        """Add one transfer (see the parent); a confirmed change restarts the window."""
+        now = self._check_time(now_s, self._last_add_s)
+        payload_bytes = as_count('payload_bytes', payload_bytes, 0)
+        took = as_positive('transfer_s', transfer_s)
+        if source not in SOURCES:
+            raise ValueError(f'source must be one of {SOURCES}, got {source!r}')
+        self._last_add_s = now
+        if payload_bytes < self.min_bytes and (
+                self.slow_transfer_s is None or took < self.slow_transfer_s or payload_bytes == 0):
+            return False
+        overhead = self.overhead_s
+        if overhead is None:
+            overhead = 0.0 if self._srtt_ms is None else self._srtt_ms / 1000.0
+        payload_s = took - overhead
+        if payload_s <= 0.0 or payload_s < self.min_payload_fraction * took:
+            return False
+        sample = _Sample(now, 8.0 * payload_bytes, payload_s, source)
+        fresh = self._fresh(now)
+        if fresh:
+            m, sigma = self._location(fresh)
+            x, bar = math.log(sample.bps), max(self.change_k * sigma, self.min_change)
+            self._low = self._low + 1 if x < m - bar else 0
+            self._high = self._high + 1 if x > m + bar else 0
+        self._samples.append(sample)
+        run = max(self._low, self._high)
+        if run >= self.drop_confirm:
+            keep = list(self._samples)[-run:]
+            self._samples.clear()
+            self._samples.extend(keep)
+            self._low = self._high = 0
+        self._last_sample_s = now
+        return True
+
+    def estimate(self, now_s: float) -> Optional[Estimate]:
+        """Return the median rate and the next sample's log-normal spread (None when stale)."""
+        now = as_finite('now_s', now_s)
+        fresh = self._fresh(now)
+        if not fresh:
+            return None
+        m, sigma = self._location(fresh)
+        pred = sigma * math.sqrt(1.0 + math.pi / (2.0 * len(fresh)))
+        newest = fresh[-1]
+        return Estimate(math.exp(m), self.rtt_ms(now), len(fresh), cv_of(pred),
+                        max(0.0, now - newest.t_s), newest.source, pred)
+
+
+def _median(xs: list) -> float:
+    """Return the median of a sorted non-empty list."""
+    n = len(xs)
+    return xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2])
 
 
 class ProbePair:

@@ -48,7 +48,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 import math
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -837,6 +837,9 @@ class Hysteresis:
     3. the deadline changed (a user command): switch at once;
     4. the current configuration now misses the deadline and the candidate meets it: switch at
        once;
+    4b. the current configuration still meets the deadline and the candidate is not more
+       accurate: keep (configurations of equal accuracy differ only in latency, and both are on
+       time: flipping between them as the estimate jitters buys nothing);
     5. the bandwidth fell below ``(1 - big_drop)`` times the bandwidth the current configuration
        was adopted at: switch at once;
     6. less than ``min_dwell_s`` since the last switch: keep;
@@ -846,6 +849,10 @@ class Hysteresis:
        by ``rel_change``: switch (this margin is what stops ping-pong at a feasibility boundary:
        jitter smaller than ``rel_change`` cannot make it infeasible again);
     9. otherwise keep.
+
+    ``update`` decides with ``decide_policy`` and judges the current configuration with
+    ``evaluate`` unless given other functions of the same signatures (``chance``: the
+    on-time-probability rule), so "meets the deadline" is whatever the caller's rule says.
 
     Pure: time (``now_s``, seconds, any monotonic clock) is passed in and must not go backwards.
     """
@@ -886,21 +893,28 @@ class Hysteresis:
         return HysteresisStep(d, False, why)
 
     def update(self, now_s: float, problem: EdgentProblem, bandwidth_bps: float,
-               deadline_ms: float) -> HysteresisStep:
-        """Return the decision in force at ``now_s`` (s) for a bandwidth (bps), deadline (ms)."""
+               deadline_ms: float, choose: Optional[Callable[..., Decision]] = None,
+               judge: Optional[Callable[..., Decision]] = None) -> HysteresisStep:
+        """
+        Return the decision in force at ``now_s`` (s) for a bandwidth (bps), deadline (ms).
+
+        ``choose(problem, policy, bw, deadline)`` and ``judge(problem, bw, exit, split,
+        deadline, encoding)`` replace ``decide_policy`` and ``evaluate`` when given.
+        """
         now = as_number('now_s', now_s)
         if not math.isfinite(now) or now < self._last_s:
             raise ValueError(f'now_s must be finite and not earlier than the last update '
                              f'({self._last_s}), got {now_s!r}')
         self._last_s = now
-        cand = decide_policy(problem, self.policy, bandwidth_bps, deadline_ms)
+        evaluate_ = judge or evaluate
+        cand = (choose or decide_policy)(problem, self.policy, bandwidth_bps, deadline_ms)
         bw, deadline = cand.bandwidth_bps, cand.deadline_ms
         cur = self._current
         if cur is None:
             return self._adopt(now, cand, 'initial choice')
         try:
-            cur_now = evaluate(problem, bw, cur.exit_index, cur.split_index, deadline,
-                               cur.encoding)
+            cur_now = evaluate_(problem, bw, cur.exit_index, cur.split_index, deadline,
+                                cur.encoding)
         except ValueError:
             return self._adopt(now, cand, 'current configuration not valid for this problem')
         if cand.key == cur.key:
@@ -912,6 +926,10 @@ class Hysteresis:
             return self._adopt(now, cand, f'current exit {cur.exit_index} split '
                                           f'{cur.split_index} {cur.encoding} now needs '
                                           f'{cur_now.total_ms:.3f} ms > deadline {deadline:g} ms')
+        if cur_now.feasible and cand.accuracy <= cur_now.accuracy:
+            return self._keep(cur_now, f'current exit {cur.exit_index} split {cur.split_index} '
+                                       f'{cur.encoding} still meets the deadline and the '
+                                       f'candidate is not more accurate')
         if bw < (1.0 - self.big_drop) * self._ref_bw:
             return self._adopt(now, cand, f'bandwidth dropped from {_fmt_bw(self._ref_bw)} '
                                           f'to {_fmt_bw(bw)}')
@@ -923,8 +941,8 @@ class Hysteresis:
             return self._adopt(now, cand, f'bandwidth moved {100 * moved:.0f} % '
                                           f'(from {_fmt_bw(self._ref_bw)} to {_fmt_bw(bw)})')
         if cand.feasible and cand.accuracy > cur_now.accuracy:
-            low = evaluate(problem, bw * (1.0 - self.rel_change), cand.exit_index,
-                           cand.split_index, deadline, cand.encoding)
+            low = evaluate_(problem, bw * (1.0 - self.rel_change), cand.exit_index,
+                            cand.split_index, deadline, cand.encoding)
             if low.feasible:
                 return self._adopt(now, cand, f'exit {cand.exit_index} is more accurate and '
                                               f'meets the deadline even at '

@@ -12,9 +12,13 @@ Rules (each one as before the split out of the node):
   device-only, when there is none, the edge is unreachable or the estimate is not finite); policy
   ``true-bandwidth`` plans with ``true_bandwidth_bps`` instead (set from outside, no hysteresis);
 * the edge's queueing delay and batch size of that estimate enter the edge-time prediction;
-* calibration: measured / predicted ratios (``calibration.LatencyCalibration``); the decision
-  uses the robot compute at ``calibration_quantile`` and the offloaded part at its median, the
-  published prediction the medians; factors move in ``CALIBRATION_STEP`` steps;
+* calibration: measured / predicted ratios (``calibration.LatencyCalibration``); the published
+  prediction uses their medians; factors move in ``CALIBRATION_STEP`` steps;
+* decision rule ``chance`` (default): a configuration is feasible when it is on time with
+  probability >= ``on_time_target`` (``chance``: the link estimate's log-normal spread, the
+  spreads of the measured robot and edge compute ratios around their medians); rule ``point``:
+  when its latency at the point estimate, robot compute at ``calibration_quantile``, is within
+  the deadline;
 * policy ``fixed``: the configuration ``fixed_configuration`` (``exit/split[/encoding]``) whatever
   the link, with its prediction (a baseline, a measurement of one configuration, debugging);
 * policy ``edgent`` with strategy ``map``: the configuration map (``config_map.MapStrategy``);
@@ -32,6 +36,8 @@ import math
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from .calibration import LatencyCalibration
+from .chance import Belief, decide_chance, evaluate_chance
+from .link import log_sigma_of
 from .optimizer import (calibrate, check_deadline, decide, Decision, EdgentProblem, evaluate,
                         Hysteresis, HysteresisStep, PLANNER_POLICIES, scale_edge)
 
@@ -43,7 +49,12 @@ CALIBRATION_STEP = 0.05
 REPUBLISH_MOVE = 0.05
 # The settings ``Planner.configure`` takes (the node's parameters of the same names).
 SETTINGS = ('deadline_ms', 'policy', 'strategy', 'true_bandwidth_bps', 'link_timeout_s',
-            'edge_batching', 'calibration', 'calibration_quantile', 'fixed_configuration')
+            'edge_batching', 'calibration', 'calibration_quantile', 'fixed_configuration',
+            'decision_rule', 'on_time_target')
+# chance: a configuration is feasible when P(on time) >= on_time_target under the link estimate's
+# spread and the measured compute spreads (core.chance); point: its latency at the estimate,
+# robot compute at calibration_quantile, is within the deadline (before issue 17).
+DECISION_RULES = ('chance', 'point')
 FIXED_HELP = ('policy fixed only: the configuration to run, exit/split[/encoding] '
               '(e.g. 5/3 or 4/2/int8); empty = none')
 _NO_CALIBRATION = {'device': 1.0, 'offload': 1.0}
@@ -57,6 +68,7 @@ class LinkReport:
     edge_reachable: bool = True
     edge_queue_ms: float = 0.0
     edge_batch_size: float = 1.0
+    bandwidth_uncertainty: float = 0.0   # coefficient of variation of the next sample's rate
 
 
 @dataclass(frozen=True)
@@ -65,7 +77,8 @@ class Outcome:
     One finished frame (``edgent/outcome``) as calibration needs it; times in ms.
 
     ``requested_exit_index`` is the exit the frame was configured for (0: not reported);
-    ``ok`` is False for a dropped or refused frame (not used).
+    ``ok`` is False for a dropped or refused frame (not used); ``edge_ms``: the edge's own time
+    for the frame (its compute plus the rest it held it, as reported; nan: unknown).
     """
 
     exit_index: int
@@ -76,6 +89,7 @@ class Outcome:
     encoding: str = 'raw'
     requested_exit_index: int = 0
     ok: bool = True
+    edge_ms: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -96,8 +110,13 @@ class PlanUpdate:
     log: str = ''
 
 
-def check_settings(policy: Any = None, strategy: Any = None, has_map: bool = False) -> None:
-    """Raise ``ValueError`` naming a bad ``policy`` / ``strategy`` (``map`` needs a map)."""
+def check_settings(policy: Any = None, strategy: Any = None, has_map: bool = False,
+                   decision_rule: Any = None, on_time_target: Any = None) -> None:
+    """Raise ``ValueError`` naming a bad setting (``map`` needs a map)."""
+    if decision_rule is not None and decision_rule not in DECISION_RULES:
+        raise ValueError(f'decision_rule must be one of {DECISION_RULES}, got {decision_rule!r}')
+    if on_time_target is not None and not 0.5 <= float(on_time_target) <= 0.9999:
+        raise ValueError(f'on_time_target must be in [0.5, 0.9999], got {on_time_target!r}')
     if policy is not None and policy not in PLANNER_POLICIES:
         raise ValueError(f'policy must be one of {PLANNER_POLICIES}, got {policy!r}')
     if strategy is not None and strategy not in STRATEGIES:
@@ -137,8 +156,9 @@ class Planner:
                  rel_change: float = 0.2, min_dwell_s: float = 2.0, edge_batching: bool = True,
                  batch_factor: Optional[Callable[[float], float]] = None,
                  calibration: bool = True, calibration_quantile: float = 0.99,
-                 calibration_window_s: float = 60.0, fixed_configuration: str = ''):
-        check_settings(policy, strategy, cmap is not None)
+                 calibration_window_s: float = 60.0, fixed_configuration: str = '',
+                 decision_rule: str = 'chance', on_time_target: float = 0.99):
+        check_settings(policy, strategy, cmap is not None, decision_rule, on_time_target)
         self.cmap = cmap
         self.batch_factor = batch_factor
         self.hyst = Hysteresis(rel_change=rel_change, min_dwell_s=min_dwell_s,
@@ -158,6 +178,8 @@ class Planner:
         self.calibration = bool(calibration)
         self.calibration_quantile = float(calibration_quantile)
         self.fixed_configuration = str(fixed_configuration)
+        self.decision_rule = str(decision_rule)
+        self.on_time_target = float(on_time_target)
         self._check_fixed(policy, self.fixed_configuration, problem)
 
     @staticmethod
@@ -184,7 +206,8 @@ class Planner:
         bad = set(values) - set(SETTINGS)
         if bad:
             raise ValueError(f'unknown planner settings {sorted(bad)}')
-        check_settings(values.get('policy'), values.get('strategy'), self.cmap is not None)
+        check_settings(values.get('policy'), values.get('strategy'), self.cmap is not None,
+                       values.get('decision_rule'), values.get('on_time_target'))
         if 'deadline_ms' in values:
             check_deadline(values['deadline_ms'])
         if {'policy', 'fixed_configuration'} & set(values):
@@ -207,7 +230,7 @@ class Planner:
             self.base_problem = problem
             self._problem_key = None
             self.hyst.reset()
-        if {'calibration', 'calibration_quantile'} & set(values):
+        if {'calibration', 'calibration_quantile', 'decision_rule'} & set(values):
             self._problem_key = None
         if 'calibration' in values and not values['calibration']:
             self.calib.clear()    # off discards what was learned: on again starts afresh
@@ -216,7 +239,9 @@ class Planner:
         if 'policy' in values:
             self.hyst.policy = self._hyst_policy(self.policy)
             self.hyst.reset()
-        return (problem is not None or bool({'deadline_ms', 'policy', 'strategy'} & set(values))
+        return (problem is not None
+                or bool({'deadline_ms', 'policy', 'strategy', 'decision_rule', 'on_time_target'}
+                        & set(values))
                 or ('true_bandwidth_bps' in values and self.policy == 'true-bandwidth')
                 or ('fixed_configuration' in values and self.policy == 'fixed'))
 
@@ -293,14 +318,31 @@ class Planner:
         if outcome.finished_on_edge:
             used |= self.calib.add(now_s, 'offload', p.transfer_ms + p.edge_ms,
                                    float(outcome.end_to_end_ms) - float(outcome.device_ms))
+            self.calib.add(now_s, 'edge', p.edge_ms, float(outcome.edge_ms))
         return used
+
+    # -- uncertainty ------------------------------------------------------------------------
+    def link_sigma(self, now_s: float) -> float:
+        """Return the log-normal spread of the link rate the newest estimate reports (0: none)."""
+        r = self.newest_link(now_s)
+        return log_sigma_of(r.bandwidth_uncertainty) if r is not None else 0.0
+
+    def belief(self, now_s: float) -> Belief:
+        """Return what the chance rule plans with: link spread, compute spreads, target."""
+        on = self.calibration
+        return Belief(self.link_sigma(now_s),
+                      self.calib.ratios(now_s, 'device') if on else (),
+                      self.calib.ratios(now_s, 'edge') if on else (), self.on_time_target)
 
     # -- planning ---------------------------------------------------------------------------
     def _refresh_problem(self, now_s: float) -> Tuple[Dict[str, float], Dict[str, float]]:
         """Rebuild the problems when edge load or calibration moved; return (fq, fm) factors."""
         q = round(self.edge_queue_ms(now_s), 1)   # edge load enters the edge-time prediction
         f = self.edge_batch_factor(now_s)
-        fq, fm = self.factors(now_s, self.calibration_quantile), self.factors(now_s, 0.5)
+        fm = self.factors(now_s, 0.5)
+        # chance: the spread is in the belief, the problem is the median one
+        fq = fm if self.decision_rule == 'chance' else \
+            self.factors(now_s, self.calibration_quantile)
         key = (q, f, tuple(fq.values()), tuple(fm.values()))
         if key != self._problem_key:
             self._problem_key = key
@@ -324,6 +366,12 @@ class Planner:
             d = self.cmap.decide(self.problem, bw_q, self.deadline_ms,
                                  level_scale=1.0 / fq['offload'])
             return HysteresisStep(d, self._differs(d), 'map')
+        if self.decision_rule == 'chance':
+            belief = self.belief(now_s)
+            return self.hyst.update(
+                now_s, self.problem, bw_q, self.deadline_ms,
+                choose=lambda p, pol, bw, dl: decide_chance(p, pol, bw, dl, belief),
+                judge=lambda p, bw, e, s, dl, enc: evaluate_chance(p, bw, e, s, dl, enc, belief))
         return self.hyst.update(now_s, self.problem, bw_q, self.deadline_ms)
 
     def _differs(self, d: Decision) -> bool:
@@ -361,5 +409,9 @@ class Planner:
                    f'{d.deadline_ms:g} ms, feasible {d.feasible}')
             if fq != _NO_CALIBRATION:
                 log += (f'; calibration x{fq["device"]:g} device, x{fq["offload"]:g} offload '
-                        f'(q{self.calibration_quantile:g})')
+                        + ('(median)' if self.decision_rule == 'chance'
+                           else f'(q{self.calibration_quantile:g})'))
+            if self.decision_rule == 'chance':
+                log += (f'; P(on time) target {self.on_time_target:g}, link sigma '
+                        f'{self.link_sigma(now_s):.2f}')
         return PlanUpdate(d, shown, step.why, changed, log)

@@ -38,7 +38,7 @@ from ..core.camera_link import CameraLink, FallbackPlanner, FrameWorker, StartGa
 from ..core.codec import bottleneck_width, effective_encoding, encode, ENCODINGS, known_encoding
 from ..core.datasets import load_sample, load_split
 from ..core.ledger import FrameRefused, MAX_THRESHOLD, Pending
-from ..core.link import arrival_s, BandwidthEstimator
+from ..core.link import arrival_s, RobustBandwidthEstimator, TRANSFER_LOG_HEADER
 from ..core.tensor_wire import serialize
 from ..msg import InferenceResult, LinkQuality, Tensor
 from .camera_msgs import (fill_device_result, fill_edge_result, image_msg, link_quality_msg,
@@ -98,6 +98,9 @@ PARAMETERS = {
                        {'float_range': (0.1, 3600.0)}),
     'probe_after_s': (1.0, 'no transfer sample this long: send a pair of small probe frames',
                       {'float_range': (0.05, 3600.0), **RO}),
+    'transfer_log': ('', 'append every link transfer sample (t_s, source, wire_bytes, '
+                     'transfer_s, used) to this CSV file, for offline analysis of the '
+                     'estimator; empty = off', RO),
     'accuracy_path': ('', 'accuracy table (fallback choice); empty = shipped', RO),
     'latency_models_path': ('', 'latency models (fallback choice); empty = shipped', RO),
     'robot_time_scale': (1.0, 'robot layer times x this for the fallback choice (as the '
@@ -149,16 +152,18 @@ class CameraNode(Node):
                                                 self.robot_time_scale)
         except (ArtifactError, ValueError) as exc:
             self._fatal(f'cannot load fallback artifacts: {exc}')
-        # drop_confirm 2: one slow sample (a result held up on the way back) must not collapse
-        # the estimate; a real drop gives two in a row within a frame or a probe interval.
+        # median/MAD of log-rates: one slow sample (a result held up by CPU contention) does not
+        # move the estimate; a real change gives two in a row (drop_confirm) and is followed.
         # slow_transfer_s: a small (JPEG) frame that took >= 40 ms counts (slow link)
-        estimator = BandwidthEstimator(min_bytes=2048, overhead_s=0.0,
-                                       probe_after_s=self.probe_after_s,
-                                       stale_after_s=max(5.0, 3 * self.probe_after_s),
-                                       drop_confirm=2, slow_transfer_s=0.04)
+        estimator = RobustBandwidthEstimator(min_bytes=2048, overhead_s=0.0,
+                                             probe_after_s=self.probe_after_s,
+                                             stale_after_s=max(5.0, 3 * self.probe_after_s),
+                                             drop_confirm=2, slow_transfer_s=0.04)
+        self._transfer_log = self._open_transfer_log(self.transfer_log)
         self.link = CameraLink(time.monotonic(), estimator, fallback, self.result_timeout_s,
                                self.edge_timeout_s, on_fallback=self._on_fallback,
-                               diagnostics_window_s=window_s)
+                               diagnostics_window_s=window_s,
+                               on_sample=self._log_sample if self._transfer_log else None)
         self.gate = StartGate(time.monotonic(), self.wait_for_edge_s)
         self.lock = threading.Lock()   # the dynamic parameters: executor and worker read them
         declare_planned_model(self)
@@ -329,6 +334,8 @@ class CameraNode(Node):
         """Stop the worker thread (if start-up got that far), then destroy the node."""
         if hasattr(self, 'worker'):
             self.worker.stop(timeout_s=5.0)
+        if getattr(self, '_transfer_log', None):
+            self._transfer_log.close()
         return super().destroy_node()
 
     def process_frame(self, frame: np.ndarray, true_class: int, stamp=None) -> None:
@@ -398,6 +405,22 @@ class CameraNode(Node):
         if p is not None:   # else expired (counted as dropped) or an earlier run's history
             self._outcome(fill_edge_result(msg, p, now),
                           'ok_edge' if ok else f'refused:{msg.drop_reason}')
+
+    def _open_transfer_log(self, path: str):
+        """Open the transfer log for appending (header when new); None when off."""
+        if not path:
+            return None
+        try:
+            f = open(path, 'a', buffering=1)   # noqa: SIM115 - closed in destroy_node
+        except OSError as exc:
+            self._fatal(f'cannot open transfer_log {path!r}: {exc}')
+        if f.tell() == 0:
+            f.write(TRANSFER_LOG_HEADER + '\n')
+        return f
+
+    def _log_sample(self, now_s: float, source: str, nbytes: int, seconds: float,
+                    used: bool) -> None:
+        self._transfer_log.write(f'{now_s:.6f},{source},{nbytes},{seconds:.6f},{int(used)}\n')
 
     def _on_fallback(self, active: bool) -> None:
         if active:

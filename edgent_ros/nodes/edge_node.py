@@ -21,6 +21,7 @@ profiled batch cost (``LatencyModels.batch_factor``). Frames carry their own Bra
 from __future__ import annotations
 
 from collections import Counter
+import functools
 import threading
 import time
 from typing import Dict, Optional
@@ -33,6 +34,7 @@ from rclpy.node import Node
 from . import qos
 from ..core.batching import Batch, BatchQueue
 from ..core.diagnostics import count_of, edge_findings, grade, message, RecentCounts
+from ..core.link import arrival_s
 from ..core.ledger import check_threshold, FrameRefused, SequenceTracker
 from ..msg import InferenceResult, Tensor
 from .node_util import (accept, check_planned_model, declare, declare_diagnostics,
@@ -95,7 +97,7 @@ class EdgeNode(Node):
             self.pubs[ns] = self.create_publisher(InferenceResult, f'{topic_ns}edgent/result',
                                                   qos.EDGE_RESULT)
             self.create_subscription(
-                Tensor, f'{topic_ns}edgent/tensor', lambda m, ns=ns: self._on_tensor(ns, m),
+                Tensor, f'{topic_ns}edgent/tensor', functools.partial(self._on_tensor, ns),
                 qos.TENSOR, event_callbacks=SubscriptionEventCallbacks(
                     message_lost=self._on_message_lost,
                     incompatible_qos=self._on_incompatible_qos), raw=raw)
@@ -140,8 +142,10 @@ class EdgeNode(Node):
         self.runner.edge_step(np.zeros(shape, dtype), exit_index, split_index)
 
     # -- receive ----------------------------------------------------------------------------
-    def _on_tensor(self, ns: str, msg: Tensor) -> None:
-        arrival = time.monotonic()
+    def _on_tensor(self, ns: str, msg: Tensor, info=None) -> None:
+        # when the middleware received it, not when the executor got round to this callback:
+        # the time a frame waits here counts as the edge's, never as the link's
+        arrival = arrival_s(time.monotonic(), time.time_ns(), info)
         if isinstance(msg, bytes):   # raw_subscription: a WireTensor, data a view of the bytes
             try:
                 msg = parse(msg)
@@ -164,7 +168,7 @@ class EdgeNode(Node):
             self._refuse(ns, msg, exc.reason, exc.detail)
             return
         with self.cv:
-            for r in self.batches.push((ns, msg, array), self._config_of(msg), arrival):
+            for r in self.batches.push((ns, msg, array, arrival), self._config_of(msg), arrival):
                 self._refuse(r.item[0], r.item[1], r.reason, r.detail)
             self.cv.notify()
 
@@ -254,7 +258,7 @@ class EdgeNode(Node):
                 return
             for r in batch.refused:
                 self._refuse(r.item[0], r.item[1], r.reason, r.detail)
-            ready = [(ns, msg, array, waited_ms) for (ns, msg, array), waited_ms in batch.items]
+            ready = [(ns, msg, array, arrival) for (ns, msg, array, arrival), _ in batch.items]
             if not ready:
                 continue
             exit_index, split_index, threshold, bn = self._config_of(ready[0][1])
@@ -267,7 +271,7 @@ class EdgeNode(Node):
                 continue
             now = self.get_clock().now().nanoseconds * 1e-9
             self.counts[f'batch_size_{len(ready)}'] += 1
-            for (ns, msg, _, waited_ms), cls in zip(ready, classes):
+            for (ns, msg, _, arrival), cls in zip(ready, classes):
                 res = self._result_for(msg)
                 res.exit_index = cls.exit_index
                 res.class_id = cls.class_id
@@ -275,7 +279,10 @@ class EdgeNode(Node):
                 res.confidence = cls.confidence
                 res.scores = cls.scores.tolist()
                 res.edge_ms = edge_ms
-                res.edge_queue_ms = waited_ms
+                # everything else the frame spent here (executor, queue, batch, this loop), so
+                # that the robot's round trip minus edge_ms + edge_queue_ms is link time only
+                held_ms = (time.monotonic() - arrival) * 1e3
+                res.edge_queue_ms = max(0.0, held_ms - edge_ms)
                 res.batch_size = len(ready)
                 # edge clock; the robot recomputes it
                 res.end_to_end_ms = max(0.0, (now - stamp_to_s(msg.header.stamp)) * 1e3)

@@ -107,10 +107,19 @@ class PlannerNode(Node):
                                     'measured/predicted ratios of recent frames (edgent/outcome); '
                                     'off discards them'),
              'calibration_quantile': declare(
-                 self, 'calibration_quantile', 0.99, 'decide with this quantile of the recent '
-                 'robot compute ratios (the deadline then holds for that share of frames); the '
-                 'median is reported; the offloaded part always uses its median',
+                 self, 'calibration_quantile', 0.99, 'decision_rule point: decide with this '
+                 'quantile of the recent robot compute ratios (the deadline then holds for that '
+                 'share of frames); the median is reported; the offloaded part always uses its '
+                 'median',
                  float_range=(0.5, 1.0)),
+             'decision_rule': declare(
+                 self, 'decision_rule', 'chance', 'chance: a configuration is feasible when on '
+                 'time with probability >= on_time_target (link estimate spread, measured compute '
+                 'spreads); point: its latency at the estimate (robot at calibration_quantile) '
+                 'is within the deadline'),
+             'on_time_target': declare(
+                 self, 'on_time_target', 0.99, 'decision_rule chance: the probability of being '
+                 'on time a configuration must reach', float_range=(0.5, 0.9999)),
              'calibration_window_s': declare(self, 'calibration_window_s', 60.0,
                                              'ratios older than this are forgotten',
                                              float_range=(1.0, 3600.0), read_only=True)}
@@ -248,7 +257,7 @@ class PlannerNode(Node):
         self._link_heard_s = time.monotonic()
         self.planner.add_link(self._link_heard_s, LinkReport(
             float(msg.uplink_bandwidth_bps), bool(msg.edge_reachable), float(msg.edge_queue_ms),
-            float(msg.edge_batch_size)), msg.robot or 'default')
+            float(msg.edge_batch_size), float(msg.bandwidth_uncertainty)), msg.robot or 'default')
         self.plan('link quality')
 
     def _on_outcome(self, msg: InferenceResult) -> None:
@@ -257,7 +266,7 @@ class PlannerNode(Node):
             int(msg.exit_index), int(msg.split_index), float(msg.device_ms),
             float(msg.end_to_end_ms), msg.finished_on == InferenceResult.FINISHED_ON_EDGE,
             msg.encoding or 'raw', int(msg.requested_exit_index),
-            msg.status == InferenceResult.STATUS_OK))
+            msg.status == InferenceResult.STATUS_OK, float(msg.edge_ms + msg.edge_queue_ms)))
 
     # -- planning ---------------------------------------------------------------------------
     def plan(self, why: str, force: bool = False) -> None:

@@ -294,3 +294,40 @@ def test_deadline_policy_and_problem_changes_replan_at_once():
     up = p.plan(0.3, 'parameter change', force=True)
     assert up.decision.config == decide(faster, 0.5e6, 100.0).config
     assert not p.configure(calibration_quantile=0.5)
+
+
+def test_chance_rule_uses_the_link_spread_and_the_measured_compute_spread():
+    # exit 3 cut after layer 1: 10 + 1,390 B at 1 Mbit/s (11.1 ms) + 2 + 2 = 25.1 ms > 25; at
+    # 1.2 Mbit/s 23.3 ms: fits by 7 % at the median rate
+    bw = 1.2e6
+    assert evaluate(PROBLEM, bw, 3, 1, 25.0).feasible
+    sure = planner()
+    assert heard(sure, 0.0, bw, bandwidth_uncertainty=0.0).decision.config == (3, 1)
+    # the same median with the spread a noisy link gives (cv 0.3): exit 3 is on time far less
+    # than 99 % of the time, exit 2 on the robot (20 ms) always
+    unsure = planner()
+    up = heard(unsure, 0.0, bw, bandwidth_uncertainty=0.3)
+    assert up.decision.config == (2, 2) and up.decision.feasible
+    assert unsure.link_sigma(0.0) == pytest.approx(math.sqrt(math.log(1.09)))
+    assert 'P(on time) target 0.99' in up.log
+    # the rule of the point estimate takes the cut whatever the spread
+    point = planner(decision_rule='point')
+    assert heard(point, 0.0, bw, bandwidth_uncertainty=0.3).decision.config == (3, 1)
+    # measured robot compute spread: 1 frame in 10 takes 1.3x its median, so exit 2 on the
+    # robot (20 ms median, 26 ms then) misses 25 ms 10 % of the time: the planner goes lower
+    cal = planner(calibration=True)
+    for k in range(20):
+        cal.add_outcome(0.1 * k, Outcome(2, 2, 20.0 * (1.3 if k % 10 == 0 else 1.0), 20.0,
+                                         False))
+    up = heard(cal, 3.0, 0.0)       # link down: device-only choices only
+    assert up.decision.config == (1, 1)
+    assert heard(planner(calibration=True), 3.0, 0.0).decision.config == (2, 2)
+
+
+@pytest.mark.parametrize('kw', [dict(decision_rule='median'), dict(on_time_target=1.0),
+                                dict(on_time_target=0.2)])
+def test_chance_settings_are_checked(kw):
+    with pytest.raises(ValueError):
+        planner(**kw)
+    with pytest.raises(ValueError):
+        planner().configure(**kw)
