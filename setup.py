@@ -15,7 +15,9 @@ setup(
     packages=['edgent_ros', 'edgent_ros.core', 'edgent_ros.offline', 'edgent_ros.nodes',
               'edgent_ros.evaluation', 'edgent_ros.cli', 'edgent_ros.models'],
     package_data={'edgent_ros': ['artifacts/*.json', 'artifacts/*.npz',
-                                 'artifacts/*.safetensors', 'artifacts/*.yaml']},
+                                 'artifacts/*.safetensors', 'artifacts/*.yaml',
+                                 'artifacts/transfer_logs/*.csv',
+                                 'artifacts/transfer_logs/*.json']},
     python_requires='>=3.10',
     install_requires=[
         'numpy>=1.26,<3',

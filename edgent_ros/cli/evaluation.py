@@ -14,6 +14,9 @@ from ..evaluation.sweep import (check_targets, DEFAULT_BANDWIDTHS_MBPS, DEFAULT_
                                 TRACE_POLICIES)
 from ..core.paths import DATA_ENV, find_data, HOME_ENV, results_out
 from ..evaluation.paired import PAIRED_BANDWIDTHS_MBPS, PAIRED_DEADLINES_MS, PAIRED_POLICIES
+from ..evaluation.heldout import HELDOUT_POLICIES
+from ..evaluation.heldout_session import (FRAMES_FILE, report_heldout, run_heldout, run_tune,
+                                          TUNE_FILE)
 from ..evaluation.paired_report import build
 from ..evaluation.paired_session import CALIBRATION_FILE, calibrate_robot, run_paired
 from ..evaluation.sweep_session import (build_default_map, DEFAULT_TRACES, make_plots, run_sweep,
@@ -163,6 +166,24 @@ def _results(args: argparse.Namespace) -> Path:
 
 
 def _sweep_action(args: argparse.Namespace) -> int:
+    if args.action == 'tune':
+        trace_dir = find_data('traces', args.traces_dir, option='--traces-dir')
+        res = _results(args) / 'heldout'
+        body = run_tune(res, trace_dir, args.robot_scale, args.deadline_ms)
+        print(json.dumps({k: body[k] for k in ('chosen', 'score', 'folds', 'tune_traces',
+                                               'held_out_traces')}, indent=1))
+        print(f'written: {res / TUNE_FILE} ({len(body["table"])} settings scored)')
+        return 0
+    if args.action == 'heldout-report':
+        res = _results(args) / 'heldout'
+        if not (res / FRAMES_FILE).is_file():
+            print(f'edgent-ros sweep: no held-out results in {res} (run: edgent-ros sweep '
+                  'heldout)', file=sys.stderr)
+            return 2
+        rep = report_heldout(res, args.robot_scale)
+        print(json.dumps(rep, indent=1))
+        print(f'files: {res}/heldout_summary.csv, heldout_claims.json, heldout.png')
+        return 0
     if args.action == 'paired-report':
         res = _results(args) / 'paired'
         if not (res / 'paired_frames.csv').is_file():
@@ -186,12 +207,23 @@ def _sweep_action(args: argparse.Namespace) -> int:
             print(json.dumps(check_targets(rows), indent=1))
             print(json.dumps({'encoding_gain': encoding_gain(rows)}, indent=1))
         return 0
-    if args.action == 'traces':   # a missing data set is reported before the root check
+    if args.action in ('traces', 'heldout'):   # a missing data set is reported before root
         trace_dir = find_data('traces', args.traces_dir, option='--traces-dir')
     reason = unavailable_reason()
     if reason:
         print(f'edgent-ros sweep: {reason}', file=sys.stderr)
         return 1
+    if args.action == 'heldout':
+        res = _results(args) / 'heldout'
+        try:
+            n = run_heldout(res, trace_dir, args.robot_scale, args.deadline_ms,
+                            args.policies or list(HELDOUT_POLICIES), reps=args.reps,
+                            n_traces=args.traces, seed=args.seed)
+        except (ValueError, OSError) as exc:
+            print(f'edgent-ros sweep: {exc}', file=sys.stderr)
+            return 2
+        print(f'{n} cells run; results in {res} (report: edgent-ros sweep heldout-report)')
+        return 0
     if args.action == 'calibrate-robot':
         res = _results(args) / 'paired'
         body = calibrate_robot(res, robot_scale=args.robot_scale, frames=args.frames)
@@ -269,7 +301,8 @@ def add_sweep_parser(sub) -> None:
     p = sub.add_parser('sweep', help='evaluation on the link testbed: run | traces | plot | '
                        'paired | paired-report (root)', description=SWEEP_NOTE)
     acts = p.add_subparsers(dest='action', required=True, metavar='ACTION',
-                            help='run, traces, plot, paired, paired-report or calibrate-robot')
+                            help='run, traces, plot, paired, paired-report, calibrate-robot, '
+                                 'tune, heldout or heldout-report')
     r = acts.add_parser('run', help='static bandwidth x deadline x policy sweep (resumable)',
                         description=SWEEP_NOTE)
     r.add_argument('--out', default=None,
@@ -359,6 +392,30 @@ def add_sweep_parser(sub) -> None:
                     '(default <user dir>/results)')
     _robot_scale_arg(pr, 'robot scale the sweep ran with when it left no paired_meta.json '
                          '(default %(default)s)')
+    tu = acts.add_parser('tune', help='choose the estimator and hysteresis settings by '
+                         'cross-validation on the tuning half of the traces, in simulation (no '
+                         'root)', description=SWEEP_NOTE)
+    ho = acts.add_parser('heldout', help='replay windows of the held-back half of the traces '
+                         'live: paired, repeated, shuffled (root; resumable)',
+                         description=SWEEP_NOTE)
+    hr = acts.add_parser('heldout-report', help='table, claims and PNG of sweep heldout (no '
+                         'root)', description=SWEEP_NOTE)
+    for q in (tu, ho, hr):
+        q.add_argument('--results', default=None, help='results folder whose heldout/ is '
+                       'written (default <user dir>/results)')
+        _robot_scale_arg(q)
+    for q in (tu, ho):
+        q.add_argument('--traces-dir', default=None, help='folder of the trace CSVs (default: '
+                       'the data set traces/)')
+        q.add_argument('--deadline-ms', type=float, default=TRACE_DEADLINE_MS,
+                       help='deadline in ms (default %(default)s)')
+    ho.add_argument('--policies', nargs='+', choices=HELDOUT_POLICIES, default=None,
+                    help='policies (default: all of them)')
+    ho.add_argument('--reps', type=int, default=3, help='repetitions (default %(default)s)')
+    ho.add_argument('--traces', type=int, default=3, help='held-back traces replayed, chosen '
+                    'by the pre-written rule (default %(default)s)')
+    ho.add_argument('--seed', type=int, default=0, help='policy order seed (default '
+                    '%(default)s)')
     pl = acts.add_parser('plot', help='draw the PNGs and check the targets',
                          description=SWEEP_NOTE)
     pl.add_argument('--results', default=None, help=RESULTS_HELP)

@@ -81,16 +81,23 @@ def bottleneck_encodings(accuracy_path: Optional[Path] = None) -> List[str]:
 
 
 def planner_params(policy: str) -> Dict[str, object]:
-    """Return the planner parameters that run sweep ``policy`` (policy name and encodings)."""
+    """
+    Return the planner parameters that run sweep ``policy`` (policy, encodings, rule).
+
+    ``edgent-point`` is the Edgent policy deciding on the point estimate (``decision_rule
+    point``: the planner before issue 17); every other policy uses the on-time-probability rule.
+    """
+    rule = {'decision_rule': 'point' if policy == 'edgent-point' else 'chance'}
     if policy == 'edgent+enc':
-        return {'policy': 'edgent', 'encodings': list(ENCODINGS_ALL)}
+        return {'policy': 'edgent', 'encodings': list(ENCODINGS_ALL), **rule}
     if policy == 'edgent+bn':
         names = bottleneck_encodings()
         if not names:
             raise ValueError('edgent+bn needs learned bottlenecks in the accuracy table '
                              '(edgent-ros train-bottleneck)')
-        return {'policy': 'edgent', 'encodings': list(ENCODINGS_ALL) + names}
-    return {'policy': 'edgent' if policy == 'edgent-map' else policy, 'encodings': ['raw']}
+        return {'policy': 'edgent', 'encodings': list(ENCODINGS_ALL) + names, **rule}
+    return {'policy': 'edgent' if policy in ('edgent-map', 'edgent-point') else policy,
+            'encodings': ['raw'], **rule}
 
 
 def frame_accuracy(accuracy: Mapping[int, float],
