@@ -127,7 +127,7 @@ def run_heldout(out_dir: Path, trace_dir: Path, robot_scale: float,
             rows = trace_rows(Path(trace_dir) / w['trace'], w['start_s'], WINDOW_S)
             tb.set_rate(rows[0][1])
             sess = NodeSession(tb, robot_scale, logdir / Path(w['trace']).stem,
-                               camera={'wait_for_link': True, 'paused': True})
+                               camera={'wait_for_link': True, 'paused': False})
             order: Dict[int, int] = {}
             try:
                 sess.start(rows[0][1])
