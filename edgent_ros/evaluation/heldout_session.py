@@ -35,6 +35,7 @@ from .trace_sim import GRID, load_logs, tune
 FRAMES_FILE = 'heldout_frames.csv'
 PLAN_FILE = 'heldout_plan.json'
 TUNE_FILE = 'tuning.json'
+REPORT_FILE = 'heldout_report.md'
 MAX_TUNE_S = 1200          # seconds of each tuning trace simulated
 HELDOUT_FIELDS = ('trace', 'start_s', 'rep', 'order', 'frame_index', 'stamp') + FRAME_FIELDS
 WARMUP_S = 5.5
@@ -215,7 +216,52 @@ def report_heldout(out_dir: Path, robot_scale: float) -> Dict[str, object]:
     _write_csv(out_dir / 'heldout_summary.csv', summary)
     (out_dir / 'heldout_claims.json').write_text(json.dumps(all_claims, indent=1) + '\n')
     _plot(out_dir / 'heldout.png', summary)
+    (out_dir / REPORT_FILE).write_text(markdown(out_dir, summary, all_claims))
     return {'summary': summary, 'claims': all_claims}
+
+
+def _pm(m: float, h: Optional[float], scale: float = 100.0) -> str:
+    return f'{scale * m:.1f}' + ('' if h is None else f' ± {scale * h:.1f}')
+
+
+def markdown(out_dir: Path, summary: List[dict], all_claims: List[dict]) -> str:
+    """Return the report's Markdown (the block BENCHMARKS quotes; a test regenerates it)."""
+    lines = []
+    tuning = Path(out_dir) / TUNE_FILE
+    if tuning.is_file():
+        t = json.loads(tuning.read_text())
+        c = t['chosen']
+        lines += [f'Tuned on {", ".join(n.replace(".csv", "") for n in t["tune_traces"])}; '
+                  f'held back: {", ".join(n.replace(".csv", "") for n in t["held_out_traces"])}.',
+                  '',
+                  f'Chosen (admissible {t["admissible"]} of {len(t["table"])}): window '
+                  f'{c["window"]}, quantile {c["quantile"]:g}, change_k {c["change_k"]:g}, '
+                  f'drop_confirm {c["drop_confirm"]}, min_dwell_s {c["min_dwell_s"]:g}, '
+                  f'rel_change {c["rel_change"]:g}: simulated on-time accuracy '
+                  f'{100 * t["score"]:.2f} % (best without the stability condition '
+                  f'{100 * t["best_without_stability"]["score"]:.2f} %); loopback logs within '
+                  '2x: ' + ', '.join(f'{k.replace("loopback_", "")} {100 * v:.1f} %'
+                                     for k, v in t['stability'].items()) + '.', '']
+        lines += ['| fold | held fold | chosen (window/quantile/confirm/dwell) | train | test |',
+                  '|---|---|---|---|---|']
+        for f in t['folds']:
+            ch = f['chosen']
+            lines.append(f'| {f["fold"]} | {", ".join(x.replace(".csv", "") for x in f["test"])} '
+                         f'| {ch["window"]}/{ch["quantile"]:g}/{ch["drop_confirm"]}/'
+                         f'{ch["min_dwell_s"]:g} | {100 * f["train_score"]:.2f} | '
+                         f'{100 * f["test_score"]:.2f} |')
+        lines.append('')
+    lines += ['| trace | policy | reps | frames | on time (%) | on-time accuracy (%) |',
+              '|---|---|---|---|---|---|']
+    for r in summary:
+        lines.append(f'| {r["trace"].replace(".csv", "")} | {r["policy"]} | {r["reps"]} | '
+                     f'{r["frames"]} | {_pm(r["on_time"], r["on_time_hw"])} | '
+                     f'{_pm(r["useful"], r["useful_hw"])} |')
+    lines += ['', '| trace | claim | holds | why |', '|---|---|---|---|']
+    for c in all_claims:
+        lines.append(f'| {c["trace"].replace(".csv", "")} | {c["claim"]} | '
+                     f'{"yes" if c["holds"] else "**no**"} | {c["why"]} |')
+    return '\n'.join(lines) + '\n'
 
 
 def _r(x: Optional[float]) -> Optional[float]:

@@ -292,3 +292,39 @@ def tune(problem: EdgentProblem, traces: Dict[str, List[float]], deadline_ms: fl
                            admissible=admissible(st),
                            **{f'stability:{n}': x for n, x in st.items()},
                            **{n: round(x, 4) for n, x in v.items()}) for s, v, st in table]}
+
+
+def estimator_comparison(logs: Dict[str, list], estimators: Dict[str, object]) -> Dict:
+    """
+    Replay every log through every estimator (fresh, from ``estimators[name]()``); summarise.
+
+    Per log and estimator: estimates after the 5th, the share within ``STABILITY_FACTOR`` of the
+    quiet log's median sample rate, the lowest and the median estimate (Mbit/s).
+    """
+    ref = statistics.median(8.0 * r[2] / r[3] for r in logs['loopback_none'])
+    body = {'reference_mbps': round(ref / 1e6, 3), 'logs': {}}
+    for name, rows in logs.items():
+        body['logs'][name] = {'samples': len(rows)}
+        for est_name, make in estimators.items():
+            bps = [e.bps for _, e in replay_transfers(make(), rows)[5:]]
+            ok = sum(1 for b in bps if ref / STABILITY_FACTOR <= b <= ref * STABILITY_FACTOR)
+            body['logs'][name][est_name] = {
+                'updates': len(bps), 'within_2x': round(ok / len(bps), 4),
+                'min_mbps': round(min(bps) / 1e6, 3),
+                'median_mbps': round(statistics.median(bps) / 1e6, 3)}
+    return body
+
+
+def comparison_markdown(body: Dict) -> str:
+    """Return the table of ``estimator_comparison`` (the block BENCHMARKS quotes)."""
+    lines = [f'Reference: the quiet log\'s median sample rate, {body["reference_mbps"]:g} Mbit/s.',
+             '', '| log | estimator | estimates | within 2x | lowest (Mbit/s) | median (Mbit/s) |',
+             '|---|---|---|---|---|---|']
+    for name, per in body['logs'].items():
+        for est_name, r in per.items():
+            if est_name == 'samples':
+                continue
+            lines.append(f'| {name} ({per["samples"]} samples) | {est_name} | {r["updates"]} | '
+                         f'{100 * r["within_2x"]:.1f} % | {r["min_mbps"]:g} | '
+                         f'{r["median_mbps"]:g} |')
+    return '\n'.join(lines) + '\n'
