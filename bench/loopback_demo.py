@@ -26,18 +26,12 @@ import subprocess
 import sys
 import time
 
+from edgent_ros.offline.hosts import pin_threads
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / 'bench' / 'results' / 'loopback_demo.json'
 TOPICS = ['/robot1/edgent/link_quality', '/robot2/edgent/link_quality',
           '/robot1/edgent/decision', '/robot1/edgent/outcome']
-
-
-def _pin(pid: int, cpus: set) -> None:
-    for tid in os.listdir(f'/proc/{pid}/task'):
-        try:
-            os.sched_setaffinity(int(tid), cpus)
-        except OSError:
-            pass
 
 
 def _edge_pid(launch_pid: int) -> int:
@@ -69,7 +63,7 @@ def run(condition: str, duration_s: float, bag: Path) -> None:
             cpu = max(os.sched_getaffinity(0))
             hogs.append(subprocess.Popen([sys.executable, '-c', 'while True: pass']))
             os.sched_setaffinity(hogs[0].pid, {cpu})
-            _pin(_edge_pid(launch.pid), {cpu})
+            pin_threads(_edge_pid(launch.pid), {cpu})
         elif condition == 'all-hog':
             hogs += [subprocess.Popen([sys.executable, '-c', 'while True: pass'])
                      for _ in os.sched_getaffinity(0)]

@@ -28,16 +28,10 @@ import subprocess
 import sys
 import time
 
+from edgent_ros.offline.hosts import pin_threads
+
 ROOT = Path(__file__).resolve().parents[1]
 LIB = ROOT / '.ros' / 'install' / 'edgent_ros' / 'lib' / 'edgent_ros'
-
-
-def _pin(pid: int, cpus: set) -> None:
-    for tid in os.listdir(f'/proc/{pid}/task'):
-        try:
-            os.sched_setaffinity(int(tid), cpus)
-        except OSError:
-            pass
 
 
 def main() -> int:
@@ -78,7 +72,7 @@ def main() -> int:
             cpu = max(os.sched_getaffinity(0))
             hogs.append(subprocess.Popen([sys.executable, '-c', 'while True: pass']))
             os.sched_setaffinity(hogs[0].pid, {cpu})
-            _pin(edge.pid, {cpu})
+            pin_threads(edge.pid, {cpu})
         elif args.hog == 'all':
             hogs += [subprocess.Popen([sys.executable, '-c', 'while True: pass'])
                      for _ in os.sched_getaffinity(0)]

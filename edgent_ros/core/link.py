@@ -246,14 +246,9 @@ class BandwidthEstimator:
     def _rate(samples: list) -> float:
         return sum(x.bits for x in samples) / sum(x.payload_s for x in samples)
 
-    def add_transfer(self, now_s: float, payload_bytes: int, transfer_s: float,
-                     source: str = 'passive') -> bool:
-        """
-        Add one transfer of ``payload_bytes`` bytes that took ``transfer_s`` seconds.
-
-        ``source`` is 'passive' (a co-inference frame) or 'probe'. Returns False when the sample
-        was ignored: payload under ``min_bytes`` or overhead-dominated (see the class docstring).
-        """
+    def _sample(self, now_s: float, payload_bytes: int, transfer_s: float,
+                source: str) -> Optional[_Sample]:
+        """Validate one transfer; return its sample, None when it is to be ignored."""
         now = self._check_time(now_s, self._last_add_s)
         payload_bytes = as_count('payload_bytes', payload_bytes, 0)
         took = as_positive('transfer_s', transfer_s)
@@ -262,14 +257,27 @@ class BandwidthEstimator:
         self._last_add_s = now
         if payload_bytes < self.min_bytes and (
                 self.slow_transfer_s is None or took < self.slow_transfer_s or payload_bytes == 0):
-            return False
+            return None
         overhead = self.overhead_s
         if overhead is None:
             overhead = 0.0 if self._srtt_ms is None else self._srtt_ms / 1000.0
         payload_s = took - overhead
         if payload_s <= 0.0 or payload_s < self.min_payload_fraction * took:
+            return None
+        return _Sample(now, 8.0 * payload_bytes, payload_s, source)
+
+    def add_transfer(self, now_s: float, payload_bytes: int, transfer_s: float,
+                     source: str = 'passive') -> bool:
+        """
+        Add one transfer of ``payload_bytes`` bytes that took ``transfer_s`` seconds.
+
+        ``source`` is 'passive' (a co-inference frame) or 'probe'. Returns False when the sample
+        was ignored: payload under ``min_bytes`` or overhead-dominated (see the class docstring).
+        """
+        sample = self._sample(now_s, payload_bytes, transfer_s, source)
+        if sample is None:
             return False
-        sample = _Sample(now, 8.0 * payload_bytes, payload_s, source)
+        now = sample.t_s
         fresh = self._fresh(now)
         if fresh and sample.bps < self.drop_ratio * self._rate(fresh):
             self._low += 1
@@ -413,22 +421,10 @@ class RobustBandwidthEstimator(BandwidthEstimator):
     def add_transfer(self, now_s: float, payload_bytes: int, transfer_s: float,
                      source: str = 'passive') -> bool:
         """Add one transfer (see the parent); a confirmed change restarts the window."""
-        now = self._check_time(now_s, self._last_add_s)
-        payload_bytes = as_count('payload_bytes', payload_bytes, 0)
-        took = as_positive('transfer_s', transfer_s)
-        if source not in SOURCES:
-            raise ValueError(f'source must be one of {SOURCES}, got {source!r}')
-        self._last_add_s = now
-        if payload_bytes < self.min_bytes and (
-                self.slow_transfer_s is None or took < self.slow_transfer_s or payload_bytes == 0):
+        sample = self._sample(now_s, payload_bytes, transfer_s, source)
+        if sample is None:
             return False
-        overhead = self.overhead_s
-        if overhead is None:
-            overhead = 0.0 if self._srtt_ms is None else self._srtt_ms / 1000.0
-        payload_s = took - overhead
-        if payload_s <= 0.0 or payload_s < self.min_payload_fraction * took:
-            return False
-        sample = _Sample(now, 8.0 * payload_bytes, payload_s, source)
+        now = sample.t_s
         fresh = self._fresh(now)
         if fresh:
             m, sigma = self._location(fresh)

@@ -27,9 +27,9 @@ from .heldout import (choose_live, claims, HELDOUT_POLICIES, rep_stats, split_tr
                       WINDOW_S)
 from .paired import mean_ci, policy_order
 from .sweep import aggregate, append_rows, FRAME_FIELDS, in_cell, planner_params, read_rows
-from .sweep_session import (_progress, NodeSession, planner_problem, TESTBED_NAME,
-                            trace_rows, TRACE_DEADLINE_MS)
-from .testbed import Testbed, TracePlayer
+from .sweep_session import (_progress, NodeSession, planner_problem, testbed_run,
+                            TESTBED_NAME, trace_rows, TRACE_DEADLINE_MS)
+from .testbed import TracePlayer
 from .trace_sim import GRID, load_logs, tune
 
 FRAMES_FILE = 'heldout_frames.csv'
@@ -116,11 +116,8 @@ def run_heldout(out_dir: Path, trace_dir: Path, robot_scale: float,
           + ', '.join(f'{w["trace"]} from {w["start_s"]:g} s' for w in plan['live']),
           file=sys.stderr)
     logdir = Path(logdir or (Path('/tmp') / f'edgent-heldout-{int(time.time())}'))
-    tb = Testbed(name=name, rate_mbps=1.0)
-    bar = _progress(len(todo), 'held-out traces')
     ran = 0
-    try:
-        tb.setup()
+    with testbed_run(name, 1.0, len(todo), 'held-out traces') as (tb, bar):
         for w in plan['live']:
             mine = [t for t in todo if t[0] == w['trace']]
             if not mine:
@@ -143,9 +140,6 @@ def run_heldout(out_dir: Path, trace_dir: Path, robot_scale: float,
                     bar.update(1)
             finally:
                 sess.close()
-    finally:
-        bar.close()
-        tb.teardown()
     return ran
 
 
@@ -192,6 +186,9 @@ def report_heldout(out_dir: Path, robot_scale: float) -> Dict[str, object]:
     """Write ``heldout_summary.csv``, ``heldout_claims.json``, ``heldout.png``; return them."""
     out_dir = Path(out_dir)
     rows = read_rows(out_dir / FRAMES_FILE)
+    plan = out_dir / PLAN_FILE
+    if plan.is_file():   # the robot class the run had
+        robot_scale = float(json.loads(plan.read_text())['robot_scale'])
     accuracy, _ = planner_problem(robot_scale)
     by: Dict[str, Dict[str, Dict[int, List[dict]]]] = {}
     for r in rows:

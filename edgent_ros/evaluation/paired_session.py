@@ -28,7 +28,8 @@ from .paired import (candidates, Config, OracleSearch, PAIRED_POLICIES, policy_o
                      WARMUP_FRAMES)
 from .sweep import (aggregate, append_rows, check_grid, CSV_FIELDS, DEFAULT_ROBOT_SCALE,
                     FRAME_FIELDS, in_cell, OK, planner_params, read_rows)
-from .sweep_session import _predictor, _progress, NodeSession, planner_problem, TESTBED_NAME
+from .sweep_session import (_predictor, NodeSession, planner_problem, TESTBED_NAME,
+                            testbed_run)
 from .testbed import Testbed
 
 PAIRED_FIELDS = ('kind', 'rep', 'order', 'frame_index', 'true_class', 'branch_len') + FRAME_FIELDS
@@ -197,11 +198,8 @@ def run_paired(out_dir: Path, bandwidths: Sequence[float], deadlines: Sequence[f
                              'and robot scale, or pass --fresh')
     meta_path.write_text(json.dumps(meta, indent=1) + '\n')
     logdir = Path(logdir or (Path('/tmp') / f'edgent-paired-{int(time.time())}'))
-    tb = Testbed(name=name, rate_mbps=float(bandwidths[0]))
-    bar = _progress(len(todo), 'paired sweep')
     ran = 0
-    try:
-        tb.setup()
+    with testbed_run(name, bandwidths[0], len(todo), 'paired sweep') as (tb, bar):
         for bw in bandwidths:
             search = OracleSearch(candidates(problem, accuracy, bw, tb.burst_bytes),
                                   sorted(float(d) for d in deadlines))
@@ -247,9 +245,6 @@ def run_paired(out_dir: Path, bandwidths: Sequence[float], deadlines: Sequence[f
                     bar.update(1)
             finally:
                 sess.close()
-    finally:
-        bar.close()
-        tb.teardown()
     return ran
 
 

@@ -21,6 +21,7 @@ the target check. Nothing here runs without root; rclpy is imported only in the 
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 import csv
 import json
 from pathlib import Path
@@ -311,6 +312,24 @@ def _predictor(problem, bw_bps: float) -> Callable[[int, int, str], float]:
     return lambda e, s, x: float(evaluate(problem, bw_bps, e, s, encoding=x).total_ms)
 
 
+@contextmanager
+def testbed_run(name: str, rate_mbps: float, total: int, desc: str):
+    """
+    Yield ``(testbed, progress bar)``: the testbed set up, removed afterwards whatever happens.
+
+    The frame of every testbed run (sweep, traces, paired, held-out): ``total`` steps of
+    progress named ``desc``, the shaper at ``rate_mbps`` to begin with.
+    """
+    tb = Testbed(name=name, rate_mbps=float(rate_mbps))
+    bar = _progress(total, desc)
+    try:
+        tb.setup()
+        yield tb, bar
+    finally:
+        bar.close()
+        tb.teardown()
+
+
 def _progress(total: int, desc: str):
     from tqdm import tqdm
     return tqdm(total=total, desc=desc, unit='cell', file=sys.stderr, dynamic_ncols=True)
@@ -352,11 +371,8 @@ def run_sweep(out_csv: Path, bandwidths: Sequence[float], deadlines: Sequence[fl
     enc_accuracy = _enc_accuracy(model)
     cell_timeout_s = cell_timeout_s or 30.0 + 3.0 * frames
     logdir = Path(logdir or (Path('/tmp') / f'edgent-sweep-{int(time.time())}'))
-    tb = Testbed(name=name, rate_mbps=float(bandwidths[0]))
-    bar = _progress(len(todo), 'sweep')
     ran = 0
-    try:
-        tb.setup()
+    with testbed_run(name, bandwidths[0], len(todo), 'sweep') as (tb, bar):
         for bw in bandwidths:
             mine = [(dl, p) for b, dl, p in todo if b == bw]
             if not mine:
@@ -392,9 +408,6 @@ def run_sweep(out_csv: Path, bandwidths: Sequence[float], deadlines: Sequence[fl
                     bar.update(1)
             finally:
                 sess.close()
-    finally:
-        bar.close()
-        tb.teardown()
     n = write_oracle(out_csv, frames_csv, min_frames=min(10, frames), model=model)
     print(f'sweep: {n} oracle cells computed from the measurements', file=sys.stderr)
     return ran
@@ -493,11 +506,8 @@ def run_traces(out_dir: Path, traces: Sequence[Tuple[str, float, float]],
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     logdir = Path(logdir or (Path('/tmp') / f'edgent-traces-{int(time.time())}'))
-    tb = Testbed(name=name, rate_mbps=1.0)
     rows_out = []
-    bar = _progress(len(traces) * len(policies), 'traces')
-    try:
-        tb.setup()
+    with testbed_run(name, 1.0, len(traces) * len(policies), 'traces') as (tb, bar):
         for fname, start_s, dur in traces:
             rows = trace_rows(Path(trace_dir) / fname, start_s, dur)
             player = TracePlayer(rows, loop=False)
@@ -566,9 +576,6 @@ def run_traces(out_dir: Path, traces: Sequence[Tuple[str, float, float]],
                 sess.close()
             (out_dir / f'trace_{Path(fname).stem}.json').write_text(json.dumps(
                 {'trace': fname, 'start_s': start_s, 'duration_s': dur, 'series': series}))
-    finally:
-        bar.close()
-        tb.teardown()
     sweep_csv = out_dir / 'sweep.csv'
     if sweep_csv.exists():
         sweep_rows = read_rows(sweep_csv)

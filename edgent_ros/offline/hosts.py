@@ -141,3 +141,17 @@ def remove_cgroup(name: str = DEFAULT_CGROUP, evict: bool = False) -> bool:
             return False
         raise
     return True
+
+
+def pin_threads(pid: int, cpus: set) -> None:
+    """
+    Pin every thread of process ``pid`` to ``cpus`` (a CPU hog beside it: issue 17's tests).
+
+    ``sched_setaffinity`` on a pid moves one thread only; threads started later inherit the
+    affinity of the thread that starts them. A thread that ends meanwhile is skipped.
+    """
+    for tid in os.listdir(f'/proc/{pid}/task'):
+        try:
+            os.sched_setaffinity(int(tid), cpus)
+        except OSError:
+            pass

@@ -17,17 +17,9 @@ import sys
 import time
 
 from edgent_ros.core.link import read_transfer_log
+from edgent_ros.offline.hosts import pin_threads
 from edgent_ros.nodes import qos
 from edgent_ros.msg import ExitSplitDecision, LinkQuality
-
-
-def _pin(pid: int, cpus: set) -> None:
-    """Pin every thread of process ``pid`` to ``cpus``."""
-    for tid in os.listdir(f'/proc/{pid}/task'):
-        try:
-            os.sched_setaffinity(int(tid), cpus)
-        except OSError:
-            pass   # a thread that just ended
 
 
 def test_cpu_hog_beside_the_edge_is_not_a_slow_link(procs, listener, tmp_path):
@@ -53,7 +45,7 @@ def test_cpu_hog_beside_the_edge_is_not_a_slow_link(procs, listener, tmp_path):
     hog = subprocess.Popen([sys.executable, '-c', 'while True: pass'])
     try:
         os.sched_setaffinity(hog.pid, {cpu})
-        _pin(edge.pid, {cpu})
+        pin_threads(edge.pid, {cpu})
         n0 = len(listener.msgs('edgent/link_quality'))
         d0 = len(listener.msgs('edgent/decision'))
         listener.spin_until(lambda: False, 15.0)

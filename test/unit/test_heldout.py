@@ -144,3 +144,21 @@ def test_benchmarks_quote_the_estimator_replay_of_the_committed_logs():
     edge = body['logs']['loopback_edge']
     assert edge['tuned (quantile / MAD of log-rates)']['within_2x'] >= 0.99
     assert edge['before (byte-weighted mean, drop_confirm 2)']['within_2x'] < 0.9
+
+
+def test_benchmarks_quote_what_the_committed_heldout_frames_give(tmp_path):
+    import re
+    import shutil
+    from pathlib import Path
+    from edgent_ros.evaluation.heldout_session import report_heldout
+    root = Path(__file__).resolve().parents[2]
+    blocks = re.findall(r'<!-- heldout-report: (\S+) -->\n(.*?)<!-- heldout-report: end -->',
+                        (root / 'BENCHMARKS.md').read_text(), re.S)
+    assert blocks, 'BENCHMARKS.md quotes no held-out report'
+    for folder, quoted in blocks:
+        for name in ('heldout_frames.csv', 'tuning.json', 'heldout_plan.json'):
+            shutil.copy(root / folder / name, tmp_path / name)
+        rep = report_heldout(tmp_path, 60.0)
+        assert quoted == (tmp_path / 'heldout_report.md').read_text()
+        assert quoted == (root / folder / 'heldout_report.md').read_text()
+        assert rep['claims'] and (tmp_path / 'heldout.png').stat().st_size > 10_000
