@@ -15,7 +15,8 @@ from ..evaluation.sweep import (check_targets, DEFAULT_BANDWIDTHS_MBPS, DEFAULT_
 from ..core.paths import DATA_ENV, find_data, HOME_ENV, results_out
 from ..evaluation.paired import PAIRED_BANDWIDTHS_MBPS, PAIRED_DEADLINES_MS, PAIRED_POLICIES
 from ..evaluation.heldout import HELDOUT_POLICIES
-from ..evaluation.heldout_session import (FRAMES_FILE, report_heldout, run_heldout, run_tune,
+from ..evaluation.heldout_session import (FRAMES_FILE, report_heldout, run_heldout,
+                                          run_simulate, run_tune, SIM_FILE, sim_markdown,
                                           TUNE_FILE)
 from ..evaluation.paired_report import build
 from ..evaluation.paired_session import CALIBRATION_FILE, calibrate_robot, run_paired
@@ -173,6 +174,9 @@ def _sweep_action(args: argparse.Namespace) -> int:
         print(json.dumps({k: body[k] for k in ('chosen', 'score', 'folds', 'tune_traces',
                                                'held_out_traces')}, indent=1))
         print(f'written: {res / TUNE_FILE} ({len(body["table"])} settings scored)')
+        rows = run_simulate(res, trace_dir, args.robot_scale, args.deadline_ms)
+        print(sim_markdown(rows))
+        print(f'written: {res / SIM_FILE} (every policy simulated on the held-back traces)')
         return 0
     if args.action == 'heldout-report':
         res = _results(args) / 'heldout'
@@ -393,8 +397,9 @@ def add_sweep_parser(sub) -> None:
     _robot_scale_arg(pr, 'robot scale the sweep ran with when it left no paired_meta.json '
                          '(default %(default)s)')
     tu = acts.add_parser('tune', help='choose the estimator and hysteresis settings by '
-                         'cross-validation on the tuning half of the traces, in simulation (no '
-                         'root)', description=SWEEP_NOTE)
+                         'cross-validation on the tuning half of the traces, in simulation, '
+                         'then simulate every policy on the held-back half (no root)',
+                         description=SWEEP_NOTE)
     ho = acts.add_parser('heldout', help='replay windows of the held-back half of the traces '
                          'live: paired, repeated, shuffled (root; resumable)',
                          description=SWEEP_NOTE)

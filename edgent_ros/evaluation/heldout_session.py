@@ -30,12 +30,13 @@ from .sweep import aggregate, append_rows, FRAME_FIELDS, in_cell, planner_params
 from .sweep_session import (_progress, NodeSession, planner_problem, testbed_run,
                             TESTBED_NAME, trace_rows, TRACE_DEADLINE_MS)
 from .testbed import TracePlayer
-from .trace_sim import GRID, load_logs, tune
+from .trace_sim import GRID, load_logs, Settings, SIM_POLICIES, simulate_policies, tune
 
 FRAMES_FILE = 'heldout_frames.csv'
 PLAN_FILE = 'heldout_plan.json'
 TUNE_FILE = 'tuning.json'
 REPORT_FILE = 'heldout_report.md'
+SIM_FILE = 'heldout_sim.csv'
 MAX_TUNE_S = 1200          # seconds of each tuning trace simulated
 HELDOUT_FIELDS = ('trace', 'start_s', 'rep', 'order', 'frame_index', 'stamp') + FRAME_FIELDS
 WARMUP_S = 5.5
@@ -74,6 +75,43 @@ def run_tune(out_dir: Path, trace_dir: Path, robot_scale: float,
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / TUNE_FILE).write_text(json.dumps(body, indent=1) + '\n')
     return body
+
+
+def run_simulate(out_dir: Path, trace_dir: Path, robot_scale: float,
+                 deadline_ms: float = TRACE_DEADLINE_MS, seeds: Sequence[int] = (0, 1, 2)
+                 ) -> List[dict]:
+    """Simulate every policy on every held-back trace (whole) with the tuned settings."""
+    body = json.loads((Path(out_dir) / TUNE_FILE).read_text())
+    settings = Settings(**body['chosen'])
+    _, held = split_traces(_traces(trace_dir))
+    _, problem = planner_problem(robot_scale)
+    traces = {n: load_rates(Path(trace_dir) / n, MAX_TUNE_S) for n in held}
+    rows = simulate_policies(problem, traces, deadline_ms, settings, seeds)
+    Path(out_dir, SIM_FILE).unlink(missing_ok=True)
+    _write_csv(Path(out_dir) / SIM_FILE, rows)
+    return rows
+
+
+def sim_markdown(rows: List[dict]) -> str:
+    """Return the simulated held-out table: per trace and policy, the mean over seeds."""
+    by: Dict[Tuple[str, str], List[dict]] = {}
+    for r in rows:
+        by.setdefault((r['trace'], r['policy']), []).append(r)
+    traces = sorted({t for t, _ in by})
+    policies = [p for p in SIM_POLICIES if any(q == p for _, q in by)]
+    head = '| trace | ' + ' | '.join(policies) + ' |'
+    lines = ['On time (%) / on-time accuracy over time (%), mean of '
+             f'{len(next(iter(by.values())))} seeds:', '', head,
+             '|---|' + '---|' * len(policies)]
+    for t in traces:
+        cells = []
+        for p in policies:
+            rs = by[(t, p)]
+            ot = sum(float(r['on_time']) for r in rs) / len(rs)
+            us = sum(float(r['useful']) for r in rs) / len(rs)
+            cells.append(f'{100 * ot:.1f} / {100 * us:.1f}')
+        lines.append(f'| {t.replace(".csv", "")} | ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines) + '\n'
 
 
 def plan_heldout(trace_dir: Path, robot_scale: float, deadline_ms: float = TRACE_DEADLINE_MS,

@@ -328,3 +328,30 @@ def comparison_markdown(body: Dict) -> str:
                          f'{100 * r["within_2x"]:.1f} % | {r["min_mbps"]:g} | '
                          f'{r["median_mbps"]:g} |')
     return '\n'.join(lines) + '\n'
+
+
+SIM_POLICIES = ('edgent', 'edgent-point', 'true-bandwidth', 'device-only', 'edge-only',
+                'exit-only')
+
+
+def simulate_policies(problem: EdgentProblem, traces: Dict[str, List[float]],
+                      deadline_ms: float, settings: Settings, seeds: Sequence[int] = (0, 1, 2),
+                      policies: Sequence[str] = SIM_POLICIES) -> List[Dict[str, object]]:
+    """
+    Simulate every policy on every trace with each seed (the same seed: the same noise draws).
+
+    ``edgent-point`` is the Edgent policy with ``decision_rule point``. Returns one row per
+    (trace, policy, seed): frames, on-time rate, on-time accuracy over time.
+    """
+    rows = []
+    for name, rates in sorted(traces.items()):
+        for p in policies:
+            for seed in seeds:
+                out = simulate(problem, rates, deadline_ms,
+                               'edgent' if p == 'edgent-point' else p, settings,
+                               decision_rule='point' if p == 'edgent-point' else 'chance',
+                               seed=seed)
+                rows.append({'trace': name, 'policy': p, 'seed': seed,
+                             'frames': out['frames'], 'on_time': round(out['on_time'], 4),
+                             'useful': round(out['useful'], 4)})
+    return rows
