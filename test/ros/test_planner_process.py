@@ -38,23 +38,31 @@ def test_camera_parameters_follow_link_quality(procs, listener):
     procs.start('edge_node')
     # the camera's own estimate goes elsewhere so the test alone drives the planner
     procs.start('camera_node', remap=['edgent/link_quality:=edgent/camera_link'], fps=5.0)
-    procs.start('planner_node', deadline_ms=50.0, min_dwell_s=0.0, link_timeout_s=30.0,
-                calibration=False)   # compared with the static model's decisions
+    # compared with the static model's decisions; a robot 60x slower than profiled, so that the
+    # link decides between exit 5 on the edge and exit 3 on the robot
+    procs.start('planner_node', deadline_ms=300.0, min_dwell_s=0.0, link_timeout_s=30.0,
+                calibration=False, robot_time_scale=60.0)
     client = AsyncParameterClient(listener.node, 'camera_node')
     assert listener.spin_until(lambda: client.services_are_ready(), 30.0)
     assert listener.spin_until(lambda: pub.get_subscription_count() > 0, 30.0)
 
     from edgent_ros.core.artifacts import load_accuracy, read_config
-    from edgent_ros.core.optimizer import decide, EdgentProblem
+    from edgent_ros.core.optimizer import EdgentProblem, scale_robot
     from edgent_ros.core.latency import LatencyModels
+    from edgent_ros.core.planner import LinkReport, Planner
     cfg = read_config()
-    problem = EdgentProblem.from_model(cfg, load_accuracy(model_id=cfg.model_id()),
-                                       LatencyModels.load(model_id=cfg.model_id()),
-                                       overhead_ms=2.0)
+    problem = scale_robot(EdgentProblem.from_model(cfg, load_accuracy(model_id=cfg.model_id()),
+                                                   LatencyModels.load(model_id=cfg.model_id()),
+                                                   overhead_ms=2.0), 60.0)
+    # the node's rule, in process: the same static model, no dwell, the same estimates; its
+    # first decision is made before any link quality is heard
+    reference = Planner(problem, deadline_ms=300.0, min_dwell_s=0.0, calibration=False)
+    reference.plan(-1.0, 'start')
     seen = set()
-    for bps in (100e6, 0.2e6, 50e6, 0.02e6, 100e6):
-        # every step moves the bandwidth by > 20 % and dwell is 0: the planner adopts decide()
-        want = decide(problem, bps, 50.0)
+    for k, bps in enumerate((100e6, 0.2e6, 50e6, 0.02e6, 100e6)):
+        reference.add_link(float(k), LinkReport(bps))
+        reference.plan(float(k), 'link quality')
+        want = reference.decision
         t0 = time.monotonic()
         _publish_link(listener, pub, bps)
         got = None

@@ -169,8 +169,8 @@ def test_simulate_policies_pairs_seeds_and_renders_a_table():
     from edgent_ros.evaluation.trace_sim import simulate_policies
     rows = simulate_policies(PROBLEM, {'t.csv': [5.0] * 20 + [0.02] * 10}, 100.0, Settings(),
                              seeds=(0, 1), policies=('edgent', 'edgent-point', 'device-only'))
-    assert len(rows) == 6 and {r['policy'] for r in rows} == {'edgent', 'edgent-point',
-                                                               'device-only'}
+    assert len(rows) == 6
+    assert {r['policy'] for r in rows} == {'edgent', 'edgent-point', 'device-only'}
     dev = [r for r in rows if r['policy'] == 'device-only']
     assert all(r['on_time'] == 1.0 for r in dev)
     text = sim_markdown(rows)
