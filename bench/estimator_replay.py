@@ -18,28 +18,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from edgent_ros.core.link import (BandwidthEstimator, ESTIMATOR_SETTINGS, replay_transfers,
-                                  RobustBandwidthEstimator)
-from edgent_ros.evaluation.trace_sim import comparison_markdown, estimator_comparison, load_logs
+from edgent_ros.core.link import replay_transfers
+from edgent_ros.evaluation.trace_sim import (comparison_markdown, compared_estimators,
+                                             estimator_comparison, load_logs)
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / 'bench' / 'results'
-COMMON = dict(min_bytes=2048, overhead_s=0.0, probe_after_s=1.0, stale_after_s=5.0,
-              slow_transfer_s=0.04)
-
-
-def estimators():
-    """Return the estimators compared, by name (factories)."""
-    return {'before (byte-weighted mean, drop_confirm 2)':
-            lambda: BandwidthEstimator(drop_confirm=2, **COMMON),
-            'tuned (quantile / MAD of log-rates)':
-            lambda: RobustBandwidthEstimator(**COMMON, **ESTIMATOR_SETTINGS)}
 
 
 def main() -> int:
     """Replay, write the JSON and the PNG."""
     logs = load_logs()
-    body = estimator_comparison(logs, estimators())
+    body = estimator_comparison(logs, compared_estimators())
     (OUT / 'estimator_replay.json').write_text(json.dumps(body, indent=1) + '\n')
     ref = body['reference_mbps']
     import matplotlib
@@ -47,7 +37,7 @@ def main() -> int:
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, len(logs), figsize=(13, 3.6), sharey=True)
     for ax, name in zip(axes, logs):
-        for est_name, make in estimators().items():
+        for est_name, make in compared_estimators().items():
             ups = replay_transfers(make(), logs[name])[5:]
             t0 = logs[name][0][0]
             ax.plot([t - t0 for t, _ in ups], [e.bps / 1e6 for _, e in ups], lw=1,

@@ -454,6 +454,19 @@ class RobustBandwidthEstimator(BandwidthEstimator):
                         max(0.0, now - newest.t_s), newest.source, pred)
 
 
+def camera_estimator(probe_after_s: float = 1.0, **settings) -> RobustBandwidthEstimator:
+    """
+    Return the estimator ``camera_node`` runs (``settings`` override ``ESTIMATOR_SETTINGS``).
+
+    Payloads under 2 KB count only when they took >= 40 ms (a small JPEG frame on a slow link);
+    no fixed per-message cost is subtracted; samples are forgotten after 5 s or 3 probe
+    intervals, whichever is longer.
+    """
+    return RobustBandwidthEstimator(min_bytes=2048, overhead_s=0.0, probe_after_s=probe_after_s,
+                                    stale_after_s=max(5.0, 3 * probe_after_s),
+                                    slow_transfer_s=0.04, **{**ESTIMATOR_SETTINGS, **settings})
+
+
 def _median(xs: list) -> float:
     """Return the median of a sorted non-empty list."""
     n = len(xs)

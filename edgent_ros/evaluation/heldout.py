@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..core.optimizer import decide, EdgentProblem
-from .paired import mean_ci
+from .paired import mean_ci, paired_diff
 
 WINDOW_S = 60.0
 BASELINES = ('device-only', 'edge-only', 'exit-only')
@@ -87,8 +87,8 @@ def rep_stats(frames: Sequence[Mapping[str, object]], accuracy: Mapping[int, flo
 
 def _diff(a: Mapping[int, float], b: Mapping[int, float]) -> Tuple[Optional[float],
                                                                    Optional[float]]:
-    keys = sorted(set(a) & set(b))
-    m, h = mean_ci([a[k] - b[k] for k in keys])
+    """Return ``paired.paired_diff``'s mean and half-width (0 with one repetition)."""
+    m, h, _ = paired_diff(a, b)
     return m, (0.0 if h is None and m is not None else h)
 
 

@@ -87,7 +87,6 @@ def run_simulate(out_dir: Path, trace_dir: Path, robot_scale: float,
     _, problem = planner_problem(robot_scale)
     traces = {n: load_rates(Path(trace_dir) / n, MAX_TUNE_S) for n in held}
     rows = simulate_policies(problem, traces, deadline_ms, settings, seeds)
-    Path(out_dir, SIM_FILE).unlink(missing_ok=True)
     _write_csv(Path(out_dir) / SIM_FILE, rows)
     return rows
 
@@ -304,12 +303,10 @@ def _r(x: Optional[float]) -> Optional[float]:
 
 
 def _write_csv(path: Path, rows: List[dict]) -> None:
-    if not rows:
-        return
-    with open(path, 'w', newline='') as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    """Replace ``path`` with ``rows`` (columns: the first row's keys)."""
+    Path(path).unlink(missing_ok=True)
+    if rows:
+        append_rows(path, rows, list(rows[0]))
 
 
 def _plot(path: Path, summary: List[dict]) -> None:

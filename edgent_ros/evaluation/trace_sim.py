@@ -36,8 +36,8 @@ import random
 import statistics
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ..core.link import (read_transfer_log, replay_transfers, RobustBandwidthEstimator,
-                         wire_bytes)
+from ..core.link import (BandwidthEstimator, camera_estimator, read_transfer_log,
+                         replay_transfers, wire_bytes)
 from ..core.optimizer import EdgentProblem
 from ..core.planner import LinkReport, Planner
 
@@ -110,12 +110,17 @@ class Link:
         return len(self.rates) + (goal - self.cum[-1]) / last if last > 0 else math.inf
 
 
-def camera_estimator(settings: Settings, probe_after_s: float = 1.0
-                     ) -> RobustBandwidthEstimator:
-    """Return the estimator ``camera_node`` builds, with ``settings``."""
-    return RobustBandwidthEstimator(min_bytes=2048, overhead_s=0.0, probe_after_s=probe_after_s,
-                                    stale_after_s=max(5.0, 3 * probe_after_s),
-                                    slow_transfer_s=0.04, **settings.estimator())
+def compared_estimators() -> Dict[str, object]:
+    """
+    Return factories of the two estimators BENCHMARKS compares, by name.
+
+    The camera's before issue 17 (byte-weighted mean, ``drop_confirm`` 2) and the tuned one
+    (``link.camera_estimator``), both as ``camera_node`` configures them.
+    """
+    return {'before (byte-weighted mean, drop_confirm 2)':
+            lambda: BandwidthEstimator(min_bytes=2048, overhead_s=0.0, probe_after_s=1.0,
+                                       stale_after_s=5.0, drop_confirm=2, slow_transfer_s=0.04),
+            'tuned (quantile / MAD of log-rates)': camera_estimator}
 
 
 def stability(settings: Settings, logs: Dict[str, list]) -> Dict[str, float]:
@@ -128,7 +133,7 @@ def stability(settings: Settings, logs: Dict[str, list]) -> Dict[str, float]:
     ref = statistics.median(8.0 * r[2] / r[3] for r in logs['loopback_none'])
     out = {}
     for name, rows in logs.items():
-        ups = replay_transfers(camera_estimator(settings), rows)[5:]
+        ups = replay_transfers(camera_estimator(**settings.estimator()), rows)[5:]
         ok = sum(1 for _, e in ups if ref / STABILITY_FACTOR <= e.bps <= ref * STABILITY_FACTOR)
         out[name] = round(ok / len(ups), 4) if ups else 0.0
     return out
@@ -151,7 +156,7 @@ def simulate(problem: EdgentProblem, rates: Sequence[float], deadline_ms: float,
     rng = random.Random(seed)
     link = Link(rates)
     end = float(len(rates))
-    est = camera_estimator(settings, probe_after_s)
+    est = camera_estimator(probe_after_s, **settings.estimator())
     planner = Planner(problem, deadline_ms=deadline_ms, policy=policy, calibration=False,
                       rel_change=settings.rel_change, min_dwell_s=settings.min_dwell_s,
                       decision_rule=decision_rule, link_timeout_s=3.0)

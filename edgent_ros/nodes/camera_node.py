@@ -38,8 +38,7 @@ from ..core.camera_link import CameraLink, FallbackPlanner, FrameWorker, StartGa
 from ..core.codec import bottleneck_width, effective_encoding, encode, ENCODINGS, known_encoding
 from ..core.datasets import load_sample, load_split
 from ..core.ledger import FrameRefused, MAX_THRESHOLD, Pending
-from ..core.link import (arrival_s, ESTIMATOR_SETTINGS, RobustBandwidthEstimator,
-                         TRANSFER_LOG_HEADER)
+from ..core.link import arrival_s, camera_estimator, TRANSFER_LOG_HEADER
 from ..core.tensor_wire import serialize
 from ..msg import InferenceResult, LinkQuality, Tensor
 from .camera_msgs import (fill_device_result, fill_edge_result, image_msg, link_quality_msg,
@@ -154,12 +153,8 @@ class CameraNode(Node):
         except (ArtifactError, ValueError) as exc:
             self._fatal(f'cannot load fallback artifacts: {exc}')
         # a quantile and MAD of log-rates, settings from sweep tune (ESTIMATOR_SETTINGS): a
-        # sample slowed by CPU contention does not move the estimate, a confirmed change does.
-        # slow_transfer_s: a small (JPEG) frame that took >= 40 ms counts (slow link)
-        estimator = RobustBandwidthEstimator(min_bytes=2048, overhead_s=0.0,
-                                             probe_after_s=self.probe_after_s,
-                                             stale_after_s=max(5.0, 3 * self.probe_after_s),
-                                             slow_transfer_s=0.04, **ESTIMATOR_SETTINGS)
+        # sample slowed by CPU contention does not move the estimate, a confirmed change does
+        estimator = camera_estimator(self.probe_after_s)
         self._transfer_log = self._open_transfer_log(self.transfer_log)
         self.link = CameraLink(time.monotonic(), estimator, fallback, self.result_timeout_s,
                                self.edge_timeout_s, on_fallback=self._on_fallback,

@@ -125,17 +125,9 @@ def test_benchmarks_quote_the_estimator_replay_of_the_committed_logs():
     # BENCHMARKS 17's table is the replay of the shipped loopback logs through both estimators
     import re
     from pathlib import Path
-    from edgent_ros.core.link import (BandwidthEstimator, ESTIMATOR_SETTINGS,
-                                      RobustBandwidthEstimator)
-    from edgent_ros.evaluation.trace_sim import (comparison_markdown, estimator_comparison,
-                                                 load_logs)
-    common = dict(min_bytes=2048, overhead_s=0.0, probe_after_s=1.0, stale_after_s=5.0,
-                  slow_transfer_s=0.04)
-    body = estimator_comparison(load_logs(), {
-        'before (byte-weighted mean, drop_confirm 2)':
-        lambda: BandwidthEstimator(drop_confirm=2, **common),
-        'tuned (quantile / MAD of log-rates)':
-        lambda: RobustBandwidthEstimator(**common, **ESTIMATOR_SETTINGS)})
+    from edgent_ros.evaluation.trace_sim import (comparison_markdown, compared_estimators,
+                                                 estimator_comparison, load_logs)
+    body = estimator_comparison(load_logs(), compared_estimators())
     root = Path(__file__).resolve().parents[2]
     quoted = re.search(r'<!-- estimator-replay -->\n(.*?)<!-- estimator-replay: end -->',
                        (root / 'BENCHMARKS.md').read_text(), re.S).group(1)
