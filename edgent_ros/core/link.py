@@ -587,3 +587,24 @@ def arrival_s(now_mono_s: float, now_wall_ns: int, info) -> float:
         return now_mono_s
     waited = (now_wall_ns - rx) / 1e9
     return now_mono_s - waited if rx > 0 and 0.0 <= waited <= 10.0 else now_mono_s
+
+
+class ArrivalClock:
+    """
+    Reception times (``arrival_s``) of one subscription that never go backwards.
+
+    A reliable reader hands samples over in order, so a sample that waited for the repair of a
+    lost fragment of the one before it was received earlier than that one: its reception time
+    is older than the previous callback's. The estimators need time that does not go back, so
+    such a sample is dated at the previous one's time (its transfer then reads a little longer:
+    the conservative side).
+    """
+
+    def __init__(self):
+        """No sample yet."""
+        self.last_s = -math.inf
+
+    def __call__(self, now_mono_s: float, now_wall_ns: int, info) -> float:
+        """Return ``max(arrival_s(...), the previous return)``."""
+        self.last_s = max(arrival_s(now_mono_s, now_wall_ns, info), self.last_s)
+        return self.last_s

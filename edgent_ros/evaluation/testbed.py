@@ -36,6 +36,11 @@ Choices (measured; BENCHMARKS.md §6 gives the numbers, test/testbed/ checks the
   latency model has no downlink term, results are ~0.5 KB, and the DDS feedback traffic
   (ACKNACKs) then never waits behind a backlog. ``shape_downlink=True`` shapes the edge veth's
   egress at the same rate (a half-duplex radio shares its airtime).
+* **Delay and loss** (``relay=True``): the pair becomes two, ``<name>_r`` -- ``<name>_lr`` and
+  ``<name>_le`` -- ``<name>_e``, ending in a third namespace ``<name>_link`` where a user-space
+  Ethernet relay (``evaluation.relay``: seeded loss, one-way delay and jitter per direction)
+  copies frames across; ``set_impairment`` changes them, ``relay_stats`` reads what it did.
+  The robot's ``tbf`` still shapes the uplink before the relay.
 * **Robot CPU**: a cgroup v1 CFS quota (``robot_quota`` of one CPU per ``robot_period_us``),
   joined *before* entering the namespace (``ip netns exec`` remounts ``/sys``). A quota slows
   sustained load, not one ~2 ms burst per frame (quota is enforced per scheduler tick), so the
@@ -56,10 +61,12 @@ import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
+import sys
 import threading
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ..offline.hosts import (cfs_quota_us, cgroup_dir, cgroup_pids, cgroup_procs_path,
                              ensure_cgroup, remove_cgroup)
@@ -144,6 +151,8 @@ class Testbed:
     burst_bytes: int = DEFAULT_BURST_BYTES
     shape_downlink: bool = False
     subnet: str = DEFAULT_SUBNET
+    relay: bool = False
+    relay_seed: int = 0
 
     def __post_init__(self):
         """Validate names and numbers (ValueError); nothing changes on the machine."""
@@ -161,6 +170,9 @@ class Testbed:
             raise ValueError(f'subnet must be the first three octets, got {self.subnet!r}')
         if self.robot_quota is not None:
             cfs_quota_us(self.robot_quota, self.robot_period_us)
+        if isinstance(self.relay_seed, bool) or not isinstance(self.relay_seed, int):
+            raise ValueError(f'relay_seed must be an int, got {self.relay_seed!r}')
+        self._relay_proc: Optional[subprocess.Popen] = None
 
     # names ------------------------------------------------------------------------------------
     @property
@@ -182,6 +194,21 @@ class Testbed:
     def edge_if(self) -> str:
         """Return the veth end in the edge namespace."""
         return f'{self.name}_e'
+
+    @property
+    def link_ns(self) -> str:
+        """Namespace of the relay between robot and edge (``relay=True`` only)."""
+        return f'{self.name}_link'
+
+    @property
+    def link_ifs(self) -> Tuple[str, str]:
+        """Return the relay's two veth ends (robot side, edge side) in ``link_ns``."""
+        return f'{self.name}_lr', f'{self.name}_le'
+
+    @property
+    def relay_control(self) -> Path:
+        """Return the Unix socket the relay answers on."""
+        return Path('/tmp') / f'edgent_{self.name}_relay.sock'
 
     @property
     def robot_ip(self) -> str:
@@ -219,6 +246,7 @@ class Testbed:
         return {
             'robot_ns': self.robot_ns in names,
             'edge_ns': self.edge_ns in names,
+            'link_ns': self.link_ns in names,
             'veth_in_root_ns': any(_run(['ip', 'link', 'show', 'dev', ifn], check=False)
                                    .returncode == 0 for ifn in (self.robot_if, self.edge_if)),
             'cgroup': cgroup_dir(self.cgroup).is_dir(),
@@ -245,18 +273,15 @@ class Testbed:
             if ns not in names:
                 _run(['ip', 'netns', 'add', ns])
             self._ip(ns, 'link', 'set', 'lo', 'up')
-        have_r = self._ip(self.robot_ns, 'link', 'show', 'dev', self.robot_if,
-                          check=False).returncode == 0
-        have_e = self._ip(self.edge_ns, 'link', 'show', 'dev', self.edge_if,
-                          check=False).returncode == 0
-        if not (have_r and have_e):
-            # a half-moved pair (crash): delete every trace of it, then create it whole
-            for ns in (None, self.robot_ns, self.edge_ns):
-                for ifn in (self.robot_if, self.edge_if):
-                    argv = (['ip'] if ns is None else ['ip', '-n', ns]) + ['link', 'del', ifn]
-                    _run(argv, check=False)
-            _run(['ip', 'link', 'add', self.robot_if, 'netns', self.robot_ns, 'type', 'veth',
-                  'peer', 'name', self.edge_if, 'netns', self.edge_ns])
+        if self.relay:
+            self._setup_relay_links(names)
+        else:
+            if self.link_ns in names:   # was a relay testbed: its veths go with the namespace
+                self._stop_relay()
+                self._kill_ns_pids(self.link_ns)
+                _run(['ip', 'netns', 'del', self.link_ns], check=False)
+                self._wait_links_gone()
+            self._setup_direct_link()
         for ns, ifn, ip in ((self.robot_ns, self.robot_if, self.robot_ip),
                             (self.edge_ns, self.edge_if, self.edge_ip)):
             self._ip(ns, 'addr', 'replace', f'{ip}/24', 'dev', ifn)
@@ -272,7 +297,137 @@ class Testbed:
             self._tbf(self.edge_ns, self.edge_if, self.rate_mbps, replace=True)
         else:
             self._tc(self.edge_ns, 'qdisc', 'del', 'dev', self.edge_if, 'root', check=False)
+        if self.relay:
+            self._start_relay()
         return self
+
+    def _setup_direct_link(self) -> None:
+        have_r = self._ip(self.robot_ns, 'link', 'show', 'dev', self.robot_if,
+                          check=False).returncode == 0
+        have_e = self._ip(self.edge_ns, 'link', 'show', 'dev', self.edge_if,
+                          check=False).returncode == 0
+        if not (have_r and have_e):
+            # a half-moved pair (crash): delete every trace of it, then create it whole
+            self._delete_links()
+            _run(['ip', 'link', 'add', self.robot_if, 'netns', self.robot_ns, 'type', 'veth',
+                  'peer', 'name', self.edge_if, 'netns', self.edge_ns])
+
+    def _delete_links(self) -> None:
+        lr, le = self.link_ifs
+        names = self._netns_list()
+        for ns in (None, self.robot_ns, self.edge_ns, self.link_ns):
+            if ns is not None and ns not in names:
+                continue
+            for ifn in (self.robot_if, self.edge_if, lr, le):
+                argv = (['ip'] if ns is None else ['ip', '-n', ns]) + ['link', 'del', ifn]
+                _run(argv, check=False)
+        self._wait_links_gone()
+
+    def _wait_links_gone(self) -> None:
+        # a deleted veth end's peer disappears asynchronously: wait (bounded) until it has
+        deadline = time.monotonic() + 5.0
+        names = self._netns_list()
+        ends = [(ns, ifn) for ns, ifn in ((self.robot_ns, self.robot_if),
+                                          (self.edge_ns, self.edge_if)) if ns in names]
+        while time.monotonic() < deadline and any(
+                self._ip(ns, 'link', 'show', 'dev', ifn, check=False).returncode == 0
+                for ns, ifn in ends):
+            time.sleep(0.05)
+
+    def _setup_relay_links(self, names: List[str]) -> None:
+        """Robot -- link namespace -- edge: two veth pairs (kept when all four ends exist)."""
+        lr, le = self.link_ifs
+        if self.link_ns not in names:
+            _run(['ip', 'netns', 'add', self.link_ns])
+        self._ip(self.link_ns, 'link', 'set', 'lo', 'up')
+        ends = ((self.robot_ns, self.robot_if), (self.link_ns, lr), (self.link_ns, le),
+                (self.edge_ns, self.edge_if))
+        if not all(self._ip(ns, 'link', 'show', 'dev', ifn, check=False).returncode == 0
+                   for ns, ifn in ends):
+            self._stop_relay()
+            self._delete_links()
+            _run(['ip', 'link', 'add', self.robot_if, 'netns', self.robot_ns, 'type', 'veth',
+                  'peer', 'name', lr, 'netns', self.link_ns])
+            _run(['ip', 'link', 'add', le, 'netns', self.link_ns, 'type', 'veth',
+                  'peer', 'name', self.edge_if, 'netns', self.edge_ns])
+        # the link namespace is a wire: no addresses, no IPv6 chatter of its own
+        _run(['ip', 'netns', 'exec', self.link_ns, 'sysctl', '-qw',
+              'net.ipv6.conf.all.disable_ipv6=1'], check=False)
+        for ifn in (lr, le):
+            self._ip(self.link_ns, 'link', 'set', ifn, 'promisc', 'on', 'up')
+
+    # the relay --------------------------------------------------------------------------------
+    def _start_relay(self, timeout_s: float = 10.0) -> None:
+        """Start the relay in the link namespace (unless running); wait until it answers."""
+        from .relay import control
+        if self._relay_proc is not None and self._relay_proc.poll() is None:
+            return
+        self._kill_ns_pids(self.link_ns)       # a relay left by a crashed run
+        lr, le = self.link_ifs
+        env = dict(os.environ)
+        root = str(Path(__file__).resolve().parents[2])
+        env['PYTHONPATH'] = root + (os.pathsep + env['PYTHONPATH'] if env.get('PYTHONPATH')
+                                    else '')
+        log_path = Path('/tmp') / f'edgent_{self.name}_relay.log'
+        with open(log_path, 'ab') as log:
+            self._relay_proc = subprocess.Popen(
+                ['ip', 'netns', 'exec', self.link_ns, sys.executable, '-m',
+                 'edgent_ros.evaluation.relay', '--a', lr, '--b', le,
+                 '--control', str(self.relay_control), '--seed', str(self.relay_seed)],
+                stdout=log, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self._relay_proc.poll() is not None:
+                raise TestbedError(f'the relay exited ({self._relay_proc.returncode}); see '
+                                   f'{log_path}')
+            try:
+                control(self.relay_control, {'stats': True}, timeout_s=0.5)
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise TestbedError(f'the relay did not answer in {timeout_s:g} s; see '
+                                       f'{log_path}')
+                time.sleep(0.1)
+
+    def _stop_relay(self) -> None:
+        p, self._relay_proc = self._relay_proc, None
+        if p is not None and p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+
+    def set_impairment(self, up: Optional[Mapping[str, float]] = None,
+                       down: Optional[Mapping[str, float]] = None, seed: Optional[int] = None,
+                       reset_stats: bool = False, **both: float) -> Dict[str, object]:
+        """
+        Set delay/jitter/loss/burst of the relay (``both``, or per direction); return its stats.
+
+        Needs ``relay=True`` (RuntimeError otherwise); a bad value raises ValueError and
+        changes nothing. ``seed`` restarts the loss and jitter processes.
+        """
+        from .relay import control
+        if not self.relay:
+            raise RuntimeError('delay and loss need a testbed with relay=True (--relay)')
+        msg: Dict[str, object] = dict(both)
+        if up:
+            msg['up'] = dict(up)
+        if down:
+            msg['down'] = dict(down)
+        if seed is not None:
+            msg['seed'] = seed
+        if reset_stats:
+            msg['reset_stats'] = True
+        return control(self.relay_control, msg)
+
+    def relay_stats(self) -> Dict[str, object]:
+        """Return the relay's counters (configured vs observed delay and loss)."""
+        from .relay import control
+        if not self.relay:
+            raise RuntimeError('this testbed has no relay (relay=False)')
+        return control(self.relay_control, {'stats': True})
 
     def teardown(self, kill: bool = True) -> List[str]:
         """
@@ -289,15 +444,17 @@ class Testbed:
             sock.close()
         self._kick_socks.clear()
         removed = []
+        self._stop_relay()
+        self.relay_control.unlink(missing_ok=True)
         names = self._netns_list()
-        for ns in (self.robot_ns, self.edge_ns):
+        for ns in (self.robot_ns, self.edge_ns, self.link_ns):
             if ns not in names:
                 continue
             if kill:
                 self._kill_ns_pids(ns)
             _run(['ip', 'netns', 'del', ns], check=False)
             removed.append(f'netns {ns}')
-        for ifn in (self.robot_if, self.edge_if):   # a pair that never left the root namespace
+        for ifn in (self.robot_if, self.edge_if, *self.link_ifs):   # never left the root ns
             if _run(['ip', 'link', 'del', ifn], check=False).returncode == 0:
                 removed.append(f'link {ifn}')
         if cgroup_dir(self.cgroup).is_dir():
@@ -417,6 +574,12 @@ class Testbed:
         if ex['edge_ns']:
             r = self._tc(self.edge_ns, 'qdisc', 'show', 'dev', self.edge_if, check=False)
             st['downlink_qdisc'] = r.stdout.strip()
+        if ex['link_ns'] and self.relay_control.exists():
+            from .relay import control
+            try:
+                st['relay'] = control(self.relay_control, {'stats': True})
+            except (OSError, ValueError) as exc:
+                st['relay'] = f'not answering: {exc}'
         if ex['cgroup']:
             q = int((cgroup_dir(self.cgroup) / 'cpu.cfs_quota_us').read_text())
             p = int((cgroup_dir(self.cgroup) / 'cpu.cfs_period_us').read_text())
@@ -664,3 +827,69 @@ class TracePlayer:
                               daemon=True, name='trace-player')
         th.start()
         return th, stop
+
+
+def probe_link(tb: Testbed, direction: str = 'up', count: int = 1000, interval_s: float = 0.002,
+               size: int = 200, port: int = 47_000, wait_s: float = 1.0
+               ) -> Tuple[int, Dict[int, float], float]:
+    """
+    Send ``count`` numbered UDP probes across the testbed; return (sent, {seq: one-way ms}, s).
+
+    ``s``: from the first probe's sending to the last one's arrival (with ``interval_s`` 0 and
+    a full link, ``received * size * 8 / s`` is the goodput).
+
+    ``direction`` 'up' sends robot -> edge, 'down' edge -> robot. Both sockets live in this
+    process (one per namespace), so one clock stamps sending and arrival: the one-way time is
+    measured, not half a round trip. Three unnumbered probes first resolve the neighbour (ARP).
+    Bounded: ``count * interval_s + 2 wait_s`` plus start-up.
+    """
+    if direction not in ('up', 'down'):
+        raise ValueError(f"direction must be 'up' or 'down', got {direction!r}")
+    if not (isinstance(count, int) and count >= 1 and 16 <= size <= 60_000):
+        raise ValueError(f'count must be >= 1 and size in 16..60000, got {count}, {size}')
+    src_ns, dst_ns, dst_ip = ((tb.robot_ns, tb.edge_ns, tb.edge_ip) if direction == 'up'
+                              else (tb.edge_ns, tb.robot_ns, tb.robot_ip))
+    tx = _udp_socket_in_netns(src_ns)
+    rx = _udp_socket_in_netns(dst_ns)
+    received: Dict[int, float] = {}
+    last = [0.0]
+    done = threading.Event()
+    try:
+        rx.bind((dst_ip, port))
+        rx.settimeout(0.05)
+
+        def receive() -> None:
+            while not done.is_set():
+                try:
+                    data = rx.recv(65536)
+                except socket.timeout:
+                    continue
+                except OSError:
+                    return
+                now = time.monotonic()
+                if len(data) >= 12:
+                    seq, t = struct.unpack_from('!Id', data)
+                    if 0 <= seq < count:
+                        received[seq] = (now - t) * 1e3
+                        last[0] = now
+        th = threading.Thread(target=receive, daemon=True, name='probe-rx')
+        th.start()
+        pad = b'\0' * (size - 12)
+        for _ in range(3):      # resolve the neighbour (ARP) before the numbered probes
+            tx.sendto(struct.pack('!Id', 0xFFFFFFFF, 0.0) + pad, (dst_ip, port))
+        time.sleep(wait_s)
+        t0 = time.monotonic()
+        for seq in range(count):
+            delay = t0 + seq * interval_s - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            tx.sendto(struct.pack('!Id', seq, time.monotonic()) + pad, (dst_ip, port))
+        end = time.monotonic() + wait_s
+        while time.monotonic() < end and len(received) < count:
+            time.sleep(0.02)
+        done.set()
+        th.join(2)
+    finally:
+        tx.close()
+        rx.close()
+    return count, dict(received), max(0.0, last[0] - t0)

@@ -38,7 +38,7 @@ from ..core.camera_link import CameraLink, FallbackPlanner, FrameWorker, StartGa
 from ..core.codec import bottleneck_width, effective_encoding, encode, ENCODINGS, known_encoding
 from ..core.datasets import load_sample, load_split
 from ..core.ledger import FrameRefused, MAX_THRESHOLD, Pending
-from ..core.link import arrival_s, camera_estimator, TRANSFER_LOG_HEADER
+from ..core.link import ArrivalClock, camera_estimator, TRANSFER_LOG_HEADER
 from ..core.tensor_wire import serialize
 from ..msg import InferenceResult, LinkQuality, Tensor
 from .camera_msgs import (fill_device_result, fill_edge_result, image_msg, link_quality_msg,
@@ -172,6 +172,7 @@ class CameraNode(Node):
                                                 qos.EDGE_RESULT)
         self.outcome_pub = self.create_publisher(InferenceResult, 'edgent/outcome', qos.RESULT)
         self.frame_pub = self.create_publisher(Image, 'edgent/frame', qos.VIZ)
+        self._arrival = ArrivalClock()   # a repaired result is dated no earlier than the last
         self.create_subscription(
             InferenceResult, 'edgent/result', self._on_result, qos.EDGE_RESULT,
             event_callbacks=SubscriptionEventCallbacks(message_lost=self._on_message_lost))
@@ -391,7 +392,7 @@ class CameraNode(Node):
     def _on_result(self, msg: InferenceResult, info) -> None:
         if msg.finished_on == InferenceResult.FINISHED_ON_DEVICE:
             return  # our own device-only result
-        now = arrival_s(time.monotonic(), time.time_ns(), info)
+        now = self._arrival(time.monotonic(), time.time_ns(), info)
         ok = msg.status == InferenceResult.STATUS_OK
         if msg.probe:
             self.link.probe_result(now, msg.sequence, ok, msg.edge_ms, msg.edge_queue_ms)

@@ -321,3 +321,19 @@ def test_probe_pair_rejects_bad_arguments(kwargs):
     args.update(kwargs)
     with pytest.raises(ValueError):
         ProbePair(**args)
+
+
+def test_arrival_clock_never_goes_back_for_a_repaired_sample():
+    """A sample held back for the repair of the one before it was received earlier than it."""
+    from edgent_ros.core.link import ArrivalClock
+    clock = ArrivalClock()
+    wall = 2_000_000_000_000
+    # sample n: repaired, received 50 ms ago; sample n+1: received 200 ms ago, delivered after
+    t1 = clock(100.0, wall, {'received_timestamp': wall - 50_000_000})
+    t2 = clock(100.001, wall + 1_000_000, {'received_timestamp': wall - 200_000_000})
+    assert t1 == pytest.approx(99.95) and t2 == t1
+    est = BandwidthEstimator()
+    est.add_transfer(t1, 4000, 0.05)
+    est.add_transfer(t2, 4000, 0.05)            # no 'now_s went backwards'
+    t3 = clock(101.0, wall + 1_000_000_000, {})  # no stamp: now
+    assert t3 == 101.0
