@@ -32,13 +32,14 @@ def _testbed_from_args(args: argparse.Namespace) -> Testbed:
                    robot_quota=None if getattr(args, 'no_cgroup', False)
                    else getattr(args, 'quota', DEFAULT_ROBOT_QUOTA),
                    queue_bytes=getattr(args, 'queue_bytes', DEFAULT_QUEUE_BYTES),
-                   shape_downlink=getattr(args, 'shape_downlink', False))
+                   shape_downlink=getattr(args, 'shape_downlink', False),
+                   relay=getattr(args, 'relay', False))
 
 
 def cmd_testbed(args: argparse.Namespace) -> int:
     """Run one ``edgent-ros testbed`` action."""
     tb = _testbed_from_args(args)
-    if args.action in ('up', 'rate', 'play'):
+    if args.action in ('up', 'rate', 'play', 'impair'):
         reason = unavailable_reason()
         if reason:
             print(f'edgent-ros testbed: {reason}', file=sys.stderr)
@@ -71,6 +72,23 @@ def cmd_testbed(args: argparse.Namespace) -> int:
         print(f'edgent-ros testbed: {tb.robot_ns} does not exist; run `edgent-ros testbed up` '
               'first', file=sys.stderr)
         return 1
+    if args.action == 'impair':
+        fields = {k: getattr(args, k) for k in ('delay_ms', 'jitter_ms', 'loss', 'burst')
+                  if getattr(args, k) is not None}
+        if not tb.exists()['link_ns']:
+            print(f'edgent-ros testbed: {tb.name} has no relay; bring it up with '
+                  '`edgent-ros testbed up --relay`', file=sys.stderr)
+            return 1
+        tb.relay = True
+        try:
+            st = (tb.set_impairment(seed=args.seed, **fields) if args.direction == 'both' else
+                  tb.set_impairment(seed=args.seed, **{args.direction: fields}))
+        except (ValueError, OSError) as exc:
+            print(f'edgent-ros testbed: {exc}', file=sys.stderr)
+            return 2
+        for d in ('up', 'down'):
+            print(f'{d}: {st[d]["configured"]}')
+        return 0
     if args.action == 'rate':
         tb.set_rate(args.mbps)
         print(f'uplink rate {args.mbps:g} Mbit/s' + (' (outage)' if args.mbps == 0 else ''))
@@ -117,6 +135,21 @@ def _add_actions(p: argparse.ArgumentParser) -> None:
                    help='shaper queue limit in bytes (default 4 MiB)')
     s.add_argument('--shape-downlink', action='store_true',
                    help='shape edge->robot at the same rate too')
+    s.add_argument('--relay', action='store_true', help='join robot and edge through a '
+                   'user-space relay (namespace NAME_link) that can add delay and loss '
+                   '(testbed impair)')
+    s = acts.add_parser('impair', help='set one-way delay, jitter and loss of a testbed brought '
+                        'up with --relay (both directions, or --up/--down only)')
+    common(s)
+    s.add_argument('--delay-ms', type=float, default=None, help='one-way delay (ms)')
+    s.add_argument('--jitter-ms', type=float, default=None,
+                   help='standard deviation of a half-normal extra delay per packet (ms)')
+    s.add_argument('--loss', type=float, default=None, help='share of packets lost, 0..1')
+    s.add_argument('--burst', type=float, default=None,
+                   help='mean length of a loss burst in packets (1 = independent losses)')
+    s.add_argument('--seed', type=int, default=None, help='restart the loss process')
+    s.add_argument('--direction', choices=('both', 'up', 'down'), default='both',
+                   help='up = robot -> edge, down = edge -> robot (default both)')
     s = acts.add_parser('down', help='remove everything of the testbed (also after a crash)')
     common(s)
     s.add_argument('--keep-processes', action='store_true',
@@ -217,6 +250,20 @@ def _sweep_action(args: argparse.Namespace) -> int:
     if reason:
         print(f'edgent-ros sweep: {reason}', file=sys.stderr)
         return 1
+    if args.action == 'lossy':
+        from ..evaluation.lossy_session import run_lossy, write_summary
+        res = _results(args) / 'lossy'
+        try:
+            n = run_lossy(res, args.bandwidths, args.delays, args.losses, args.deadline_ms,
+                          args.policies, args.frames, robot_scale=args.robot_scale,
+                          seed=args.seed, fresh=args.fresh)
+        except (ValueError, OSError) as exc:
+            print(f'edgent-ros sweep: {exc}', file=sys.stderr)
+            return 2
+        body = write_summary(res)
+        print(f'{n} runs; results in {res}/lossy.csv, lossy_frames.csv, lossy_summary.json '
+              f'(every frame accounted for: {body["all_accounted"]})')
+        return 0
     if args.action == 'heldout':
         res = _results(args) / 'heldout'
         try:
@@ -306,7 +353,7 @@ def add_sweep_parser(sub) -> None:
                        'paired | paired-report (root)', description=SWEEP_NOTE)
     acts = p.add_subparsers(dest='action', required=True, metavar='ACTION',
                             help='run, traces, plot, paired, paired-report, calibrate-robot, '
-                                 'tune, heldout or heldout-report')
+                                 'tune, heldout, heldout-report or lossy')
     r = acts.add_parser('run', help='static bandwidth x deadline x policy sweep (resumable)',
                         description=SWEEP_NOTE)
     r.add_argument('--out', default=None,
@@ -421,6 +468,26 @@ def add_sweep_parser(sub) -> None:
                     'by the pre-written rule (default %(default)s)')
     ho.add_argument('--seed', type=int, default=0, help='policy order seed (default '
                     '%(default)s)')
+    lo = acts.add_parser('lossy', help='Edgent on a link that delays and loses packets (the '
+                         'testbed relay): bandwidth x one-way delay x loss x policy, same frames '
+                         'and start state per cell (root; resumable)', description=SWEEP_NOTE)
+    lo.add_argument('--results', default=None, help='results folder whose lossy/ is written '
+                    '(default <user dir>/results)')
+    lo.add_argument('--bandwidths', type=float, nargs='+', default=[0.5, 2.0], metavar='MBPS',
+                    help='uplink rates (default %(default)s)')
+    lo.add_argument('--delays', type=float, nargs='+', default=[20.0, 100.0], metavar='MS',
+                    help='one-way delay, both directions (default %(default)s)')
+    lo.add_argument('--losses', type=float, nargs='+', default=[0.0, 0.01, 0.05, 0.1],
+                    metavar='P', help='packet loss, both directions (default %(default)s)')
+    lo.add_argument('--deadline-ms', type=float, default=400.0,
+                    help='deadline in ms (default %(default)s)')
+    lo.add_argument('--policies', nargs='+', choices=LIVE_POLICIES,
+                    default=['edgent', 'edge-only', 'exit-only'],
+                    help='policies (default %(default)s)')
+    lo.add_argument('--frames', type=int, default=30, help='frames per run (default 30)')
+    lo.add_argument('--seed', type=int, default=0, help='loss and order seed (default 0)')
+    lo.add_argument('--fresh', action='store_true', help='start over')
+    _robot_scale_arg(lo)
     pl = acts.add_parser('plot', help='draw the PNGs and check the targets',
                          description=SWEEP_NOTE)
     pl.add_argument('--results', default=None, help=RESULTS_HELP)

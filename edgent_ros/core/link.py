@@ -538,6 +538,21 @@ class ProbePair:
             return None
         return 2 * wire_bytes(self.nbytes), train, 'train'
 
+    def base_rtt_s(self) -> Optional[float]:
+        """
+        Return the round trip of an empty message (s), None until both answers are in.
+
+        The first probe's time from sending to its answer, less its own serialization, which
+        is the pair's dispersion (both probes have the same size): what every offloaded frame
+        pays besides its bytes (one-way delays both ways, the middleware's per-message cost).
+        A shaper's burst lets part of the first probe through at once, so this errs low by at
+        most that burst's time at the link rate.
+        """
+        if self.failed or len(self._out_s) < 2:
+            return None
+        first, second = (self._out_s[s] for s in self.seqs)
+        return max(0.0, (first - self.sent_s) - max(0.0, second - first))
+
     def complete(self) -> bool:
         """Return True once both answers are in, or the pair failed."""
         return self.failed or len(self._out_s) == 2

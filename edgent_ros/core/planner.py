@@ -47,6 +47,7 @@ STRATEGIES = ('per-sample', 'map')
 CALIBRATION_STEP = 0.05
 # An unchanged decision is republished when its predicted total moved by more than this.
 REPUBLISH_MOVE = 0.05
+RTT_STEP_MS = 5.0           # the planned fixed cost follows the measured RTT in these steps
 # The settings ``Planner.configure`` takes (the node's parameters of the same names).
 SETTINGS = ('deadline_ms', 'policy', 'strategy', 'true_bandwidth_bps', 'link_timeout_s',
             'edge_batching', 'calibration', 'calibration_quantile', 'fixed_configuration',
@@ -69,6 +70,7 @@ class LinkReport:
     edge_queue_ms: float = 0.0
     edge_batch_size: float = 1.0
     bandwidth_uncertainty: float = 0.0   # coefficient of variation of the next sample's rate
+    rtt_ms: float = -1.0                 # round trip of an empty message; < 0: unknown
 
 
 @dataclass(frozen=True)
@@ -265,6 +267,22 @@ class Planner:
         q = float(r.edge_queue_ms) if r is not None else 0.0
         return q if math.isfinite(q) and q > 0 else 0.0
 
+    def fixed_ms(self, now_s: float) -> float:
+        """
+        Return the fixed cost (ms) of every offloaded frame besides its bytes and edge time.
+
+        The configured ``overhead_ms``, or the newest fresh report's measured round trip of an
+        empty message when that is larger (a link with delay: 100 ms each way adds 200 ms to
+        every offloaded frame, whatever its size), rounded up to ``RTT_STEP_MS`` so that RTT
+        jitter does not rebuild the problem on every report.
+        """
+        base = self.base_problem.overhead_ms
+        r = self.newest_link(now_s)
+        rtt = float(r.rtt_ms) if r is not None else -1.0
+        if not math.isfinite(rtt) or rtt <= base:
+            return base
+        return math.ceil(rtt / RTT_STEP_MS) * RTT_STEP_MS
+
     def edge_batch_factor(self, now_s: float) -> float:
         """Edge time x this: the profiled cost of the batch size the edge reports (1: none)."""
         r = self.newest_link(now_s)
@@ -339,14 +357,16 @@ class Planner:
         """Rebuild the problems when edge load or calibration moved; return (fq, fm) factors."""
         q = round(self.edge_queue_ms(now_s), 1)   # edge load enters the edge-time prediction
         f = self.edge_batch_factor(now_s)
+        o = self.fixed_ms(now_s)
         fm = self.factors(now_s, 0.5)
         # chance: the spread is in the belief, the problem is the median one
         fq = fm if self.decision_rule == 'chance' else \
             self.factors(now_s, self.calibration_quantile)
-        key = (q, f, tuple(fq.values()), tuple(fm.values()))
+        key = (q, f, o, tuple(fq.values()), tuple(fm.values()))
         if key != self._problem_key:
             self._problem_key = key
-            self.model_problem = replace(scale_edge(self.base_problem, f), edge_queue_ms=q)
+            self.model_problem = replace(scale_edge(self.base_problem, f), edge_queue_ms=q,
+                                         overhead_ms=o)
             # decide on a high quantile of the measured/predicted ratios, report the median
             self.problem = calibrate(self.model_problem, fq['device'], fq['offload'])
             self.report_problem = calibrate(self.model_problem, fm['device'], fm['offload'])

@@ -313,14 +313,15 @@ def _predictor(problem, bw_bps: float) -> Callable[[int, int, str], float]:
 
 
 @contextmanager
-def testbed_run(name: str, rate_mbps: float, total: int, desc: str):
+def testbed_run(name: str, rate_mbps: float, total: int, desc: str, **testbed_kw):
     """
     Yield ``(testbed, progress bar)``: the testbed set up, removed afterwards whatever happens.
 
-    The frame of every testbed run (sweep, traces, paired, held-out): ``total`` steps of
-    progress named ``desc``, the shaper at ``rate_mbps`` to begin with.
+    The frame of every testbed run (sweep, traces, paired, held-out, lossy): ``total`` steps of
+    progress named ``desc``, the shaper at ``rate_mbps`` to begin with; ``testbed_kw`` go to
+    ``Testbed`` (e.g. ``relay=True``).
     """
-    tb = Testbed(name=name, rate_mbps=float(rate_mbps))
+    tb = Testbed(name=name, rate_mbps=float(rate_mbps), **testbed_kw)
     bar = _progress(total, desc)
     try:
         tb.setup()

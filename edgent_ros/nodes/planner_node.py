@@ -257,7 +257,8 @@ class PlannerNode(Node):
         self._link_heard_s = time.monotonic()
         self.planner.add_link(self._link_heard_s, LinkReport(
             float(msg.uplink_bandwidth_bps), bool(msg.edge_reachable), float(msg.edge_queue_ms),
-            float(msg.edge_batch_size), float(msg.bandwidth_uncertainty)), msg.robot or 'default')
+            float(msg.edge_batch_size), float(msg.bandwidth_uncertainty), float(msg.rtt_ms)),
+            msg.robot or 'default')
         self.plan('link quality')
 
     def _on_outcome(self, msg: InferenceResult) -> None:

@@ -132,11 +132,13 @@ def test_one_probe_pair_at_a_time_and_its_sample(fallback_problem):
     s1, s2 = link.start_probe(1.0, 3000)
     assert (s1, s2) == (1, 2)
     assert not link.tick(1.1).probe_due                   # a pair is out
-    assert link.probe_result(1.05, s1, True, 2.0, 0.0)
-    assert link.rtt_ms == pytest.approx(48.0)
-    assert not link.probe_result(1.06, 99, True, 2.0, 0.0)   # not ours
-    assert link.probe_result(1.15, s2, True, 2.0, 0.0)       # dispersion 0.1 s
-    est = link.tick(1.2).estimate
+    assert link.probe_result(1.25, s1, True, 2.0, 0.0)
+    assert link.rtt_ms == -1.0                               # known once the pair is complete
+    assert not link.probe_result(1.26, 99, True, 2.0, 0.0)   # not ours
+    assert link.probe_result(1.35, s2, True, 2.0, 0.0)       # dispersion 0.1 s
+    # the round trip of an empty message: the first probe's 248 ms less its serialization
+    assert link.rtt_ms == pytest.approx(148.0)
+    est = link.tick(1.4).estimate
     assert est is not None and est.source == 'probe'
     assert est.bps == pytest.approx(wire_bytes(3000) * 8 / 0.1)   # 3,390 wire bytes / 0.1 s
     assert link.start_probe(5.0, 3000) == (3, 4)          # the next pair: fresh sequences
@@ -338,3 +340,22 @@ def test_worker_computes_one_frame_at_a_time_and_survives_errors():
 
 def test_probe_frames_use_the_final_exit():
     assert PROBE_EXIT == NUM_EXITS
+
+
+def test_frames_count_their_bytes_not_the_links_round_trip(fallback_problem):
+    """On a link with delay a frame's time holds the round trip: only the rest is its bytes."""
+    logged = []
+    link = make_link(fallback_problem)
+    link.on_sample = lambda *a: logged.append(a)
+    s1, s2 = link.start_probe(1.0, 3000)
+    link.probe_result(1.25, s1, True, 0.0, 0.0)
+    link.probe_result(1.35, s2, True, 0.0, 0.0)          # round trip 150 ms, 0.1 s per probe
+    assert link.rtt_ms == pytest.approx(150.0)
+    # a 30 KB frame answered 1.15 s after sending: 1.0 s of bytes, 0.15 s of round trip
+    seq = send(link, 2.0, payload=30000)
+    assert answer(link, 3.15, seq, 2.0, edge_ms=0.0) is not None
+    assert logged[-1][3] == pytest.approx(1.0) and logged[-1][4]
+    # a small frame whose time is nearly all round trip is logged, not used
+    seq = send(link, 4.0, payload=3000)
+    assert answer(link, 4.16, seq, 4.0, edge_ms=0.0) is not None
+    assert logged[-1][3] == pytest.approx(0.16) and not logged[-1][4]

@@ -331,3 +331,22 @@ def test_chance_settings_are_checked(kw):
         planner(**kw)
     with pytest.raises(ValueError):
         planner().configure(**kw)
+
+
+def test_a_measured_round_trip_is_planned_into_every_offloaded_frame():
+    """A link with delay: 10 ms each way makes offloading late under a 35 ms deadline."""
+    from dataclasses import replace
+    p = planner(deadline_ms=35.0)
+    up = heard(p, 0.0, 10e6)
+    assert up.decision.config == decide(PROBLEM, 10e6, 35.0).config == (3, 1)
+    assert not device_only(up.decision)
+    assert p.fixed_ms(0.0) == PROBLEM.overhead_ms           # no RTT known: the configured cost
+    up = heard(p, 1.0, 10e6, rtt_ms=21.3)                   # 10 ms each way + middleware
+    assert p.fixed_ms(1.0) == 25.0                          # rounded up to 5 ms steps
+    want = decide(replace(PROBLEM, overhead_ms=25.0), 10e6, 35.0)
+    assert p.decision.config == want.config == (3, 3)       # offloading is late now
+    assert p.decision.total_ms == pytest.approx(want.total_ms)
+    heard(p, 2.0, 10e6, rtt_ms=0.5)                         # below the configured floor
+    assert p.fixed_ms(2.0) == PROBLEM.overhead_ms
+    heard(p, 3.0, 10e6, rtt_ms=float('nan'))
+    assert p.fixed_ms(3.0) == PROBLEM.overhead_ms
