@@ -27,8 +27,9 @@ import time
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edgent_ros.evaluation.relay import probe_summary  # noqa: E402
-from edgent_ros.evaluation.testbed import probe_link, Testbed, unavailable_reason  # noqa: E402
+from edgent_ros.evaluation.relay import check_markdown  # noqa: E402
+from edgent_ros.evaluation.testbed import (probe_link, probe_summary, Testbed,  # noqa: E402
+                                           unavailable_reason)
 
 GRID = [  # (delay_ms, loss, burst, jitter_ms)
     (0, 0.0, 1, 0), (20, 0.0, 1, 0), (100, 0.0, 1, 0),
@@ -48,7 +49,7 @@ def check(cfg: dict, seen: dict) -> bool:
 
 
 def plot(rows: list, out_png: Path) -> None:
-    """Configured vs observed delay and loss, both directions."""
+    """Draw configured vs observed delay and loss, both directions."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -124,6 +125,7 @@ def main() -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1) + '\n')
     plot(rows, args.out.with_suffix('.png'))
+    args.out.with_suffix('.md').write_text(check_markdown(rows))
     print(f'relay_check: {sum(r["ok"] for r in rows)}/{len(rows)} reproduced; {args.out}',
           file=sys.stderr)
     return 0 if out['all_ok'] else 1

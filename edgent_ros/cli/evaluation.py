@@ -18,6 +18,7 @@ from ..evaluation.heldout import HELDOUT_POLICIES
 from ..evaluation.heldout_session import (FRAMES_FILE, report_heldout, run_heldout,
                                           run_simulate, run_tune, SIM_FILE, sim_markdown,
                                           TUNE_FILE)
+from ..evaluation.lossy_session import run_lossy, write_summary
 from ..evaluation.paired_report import build
 from ..evaluation.paired_session import CALIBRATION_FILE, calibrate_robot, run_paired
 from ..evaluation.sweep_session import (build_default_map, DEFAULT_TRACES, make_plots, run_sweep,
@@ -251,12 +252,11 @@ def _sweep_action(args: argparse.Namespace) -> int:
         print(f'edgent-ros sweep: {reason}', file=sys.stderr)
         return 1
     if args.action == 'lossy':
-        from ..evaluation.lossy_session import run_lossy, write_summary
         res = _results(args) / 'lossy'
         try:
             n = run_lossy(res, args.bandwidths, args.delays, args.losses, args.deadline_ms,
                           args.policies, args.frames, robot_scale=args.robot_scale,
-                          seed=args.seed, fresh=args.fresh)
+                          seed=args.seed, fresh=args.fresh, reps=args.reps)
         except (ValueError, OSError) as exc:
             print(f'edgent-ros sweep: {exc}', file=sys.stderr)
             return 2
@@ -486,6 +486,7 @@ def add_sweep_parser(sub) -> None:
                     help='policies (default %(default)s)')
     lo.add_argument('--frames', type=int, default=30, help='frames per run (default 30)')
     lo.add_argument('--seed', type=int, default=0, help='loss and order seed (default 0)')
+    lo.add_argument('--reps', type=int, default=3, help='repetitions (default %(default)s)')
     lo.add_argument('--fresh', action='store_true', help='start over')
     _robot_scale_arg(lo)
     pl = acts.add_parser('plot', help='draw the PNGs and check the targets',

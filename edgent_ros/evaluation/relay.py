@@ -132,8 +132,10 @@ class LossProcess:
 
 class DelayLine:
     """
-    A FIFO of frames, each due ``delay + |N(0, jitter)|`` after it arrived, never before the
-    frame ahead of it.
+    Hold frames in a FIFO for the delay.
+
+    Each frame is due ``delay + |N(0, jitter)|`` after it arrived, never before the frame ahead
+    of it.
     """
 
     def __init__(self, delay_ms: float = 0.0, jitter_ms: float = 0.0, seed: int = 0,
@@ -265,6 +267,7 @@ class Relay:
         os.chmod(self.control_path, 0o600)
         self.imp = {'up': up, 'down': down}
         self.stats = {d: DirectionStats() for d in DIRECTIONS}
+        self.kernel: Dict[str, Dict[str, int]] = {}    # packet sockets' counts since start
         self.seed = int(seed)
         self._reset_processes()
         self.stop = False
@@ -319,14 +322,16 @@ class Relay:
 
     def snapshot(self) -> Dict[str, object]:
         """Return the counters of both directions and the packet sockets' drops."""
-        kernel = {}
-        for ifn, s in self.socks.items():
+        for ifn, s in self.socks.items():   # the kernel clears these on every read: add up
             try:
                 packets, drops = struct.unpack('II', s.getsockopt(SOL_PACKET, PACKET_STATISTICS,
                                                                   8))
-                kernel[ifn] = {'packets': packets, 'drops': drops}
             except OSError:
-                pass
+                continue
+            total = self.kernel.setdefault(ifn, {'packets': 0, 'drops': 0})
+            total['packets'] += packets
+            total['drops'] += drops
+        kernel = {ifn: dict(v) for ifn, v in self.kernel.items()}
         out = {d: self.stats[d].as_dict(self.imp[d]) for d in DIRECTIONS}
         out.update(seed=self.seed, uptime_s=round(time.monotonic() - self.started, 3),
                    socket_stats=kernel, interfaces={'up': list(self.ifs['up'])})
@@ -437,48 +442,24 @@ def control(path: Path, msg: Mapping[str, object], timeout_s: float = 2.0
 
 
 # --------------------------------------------------------------------------------------------
-# Configured vs observed: what probes through the link saw
+# Configured vs observed: the bench's table
 
 
-def probe_summary(sent: int, received: Mapping[int, float], burst: float = 1.0
-                  ) -> Dict[str, object]:
-    """
-    Summarise a probe run: ``sent`` probes numbered 0..sent-1, ``received`` seq -> one-way ms.
-
-    Returns the observed loss with its 95 % Wilson interval, the mean length of runs of
-    consecutive lost probes (1 for independent losses at low rates; ``burst`` for a
-    Gilbert-Elliott chain), and the one-way delay's median, p99 and mean. Losses of a chain with
-    mean burst ``b`` are correlated (lag-1 correlation 1 - 1/b for small loss), which inflates
-    the variance of their mean by 2b - 1: the interval uses that effective sample size.
-    """
-    if sent < 1:
-        raise ValueError(f'sent must be >= 1, got {sent}')
-    bad = [s for s in received if not 0 <= s < sent]
-    if bad:
-        raise ValueError(f'received sequence numbers outside 0..{sent - 1}: {bad[:5]}')
-    lost = sent - len(received)
-    runs, run = [], 0
-    for s in range(sent):
-        if s in received:
-            if run:
-                runs.append(run)
-            run = 0
-        else:
-            run += 1
-    if run:
-        runs.append(run)
-    d = sorted(received.values())
-
-    def q(p: float) -> Optional[float]:
-        return round(d[min(len(d) - 1, int(p * len(d)))], 3) if d else None
-    from .paired import wilson     # numpy behind it: not loaded by the relay process itself
-    inflate = 2.0 * max(1.0, float(burst)) - 1.0
-    lo, hi = wilson(lost / inflate, max(1.0, sent / inflate))
-    return {'sent': sent, 'received': len(received), 'loss': round(lost / sent, 5),
-            'loss_ci95': [round(lo, 5), round(hi, 5)],
-            'mean_loss_run': round(sum(runs) / len(runs), 3) if runs else None,
-            'one_way_ms': {'p50': q(0.5), 'p99': q(0.99),
-                           'mean': round(sum(d) / len(d), 3) if d else None}}
+def check_markdown(rows: List[Mapping[str, object]]) -> str:
+    """Return the configured-vs-observed table of ``bench/relay_check.py``'s rows."""
+    lines = ['| direction | delay ms | jitter ms | loss | burst | observed loss [95 % CI] | '
+             'mean loss run | one-way p50 / p99 ms | relay hold p50 ms | reproduced |',
+             '|---|---|---|---|---|---|---|---|---|---|']
+    for r in rows:
+        c, p, h = r['config'], r['probes'], r['relay']['hold_ms']
+        lo, hi = p['loss_ci95']
+        run = '' if p['mean_loss_run'] is None else f'{p["mean_loss_run"]:.2f}'
+        lines.append(
+            f'| {r["direction"]} | {c["delay_ms"]:g} | {c["jitter_ms"]:g} | '
+            f'{100 * c["loss"]:g}% | {c["burst"]:g} | {100 * p["loss"]:.2f}% '
+            f'[{100 * lo:.2f}, {100 * hi:.2f}] | {run} | {p["one_way_ms"]["p50"]:.2f} / '
+            f'{p["one_way_ms"]["p99"]:.2f} | {h["p50"]:.2f} | {"yes" if r["ok"] else "no"} |')
+    return '\n'.join(lines) + '\n'
 
 
 def _try_realtime() -> bool:

@@ -70,6 +70,8 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Uni
 
 from ..offline.hosts import (cfs_quota_us, cgroup_dir, cgroup_pids, cgroup_procs_path,
                              ensure_cgroup, remove_cgroup)
+from .paired import wilson
+from .relay import control
 
 DEFAULT_NAME = 'edgent'
 DEFAULT_SUBNET = '10.203.0'         # robot .1, edge .2, /24
@@ -359,7 +361,6 @@ class Testbed:
     # the relay --------------------------------------------------------------------------------
     def _start_relay(self, timeout_s: float = 10.0) -> None:
         """Start the relay in the link namespace (unless running); wait until it answers."""
-        from .relay import control
         if self._relay_proc is not None and self._relay_proc.poll() is None:
             return
         self._kill_ns_pids(self.link_ns)       # a relay left by a crashed run
@@ -408,7 +409,6 @@ class Testbed:
         Needs ``relay=True`` (RuntimeError otherwise); a bad value raises ValueError and
         changes nothing. ``seed`` restarts the loss and jitter processes.
         """
-        from .relay import control
         if not self.relay:
             raise RuntimeError('delay and loss need a testbed with relay=True (--relay)')
         msg: Dict[str, object] = dict(both)
@@ -424,7 +424,6 @@ class Testbed:
 
     def relay_stats(self) -> Dict[str, object]:
         """Return the relay's counters (configured vs observed delay and loss)."""
-        from .relay import control
         if not self.relay:
             raise RuntimeError('this testbed has no relay (relay=False)')
         return control(self.relay_control, {'stats': True})
@@ -575,7 +574,6 @@ class Testbed:
             r = self._tc(self.edge_ns, 'qdisc', 'show', 'dev', self.edge_if, check=False)
             st['downlink_qdisc'] = r.stdout.strip()
         if ex['link_ns'] and self.relay_control.exists():
-            from .relay import control
             try:
                 st['relay'] = control(self.relay_control, {'stats': True})
             except (OSError, ValueError) as exc:
@@ -893,3 +891,43 @@ def probe_link(tb: Testbed, direction: str = 'up', count: int = 1000, interval_s
         tx.close()
         rx.close()
     return count, dict(received), max(0.0, last[0] - t0)
+
+
+def probe_summary(sent: int, received: Mapping[int, float], burst: float = 1.0
+                  ) -> Dict[str, object]:
+    """
+    Summarise a probe run: ``sent`` probes numbered 0..sent-1, ``received`` seq -> one-way ms.
+
+    Returns the observed loss with its 95 % Wilson interval, the mean length of runs of
+    consecutive lost probes (1 for independent losses at low rates; ``burst`` for a
+    Gilbert-Elliott chain), and the one-way delay's median, p99 and mean. Losses of a chain with
+    mean burst ``b`` are correlated (lag-1 correlation 1 - 1/b for small loss), which inflates
+    the variance of their mean by 2b - 1: the interval uses that effective sample size.
+    """
+    if sent < 1:
+        raise ValueError(f'sent must be >= 1, got {sent}')
+    bad = [s for s in received if not 0 <= s < sent]
+    if bad:
+        raise ValueError(f'received sequence numbers outside 0..{sent - 1}: {bad[:5]}')
+    lost = sent - len(received)
+    runs, run = [], 0
+    for s in range(sent):
+        if s in received:
+            if run:
+                runs.append(run)
+            run = 0
+        else:
+            run += 1
+    if run:
+        runs.append(run)
+    d = sorted(received.values())
+
+    def q(p: float) -> Optional[float]:
+        return round(d[min(len(d) - 1, int(p * len(d)))], 3) if d else None
+    inflate = 2.0 * max(1.0, float(burst)) - 1.0
+    lo, hi = wilson(lost / inflate, max(1.0, sent / inflate))
+    return {'sent': sent, 'received': len(received), 'loss': round(lost / sent, 5),
+            'loss_ci95': [round(lo, 5), round(hi, 5)],
+            'mean_loss_run': round(sum(runs) / len(runs), 3) if runs else None,
+            'one_way_ms': {'p50': q(0.5), 'p99': q(0.99),
+                           'mean': round(sum(d) / len(d), 3) if d else None}}

@@ -34,19 +34,21 @@ from typing import Dict, List, Optional
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _find_profile() -> Path:
-    """Return config/fastdds_testbed.xml of the source tree, else of the installed package."""
-    cands = [ROOT / 'config' / 'fastdds_testbed.xml']
+def find_profile(name: str = 'fastdds_testbed.xml') -> Path:
+    """Return config/``name`` of the source tree, else of the installed package."""
+    cands = [ROOT / 'config' / name]
     for prefix in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep):
         if prefix:
-            cands.append(Path(prefix) / 'share' / 'edgent_ros' / 'config' / 'fastdds_testbed.xml')
+            cands.append(Path(prefix) / 'share' / 'edgent_ros' / 'config' / name)
     for c in cands:
         if c.is_file():
             return c
     return cands[0]
 
 
-FASTDDS_PROFILE = _find_profile()
+FASTDDS_PROFILE = find_profile()
+# a link that loses packets: 200 ms heartbeats (config/fastdds_lossy.xml explains the trade)
+LOSSY_PROFILE = find_profile('fastdds_lossy.xml')
 
 OUTCOME_FIELDS = ('sequence', 'status', 'drop_reason', 'finished_on', 'exit_index',
                   'split_index', 'class_id', 'true_class_id', 'device_ms', 'uplink_ms',

@@ -14,8 +14,7 @@ import subprocess
 import pytest
 
 from edgent_ros.evaluation import testbed as tbm
-from edgent_ros.evaluation.relay import probe_summary
-from edgent_ros.evaluation.testbed import probe_link, Testbed
+from edgent_ros.evaluation.testbed import probe_link, probe_summary, Testbed
 
 REASON = tbm.unavailable_reason()
 needs_root = pytest.mark.skipif(bool(REASON), reason=REASON or 'testbed available')
@@ -28,9 +27,19 @@ def _netns() -> list:
 
 
 def _relay_pids(tb: Testbed) -> list:
-    out = subprocess.run(['pgrep', '-f', f'edgent_ros.evaluation.relay --a {tb.link_ifs[0]}'],
-                         capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
+    """Return the pids of this testbed's relay processes (by command line, from /proc)."""
+    want = ['edgent_ros.evaluation.relay', '--a', tb.link_ifs[0]]
+    pids = []
+    for d in Path('/proc').iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            argv = (d / 'cmdline').read_bytes().decode(errors='replace').split('\0')
+        except OSError:
+            continue
+        if any(argv[i:i + 3] == want for i in range(len(argv))) and argv[0] != 'ip':
+            pids.append(int(d.name))
+    return pids
 
 
 @pytest.fixture
@@ -106,7 +115,7 @@ def test_switching_between_relay_and_direct_link(relay_tb):
 def test_nodes_across_a_lossy_delayed_link_account_for_every_frame(relay_tb, tmp_path):
     """Camera and edge across 5 % loss and 20 ms each way: every frame has one outcome."""
     pytest.importorskip('rclpy', reason='rclpy not installed (run scripts/setup.sh)')
-    from edgent_ros.evaluation.testbed_session import executable, run_session
+    from edgent_ros.evaluation.testbed_session import executable, LOSSY_PROFILE, run_session
     try:
         executable('camera_node')
     except FileNotFoundError as exc:
@@ -121,7 +130,7 @@ def test_nodes_across_a_lossy_delayed_link_account_for_every_frame(relay_tb, tmp
                                   'result_timeout_s': 4.0, 'edge_timeout_s': 6.0,
                                   'max_in_flight': 2},
                       compute_slowdown=tbm.ROBOT_COMPUTE_SLOWDOWN, timeout_s=90.0,
-                      logdir=tmp_path)
+                      logdir=tmp_path, profile=LOSSY_PROFILE)
     logs = {p.name: p.read_text()[-2000:] for p in Path(tmp_path).glob('*.log')}
     out = res['outcomes']
     assert sorted(o['sequence'] for o in out) == list(range(1, frames + 1)), logs

@@ -359,3 +359,18 @@ def test_frames_count_their_bytes_not_the_links_round_trip(fallback_problem):
     seq = send(link, 4.0, payload=3000)
     assert answer(link, 4.16, seq, 4.0, edge_ms=0.0) is not None
     assert logged[-1][3] == pytest.approx(0.16) and not logged[-1][4]
+
+
+def test_an_unresolvable_pair_is_a_lower_bound_not_the_round_trip(fallback_problem):
+    """A fast link with delay: the probes' dispersion is within the clock's jitter."""
+    logged = []
+    link = make_link(fallback_problem)
+    link.on_sample = lambda *a: logged.append(a)
+    s1, s2 = link.start_probe(1.0, 3000)
+    link.probe_result(1.1027, s1, True, 0.0, 0.0)        # 100 ms round trip + 2.7 ms of bytes
+    link.probe_result(1.1054, s2, True, 0.0, 0.0)        # 2.7 ms later: under 10 ms
+    assert link.rtt_ms == pytest.approx(100.0)
+    # not (105.4 ms for two probes: 0.5 Mbit/s for a 10 Mbit/s link), but >= 2 x 10 ms
+    assert logged[-1][2] == 2 * wire_bytes(3000) and logged[-1][3] == pytest.approx(0.02)
+    est = link.tick(1.2).estimate
+    assert est.bps == pytest.approx(2 * wire_bytes(3000) * 8 / 0.02)

@@ -6,8 +6,8 @@ import struct
 
 import pytest
 
-from edgent_ros.evaluation.relay import (DelayLine, fix_checksum, Impairment, is_arp,
-                                         LossProcess, probe_summary)
+from edgent_ros.evaluation.relay import DelayLine, fix_checksum, Impairment, is_arp, LossProcess
+from edgent_ros.evaluation.testbed import probe_summary
 
 
 @pytest.mark.parametrize('field,value', [('delay_ms', -1.0), ('loss', 1.5), ('loss', -0.1),
@@ -127,3 +127,17 @@ def test_probe_summary_loss_interval_runs_and_delay():
     assert wide[0] < s['loss_ci95'][0] and wide[1] > s['loss_ci95'][1]
     with pytest.raises(ValueError, match='outside'):
         probe_summary(10, {10: 1.0})
+
+
+def test_benchmarks_quote_the_committed_relay_check():
+    """BENCHMARKS 18's configured-vs-observed table is the committed bench result's."""
+    import json
+    from pathlib import Path
+    import re
+    from edgent_ros.evaluation.relay import check_markdown
+    root = Path(__file__).resolve().parents[2]
+    body = json.loads((root / 'bench/results/relay_check.json').read_text())
+    quoted = re.search(r'<!-- relay-check -->\n(.*?)<!-- relay-check: end -->',
+                       (root / 'BENCHMARKS.md').read_text(), re.S).group(1)
+    assert quoted == check_markdown(body['rows'])
+    assert body['all_ok'] == all(r['ok'] for r in body['rows'])
