@@ -41,6 +41,9 @@ START_SETTLE_S = 0.5   # start-up gate: hold this long after the edge and subscr
 PROBE_EXIT = NUM_EXITS  # probes are real frames: split 0, final exit
 EWMA_ALPHA = 0.2        # weight of a new edge queue / batch report in their averages
 MIN_PAYLOAD_FRACTION = 0.1   # a transfer with less serialization than this share is all RTT
+# A transfer's time less the round trip is resolved to this (s), like a probe pair's dispersion
+# (ProbePair.min_dispersion_s): a shorter one only says the link is at least bytes / this fast.
+RESOLUTION_S = 0.01
 
 
 class StartGate:
@@ -413,7 +416,10 @@ class CameraLink:
         delays, the middleware's per-message cost) besides its bytes: on a link with 100 ms each
         way a 3 KB frame at 2 Mbit/s "took" 212 ms, and counting all of it as serialization read
         the link 17x too slow. A sample left with less than ``MIN_PAYLOAD_FRACTION`` of its time
-        is all round trip and says nothing about the rate: it is logged, not used.
+        is all round trip and says nothing about the rate: it is logged, not used. What is left
+        counts as at least ``RESOLUTION_S``: on loopback or a fast LAN a 3 KB frame's few ms,
+        less a round trip of the same size, are jitter, and the sample is then the lower bound
+        bytes / ``RESOLUTION_S`` (as a probe pair's), not a rate of hundreds of Mbit/s.
         """
         if fixed and self.rtt_ms > 0:
             net = seconds - self.rtt_ms / 1e3
@@ -421,7 +427,7 @@ class CameraLink:
                 if self.on_sample is not None:
                     self.on_sample(now_s, source, nbytes, seconds, False)
                 return
-            seconds = net
+            seconds = max(net, RESOLUTION_S)
         used = self.estimator.add_transfer(now_s, nbytes, seconds, source=source)
         if self.on_sample is not None:
             self.on_sample(now_s, source, nbytes, seconds, used)

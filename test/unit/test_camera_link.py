@@ -374,3 +374,17 @@ def test_an_unresolvable_pair_is_a_lower_bound_not_the_round_trip(fallback_probl
     assert logged[-1][2] == 2 * wire_bytes(3000) and logged[-1][3] == pytest.approx(0.02)
     est = link.tick(1.2).estimate
     assert est.bps == pytest.approx(2 * wire_bytes(3000) * 8 / 0.02)
+
+
+def test_a_fast_frame_less_its_round_trip_is_a_lower_bound(fallback_problem):
+    """Loopback: 4 ms for a 3 KB frame with a 3 ms round trip is not a 24 Mbit/s measurement."""
+    logged = []
+    link = make_link(fallback_problem)
+    link.on_sample = lambda *a: logged.append(a)
+    s1, s2 = link.start_probe(1.0, 3000)
+    link.probe_result(1.0031, s1, True, 0.0, 0.0)
+    link.probe_result(1.0032, s2, True, 0.0, 0.0)
+    assert link.rtt_ms == pytest.approx(3.0)
+    seq = send(link, 2.0, payload=3000)
+    assert answer(link, 2.004, seq, 2.0, edge_ms=0.0) is not None
+    assert logged[-1][3] == pytest.approx(0.01) and logged[-1][4]   # bytes / 10 ms at most
