@@ -400,10 +400,10 @@ class CameraLink:
             if sample is not None:
                 nbytes, seconds, kind = sample
                 if kind == 'train':
-                    # dispersion below the clock's resolution: the rate is only known to be at
-                    # least two probes per 2 x min_dispersion_s; the round trip is not rate
-                    seconds = max(seconds - max(0.0, self.rtt_ms) / 1e3,
-                                  2.0 * pair.min_dispersion_s)
+                    # the train less the pair's round trip (rtt_ms, just taken from it) is
+                    # twice the dispersion, below resolution: only the lower bound of two probes
+                    # per 2 x min_dispersion_s is known
+                    seconds = 2.0 * pair.min_dispersion_s
                 self._sample(now_s, 'probe', nbytes, seconds, fixed=False)
             return True
 

@@ -459,8 +459,8 @@ def camera_estimator(probe_after_s: float = 1.0, **settings) -> RobustBandwidthE
     Return the estimator ``camera_node`` runs (``settings`` override ``ESTIMATOR_SETTINGS``).
 
     Payloads under 2 KB count only when they took >= 40 ms (a small JPEG frame on a slow link);
-    no fixed per-message cost is subtracted; samples are forgotten after 5 s or 3 probe
-    intervals, whichever is longer.
+    the estimator subtracts no fixed per-message cost (``CameraLink`` takes the measured round
+    trip off before); samples are forgotten after 5 s or 3 probe intervals, whichever is longer.
     """
     return RobustBandwidthEstimator(min_bytes=2048, overhead_s=0.0, probe_after_s=probe_after_s,
                                     stale_after_s=max(5.0, 3 * probe_after_s),

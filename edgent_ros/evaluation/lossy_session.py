@@ -157,9 +157,10 @@ def run_lossy(out_dir: Path, bandwidths: Sequence[float], delays: Sequence[float
                 for p in policies:   # every configuration a policy picks here runs once warm
                     _run_cell(sess, tb, bw, 0.0, 0.0, p, deadline_ms, WARM_FRAMES, seed, 0.5,
                               accuracy, problem, enc_accuracy, robot_scale)
+                mine_set = set(mine)
                 for d, x, r in sorted({(t[1], t[2], t[3]) for t in mine}):
                     cell_seed = seed * 100_000 + r * 10_000 + int(d) * 7 + int(round(x * 1000))
-                    order = [p for p in policies if (bw, d, x, r, p) in set(mine)]
+                    order = [p for p in policies if (bw, d, x, r, p) in mine_set]
                     random.Random(f'{seed}:{bw:g}:{d:g}:{x:g}:{r}').shuffle(order)
                     for p in order:
                         bar.set_postfix_str(f'{bw:g} Mbit/s, {d:g} ms, loss {x:g}, rep {r}, {p}')
@@ -199,9 +200,7 @@ def _run_cell(sess: NodeSession, tb, bw: float, delay: float, loss: float, polic
     outs, _, _ = sess.collect(start, frames, 30.0 + 4.0 * frames)
     after = tb.relay_stats()
     sess.set_params('camera_node', paused=True)
-    decs = [r for r in sess.records[idx:] if r['topic'] == 'decision'
-            and r.get('policy') == params['policy']
-            and abs(float(r['deadline_ms']) - deadline_ms) < 1e-6]
+    decs = sess.decisions(str(params['policy']), deadline_ms, idx)
     # the static model told the link's true round trip: its fixed cost plus the delay both ways
     static = replace(problem, overhead_ms=problem.overhead_ms + 2.0 * float(delay))
     row, per_frame = aggregate(outs, accuracy, _predictor(static, bw * 1e6), decs, enc_accuracy)

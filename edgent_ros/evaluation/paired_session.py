@@ -126,9 +126,7 @@ class _Runner:
         s.set_params('camera_node', next_frame=0, paused=False)
         outs, _, _ = s.collect(since, frames, 60.0 + 20.0 * frames, stop=stop)
         s.set_params('camera_node', paused=True)
-        decs = [r for r in s.records[idx:] if r['topic'] == 'decision'
-                and r.get('policy') == params['policy']
-                and abs(float(r['deadline_ms']) - deadline_ms) < 1e-6]
+        decs = s.decisions(str(params['policy']), deadline_ms, idx)
         row, per_frame = aggregate(outs, self.accuracy, self.predict, decs)
         key = {'kind': kind, 'policy': name, 'bandwidth_mbps': self.bw,
                'deadline_ms': deadline_ms, 'rep': rep, 'order': order}

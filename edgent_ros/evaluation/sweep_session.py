@@ -217,15 +217,20 @@ class NodeSession:
             raise SweepError(f'{node} refused {params}: {ack.get("reason")}')
         return float(ack['t'])
 
+    def decisions(self, policy: str, deadline_ms: float, since_index: int) -> List[dict]:
+        """Return the decisions of ``policy`` at ``deadline_ms`` recorded after ``since_index``."""
+        return [r for r in self.records[since_index:] if r['topic'] == 'decision'
+                and r.get('policy') == policy
+                and abs(float(r['deadline_ms']) - deadline_ms) < 1e-6]
+
     def wait_decision(self, policy: str, deadline_ms: float, since_index: int,
                       timeout_s: float = 15.0) -> dict:
         """Wait for a decision of ``policy`` at ``deadline_ms`` received after ``since_index``."""
         end = time.monotonic() + timeout_s
         while time.monotonic() < end:
-            for r in self.records[since_index:]:
-                if r['topic'] == 'decision' and r.get('policy') == policy \
-                        and abs(float(r['deadline_ms']) - deadline_ms) < 1e-6:
-                    return r
+            found = self.decisions(policy, deadline_ms, since_index)
+            if found:
+                return found[0]
             self.pump(0.2)
             self.check_alive()
         raise SweepError(f'no decision for {policy} at {deadline_ms:g} ms in {timeout_s:g} s')
@@ -395,9 +400,7 @@ def run_sweep(out_csv: Path, bandwidths: Sequence[float], deadlines: Sequence[fl
                     sess.wait_decision(str(params['policy']), dl, idx)
                     time.sleep(settle_s)   # the planner's parameter push reaches the camera
                     outs, _, _ = sess.collect(time.time(), frames, cell_timeout_s)
-                    decs = [r for r in sess.records[idx:] if r['topic'] == 'decision'
-                            and r.get('policy') == params['policy']
-                            and abs(float(r['deadline_ms']) - dl) < 1e-6]
+                    decs = sess.decisions(str(params['policy']), dl, idx)
                     row, per_frame = aggregate(outs, accuracy, _predictor(problem, bw * 1e6),
                                                decs, enc_accuracy)
                     key = {'policy': p, 'bandwidth_mbps': bw, 'deadline_ms': dl}
