@@ -312,8 +312,9 @@ class PlannerNode(Node):
     def _push(self) -> None:
         for t in self.targets:
             want = self._want(t)
-            if t.applied == want or (t.pending == want and t.future is not None
-                                     and not t.future.done()):
+            if t.future is not None and not t.future.done():
+                continue   # one request at a time: _on_set_done pushes again if want moved
+            if t.applied == want:
                 continue
             if not t.client.services_are_ready():
                 continue   # retried by the timer
@@ -387,6 +388,8 @@ class PlannerNode(Node):
             self.get_logger().error(f'{t.name} refused exit {want[0]} split {want[1]}: '
                                     f'{result.reason}')
         t.future = None
+        if self._want(t) != want:
+            self._push()   # the decision moved while this request was in flight
 
     def _on_timer(self) -> None:
         now = time.monotonic()
