@@ -1,6 +1,8 @@
 """
 Edge PC: edge_node serving one or more robots, e.g. ``robot_namespaces:=robot1,robot2``.
 
+One of several edge PCs also gets ``edge_name:=edge_a`` (the robots' ``edges`` list names it).
+
 Parameters: config/edge_node.yaml, then ``params_file``, then the arguments set on the command
 line (edgent_ros.nodes.launch_args; ``ros2 launch ... --show-args`` lists them).
 """
@@ -10,7 +12,7 @@ from launch.actions import OpaqueFunction
 
 from edgent_ros.nodes import launch_args as la
 
-ARGS = ('robot_namespaces', 'model', 'params_file', 'use_sim_time', 'log_level',
+ARGS = ('robot_namespaces', 'edge_name', 'model', 'params_file', 'use_sim_time', 'log_level',
         'respawn', 'respawn_delay')
 
 

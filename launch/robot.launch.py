@@ -1,7 +1,8 @@
 """
 Robot side: camera_node + planner_node (+ viz_node, rviz2) in the robot's namespace.
 
-``ros2 launch edgent_ros robot.launch.py namespace:=robot1 deadline_ms:=100``. Parameters:
+``ros2 launch edgent_ros robot.launch.py namespace:=robot1 deadline_ms:=100`` (with two edge
+PCs: ``edges:=edge_a,edge_b``, the first preferred). Parameters:
 config/<node>.yaml, then ``params_file``, then the arguments set on the command line
 (edgent_ros.nodes.launch_args; ``ros2 launch ... --show-args`` lists them).
 """
@@ -11,7 +12,7 @@ from launch.actions import OpaqueFunction
 
 from edgent_ros.nodes import launch_args as la
 
-ARGS = ('namespace', 'model', 'deadline_ms', 'policy', 'source', 'frame_id', 'edge_node',
+ARGS = ('namespace', 'edges', 'model', 'deadline_ms', 'policy', 'source', 'frame_id', 'edge_node',
         'image_topic', 'params_file', 'use_sim_time', 'log_level', 'respawn', 'respawn_delay',
         'viz', 'rviz')
 

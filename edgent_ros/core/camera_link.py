@@ -272,7 +272,8 @@ class CameraLink:
                 self.met.append(bool(deadline_met))
 
     def result(self, now_s: float, seq: int, stamp_ns: Optional[int], ok: bool,
-               edge_ms: float, edge_queue_ms: float, batch_size: float) -> Optional[Pending]:
+               edge_ms: float, edge_queue_ms: float, batch_size: float,
+               heard: bool = True) -> Optional[Pending]:
         """
         Take the pending frame an edge result answers; None if it is not pending any more.
 
@@ -280,13 +281,17 @@ class CameraLink:
         queueing (durations on its clock, so no clock sync is needed); ``ok``: a result, not a
         refusal. A result for an expired frame (already counted as dropped) or for a frame of an
         earlier run of this camera is counted in ``late_results``, not as an outcome. The
-        caller finishes the frame it gets.
+        caller finishes the frame it gets. ``heard``: False for an answer from an edge the
+        camera has since moved away from (it finishes the frame, but says nothing about the
+        edge in use nor about its link).
         """
         with self.lock:
             p = self.ledger.take(int(seq), stamp_ns)
             if p is None:
                 self.late_results += 1
                 return None
+            if not heard:
+                return p
             self._heard(now_s)
             if ok:
                 self.recent_lost.append(False)
@@ -331,6 +336,24 @@ class CameraLink:
         with self.lock:
             self.watchdog.heard(now_s)
 
+    def reachable(self, now_s: float) -> bool:
+        """Return whether the edge in use answered within ``edge_timeout_s`` before ``now_s``."""
+        with self.lock:
+            return self.watchdog.reachable(now_s)
+
+    def switch_edge(self, now_s: float) -> None:
+        """
+        Start on another edge at ``now_s`` (``core.edges``): heard now, its round trip unknown.
+
+        The new edge was answering pings, so it counts as heard; a probe pair out to the old
+        one is forgotten (its answers would be the old link's). The rate estimate and the round
+        trip stay until the next pair measures them: the robot's uplink is the same link.
+        Frames in flight to the old edge stay pending: an answer still finishes them.
+        """
+        with self.lock:
+            self._heard(now_s)
+            self.probe_pair = None
+
     def _heard(self, now_s: float) -> None:
         self.watchdog.heard(now_s)
         if self.fallback.active:
@@ -373,6 +396,12 @@ class CameraLink:
             self.probe_pair = ProbePair(now_s, seqs, nbytes)   # validates; then count the seqs
             self.probe_seq += 2
             return seqs
+
+    def next_ping_seq(self) -> int:
+        """Return the sequence of a one-message probe (a ping of an edge standing by)."""
+        with self.lock:
+            self.probe_seq += 1
+            return self.probe_seq
 
     def probe_result(self, now_s: float, seq: int, ok: bool, edge_ms: float,
                      edge_queue_ms: float) -> bool:

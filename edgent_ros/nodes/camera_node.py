@@ -21,6 +21,7 @@ right after the device layers: the testbed's robot emulation (``evaluation.emula
 from __future__ import annotations
 
 from dataclasses import replace
+import functools
 import threading
 import time
 from typing import Callable, Optional, TYPE_CHECKING
@@ -37,6 +38,7 @@ from ..core.artifacts import ArtifactError
 from ..core.camera_link import CameraLink, FallbackPlanner, FrameWorker, StartGate
 from ..core.codec import bottleneck_width, effective_encoding, encode, ENCODINGS, known_encoding
 from ..core.datasets import load_sample, load_split
+from ..core.edges import EdgeSet
 from ..core.ledger import FrameRefused, MAX_THRESHOLD, Pending
 from ..core.link import ArrivalClock, camera_estimator, TRANSFER_LOG_HEADER
 from ..core.tensor_wire import serialize
@@ -96,6 +98,9 @@ PARAMETERS = {
                              {'float_range': (0.1, 50.0), **RO}),
     'edge_timeout_s': (3.0, 'no answer from the edge this long: device-only fallback',
                        {'float_range': (0.1, 3600.0)}),
+    'standby_ping_s': (1.0, 'with several edges: ping each standing-by edge this often (one '
+                       'probe frame; at most edge_timeout_s / 3)',
+                       {'float_range': (0.05, 3600.0), **RO}),
     'probe_after_s': (1.0, 'no transfer sample this long: send a pair of small probe frames',
                       {'float_range': (0.05, 3600.0), **RO}),
     'transfer_log': ('', 'append every link transfer sample (t_s, source, wire_bytes, '
@@ -161,21 +166,35 @@ class CameraNode(Node):
                                diagnostics_window_s=window_s,
                                on_sample=self._log_sample if self._transfer_log else None)
         self.gate = StartGate(time.monotonic(), self.wait_for_edge_s)
+        names = [n for n in declare(
+            self, 'edges', [''], 'edges to use, in order of preference (core.edges): frames go '
+            'to edgent/<edge>/tensor of one of them and move to the next that answers when it '
+            'stops answering; [""] = the one edge on edgent/tensor', read_only=True) if n.strip()]
+        try:
+            self.edges = EdgeSet(names, self.edge_timeout_s, self.standby_ping_s) \
+                if names else None
+        except ValueError as exc:
+            self._fatal(f'edges: {exc}')
         self.lock = threading.Lock()   # the dynamic parameters: executor and worker read them
         declare_planned_model(self)
         self.add_on_set_parameters_callback(self._on_set)
         self.add_post_set_parameters_callback(self._post_set)
 
         # edgent/tensor: reliable, keep last 4 (qos.TENSOR); pacing is max_in_flight's job
-        self.tensor_pub = self.create_publisher(Tensor, 'edgent/tensor', qos.TENSOR)
         self.result_pub = self.create_publisher(InferenceResult, 'edgent/result',
                                                 qos.EDGE_RESULT)
         self.outcome_pub = self.create_publisher(InferenceResult, 'edgent/outcome', qos.RESULT)
         self.frame_pub = self.create_publisher(Image, 'edgent/frame', qos.VIZ)
         self._arrival = ArrivalClock()   # a repaired result is dated no earlier than the last
-        self.create_subscription(
-            InferenceResult, 'edgent/result', self._on_result, qos.EDGE_RESULT,
-            event_callbacks=SubscriptionEventCallbacks(message_lost=self._on_message_lost))
+        # one tensor publisher and result subscription per edge ('': the one edge)
+        self.edge_pubs, self.edge_subs = {}, {}
+        for name in (self.edges.names if self.edges else ['']):
+            topic = f'edgent/{name}/' if name else 'edgent/'
+            self.edge_pubs[name] = self.create_publisher(Tensor, topic + 'tensor', qos.TENSOR)
+            self.edge_subs[name] = self.create_subscription(
+                InferenceResult, topic + 'result', functools.partial(self._on_result, name),
+                qos.EDGE_RESULT,
+                event_callbacks=SubscriptionEventCallbacks(message_lost=self._on_message_lost))
         self.images: Optional[np.ndarray] = None
         self.labels: Optional[np.ndarray] = None
         self._cursor = 0
@@ -206,6 +225,22 @@ class CameraNode(Node):
     def _fatal(self, reason: str) -> None:
         self.get_logger().fatal(reason)
         raise SystemExit(2)
+
+    @property
+    def active_edge(self) -> str:
+        """Return the edge frames go to now ('' with one edge)."""
+        return self.edges.active if self.edges else ''
+
+    @property
+    def tensor_pub(self):
+        """Return the tensor publisher of the edge in use."""
+        return self.edge_pubs[self.active_edge]
+
+    def _edge_seen(self, name: str) -> bool:
+        """Return whether edge ``name`` both hears our tensors and is heard on its results."""
+        own = 0 if name else 1   # the one edge shares edgent/result with our device results
+        return self.edge_pubs[name].get_subscription_count() > 0 and \
+            self.count_publishers(self.edge_subs[name].topic_name) >= 1 + own
 
     def _check_pair(self, exit_index: int, split_index: int, encoding: str) -> str:
         if not 1 <= exit_index <= self.runner.num_exits:
@@ -248,6 +283,8 @@ class CameraNode(Node):
                     self._cursor = int(p.value)
                 if p.name in ('result_timeout_s', 'edge_timeout_s'):
                     setattr(self.link, p.name, p.value)
+                if p.name == 'edge_timeout_s' and self.edges:
+                    self.edges.timeout_s = p.value
                 if p.name == 'diagnostics_window_s':
                     self.link.recent.window_s = p.value
 
@@ -259,8 +296,8 @@ class CameraNode(Node):
             # the edge must both hear our tensors and be heard on edgent/result (besides our
             # own device-only publisher), else the first results are lost to discovery
             now = time.monotonic()
-            seen = self.tensor_pub.get_subscription_count() > 0 and \
-                self.count_publishers(self.result_pub.topic_name) >= 2 and \
+            seen_edges = [n for n in self.edge_pubs if self._edge_seen(n)]
+            seen = bool(seen_edges) and \
                 self.outcome_pub.get_subscription_count() >= self.wait_for_subscribers
             # then hold START_SETTLE_S more: a frame sent before the edge's reader matched our
             # writer waits for repair in the keep-last-4 history (qos.TENSOR) and can be
@@ -268,6 +305,8 @@ class CameraNode(Node):
             self.link.grace(now)   # nothing sent yet: no silence to count
             if not self.gate.open(now, seen):
                 return   # start-up gate, not a drop: no frame was captured yet
+            if self.edges and seen_edges:   # start on the most preferred edge in the graph
+                self.edges.switch(seen_edges[0], 'start')
         if self.robot_busy() or self.paused or (
                 self.wait_for_link and self.link.link_full(self.max_in_flight)):
             return   # the robot still computes the last frame / paused / link full: no capture
@@ -389,16 +428,20 @@ class CameraNode(Node):
         self.get_logger().warning(f'{info.total_count_change} result message(s) lost in transport',
                                   throttle_duration_sec=5.0)
 
-    def _on_result(self, msg: InferenceResult, info) -> None:
+    def _on_result(self, edge: str, msg: InferenceResult, info) -> None:
         if msg.finished_on == InferenceResult.FINISHED_ON_DEVICE:
             return  # our own device-only result
         now = self._arrival(time.monotonic(), time.time_ns(), info)
         ok = msg.status == InferenceResult.STATUS_OK
+        active = edge == self.active_edge   # else a standby's ping, or a frame sent before a move
+        if self.edges:
+            self.edges.heard(edge, now)
         if msg.probe:
-            self.link.probe_result(now, msg.sequence, ok, msg.edge_ms, msg.edge_queue_ms)
+            if active:
+                self.link.probe_result(now, msg.sequence, ok, msg.edge_ms, msg.edge_queue_ms)
             return
         p = self.link.result(now, msg.sequence, stamp_ns(msg.header.stamp), ok, msg.edge_ms,
-                             msg.edge_queue_ms, msg.batch_size)
+                             msg.edge_queue_ms, msg.batch_size, heard=active)
         if p is not None:   # else expired (counted as dropped) or an earlier run's history
             self._outcome(fill_edge_result(msg, p, now),
                           'ok_edge' if ok else f'refused:{msg.drop_reason}')
@@ -440,6 +483,8 @@ class CameraNode(Node):
                                                self.robot))
 
     def _on_housekeeping(self) -> None:
+        if self.edges and self.gate.started:
+            self._steer_edges(time.monotonic())
         for p in self.link.expire(time.monotonic()):
             self._drop(p.seq, None, p.true_class, 'edge_timeout', p.deadline_ms, p.exit_index,
                        p.split_index)
@@ -449,10 +494,37 @@ class CameraNode(Node):
                 pub.wait_for_all_acked(Duration(seconds=2.0))
             raise SystemExit(0)
 
+    def _steer_edges(self, now: float) -> None:
+        """Move to another edge when ``core.edges`` says so; ping the edges standing by."""
+        active = self.edges.active
+        # gone from the graph (its process ended) counts at once; silence after edge_timeout_s
+        in_graph = self.edge_pubs[active].get_subscription_count() > 0
+        answers = self.link.reachable(now)
+        target = self.edges.choose(now, answers and in_graph)
+        if target is not None:
+            why = ('back to balance' if answers and in_graph else
+                   f'no answer for {self.link.edge_timeout_s:g} s' if in_graph
+                   else 'left the graph')
+            self.edges.switch(target, why)
+            self.link.switch_edge(now)
+            if answers and in_graph:   # rclpy: one severity per call site
+                self.get_logger().info(f'edge {active} -> {target}: {why}')
+            else:
+                self.get_logger().warning(f'edge {active} -> {target}: {why}')
+        for name in self.edges.pings_due(now):
+            if self.edge_pubs[name].get_subscription_count() > 0:   # else nobody to answer
+                self.edge_pubs[name].publish(tensor_msg(
+                    self.get_clock().now().to_msg(), self.optical_frame, self.robot,
+                    self.model_id, self.link.next_ping_seq(), self.runner.num_exits, 0,
+                    self.probe, probe=True))
+
     def _on_diagnostics(self) -> None:
-        level, msg, values = self.link.diagnostics(time.monotonic(), {
-            'exit_index': self.exit_index, 'split_index': self.split_index,
-            'encoding': self.encoding, 'confidence_threshold': self.confidence_threshold})
+        now = time.monotonic()
+        settings = {'exit_index': self.exit_index, 'split_index': self.split_index,
+                    'encoding': self.encoding, 'confidence_threshold': self.confidence_threshold}
+        if self.edges:
+            settings.update(self.edges.status(now))
+        level, msg, values = self.link.diagnostics(now, settings)
         publish_diagnostics(self, self.diag_pub, [diagnostic_status(self, level, msg, values)])
 
     # -- outcomes: every frame ends as exactly one ----------------------------------------------

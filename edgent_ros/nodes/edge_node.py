@@ -3,7 +3,9 @@ edge_node (edge PC): finish layers [split, end) of each received Tensor, publish
 
 One edge node can serve several robots: ``robot_namespaces`` lists them (``[""]`` = the node's
 own namespace); each gets its own ``<ns>/edgent/tensor`` subscription and ``<ns>/edgent/result``
-publisher, so results never cross namespaces. Frames wait in one bounded queue
+publisher, so results never cross namespaces. One of several edges (``edge_name``, see
+``core.edges``) serves ``<ns>/edgent/<edge_name>/tensor`` and answers on
+``<ns>/edgent/<edge_name>/result`` instead. Frames wait in one bounded queue
 (``core.batching.BatchQueue``) served by a worker thread; a frame that would overflow it, or
 that waited longer than ``max_queue_ms``, is refused with a reason, as is every malformed frame.
 Refusals are published as results with ``STATUS_REFUSED`` (so the robot accounts for them at
@@ -34,6 +36,7 @@ from rclpy.node import Node
 from . import qos
 from ..core.batching import Batch, BatchQueue
 from ..core.diagnostics import count_of, edge_findings, grade, message, RecentCounts
+from ..core.edges import check_edge_names
 from ..core.link import arrival_s
 from ..core.ledger import check_threshold, FrameRefused, SequenceTracker
 from ..msg import InferenceResult, Tensor
@@ -76,6 +79,10 @@ class EdgeNode(Node):
         namespaces = declare(self, 'robot_namespaces', [''],
                              'robots served: one tensor/result topic pair per namespace',
                              read_only=True)
+        edge_name = declare(self, 'edge_name', '', 'one of several edges: serve '
+                            'edgent/<edge_name>/tensor and answer on edgent/<edge_name>/result '
+                            'under each robot namespace (camera_node parameter edges); empty = '
+                            'the one edge, on edgent/tensor and edgent/result', read_only=True)
         raw = declare(self, 'raw_subscription', False, 'take edgent/tensor as CDR bytes, parsed '
                       'by core.tensor_wire (the payload stays in the received buffer; any '
                       'Tensor publisher works)', read_only=True)
@@ -90,14 +97,22 @@ class EdgeNode(Node):
         # items: (namespace, Tensor, array); configuration: _config_of(Tensor)
         self.batches = BatchQueue(max_queue, max_queue_ms, max_batch, batch_window_ms)
         self.cv = threading.Condition()   # guards self.batches (ROS callbacks vs the worker)
+        try:
+            self.edge_name = check_edge_names([edge_name])[0] if edge_name else ''
+        except ValueError as exc:
+            self.get_logger().fatal(f'edge_name: {exc}')
+            raise SystemExit(2) from exc
+        # InferenceResult.edge: which edge answered (a robot with several edges logs it)
+        self.answered_by = self.edge_name or self.get_fully_qualified_name()
         self.pubs: Dict[str, object] = {}
         for ns in namespaces:
             prefix = f'{ns.strip("/")}/' if ns.strip('/') else ''
-            topic_ns = ('/' + prefix) if prefix else ''
-            self.pubs[ns] = self.create_publisher(InferenceResult, f'{topic_ns}edgent/result',
+            topic_ns = (('/' + prefix) if prefix else '') + 'edgent/' + (
+                f'{self.edge_name}/' if self.edge_name else '')
+            self.pubs[ns] = self.create_publisher(InferenceResult, f'{topic_ns}result',
                                                   qos.EDGE_RESULT)
             self.create_subscription(
-                Tensor, f'{topic_ns}edgent/tensor', functools.partial(self._on_tensor, ns),
+                Tensor, f'{topic_ns}tensor', functools.partial(self._on_tensor, ns),
                 qos.TENSOR, event_callbacks=SubscriptionEventCallbacks(
                     message_lost=self._on_message_lost,
                     incompatible_qos=self._on_incompatible_qos), raw=raw)
@@ -198,7 +213,8 @@ class EdgeNode(Node):
                   'diagnostics_window_s': self.recent.window_s,
                   'queue_depth': len(self.batches), 'max_queue': self.batches.max_queue,
                   'max_batch': self.batches.max_batch,
-                  'model_id': self.model_id, 'robots': ','.join(self.pubs) or '/'}
+                  'model_id': self.model_id, 'robots': ','.join(self.pubs) or '/',
+                  'edge_name': self.edge_name or '(the one edge)'}
         values.update(sorted((k, v) for k, v in self.counts.items() if k != 'ok'))
         publish_diagnostics(self, self.diag_pub, [diagnostic_status(self, level, message(
             f'{self.counts["ok"]} frames finished, {refused} refused since start', reasons),
@@ -214,13 +230,13 @@ class EdgeNode(Node):
         res.drop_reason = reason
         self.pubs[ns].publish(res)
 
-    @staticmethod
-    def _result_for(msg: Tensor) -> InferenceResult:
+    def _result_for(self, msg: Tensor) -> InferenceResult:
         res = InferenceResult()
         stamp = msg.header.stamp     # a Tensor's or a tensor_wire.WireTensor's header
         res.header.stamp.sec, res.header.stamp.nanosec = stamp.sec, stamp.nanosec
         res.header.frame_id = msg.header.frame_id
         res.robot, res.probe = msg.robot, msg.probe
+        res.edge = self.answered_by
         res.sequence = msg.sequence
         res.model_id = msg.model_id
         res.exit_index = msg.exit_index

@@ -48,6 +48,13 @@ ARGUMENTS: Dict[str, Tuple[str, str]] = {
                         'params_file, else sample)'),
     'frame_id': (NOT_SET, 'camera_node header.frame_id, the camera optical TF frame (not set: '
                           'params_file, else config: camera_optical_frame)'),
+    'edges': (NOT_SET, 'several edge PCs: comma-separated edge names in order of preference '
+                       '(camera_node parameter edges, core.edges; robot: the camera\'s list; '
+                       'demo: one edge_node per name, each robot\'s list rotated so the robots '
+                       'spread over them; not set: one edge)'),
+    'edge_name': (NOT_SET, 'edge_node: its name among several edges (it serves '
+                           '<robot>/edgent/<edge_name>/tensor; the node runs in namespace '
+                           '<edge_name>; not set: the one edge)'),
     'edge_node': (NOT_SET, 'planner_node: the edge node it tells the chosen exit/split (not '
                            "set: params_file, else config: edge_node; the demo: '' = none)"),
     'model': (NOT_SET, 'model description (YAML/JSON) for camera_node, planner_node and '
@@ -75,6 +82,8 @@ OVERRIDES: Dict[str, Tuple[type, Tuple[str, ...]]] = {
     'source': (str, ('camera_node',)),
     'frame_id': (str, ('camera_node',)),
     'edge_node': (str, ('planner_node',)),
+    'edges': (list, ('camera_node',)),
+    'edge_name': (str, ('edge_node',)),
     'robot_namespaces': (list, ('edge_node',)),
     'use_sim_time': (bool, ALL_NODES),
     'model': (str, ('camera_node', 'planner_node', 'edge_node')),
@@ -210,9 +219,16 @@ def node(context: LaunchContext, executable: str, namespace: str = '',
                 **respawn(context), **kwargs)
 
 
-def camera(context: LaunchContext, namespace: str) -> Node:
-    """Return a camera_node in ``namespace``, its ``image_raw`` remapped to ``image_topic``."""
+def camera(context: LaunchContext, namespace: str,
+           edges: Optional[List[str]] = None) -> Node:
+    """
+    Return a camera_node in ``namespace``, its ``image_raw`` remapped to ``image_topic``.
+
+    ``edges``: the edges the launch file starts, in this robot's order (fixed, like the edge's
+    robots); None leaves it to the layers.
+    """
     return node(context, 'camera_node', namespace,
+                fixed=None if edges is None else {'edges': list(edges)},
                 remappings=[('image_raw', arg(context, 'image_topic') or 'image_raw')])
 
 
@@ -222,16 +238,23 @@ def planner(context: LaunchContext, namespace: str,
     return node(context, 'planner_node', namespace, launch_defaults)
 
 
-def edge(context: LaunchContext, robot_namespaces: Optional[List[str]] = None) -> Node:
+def edge(context: LaunchContext, robot_namespaces: Optional[List[str]] = None,
+         edge_name: Optional[str] = None) -> Node:
     """
-    Return an edge_node in the root namespace.
+    Return an edge_node: in the root namespace, or in ``edge_name`` when it is one of several.
 
     ``robot_namespaces``, the robots a launch file starts beside it, is fixed (the edge must
     serve them); ``None`` leaves it to the layers (``robot_namespaces`` launch argument,
-    params_file, config).
+    params_file, config). ``edge_name`` None: the ``edge_name`` launch argument, if set.
     """
-    fixed = None if robot_namespaces is None else {'robot_namespaces': list(robot_namespaces)}
-    return node(context, 'edge_node', fixed=fixed)
+    fixed = {} if robot_namespaces is None else {'robot_namespaces': list(robot_namespaces)}
+    if edge_name is None:
+        edge_name = arg(context, 'edge_name')
+    else:
+        fixed['edge_name'] = edge_name
+    # in namespace edge_name: still node edge_node, so config/edge_node.yaml (/**/edge_node)
+    # applies; its topics are absolute (/<robot>/edgent/<edge_name>/...)
+    return node(context, 'edge_node', edge_name or '', fixed=fixed or None)
 
 
 def viz(context: LaunchContext, namespace: str) -> Node:

@@ -388,3 +388,28 @@ def test_a_fast_frame_less_its_round_trip_is_a_lower_bound(fallback_problem):
     seq = send(link, 2.0, payload=3000)
     assert answer(link, 2.004, seq, 2.0, edge_ms=0.0) is not None
     assert logged[-1][3] == pytest.approx(0.01) and logged[-1][4]   # bytes / 10 ms at most
+
+
+# -- several edges (core.edges): moving to another edge ------------------------------------
+
+def test_a_move_to_another_edge_keeps_frames_and_forgets_the_old_probe_pair(fallback_problem):
+    link = make_link(fallback_problem)
+    seq = send(link, 0.1)
+    link.start_probe(0.2, 3072)
+    assert not link.reachable(EDGE_TIMEOUT_S + 1.0)
+    link.switch_edge(EDGE_TIMEOUT_S + 1.0)
+    assert link.reachable(EDGE_TIMEOUT_S + 1.5)      # the new edge was answering pings
+    assert link.probe_pair is None
+    # the old edge's late answer still finishes its frame, but is not the new edge heard
+    t = EDGE_TIMEOUT_S + 1.2
+    p = link.result(t, seq, seq, True, 5.0, 0.0, 1, heard=False)
+    assert p is not None and p.seq == seq
+    assert not link.reachable(2 * EDGE_TIMEOUT_S + 1.1)
+
+
+def test_ping_sequences_never_collide_with_probe_pairs(fallback_problem):
+    link = make_link(fallback_problem)
+    pings = [link.next_ping_seq(), link.next_ping_seq()]
+    pair = link.start_probe(0.0, 3072)
+    assert not set(pings) & set(pair) and sorted(pings + list(pair)) == pings + list(pair)
+    assert not link.probe_result(0.05, pings[0], True, 1.0, 0.0)   # not the pair's: ignored
