@@ -24,6 +24,7 @@ Writes ``bench/results/multi_edge.json`` and ``multi_edge.png``;
 import argparse
 from collections import Counter
 import json
+import math
 import os
 from pathlib import Path
 import random
@@ -43,15 +44,30 @@ def _cgroup_name(edge: str) -> str:
     return f'edgent_bench_{edge}'
 
 
-def _start_edges(procs, names, robots, quota, tag=''):
+def _start_edges(procs, names, robots, quota, tag='') -> float:
+    """
+    Start the edges ``names``; once each is serving, move it under its CPU quota.
+
+    Start-up (imports, weights) runs unconfined, as on an edge PC of its own; returns the
+    seconds until the last one was serving.
+    """
     from edgent_ros.core.edges import check_edge_names
     from edgent_ros.offline.hosts import ensure_cgroup, move_pid
+    t0 = time.monotonic()
+    started = {}
     for e in check_edge_names(names):
-        p = procs.start('edge_node', name=f'{e}{tag}', ns=e, edge_name=e,
-                        robot_namespaces=list(robots), max_queue=8, max_queue_ms=500.0)
+        started[e] = procs.start('edge_node', name=f'{e}{tag}', ns=e, edge_name=e,
+                                 robot_namespaces=list(robots), max_queue=8,
+                                 max_queue_ms=500.0)
+    for e, p in started.items():
+        while 'serving' not in procs.log(f'{e}{tag}'):
+            if p.poll() is not None or time.monotonic() - t0 > 120.0:
+                raise RuntimeError(f'{e} did not start: ' + procs.log(f'{e}{tag}')[-2000:])
+            time.sleep(0.1)
         if quota:
             ensure_cgroup(_cgroup_name(e), quota)
             move_pid(p.pid, _cgroup_name(e))
+    return time.monotonic() - t0
 
 
 def _start_cameras(procs, robots, edges, fps, edge_timeout_s):
@@ -139,14 +155,34 @@ def failover(robots: int, fps: float, kill_at: float, restart_at: float, end_at:
         procs.stop('edge_a', sig=signal.SIGKILL)
         t_kill = time.monotonic()
         listener.spin_until(lambda: False, restart_at - kill_at)
-        _start_edges(procs, ['edge_a'], names, quota, tag='_restarted')
         t_restart = time.monotonic()
-        listener.spin_until(lambda: False, end_at - restart_at)
-        for r in names:
-            procs.stop(f'camera_{r}')       # SIGINT: every frame on the link ends as shutdown
+        # the listener keeps spinning while the edge starts: outcomes are timed as they come
+        ready = {}
+
+        def serving():
+            if 'at' not in ready and 'serving' in procs.log('edge_a_restarted'):
+                ready['at'] = time.monotonic()
+            return 'at' in ready
+        procs.start('edge_node', name='edge_a_restarted', ns='edge_a', edge_name='edge_a',
+                    robot_namespaces=names, max_queue=8, max_queue_ms=500.0)
+        listener.spin_until(serving, 120.0)
+        if quota:
+            from edgent_ros.offline.hosts import ensure_cgroup, move_pid
+            ensure_cgroup(_cgroup_name('edge_a'), quota)
+            move_pid(procs.procs['edge_a_restarted'][0].pid, _cgroup_name('edge_a'))
+        left = end_at - restart_at - (time.monotonic() - t_restart)
+        listener.spin_until(lambda: False, max(0.0, left))
+        # SIGINT to every camera at once (each ends its frames on the link as shutdown drops),
+        # the listener spinning meanwhile: outcomes beyond its depth-50 history would be lost
+        # to the measurement if the cameras were stopped one by one without spinning
+        cams = [procs.procs[f'camera_{r}'][0] for r in names]
+        for p in cams:
+            os.killpg(p.pid, signal.SIGINT)
+        listener.spin_until(lambda: all(p.poll() is not None for p in cams), 30.0)
         listener.spin_until(lambda: False, 3.0)
         out = {'robots': robots, 'fps_per_robot': fps, 'edge_timeout_s': edge_timeout_s,
                'kill_at_s': kill_at, 'restart_at_s': restart_at, 'end_at_s': end_at,
+               'restarted_edge_serving_after_s': ready.get('at', math.nan) - t_restart,
                'per_robot': {}}
         for r in names:
             outs = _outcomes(listener, r)
@@ -161,8 +197,12 @@ def failover(robots: int, fps: float, kill_at: float, restart_at: float, end_at:
                 after = [(t, o) for t, o in outs if t >= t_kill]
                 first_b = next(((t, o) for t, o in after if o.edge == 'edge_b'
                                 and o.status == InferenceResult.STATUS_OK), None)
+                last_a = max((t for t, o in outs if t < t_kill and o.edge == 'edge_a'),
+                             default=math.nan)
                 if first_b is not None:
                     row['moved_after_s'] = first_b[0] - t_kill
+                    # from edge_a's last answer: what the camera's watchdog counts
+                    row['moved_after_last_answer_s'] = first_b[0] - last_a
                     between = [o for t, o in after if o.sequence < first_b[1].sequence
                                and t < first_b[0] + 2.0]
                     row['between'] = dict(Counter(
@@ -172,15 +212,12 @@ def failover(robots: int, fps: float, kill_at: float, restart_at: float, end_at:
                              and o.status == InferenceResult.STATUS_OK), None)
                 if back is not None:
                     row['back_after_s'] = back - t_restart
+                    row['back_after_serving_s'] = back - ready.get('at', math.nan)
             out['per_robot'][r] = row
         return out
     finally:
         procs.stop_all()
         listener.close()
-        if quota:
-            from edgent_ros.offline.hosts import remove_cgroup
-            for e in EDGES:
-                remove_cgroup(_cgroup_name(e), evict=True)
 
 
 def plot(report: dict, path: Path) -> None:
@@ -189,12 +226,13 @@ def plot(report: dict, path: Path) -> None:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     fig, (a0, a1, a2) = plt.subplots(1, 3, figsize=(13, 4))
-    for p in report['capacity']:
-        x = p['edges']
-        a0.plot([x], [p['results_per_s']], 'o', color='C0')
-        a1.plot([x], [p['p95_ms']], 'o', color='C1')
-    offered = report['robots'] * report['fps_per_robot']
-    a0.axhline(offered, ls='--', color='gray', label=f'offered {offered:g} frames/s')
+    for k, fps in enumerate(report['fps_per_robot']):
+        pts = [p for p in report['capacity'] if p['fps_per_robot'] == fps]
+        offered = report['robots'] * fps
+        a0.plot([p['edges'] for p in pts], [p['results_per_s'] for p in pts], 'o',
+                color=f'C{k}', label=f'offered {offered:g} frames/s')
+        a0.axhline(offered, ls='--', color=f'C{k}', lw=0.8)
+        a1.plot([p['edges'] for p in pts], [p['p95_ms'] for p in pts], 'o', color=f'C{k}')
     a0.set(xlabel='edges', ylabel='results / s', xticks=[1, 2],
            title=f'{report["robots"]} robots, edges at {report["edge_quota"]:g} CPU each')
     a0.legend()
@@ -204,10 +242,10 @@ def plot(report: dict, path: Path) -> None:
         for row in f['per_robot'].values():
             if 'moved_after_s' in row:
                 moved.append(row['moved_after_s'])
-            if 'back_after_s' in row:
-                back.append(row['back_after_s'])
+            if 'back_after_serving_s' in row:
+                back.append(row['back_after_serving_s'])
     a2.plot(np.zeros(len(moved)), moved, 'o', label='kill -> first result from edge_b')
-    a2.plot(np.ones(len(back)), back, 's', label='restart -> first result from edge_a')
+    a2.plot(np.ones(len(back)), back, 's', label='edge_a serving again -> first result from it')
     if report['failover']:
         a2.axhline(report['failover'][0]['edge_timeout_s'], ls='--', color='gray',
                    label='edge_timeout_s')
@@ -220,24 +258,29 @@ def plot(report: dict, path: Path) -> None:
 
 def markdown(report: dict) -> str:
     """Return the BENCHMARKS tables for ``report``."""
-    lines = ['| edges | rep | results/s | offered/s | p50 / p95 ms | drops (reason) | '
-             'served by |', '|---|---|---|---|---|---|---|']
+    lines = ['| offered frames/s | edges | rep | results/s | p50 / p95 ms | drops (reason) | '
+             'results served by |', '|---|---|---|---|---|---|---|']
     reps = Counter()
-    for p in report['capacity']:
-        reps[p['edges']] += 1
+    rows = sorted(report['capacity'], key=lambda p: (p['fps_per_robot'], p['edges']))
+    for p in rows:
+        key = (p['fps_per_robot'], p['edges'])
+        reps[key] += 1
         drops = ', '.join(f'{v} {k}' for k, v in sorted(p['drops'].items())) or '0'
         served = ', '.join(f'{k} {v}' for k, v in sorted(p['on_edge'].items()))
-        lines.append(f'| {p["edges"]} | {reps[p["edges"]]} | {p["results_per_s"]:.1f} | '
-                     f'{p["robots"] * p["fps_per_robot"]:g} | {p["p50_ms"]:.0f} / '
-                     f'{p["p95_ms"]:.0f} | {drops} | {served} |')
-    lines += ['', '| run | robot | home | kill -> on edge_b (s) | frames between: how they '
-              'ended | restart -> back on edge_a (s) | outcomes / duplicates / missing |',
-              '|---|---|---|---|---|---|---|']
+        lines.append(f'| {p["robots"] * p["fps_per_robot"]:g} | {p["edges"]} | {reps[key]} | '
+                     f'{p["results_per_s"]:.1f} | {p["p50_ms"]:.0f} / {p["p95_ms"]:.0f} | '
+                     f'{drops} | {served} |')
+    lines += ['', '| run | robot | home | kill -> first result from edge_b (s) (from edge_a\'s '
+              'last answer) | frames between: how they '
+              'ended | restart -> back on edge_a (s): total = edge start-up + back | outcomes / '
+              'duplicates / missing |', '|---|---|---|---|---|---|---|']
     for i, f in enumerate(report['failover'], 1):
         for r, row in f['per_robot'].items():
             between = ', '.join(f'{v} {k}' for k, v in sorted(row.get('between', {}).items()))
-            moved = f'{row["moved_after_s"]:.2f}' if 'moved_after_s' in row else '-'
-            back = f'{row["back_after_s"]:.2f}' if 'back_after_s' in row else '-'
+            moved = (f'{row["moved_after_s"]:.2f} ({row["moved_after_last_answer_s"]:.2f})'
+                     if 'moved_after_s' in row else '-')
+            back = (f'{row["back_after_s"]:.2f} = {f["restarted_edge_serving_after_s"]:.2f} + '
+                    f'{row["back_after_serving_s"]:.2f}' if 'back_after_s' in row else '-')
             lines.append(f'| {i} | {r} | {row["home"]} | {moved} | {between or "-"} | {back} | '
                          f'{row["outcomes"]} / {row["duplicates"]} / {row["missing"]} |')
     return '\n'.join(lines)
@@ -247,7 +290,8 @@ def main(argv=None) -> int:
     """Run the capacity points and the failover runs; write JSON and PNG."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     ap.add_argument('--robots', type=int, default=8)
-    ap.add_argument('--fps', type=float, default=20.0, help='frames/s per robot')
+    ap.add_argument('--fps', type=float, nargs='+', default=[10.0, 20.0],
+                    help='frames/s per robot (one capacity series per value)')
     ap.add_argument('--seconds', type=float, default=20.0, help='measured time per point')
     ap.add_argument('--edge-quota', type=float, default=0.3,
                     help='CPU quota of each edge process (fraction of one core; 0 = none)')
@@ -267,16 +311,39 @@ def main(argv=None) -> int:
     os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(100, 199)))
     os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
     report = {'robots': args.robots, 'fps_per_robot': args.fps, 'edge_quota': args.edge_quota,
+              'failover_fps_per_robot': args.failover_fps, 'seconds': args.seconds,
               'command': 'python bench/multi_edge.py ' + ' '.join(argv or sys.argv[1:]),
               'capacity': [], 'failover': []}
+    try:
+        _run_all(args, report)
+    finally:
+        from edgent_ros.offline.hosts import remove_cgroup
+        for e in EDGES:
+            remove_cgroup(_cgroup_name(e), evict=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1) + '\n')
+    plot(report, args.out.with_suffix('.png'))
+    print(markdown(report))
+    print(f'wrote {args.out} and {args.out.with_suffix(".png")}')
+    return 0
+
+
+def _capacity_point(args, report: dict, rep: int, fps: float, n: int) -> None:
+    """Run one capacity point into ``report``, with progress on stderr."""
+    print(f'capacity: {args.robots} robots x {fps:g} fps, {n} edge(s), rep {rep + 1}/'
+          f'{args.reps} ...', file=sys.stderr, flush=True)
+    p = capacity(args.robots, n, fps, args.seconds, args.edge_quota)
+    print(f'  {p["results_per_s"]:.1f} results/s, p95 {p["p95_ms"]:.0f} ms, drops '
+          f'{p["drops"]}', file=sys.stderr, flush=True)
+    report['capacity'].append(p)
+
+
+def _run_all(args, report: dict) -> None:
+    """Run the capacity points, then the failover runs, into ``report``."""
     for rep in range(args.reps):
-        for n in ((1, 2) if rep % 2 == 0 else (2, 1)):   # alternate the order
-            print(f'capacity: {args.robots} robots x {args.fps:g} fps, {n} edge(s), rep '
-                  f'{rep + 1}/{args.reps} ...', file=sys.stderr, flush=True)
-            p = capacity(args.robots, n, args.fps, args.seconds, args.edge_quota)
-            print(f'  {p["results_per_s"]:.1f} results/s, p95 {p["p95_ms"]:.0f} ms, drops '
-                  f'{p["drops"]}', file=sys.stderr, flush=True)
-            report['capacity'].append(p)
+        for fps in args.fps:
+            for n in ((1, 2) if rep % 2 == 0 else (2, 1)):   # alternate the order
+                _capacity_point(args, report, rep, fps, n)
     for rep in range(args.failover_reps):
         print(f'failover {rep + 1}/{args.failover_reps}: kill edge_a at {args.kill_at:g} s, '
               f'restart at {args.restart_at:g} s ...', file=sys.stderr, flush=True)
@@ -285,12 +352,6 @@ def main(argv=None) -> int:
         for r, row in f['per_robot'].items():
             print(f'  {r}: {row}', file=sys.stderr, flush=True)
         report['failover'].append(f)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + '\n')
-    plot(report, args.out.with_suffix('.png'))
-    print(markdown(report))
-    print(f'wrote {args.out} and {args.out.with_suffix(".png")}')
-    return 0
 
 
 if __name__ == '__main__':

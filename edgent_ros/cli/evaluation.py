@@ -18,6 +18,7 @@ from ..evaluation.heldout import HELDOUT_POLICIES
 from ..evaluation.heldout_session import (FRAMES_FILE, report_heldout, run_heldout,
                                           run_simulate, run_tune, SIM_FILE, sim_markdown,
                                           TUNE_FILE)
+from ..evaluation.chaos import DEFAULT_TRACE, run_soak
 from ..evaluation.lossy_session import run_lossy, write_summary
 from ..evaluation.paired_report import build
 from ..evaluation.paired_session import CALIBRATION_FILE, calibrate_robot, run_paired
@@ -245,12 +246,24 @@ def _sweep_action(args: argparse.Namespace) -> int:
             print(json.dumps(check_targets(rows), indent=1))
             print(json.dumps({'encoding_gain': encoding_gain(rows)}, indent=1))
         return 0
-    if args.action in ('traces', 'heldout'):   # a missing data set is reported before root
+    if args.action in ('traces', 'heldout', 'soak'):   # a missing data set: before root
         trace_dir = find_data('traces', args.traces_dir, option='--traces-dir')
     reason = unavailable_reason()
     if reason:
         print(f'edgent-ros sweep: {reason}', file=sys.stderr)
         return 1
+    if args.action == 'soak':
+        res = _results(args) / 'soak'
+        try:
+            body = run_soak(res, args.duration_s, args.seed, args.trace, args.deadline_ms,
+                            args.robot_scale, args.mean_gap_s, trace_dir=trace_dir)
+        except (ValueError, OSError) as exc:
+            print(f'edgent-ros sweep: {exc}', file=sys.stderr)
+            return 2
+        print(f'{len(body["events"])} events, {len(body["runs"])} camera runs; every frame '
+              f'accounted for: {body["all_accounted"]}; crashes: {len(body["crashes"])}; '
+              f'processes left: {len(body["leftover_processes"])}; results in {res}')
+        return 0 if body['all_accounted'] and not body['leftover_processes'] else 1
     if args.action == 'lossy':
         res = _results(args) / 'lossy'
         try:
@@ -353,7 +366,7 @@ def add_sweep_parser(sub) -> None:
                        'paired | paired-report (root)', description=SWEEP_NOTE)
     acts = p.add_subparsers(dest='action', required=True, metavar='ACTION',
                             help='run, traces, plot, paired, paired-report, calibrate-robot, '
-                                 'tune, heldout, heldout-report or lossy')
+                                 'tune, heldout, heldout-report, lossy or soak')
     r = acts.add_parser('run', help='static bandwidth x deadline x policy sweep (resumable)',
                         description=SWEEP_NOTE)
     r.add_argument('--out', default=None,
@@ -489,6 +502,23 @@ def add_sweep_parser(sub) -> None:
     lo.add_argument('--reps', type=int, default=3, help='repetitions (default %(default)s)')
     lo.add_argument('--fresh', action='store_true', help='start over')
     _robot_scale_arg(lo)
+    so = acts.add_parser('soak', help='chaos soak: a long trace replay with seeded kills and '
+                         'restarts of edge, planner and camera and link cuts; checks every '
+                         'frame accounted for, memory, processes (root)', description=SWEEP_NOTE)
+    so.add_argument('--results', default=None, help='results folder whose soak/ is written '
+                    '(default <user dir>/results)')
+    so.add_argument('--duration-s', type=float, default=600.0,
+                    help='replay length in s (default %(default)s)')
+    so.add_argument('--seed', type=int, default=0, help='event schedule seed (default 0)')
+    so.add_argument('--mean-gap-s', type=float, default=35.0,
+                    help='mean time between events in s (default %(default)s)')
+    so.add_argument('--trace', default=DEFAULT_TRACE, help='trace file in the traces folder '
+                    '(default %(default)s)')
+    so.add_argument('--traces-dir', default=None, help='traces folder (default: the bundled '
+                    'data\'s)')
+    so.add_argument('--deadline-ms', type=float, default=300.0,
+                    help='deadline in ms (default %(default)s)')
+    _robot_scale_arg(so)
     pl = acts.add_parser('plot', help='draw the PNGs and check the targets',
                          description=SWEEP_NOTE)
     pl.add_argument('--results', default=None, help=RESULTS_HELP)

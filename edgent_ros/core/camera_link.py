@@ -314,10 +314,19 @@ class CameraLink:
         with self.lock:
             return self.ledger.in_flight >= max_in_flight
 
-    def abandon(self) -> List[Pending]:
-        """Remove and return every frame still in flight (the camera is stopping)."""
+    def abandon(self, edge: Optional[str] = None) -> List[Pending]:
+        """
+        Remove and return the frames still in flight; the caller drops each with a reason.
+
+        ``edge`` None: all of them (the camera is stopping). An edge's name: those sent to that
+        edge, which stopped answering (``core.edges``); they count as lost, and no longer
+        hold the link's in-flight slots from the edge the camera moves to.
+        """
         with self.lock:
-            return self.ledger.abandon()
+            out = self.ledger.abandon(edge)
+            if edge is not None:
+                self.recent_lost.extend(True for _ in out)
+            return out
 
     def done(self, max_frames: int) -> bool:
         """Return True once ``max_frames`` (> 0) frames were produced and none is in flight."""

@@ -70,6 +70,7 @@ class Pending:
     true_class: int = -1
     deadline_ms: float = 0.0
     stamp_ns: Optional[int] = None   # capture stamp in the frame's header (results echo it)
+    edge: str = ''          # the edge it was sent to (core.edges; '' = the one edge)
 
 
 @dataclass
@@ -116,10 +117,11 @@ class FrameLedger:
             out.append(self._pending.pop(seq))
         return out
 
-    def abandon(self) -> List[Pending]:
-        """Remove and return every frame still in flight (counted by the caller)."""
-        out = list(self._pending.values())
-        self._pending.clear()
+    def abandon(self, edge: Optional[str] = None) -> List[Pending]:
+        """Remove and return the frames in flight to ``edge`` (None: all); caller counts them."""
+        out = [p for p in self._pending.values() if edge is None or p.edge == edge]
+        for p in out:
+            del self._pending[p.seq]
         return out
 
     @property

@@ -24,9 +24,11 @@ from __future__ import annotations
 from contextlib import contextmanager
 import csv
 import json
+import os
 from pathlib import Path
 import queue
 import random
+import signal
 import subprocess
 import sys
 import threading
@@ -98,6 +100,7 @@ class NodeSession:
         if self.model:
             self.planner['model'] = self.model
         self.procs: Dict[str, subprocess.Popen] = {}
+        self.specs: Dict[str, tuple] = {}   # name -> how it was started (restart)
         self.logs = []
         self.lines: 'queue.Queue[dict]' = queue.Queue()
         self.records: List[dict] = []
@@ -106,6 +109,8 @@ class NodeSession:
 
     # -- processes ------------------------------------------------------------------------------
     def _start(self, name: str, which: str, argv: List[str], cgroup: bool, **kw) -> None:
+        if name != 'controller':
+            self.specs[name] = (which, list(argv), cgroup)
         log = open(self.logdir / f'{name}.log', 'a')
         self.logs.append(log)
         self.procs[name] = self.tb.run_in(
@@ -143,6 +148,27 @@ class NodeSession:
                 return
             self.check_alive()
         raise SweepError(f'no edge result within {timeout_s:g} s; logs in {self.logdir}')
+
+    def kill(self, name: str, sig: int = signal.SIGKILL, timeout_s: float = 10.0) -> Optional[int]:
+        """Send ``sig`` to node process ``name`` and wait for it (then SIGKILL); its exit code."""
+        p = self.procs[name]
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, sig)
+                p.wait(timeout_s)
+            except ProcessLookupError:
+                pass
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(5.0)
+        return p.poll()
+
+    def restart(self, name: str) -> None:
+        """Start node process ``name`` again, as it was first started (after ``kill``)."""
+        if self.procs[name].poll() is None:
+            raise SweepError(f'{name} is still running: kill it first')
+        which, argv, cgroup = self.specs[name]
+        self._start(name, which, argv, cgroup)
 
     def _read(self) -> None:
         for line in self.procs['controller'].stdout:

@@ -417,10 +417,12 @@ class CameraNode(Node):
         msg.device_compute_ms, msg.confidence_threshold = out.device_ms, threshold
         if bottleneck_width(msg.encoding) is not None:
             msg.bottleneck_id = self.runner.bottleneck_id
+        edge = self.active_edge   # once: the executor may move to another edge meanwhile
         self.link.sent(Pending(seq, time.monotonic(), capture_s, exit_index, split_index,
                                enc.nbytes, out.device_ms, true_class, deadline_ms,
-                               stamp_ns(stamp)))
-        self.tensor_pub.publish(serialize(msg, enc.data) if self.serialized_publish else msg)
+                               stamp_ns(stamp), edge))
+        self.edge_pubs[edge].publish(serialize(msg, enc.data) if self.serialized_publish
+                                     else msg)
 
     # -- results and the link -----------------------------------------------------------------
     def _on_message_lost(self, info) -> None:
@@ -507,6 +509,10 @@ class CameraNode(Node):
                    else 'left the graph')
             self.edges.switch(target, why)
             self.link.switch_edge(now)
+            if not (answers and in_graph):   # its frames will not come back: free the link
+                for p in self.link.abandon(active):
+                    self._drop(p.seq, None, p.true_class, 'edge_timeout', p.deadline_ms,
+                               p.exit_index, p.split_index)
             if answers and in_graph:   # rclpy: one severity per call site
                 self.get_logger().info(f'edge {active} -> {target}: {why}')
             else:

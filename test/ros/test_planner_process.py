@@ -58,6 +58,16 @@ def test_camera_parameters_follow_link_quality(procs, listener):
     # first decision is made before any link quality is heard
     reference = Planner(problem, deadline_ms=300.0, min_dwell_s=0.0, calibration=False)
     reference.plan(-1.0, 'start')
+    # the planner steers the camera once it has read the camera's model_id; a reply lost while
+    # the just-started camera's service is still being discovered is asked again after
+    # set_timeout_s (1 s). Measure "follows within 1 s" from there: the camera first holds the
+    # start decision (the camera's own default, exit 5 split 0, would pass the first step alone)
+    start = reference.decision.config
+    t0, got = time.monotonic(), None
+    while time.monotonic() - t0 < 15.0 and got != start:
+        got = _camera_params(listener, client)
+    assert got == start, f'the camera never got the start decision {start}: {got}\n' \
+                         + procs.log('planner_node')
     seen = set()
     for k, bps in enumerate((100e6, 0.2e6, 50e6, 0.02e6, 100e6)):
         reference.add_link(float(k), LinkReport(bps))

@@ -413,3 +413,16 @@ def test_ping_sequences_never_collide_with_probe_pairs(fallback_problem):
     pair = link.start_probe(0.0, 3072)
     assert not set(pings) & set(pair) and sorted(pings + list(pair)) == pings + list(pair)
     assert not link.probe_result(0.05, pings[0], True, 1.0, 0.0)   # not the pair's: ignored
+
+
+def test_frames_of_an_edge_that_stopped_answering_are_abandoned_alone(fallback_problem):
+    link = make_link(fallback_problem)
+    seqs = {}
+    for k, edge in enumerate(['edge_a', 'edge_b', 'edge_a']):
+        seq, busy = link.admit(True, max_in_flight=4)
+        link.sent(Pending(seq, 0.1 * k, 0.1 * k, 5, 0, PAYLOAD, 1.0, 1, 200.0, seq, edge))
+        seqs.setdefault(edge, []).append(seq)
+    gone = link.abandon('edge_a')
+    assert sorted(p.seq for p in gone) == seqs['edge_a']
+    assert link.ledger.in_flight == 1 and link.loss() > 0
+    assert [p.seq for p in link.abandon()] == seqs['edge_b']
