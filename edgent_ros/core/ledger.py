@@ -33,12 +33,27 @@ def check_threshold(threshold: float) -> float:
     return t
 
 
+def publisher_key(info) -> str:
+    """
+    Return the publisher's GID from a message's ``MessageInfo`` as hex ('' when not given).
+
+    A restarted camera has a new publisher GID: keyed by it, its sequence numbers start afresh
+    at the edge, whatever the last run reached.
+    """
+    gid = info.get('publisher_gid') if isinstance(info, dict) else None
+    data = gid.get('data') if isinstance(gid, dict) else None
+    return bytes(data).hex() if data is not None else ''
+
+
 class SequenceTracker:
     """
     Refuse duplicate and out-of-order sequence numbers per source.
 
-    A sequence far below the last one (more than ``restart_gap``) is taken as a restarted camera
-    and accepted, so a robot reboot does not lock it out.
+    A source is one publisher of one camera run (the caller puts ``publisher_key`` in it), so
+    a restarted camera's sequence 1 is not "out of order" after the last run's 800. Without a
+    publisher key, a sequence far below the last one (more than ``restart_gap``) is still taken
+    as a restarted camera and accepted; a restarted camera whose last run sent fewer frames than
+    that was refused ``out_of_order`` until it caught up (the chaos soak, BENCHMARKS 20).
     """
 
     def __init__(self, restart_gap: int = 1000):

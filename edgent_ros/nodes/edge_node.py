@@ -38,7 +38,7 @@ from ..core.batching import Batch, BatchQueue
 from ..core.diagnostics import count_of, edge_findings, grade, message, RecentCounts
 from ..core.edges import check_edge_names
 from ..core.link import arrival_s
-from ..core.ledger import check_threshold, FrameRefused, SequenceTracker
+from ..core.ledger import check_threshold, FrameRefused, publisher_key, SequenceTracker
 from ..msg import InferenceResult, Tensor
 from .node_util import (accept, check_planned_model, declare, declare_diagnostics,
                         declare_planned_model, diagnostic_status, load_runner,
@@ -157,8 +157,11 @@ class EdgeNode(Node):
         self.runner.edge_step(np.zeros(shape, dtype), exit_index, split_index)
 
     # -- receive ----------------------------------------------------------------------------
-    def _on_tensor(self, ns: str, msg: Tensor, info=None) -> None:
-        # when the middleware received it, not when the executor got round to this callback:
+    def _on_tensor(self, ns: str, msg: Tensor, info) -> None:
+        # ``info`` (MessageInfo) must be a required argument: rclpy passes it only to a callback
+        # that cannot be called with the message alone (with ``info=None`` it never came, and
+        # neither the reception time nor the publisher's GID below were used).
+        # When the middleware received it, not when the executor got round to this callback:
         # the time a frame waits here counts as the edge's, never as the link's
         arrival = arrival_s(time.monotonic(), time.time_ns(), info)
         if isinstance(msg, bytes):   # raw_subscription: a WireTensor, data a view of the bytes
@@ -175,7 +178,8 @@ class EdgeNode(Node):
             self.runner.validate(msg.model_id, int(msg.exit_index), int(msg.split_index), array,
                                  msg.encoding, msg.bottleneck_id)
             check_threshold(msg.confidence_threshold)
-            self.seq_tracker.check(f'{ns}|{msg.robot}|{int(msg.probe)}', int(msg.sequence))
+            self.seq_tracker.check(f'{ns}|{msg.robot}|{int(msg.probe)}|{publisher_key(info)}',
+                                   int(msg.sequence))
         except CodecError as exc:
             self._refuse(ns, msg, exc.reason, str(exc))
             return

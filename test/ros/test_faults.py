@@ -157,3 +157,33 @@ def test_soak_accounting_and_memory(procs, listener):
     for pid in rss0:
         grow_mb = (rss1[pid] - rss0[pid]) / 1024
         assert grow_mb < 30, f'pid {pid} grew {grow_mb:.1f} MB in {duration:.0f} s'
+
+
+def test_a_restarted_camera_is_served_at_once(procs, listener):
+    """
+    A camera started again counts its frames from 1; the edge serves them at once.
+
+    The edge refuses duplicate and out-of-order sequence numbers per source; a source is one
+    publisher (its GID), so the new run is not "out of order" after the old run's last frame
+    (the chaos soak found a restarted camera refused for up to 1,000 frames).
+    """
+    listener.listen(InferenceResult, 'edgent/outcome', qos.RESULT)
+    procs.start('edge_node')
+    kw = dict(exit_index=5, split_index=0, fps=20.0, wait_for_subscribers=1,
+              wait_for_edge_s=30.0, publish_frames=False)
+    procs.start('camera_node', **kw)
+
+    def on_edge(since=0):
+        return [o for o in listener.msgs('edgent/outcome')[since:]
+                if o.status == InferenceResult.STATUS_OK and o.finished_on == 0]
+    assert listener.spin_until(lambda: len(on_edge()) >= 60, 60.0), procs.log('camera_node')
+    assert procs.stop('camera_node') == 0
+    listener.spin_until(lambda: False, 1.0)
+    before = len(listener.msgs('edgent/outcome'))
+    procs.start('camera_node', name='camera_node_2', **kw)
+    assert listener.spin_until(lambda: len(on_edge(before)) >= 20, 60.0), \
+        procs.log('camera_node_2')
+    second = listener.msgs('edgent/outcome')[before:]
+    refused = [o.drop_reason for o in second if o.status == InferenceResult.STATUS_REFUSED]
+    assert not refused, f'the edge refused the restarted camera\'s frames: {set(refused)}'
+    assert min(o.sequence for o in second) == 1

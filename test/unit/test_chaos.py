@@ -70,3 +70,17 @@ def test_markdown_lists_every_event():
     md = soak_markdown(body)
     assert '| 30 | kill_edge | 5 | 4.2 |' in md and '| 80 | cut_link | 3 | never |' in md
     assert '10 frames, 10 outcomes, 0 duplicates, 0 missing' in md
+
+
+def test_benchmarks_quote_the_committed_soak():
+    """BENCHMARKS 20's tables are the committed soak's, which accounted for every frame."""
+    import json
+    from pathlib import Path
+    import re
+    root = Path(__file__).resolve().parents[2]
+    body = json.loads((root / 'bench/results/soak/soak_summary.json').read_text())
+    quoted = re.search(r'<!-- soak -->\n(.*?)\n<!-- soak: end -->',
+                       (root / 'BENCHMARKS.md').read_text(), re.S).group(1)
+    assert quoted == soak_markdown(body)
+    assert body['all_accounted'] and not body['crashes'] and not body['leftover_processes']
+    assert body['duration_s'] >= 600 and {e['kind'] for e in body['events']} == set(KINDS)

@@ -14,7 +14,8 @@ import torch
 
 from edgent_ros.core.datasets import load_sample, SAMPLE_PATH
 from edgent_ros.core.inference import classify, CoInference, preprocess_image
-from edgent_ros.core.ledger import FrameLedger, FrameRefused, Pending, SequenceTracker
+from edgent_ros.core.ledger import (FrameLedger, FrameRefused, Pending, publisher_key,
+                                    SequenceTracker)
 from edgent_ros.core.arch import CLASSES, NUM_EXITS
 from edgent_ros.core.model import MultiExitAlexNet
 from edgent_ros.core.codec import decode, encode
@@ -198,6 +199,22 @@ def test_sequence_tracker_accepts_restart():
     t2.check('cam', 10 ** 6)
     t2.check('cam', 0)                                   # camera rebooted, counts from 0
     t2.check('cam', 1)
+
+
+def test_a_restarted_camera_has_its_own_sequence_space():
+    """Keyed by the publisher's GID, a new run's sequence 1 is not out of order after 800."""
+    old = {'publisher_gid': {'implementation_identifier': 'rmw_fastrtps_cpp',
+                             'data': bytes(range(16))}}
+    new = {'publisher_gid': {'implementation_identifier': 'rmw_fastrtps_cpp',
+                             'data': bytes(range(1, 17))}}
+    assert publisher_key(old) == bytes(range(16)).hex() and publisher_key(None) == ''
+    assert publisher_key({'publisher_gid': None}) == ''
+    t = SequenceTracker()
+    for seq in range(1, 801):
+        t.check(f'/r1|{publisher_key(old)}', seq)
+    t.check(f'/r1|{publisher_key(new)}', 1)              # the restarted camera
+    with pytest.raises(FrameRefused, match='out_of_order|arrived after'):
+        t.check(f'/r1|{publisher_key(old)}', 799)        # the old run's stragglers still are
 
 
 # ----------------------------------------------------------------------------- ledger
