@@ -56,7 +56,6 @@ class _Target:
         self.client = AsyncParameterClient(node, name)
         self.with_deadline = with_deadline
         self.applied: Optional[tuple] = None
-        self.pending: Optional[tuple] = None
         self.sent_s = 0.0
         self.future = None
         self.refusals = 0
@@ -327,7 +326,7 @@ class PlannerNode(Node):
                 params += [Parameter('deadline_ms', value=float(want[2])),
                            Parameter('encoding', value=str(want[3])),
                            Parameter('confidence_threshold', value=float(want[4]))]
-            t.pending, t.sent_s = want, time.monotonic()
+            t.sent_s = time.monotonic()
             t.future = t.client.set_parameters_atomically(
                 params, callback=lambda f, t=t, want=want: self._on_set_done(t, want, f))
 
