@@ -182,18 +182,25 @@ def wait_drained(tb, timeout: float) -> Dict[str, int]:
 
 
 def run_config(tb, spec: str, rates: List[float], sizes: List[int], reps: int,
-               max_ideal_s: float, log, modes: Tuple[str, ...] = ('isolated',)) -> List[dict]:
+               max_ideal_s: float, log, modes: Tuple[str, ...] = ('isolated',),
+               extra_env: Optional[Dict[str, str]] = None,
+               label: Optional[str] = None) -> List[dict]:
     """
     Start pub/sub under one DDS configuration and measure every (mode, rate, size, rep).
+
+    ``extra_env`` is added to both roles' environment (e.g. core.security.node_env), and the
+    rows are named ``label`` instead of the configuration's name; each row also carries
+    ``ready_s``, the seconds from the start of the two roles to the publisher's match.
 
     ``isolated``: each message is sent once the uplink queue is empty. ``chained``: the next
     message is sent as soon as the previous one arrived (what a camera with one frame in flight
     does), so whatever the DDS writer still sends after an arrival (repairs) delays it.
     """
     name, changes = config_env(spec)
+    name = label or name
     env = dict(os.environ, PYTHONUNBUFFERED='1', ROS_AUTOMATIC_DISCOVERY_RANGE='SUBNET',
                PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get('PYTHONPATH', ''))
-    for k, v in changes.items():
+    for k, v in dict(changes, **(extra_env or {})).items():
         if v is None:
             env.pop(k, None)
         else:
@@ -201,6 +208,7 @@ def run_config(tb, spec: str, rates: List[float], sizes: List[int], reps: int,
     me = [sys.executable, str(Path(__file__).resolve())]
     rows: List[dict] = []
     tb.set_rate(max(rates))
+    t_start = time.monotonic()
     sub = tb.run_in('edge', ['nice', '-n', '5', *me, '_sub'], env=env, stdout=subprocess.PIPE,
                     stderr=subprocess.DEVNULL, text=True, start_new_session=True)
     pub = tb.run_in('robot', ['nice', '-n', '5', *me, '_pub'], env=env, stdin=subprocess.PIPE,
@@ -209,6 +217,7 @@ def run_config(tb, spec: str, rates: List[float], sizes: List[int], reps: int,
     try:
         sub_lines, pub_lines = Lines(sub), Lines(pub)
         ready = pub_lines.wait_for('READY', 60) or 'none'
+        ready_s = round(time.monotonic() - t_start, 3)
         if ready != 'READY':
             log(f'[{name}] no discovery across the veth ({ready}); skipping')
             return rows
@@ -238,7 +247,7 @@ def run_config(tb, spec: str, rates: List[float], sizes: List[int], reps: int,
                 after = (wait_drained(tb, max(5.0, 2 * ideal_s)) if mode == 'isolated'
                          or rep == reps - 1 else tb.qdisc_stats('robot'))
                 row = {'config': name, 'mode': mode, 'rate_mbps': rate, 'size_bytes': size,
-                       'rep': rep,
+                       'rep': rep, 'ready_s': ready_s,
                        'ideal_ms': round(ideal_s * 1e3, 3),
                        'wire_bytes': after.get('sent_bytes', 0) - before.get('sent_bytes', 0),
                        'dropped': after.get('dropped', 0) - before.get('dropped', 0),

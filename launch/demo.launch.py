@@ -19,7 +19,7 @@ from edgent_ros.nodes import launch_args as la
 
 ARGS = ('robots', 'edges', 'model', 'deadline_ms', 'policy', 'source', 'frame_id', 'edge_node',
         'image_topic', 'params_file', 'use_sim_time', 'log_level', 'respawn', 'respawn_delay',
-        'viz', 'rviz')
+        'viz', 'rviz', 'keystore')
 # the edge is shared: its exit/split are advisory, so the planners leave it alone
 PLANNER_DEFAULTS = {'edge_node': ''}
 

@@ -13,7 +13,7 @@ from launch.actions import OpaqueFunction
 from edgent_ros.nodes import launch_args as la
 
 ARGS = ('robot_namespaces', 'edge_name', 'model', 'params_file', 'use_sim_time', 'log_level',
-        'respawn', 'respawn_delay')
+        'respawn', 'respawn_delay', 'keystore')
 
 
 def _nodes(context):

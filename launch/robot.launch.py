@@ -14,7 +14,7 @@ from edgent_ros.nodes import launch_args as la
 
 ARGS = ('namespace', 'edges', 'model', 'deadline_ms', 'policy', 'source', 'frame_id', 'edge_node',
         'image_topic', 'params_file', 'use_sim_time', 'log_level', 'respawn', 'respawn_delay',
-        'viz', 'rviz')
+        'viz', 'rviz', 'keystore')
 
 
 def _nodes(context):

@@ -61,6 +61,26 @@ if [ -d "$SHARED/vendor/cv_bridge" ] && [ ! -f "$STAMPS/vendor-cv_bridge" ]; the
   touch "$STAMPS/vendor-cv_bridge"
 fi
 
+# 2b. SROS2 (third_party/README.md): the sros2 tooling wheel, and the Fast DDS + rmw_fastrtps
+# built with DDS Security, unpacked beside the wheels' own (used only by nodes given a keystore).
+if [ ! -f "$STAMPS/sros2-$(cut -c1-16 third_party/wheels/SHA256SUMS)" ]; then
+  (cd third_party/wheels && sha256sum --quiet -c SHA256SUMS) || { log "third_party/wheels: checksum mismatch"; exit 1; }
+  pip_quiet install --no-deps third_party/wheels/sros2-*.whl
+  rm -f "$STAMPS"/sros2-*; touch "$STAMPS/sros2-$(cut -c1-16 third_party/wheels/SHA256SUMS)"
+fi
+for art in third_party/secure_fastdds/*.tar.xz; do
+  [ -f "$art" ] || continue
+  sum=$(cut -c1-16 "$art.sha256")
+  if [ ! -f "$STAMPS/secure-fastdds-$sum" ]; then
+    log "unpacking Fast DDS with DDS Security into .venv/opt/secure_fastdds"
+    (cd "$(dirname "$art")" && sha256sum --quiet -c "$(basename "$art").sha256") \
+      || { log "$art: checksum mismatch"; exit 1; }
+    rm -rf "$VENV/opt/secure_fastdds"; mkdir -p "$VENV/opt/secure_fastdds"
+    tar -xJf "$art" -C "$VENV/opt/secure_fastdds" --strip-components=1
+    rm -f "$STAMPS"/secure-fastdds-*; touch "$STAMPS/secure-fastdds-$sum"
+  fi
+done
+
 # 3. Trap: the ROS wheels' CMake exports name the wheel builder's Python/numpy include dirs.
 if [ ! -f "$STAMPS/cmake-paths" ]; then
   py_inc=$($PY -c 'import sysconfig; print(sysconfig.get_paths()["include"])')

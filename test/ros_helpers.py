@@ -57,8 +57,9 @@ class Procs:
         self.tmp = tmp
         self.procs = {}
 
-    def start(self, executable: str, name: str = None, ns: str = '', remap=(), **params):
-        """Start ``lib/edgent_ros/<executable>`` with ``params`` as ``-p k:=v``."""
+    def start(self, executable: str, name: str = None, ns: str = '', remap=(), env=None,
+              **params):
+        """Start ``lib/edgent_ros/<executable>`` with ``params`` as ``-p k:=v``, ``env`` added."""
         name = name or executable
         args = [str(_prefix() / 'lib' / 'edgent_ros' / executable), '--ros-args']
         if ns:
@@ -75,7 +76,8 @@ class Procs:
             args += ['-p', f'{k}:={v}']
         log = open(self.tmp / f'{name}.log', 'w')
         p = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
-                             start_new_session=True, env=dict(os.environ, PYTHONUNBUFFERED='1'))
+                             start_new_session=True,
+                             env=dict(os.environ, PYTHONUNBUFFERED='1', **(env or {})))
         self.procs[name] = (p, log)
         return p
 

@@ -44,7 +44,8 @@ LAYERS = ('core', 'offline', 'nodes', 'evaluation', 'cli', 'models')
 HEAVY = frozenset({'torch', 'torchvision', 'cv2', 'sklearn', 'scipy', 'matplotlib', 'tqdm',
                    'safetensors', 'rosbags'})
 # ROS packages (top-level names); plus any *_msgs, *_srvs, *_interfaces, rcl*, rosidl*, launch*
-ROS = frozenset({'rclpy', 'rcl_interfaces', 'builtin_interfaces', 'cv_bridge', 'message_filters',
+ROS = frozenset({'rclpy', 'sros2', 'rcl_interfaces',
+                 'builtin_interfaces', 'cv_bridge', 'message_filters',
                  'ament_index_python', 'rosbag2_py', 'tf2_ros', 'launch', 'launch_ros',
                  'launch_testing', 'launch_testing_ros'})
 # the only module that may import dynamically: it loads the user's model factory by its name

@@ -7,11 +7,13 @@ from pathlib import Path
 import signal
 
 from ..core.optimizer import POLICIES
+from ..core.security import fleet_enclaves, parse_enclaves
 from ..evaluation.demo_session import (DEMO_DEADLINE_MS, DEMO_DURATION_S, DEMO_FPS,
                                        run_testbed_demo, TestbedUnavailable)
 from ..evaluation.testbed import unavailable_reason
 from ..nodes.bag_tools import CLOCK_HZ, cmd_play, cmd_record, DEFAULT_TOPICS
 from ..nodes.demo import run_demo
+from ..nodes.keystore import create_fleet_keystore
 
 # the plain one-host demo's defaults (the testbed demo's: demo_session.DEMO_*)
 PLAIN_DEMO = {'frames': 60, 'fps': 10.0, 'deadline_ms': 100.0}
@@ -59,6 +61,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def _names(text: str) -> list:
+    return [n.strip().strip('/') for n in text.split(',')]
+
+
+def cmd_keystore(args: argparse.Namespace) -> int:
+    """Create (or extend) an SROS2 keystore with one enclave per node of the fleet."""
+    enclaves = fleet_enclaves(_names(args.robots), _names(args.edges), viz=not args.no_viz)
+    enclaves += [e for e in parse_enclaves(','.join(args.enclave)) if e not in enclaves]
+    made = create_fleet_keystore(Path(args.keystore), enclaves, args.domain_id)
+    for e in enclaves:
+        print(f'{e}: {"created" if e in made else "already there"}')
+    print(f'keystore {args.keystore}: {len(enclaves)} enclaves. Copy the robot\'s and the edge\'s '
+          f'enclaves (and public/) to each host; launch with keystore:={args.keystore}')
+    return 0
+
+
 def add_bag_parsers(sub) -> None:
     """Register ``record`` and ``play`` on the ``edgent-ros`` subparsers."""
     s = sub.add_parser('record', help='record topics into a rosbag2 (mcap or sqlite3)',
@@ -92,7 +110,7 @@ def add_bag_parsers(sub) -> None:
 
 
 def add_parsers(sub) -> None:
-    """Register ``demo``, ``record`` and ``play`` on the ``edgent-ros`` subparsers."""
+    """Register ``demo``, ``record``, ``play`` and ``keystore`` on the subparsers."""
     s = sub.add_parser('demo', help='co-inference demo: camera -> edge over DDS, bundled images',
                        description='As root with iproute2: the nodes across the link testbed '
                                    '(shaped uplink, slowed robot) while the uplink follows a '
@@ -131,3 +149,21 @@ def add_parsers(sub) -> None:
     s.set_defaults(func=cmd_demo)
 
     add_bag_parsers(sub)
+    s = sub.add_parser('keystore', help='SROS2 keystore with one enclave per node (DDS Security)',
+                       description='Create (or extend) an SROS2 keystore for the fleet: per robot '
+                                   'the enclaves /edgent/<robot>/camera_node, planner_node and '
+                                   'viz_node; per edge /edgent/[<edge>/]edge_node. Launch with '
+                                   'keystore:=DIR (README: Security). Existing enclaves keep '
+                                   'their keys.')
+    s.add_argument('keystore', help='keystore directory (created if absent)')
+    s.add_argument('--robots', default='', help='comma-separated robot namespaces (default: one '
+                                                'robot in the root namespace)')
+    s.add_argument('--edges', default='',
+                   help='comma-separated edge names (default: the one edge)')
+    s.add_argument('--no-viz', action='store_true', help='no viz_node enclaves')
+    s.add_argument('--domain-id', type=int, default=None,
+                   help='the ROS_DOMAIN_ID the fleet runs on (governance and permissions name '
+                        'one domain; default $ROS_DOMAIN_ID, else 0)')
+    s.add_argument('--enclave', action='append', default=[], metavar='NAME',
+                   help='an extra enclave, e.g. /edgent/tools/recorder (repeatable)')
+    s.set_defaults(func=cmd_keystore)

@@ -25,6 +25,8 @@ from launch.actions import DeclareLaunchArgument, ExecuteProcess, LogInfo
 from launch.launch_context import LaunchContext
 from launch_ros.actions import Node
 
+from ..core.security import enclave_name, node_env
+
 PACKAGE = 'edgent_ros'
 NOT_SET = ''
 LOG_LEVELS = ('debug', 'info', 'warn', 'error', 'fatal')
@@ -72,6 +74,9 @@ ARGUMENTS: Dict[str, Tuple[str, str]] = {
     'viz': ('true', 'start viz_node (annotated image, markers, diagnostics for rviz)'),
     'rviz': ('false', 'start rviz2 with config/edgent.rviz (skipped with a message when rviz2 '
                       'is not installed)'),
+    'keystore': (NOT_SET, 'SROS2 keystore (edgent-ros keystore): every node runs with DDS '
+                          'Security enforced in its enclave /edgent/<namespace>/<node>, on the '
+                          'Fast DDS built with security (not set: no security)'),
 }
 
 # parameter-setting launch argument -> (type, nodes it reaches); the parameter has its name
@@ -202,6 +207,19 @@ def respawn(context: LaunchContext) -> Dict[str, Any]:
     return {'respawn': on, 'respawn_delay': delay}
 
 
+def security_env(context: LaunchContext, namespace: str, name: str) -> Dict[str, Any]:
+    """
+    Return ``{'additional_env': ...}`` that secures node ``name`` when ``keystore`` is set.
+
+    Raises core.security.SecurityError (the launch stops, naming the missing keystore, enclave
+    or secure build) rather than start a node unsecured that was asked to be secured.
+    """
+    keystore = arg(context, 'keystore')
+    if keystore == NOT_SET:
+        return {}
+    return {'additional_env': node_env(keystore, enclave_name(namespace, name))}
+
+
 def node(context: LaunchContext, executable: str, namespace: str = '',
          launch_defaults: Optional[Mapping[str, Any]] = None,
          fixed: Optional[Mapping[str, Any]] = None, **kwargs: Any) -> Node:
@@ -216,7 +234,7 @@ def node(context: LaunchContext, executable: str, namespace: str = '',
         layers.append(dict(fixed))
     return Node(package=PACKAGE, executable=executable, name=executable, namespace=namespace,
                 output='screen', parameters=layers, ros_arguments=ros_arguments(context),
-                **respawn(context), **kwargs)
+                **respawn(context), **security_env(context, namespace, executable), **kwargs)
 
 
 def camera(context: LaunchContext, namespace: str,
@@ -291,4 +309,4 @@ def rviz(context: LaunchContext, namespace: str) -> List[Action]:
     for k, v in overrides(context, 'rviz2').items():
         ros_args += ['-p', f'{k}:={str(v).lower()}']
     return [ExecuteProcess(cmd=[exe, '-d', cfg] + ros_args + ros_arguments(context),
-                           output='screen')]
+                           output='screen', **security_env(context, namespace, 'rviz2'))]

@@ -128,3 +128,32 @@ def test_launch_files_start_the_nodes_with_nothing_set():
         fn = next(e for e in ld.entities if isinstance(e, OpaqueFunction))
         started = fn.execute(ctx)
         assert {n.node_executable for n in started} == want[path.name], path.name
+
+
+def test_keystore_secures_every_node_in_its_own_enclave(tmp_path, monkeypatch):
+    from edgent_ros.core import security
+    assert la.security_env(_context(), 'robot1', 'camera_node') == {}   # not set: no security
+    store = tmp_path / 'ks'
+    lib = tmp_path / 'secure_lib'
+    lib.mkdir()
+    for name in security.SECURE_LIBS:
+        (lib / name).write_text('x')
+    monkeypatch.setenv(security.SECURE_DIR_ENV, str(lib))
+    ctx = _context(keystore=str(store))
+    with pytest.raises(security.SecurityError, match='not an SROS2 keystore'):
+        la.security_env(ctx, 'robot1', 'camera_node')
+    for enclave in ('/edgent/robot1/camera_node', '/edgent/edge_a/edge_node'):
+        where = security.enclave_dir(store, enclave)
+        where.mkdir(parents=True)
+        for f in security.ENCLAVE_FILES:
+            (where / f).write_text('x')
+    env = la.security_env(ctx, 'robot1', 'camera_node')['additional_env']
+    assert env['ROS_SECURITY_ENCLAVE_OVERRIDE'] == '/edgent/robot1/camera_node'
+    assert env['ROS_SECURITY_STRATEGY'] == 'Enforce'
+    assert env['LD_LIBRARY_PATH'].split(os.pathsep)[0] == str(lib)
+    node = la.edge(_context(keystore=str(store)), edge_name='edge_a')
+    added = {''.join(s.perform(ctx) for s in k): ''.join(s.perform(ctx) for s in v)
+             for k, v in node.additional_env}
+    assert added['ROS_SECURITY_ENCLAVE_OVERRIDE'] == '/edgent/edge_a/edge_node'
+    with pytest.raises(security.SecurityError, match='/edgent/robot2/camera_node'):
+        la.camera(_context(keystore=str(store)), 'robot2')

@@ -1,0 +1,152 @@
+"""
+DDS Security for real (issue 20 item 3): SROS2 keystore, ``ROS_SECURITY_STRATEGY=Enforce``.
+
+camera_node, edge_node and an observer run as processes, each in its own enclave, on the Fast
+DDS built with security (third_party/secure_fastdds). An unenrolled participant (this test
+process, on the PyPI Fast DDS) then tries what an intruder on the domain would:
+
+- read ``edgent/tensor`` (the robot's camera data);
+- find the camera's parameter service and set ``exit_index``;
+- publish tensors on ``edgent/tensor`` and have the edge answer them.
+
+Secured, all three fail while the nodes work as before (the observer counts the camera's
+outcomes and reads ``exit_index`` unchanged). The same scenario without security is the
+control: there the same intruder does all three, so the checks can fail. The secured test is
+skipped only when the secure build is not installed (``./scripts/setup.sh`` unpacks it).
+"""
+
+import json
+import os
+from pathlib import Path
+import select
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from rclpy.parameter import Parameter
+from rclpy.parameter_client import AsyncParameterClient
+
+from edgent_ros.core import security
+from edgent_ros.core.codec import encode, fill_message
+from edgent_ros.core.datasets import load_sample
+from edgent_ros.core.inference import CoInference
+from edgent_ros.core.weights import load_model
+from edgent_ros.msg import Tensor
+from edgent_ros.nodes import qos
+from edgent_ros.nodes.keystore import create_fleet_keystore
+
+SECURE_WHY = security.secure_build_missing(security.secure_lib_dir())
+OBSERVER = Path(__file__).with_name('secure_observer.py')
+OBSERVE_S = 20.0
+INTRUDER_FROM = 900_000
+CAMERA, EDGE, WATCH = '/edgent/camera_node', '/edgent/edge_node', '/edgent/test/observer'
+
+
+@pytest.fixture(scope='module')
+def runner():
+    return CoInference(load_model())
+
+
+def _intruder_tensor(runner, i):
+    """Return a well-formed split-0 frame, as a camera sends it (sequence >= INTRUDER_FROM)."""
+    out = runner.device_step(load_sample()[0][i % 200], 5, 0)
+    m = Tensor()
+    m.header.frame_id = 'camera_optical_frame'
+    m.robot = '/'
+    m.sequence = INTRUDER_FROM + i
+    m.model_id = runner.model_id
+    m.exit_index, m.split_index = 5, 0
+    fill_message(m, encode(out.tensor))
+    return m
+
+
+def _read_json_line(proc, timeout):
+    """Return the next JSON line of ``proc``'s stdout within ``timeout`` s, else None."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        ready, _, _ = select.select([proc.stdout], [], [], 0.5)
+        if ready:
+            line = proc.stdout.readline()
+            if not line:
+                return None
+            if line.startswith('{'):
+                return json.loads(line)
+    return None
+
+
+def _scenario(procs, listener, runner, tmp_path, env_for):
+    """Run the nodes and the observer (``env_for(enclave)`` each), then intrude; report all."""
+    procs.start('edge_node', env=env_for(EDGE))
+    procs.start('camera_node', env=env_for(CAMERA), exit_index=5, split_index=0, fps=5.0,
+                max_in_flight=4, wait_for_edge_s=30.0, result_timeout_s=10.0)
+    log = open(tmp_path / 'observer.log', 'w')
+    obs = subprocess.Popen([sys.executable, str(OBSERVER), str(OBSERVE_S), str(INTRUDER_FROM)],
+                           stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True,
+                           env=dict(os.environ, PYTHONUNBUFFERED='1', **env_for(WATCH)))
+    try:
+        assert _read_json_line(obs, 30) == {'ready': True}, (tmp_path / 'observer.log').read_text()
+        listener.listen(Tensor, 'edgent/tensor', qos.TENSOR)
+        pub = listener.node.create_publisher(Tensor, 'edgent/tensor', qos.TENSOR)
+        client = AsyncParameterClient(listener.node, 'camera_node')
+        found = client.wait_for_services(timeout_sec=8.0)
+        set_ok = False
+        if found:
+            fut = client.set_parameters([Parameter('exit_index', Parameter.Type.INTEGER, 2)])
+            listener.spin_until(fut.done, timeout=5.0)
+            set_ok = fut.done() and all(r.successful for r in fut.result().results)
+        for i in range(20):
+            pub.publish(_intruder_tensor(runner, i))
+            listener.spin_until(lambda: False, timeout=0.25)
+        report = _read_json_line(obs, OBSERVE_S + 40)
+        assert report is not None, (tmp_path / 'observer.log').read_text()
+    finally:
+        if obs.poll() is None:
+            os.killpg(obs.pid, signal.SIGINT)
+            obs.wait(10)
+        log.close()
+    report.update(tensors_read=len(listener.msgs('edgent/tensor')), service_found=found,
+                  set_ok=set_ok)
+    return report
+
+
+def test_without_security_an_intruder_reads_steers_and_injects(procs, listener, runner,
+                                                               tmp_path):
+    """The control: on an open domain the same intruder succeeds at all three."""
+    r = _scenario(procs, listener, runner, tmp_path, lambda enclave: {})
+    assert r['outcomes_ok'] > 0, r
+    assert r['tensors_read'] > 0, r
+    assert r['service_found'] and r['set_ok'], r
+    assert r['camera_exit_index'] == 2, r
+    assert r['intruder_answers'] > 0, r
+
+
+@pytest.mark.skipif(SECURE_WHY is not None, reason=f'no secure Fast DDS: {SECURE_WHY}')
+def test_enforced_security_nodes_work_and_an_intruder_gets_nothing(procs, listener, runner,
+                                                                   tmp_path, domain_id):
+    store = tmp_path / 'keystore'
+    create_fleet_keystore(store, [CAMERA, EDGE, WATCH], domain_id)
+    r = _scenario(procs, listener, runner, tmp_path,
+                  lambda enclave: security.node_env(str(store), enclave))
+    logs = f'\ncamera:\n{procs.log("camera_node")}\nedge:\n{procs.log("edge_node")}'
+    # the nodes work as before: the secured camera's frames are classified by the secured edge
+    assert r['outcomes_ok'] >= 10, f'{r}{logs}'
+    # ... and the intruder: reads no tensor, finds no parameter service, steers nothing
+    assert r['tensors_read'] == 0, r
+    assert not r['service_found'] and not r['set_ok'], r
+    assert r['camera_exit_index'] == 5, r
+    # and none of its 20 well-formed tensors was answered
+    assert r['intruder_answers'] == 0, r
+
+
+@pytest.mark.skipif(SECURE_WHY is not None, reason=f'no secure Fast DDS: {SECURE_WHY}')
+def test_a_node_without_its_enclave_does_not_start_unsecured(procs, tmp_path, domain_id):
+    store = tmp_path / 'keystore'
+    create_fleet_keystore(store, [EDGE], domain_id)
+    env = security.node_env(str(store), EDGE)
+    env['ROS_SECURITY_ENCLAVE_OVERRIDE'] = '/edgent/robot9/camera_node'   # not in the keystore
+    p = procs.start('camera_node', env=env)
+    p.wait(60)
+    assert p.returncode != 0
+    assert '/edgent/robot9/camera_node' in procs.log('camera_node'), procs.log('camera_node')
