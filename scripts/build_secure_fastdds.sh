@@ -66,14 +66,28 @@ cmake --install "$WORK/fastdds" > /dev/null
 grep -q '#define HAVE_SECURITY 1' "$PREFIX/include/fastdds/config.hpp"
 source "$ROOT/scripts/env.sh" > /dev/null
 export CMAKE_PREFIX_PATH=$PREFIX:$CMAKE_PREFIX_PATH
+# tracetools exports "lttng-ust" as a link library; the wheels bundle it renamed
+# (auditwheel), and the wheels' rmw links that copy: link ours to the same file
+SITE=$VENV/lib/python3.11/site-packages
+LTTNG=$(ls "$SITE"/ros_rmw_fastrtps_shared_cpp.libs/liblttng-ust-*.so.* | grep -v tracepoint | head -1)
+mkdir -p "$WORK/linkstubs"
+# every ROS package's headers are in the venv's include/, which also holds the wheel's Fast DDS
+# headers (HAVE_SECURITY 0, the other ABI): put the secure build's first, as a plain -I
+echo "include_directories(BEFORE \"$PREFIX/include\")" > "$WORK/secure_include_first.cmake"
+ln -sfn "$LTTNG" "$WORK/linkstubs/liblttng-ust.so"
 for pkg in "$SHARED_SRC" "$CPP_SRC"; do
   n=$(basename "$pkg")
   echo "== $n 9.3.3"
   cmake -S "$pkg" -B "$WORK/$n" "${COMMON[@]}" -Dfastdds_DIR="$PREFIX/share/fastdds/cmake" \
-    > "$WORK/$n.configure.log"
+    -DCMAKE_SHARED_LINKER_FLAGS="-L$WORK/linkstubs" \
+    -DCMAKE_PROJECT_INCLUDE="$WORK/secure_include_first.cmake" > "$WORK/$n.configure.log"
   cmake --build "$WORK/$n" -j "$JOBS"
   cmake --install "$WORK/$n" > /dev/null
 done
+# the rmw must have been compiled with security (else it refuses ROS_SECURITY_ENABLE)
+if strings "$PREFIX/lib/librmw_fastrtps_shared_cpp.so" | grep -q "have the security libraries"; then
+  echo "rmw_fastrtps_shared_cpp was compiled without HAVE_SECURITY" >&2; exit 1
+fi
 echo "== packing $NAME"
 STAGE=$WORK/stage/$NAME
 rm -rf "$WORK/stage"; mkdir -p "$STAGE/lib"

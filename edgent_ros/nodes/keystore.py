@@ -54,7 +54,7 @@ def create_fleet_keystore(keystore: Path, enclaves: Sequence[str],
             continue
         with warnings.catch_warnings():
             # sros2 0.15 reads the certificate dates the deprecated (naive) way; harmless
-            warnings.simplefilter('ignore', DeprecationWarning)
+            warnings.filterwarnings('ignore', message='Properties that return a na')
             sros2_keystore.create_enclave(keystore, enclave)
         made.append(enclave)
     return made

@@ -106,7 +106,9 @@ def _scenario(procs, listener, runner, tmp_path, env_for):
             os.killpg(obs.pid, signal.SIGINT)
             obs.wait(10)
         log.close()
-    report.update(tensors_read=len(listener.msgs('edgent/tensor')), service_found=found,
+    # the camera's tensors only (the intruder's own come back to it inside its participant)
+    theirs = [m for m in listener.msgs('edgent/tensor') if m.sequence < INTRUDER_FROM]
+    report.update(tensors_read=len(theirs), service_found=found,
                   set_ok=set_ok)
     return report
 

@@ -107,13 +107,7 @@ REASON = tbm.unavailable_reason()
 
 
 @pytest.mark.skipif(bool(REASON), reason=REASON or 'testbed available')
-def test_testbed_demo_prints_decisions_that_follow_the_link(tmp_path, capsys):
-    pytest.importorskip('rclpy', reason='rclpy not installed (run scripts/setup.sh)')
-    from edgent_ros.evaluation.testbed_session import executable
-    try:
-        executable('camera_node')
-    except FileNotFoundError as exc:
-        pytest.skip(str(exc))
+def test_testbed_demo_prints_decisions_that_follow_the_link(tmp_path, capsys, installed_nodes):
     trace = tmp_path / 'step.csv'
     trace.write_text('t_s,mbps\n0,1.0\n12,0.05\n')
     name = f'dm{os.getpid():x}'[:8]

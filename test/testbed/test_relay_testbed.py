@@ -112,14 +112,10 @@ def test_switching_between_relay_and_direct_link(relay_tb):
 
 
 @needs_root
-def test_nodes_across_a_lossy_delayed_link_account_for_every_frame(relay_tb, tmp_path):
+def test_nodes_across_a_lossy_delayed_link_account_for_every_frame(relay_tb, tmp_path,
+                                                                   installed_nodes):
     """Camera and edge across 5 % loss and 20 ms each way: every frame has one outcome."""
-    pytest.importorskip('rclpy', reason='rclpy not installed (run scripts/setup.sh)')
-    from edgent_ros.evaluation.testbed_session import executable, LOSSY_PROFILE, run_session
-    try:
-        executable('camera_node')
-    except FileNotFoundError as exc:
-        pytest.skip(str(exc))
+    from edgent_ros.evaluation.testbed_session import LOSSY_PROFILE, run_session
     tb = relay_tb
     tb.rate_mbps = 2.0
     tb.setup()

@@ -17,14 +17,8 @@ REASON = tbm.unavailable_reason()
 pytestmark = pytest.mark.skipif(bool(REASON), reason=REASON or 'testbed available')
 
 
-def test_every_fault_once_and_every_frame_accounted(tmp_path):
-    pytest.importorskip('rclpy', reason='rclpy not installed (run scripts/setup.sh)')
+def test_every_fault_once_and_every_frame_accounted(tmp_path, installed_nodes):
     from edgent_ros.evaluation.chaos import KINDS, run_soak
-    from edgent_ros.evaluation.testbed_session import executable
-    try:
-        executable('camera_node')
-    except FileNotFoundError as exc:
-        pytest.skip(str(exc))
     body = run_soak(tmp_path / 'soak', duration_s=110.0, seed=1, mean_gap_s=8.0,
                     name=f'sk{os.getpid():x}'[:8], logdir=tmp_path / 'logs')
     logs = {p.name: p.read_text()[-1500:] for p in (tmp_path / 'logs').rglob('*.log')}

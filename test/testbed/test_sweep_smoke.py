@@ -17,14 +17,8 @@ pytestmark = pytest.mark.skipif(bool(REASON), reason=REASON or 'testbed availabl
 BRANCH_LEN = {1: 10, 2: 10, 3: 12, 4: 13, 5: 20}
 
 
-def test_smoke_sweep_and_resume(tmp_path):
-    pytest.importorskip('rclpy', reason='rclpy not installed (run scripts/setup.sh)')
+def test_smoke_sweep_and_resume(tmp_path, installed_nodes):
     from edgent_ros.evaluation.sweep_session import run_sweep
-    from edgent_ros.evaluation.testbed_session import executable
-    try:
-        executable('camera_node')
-    except FileNotFoundError as exc:
-        pytest.skip(str(exc))
     out = tmp_path / 'sweep.csv'
     pols = ['device-only', 'edge-only', 'edgent', 'true-bandwidth', 'edgent+enc']
     kw = dict(bandwidths=[0.2, 5.0], deadlines=[400.0], policies=pols, frames=3,
