@@ -118,6 +118,31 @@ def summarize(rows: List[dict]) -> dict:
     return out
 
 
+def markdown(summary: dict) -> str:
+    """Return the BENCHMARKS table of a summary (means over repetitions, 95 % intervals)."""
+    def iv(lo_hi, f='{:.2f}'):
+        return f'[{f.format(lo_hi[0])}, {f.format(lo_hi[1])}]'
+    lines = ['| Mbit/s | payload B | plain ms | same build, security off ms | secure ms | '
+             'secure / plain | extra wire bytes / message |',
+             '|---|---|---|---|---|---|---|']
+    for c in summary['cells']:
+        sv = c.get('secure_vs_plain')
+        if not sv:
+            continue
+        off = c.get('plain-securebuild', {}).get('mean_ms', float('nan'))
+        lines.append(
+            f"| {c['rate_mbps']:g} | {c['size_bytes']:,} | {c['plain']['mean_ms']:.1f} | "
+            f"{off:.1f} | {c['secure']['mean_ms']:.1f} | {sv['time_ratio']:.2f} "
+            f"{iv(sv['time_ratio_ci95'])} | {sv['extra_wire_bytes']:.0f} "
+            f"{iv(sv['extra_wire_bytes_ci95'], '{:.0f}')} |")
+    ready = summary['ready_s']
+    lines.append('')
+    lines.append('Start to first match (s, mean [95 % CI]): ' + '; '.join(
+        f"{c} {ready[c]['mean']:.2f} {iv(ready[c]['ci95'])}" for c in CONFIGS if c in ready)
+        + '.')
+    return '\n'.join(lines)
+
+
 def plot(summary: dict, path: Path) -> None:
     """Draw transfer time ratio and extra wire bytes of secure vs plain, per size and rate."""
     import matplotlib
@@ -162,7 +187,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument('--repetitions', type=int, default=3)
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--out', type=Path, default=RESULTS / 'security_overhead.csv')
+    p.add_argument('--report', action='store_true',
+                   help='print the BENCHMARKS table of the JSON beside --out (no run)')
     args = p.parse_args(argv)
+    if args.report:
+        print(markdown(json.loads(args.out.with_suffix('.json').read_text())))
+        return 0
     from edgent_ros.evaluation.testbed import Testbed, unavailable_reason
     from edgent_ros.nodes.keystore import create_fleet_keystore
     reason = unavailable_reason() or security.secure_build_missing(security.secure_lib_dir())

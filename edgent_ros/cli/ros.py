@@ -7,7 +7,7 @@ from pathlib import Path
 import signal
 
 from ..core.optimizer import POLICIES
-from ..core.security import fleet_enclaves, parse_enclaves
+from ..core.security import fleet_enclaves, node_env, parse_enclaves
 from ..evaluation.demo_session import (DEMO_DEADLINE_MS, DEMO_DURATION_S, DEMO_FPS,
                                        run_testbed_demo, TestbedUnavailable)
 from ..evaluation.testbed import unavailable_reason
@@ -74,6 +74,13 @@ def cmd_keystore(args: argparse.Namespace) -> int:
         print(f'{e}: {"created" if e in made else "already there"}')
     print(f'keystore {args.keystore}: {len(enclaves)} enclaves. Copy the robot\'s and the edge\'s '
           f'enclaves (and public/) to each host; launch with keystore:={args.keystore}')
+    return 0
+
+
+def cmd_secure_env(args: argparse.Namespace) -> int:
+    """Print the ``export`` lines that put this shell's ROS tools in an enclave."""
+    for k, v in node_env(args.keystore, args.enclave).items():
+        print(f"export {k}='{v}'")
     return 0
 
 
@@ -167,3 +174,12 @@ def add_parsers(sub) -> None:
     s.add_argument('--enclave', action='append', default=[], metavar='NAME',
                    help='an extra enclave, e.g. /edgent/tools/recorder (repeatable)')
     s.set_defaults(func=cmd_keystore)
+    s = sub.add_parser('secure-env', help='export lines that secure ROS tools run from this shell',
+                       description='Print the environment (export lines) that makes ros2 topic, '
+                                   'rosbag record and the like join a secured fleet in ENCLAVE: '
+                                   'eval "$(edgent-ros secure-env KEYSTORE ENCLAVE)". The '
+                                   'enclave must be in the keystore (edgent-ros keystore '
+                                   '--enclave).')
+    s.add_argument('keystore', help='keystore directory')
+    s.add_argument('enclave', help='enclave, e.g. /edgent/tools/cli')
+    s.set_defaults(func=cmd_secure_env)
