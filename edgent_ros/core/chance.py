@@ -15,7 +15,11 @@ under a stated model of what is uncertain (``Belief``):
 - ``a`` and ``b``, how much slower or faster than predicted the robot's and the edge's compute
   turn out: the recent measured/predicted ratios, each divided by its median (the median itself
   is already in the calibrated problem), taken as their empirical distribution;
-- ``B``, ``a`` and ``b`` independent (the robot, the link and the edge are three machines).
+- ``B``, ``a`` and ``b`` independent (the robot, the link and the edge are three machines);
+- on a link that loses packets (``repairs``), an offloaded frame of ``n`` packets waits for a
+  repair with probability ``q(n) = 1 - (1 - repair_p) ** n``, for an extra time drawn from the
+  recent repairs' costs (``repair_ms``), independent of the rest: ``P_i = (1 - q) P_i(clean)
+  + q mean_c P_i(clean, slack - c)``. A device-only configuration sends nothing and has none.
 
 ``P_i`` is computed exactly for that model: for each pair of ratio samples the link term needs
 ``B >= bits_i / slack``, a normal tail in ``log B``; the pairs are averaged. A device-only
@@ -43,6 +47,7 @@ from scipy.special import ndtr
 
 from .optimizer import (check_bandwidth, check_deadline, check_policy, Decision, EdgentProblem,
                         evaluate, LINK_DOWN_BPS, TIE_MS)
+from .repairs import packets, wait_probability
 from .validate import as_nonneg
 
 # Ratio samples kept per part (the most recent): P is an average over their pairs, so this
@@ -50,6 +55,8 @@ from .validate import as_nonneg
 MAX_RATIO_SAMPLES = 64
 # Two probabilities closer than this are equal (the floating-point sum of a pair average).
 TIE_P = 1e-9
+# repair costs enter as at most this many quantiles (bounds the work per configuration)
+MAX_REPAIR_COSTS = 5
 
 
 def _ratios(samples: Optional[Sequence[float]]) -> np.ndarray:
@@ -68,13 +75,17 @@ class Belief:
 
     ``log_sigma``: spread of the link rate (std of its natural log); ``device_ratios`` and
     ``edge_ratios``: recent measured/predicted compute ratios (any scale: each is divided by its
-    median); ``target``: the on-time probability a configuration must reach.
+    median); ``target``: the on-time probability a configuration must reach; ``repair_p``: the
+    per-packet probability that an offloaded frame waits for a repair, ``repair_ms`` what such a
+    wait has recently cost (ms; ``core.repairs``).
     """
 
     log_sigma: float = 0.0
     device_ratios: Sequence[float] = ()
     edge_ratios: Sequence[float] = ()
     target: float = 0.99
+    repair_p: float = 0.0
+    repair_ms: Sequence[float] = ()
 
     def __post_init__(self) -> None:
         """Validate (ValueError naming the field)."""
@@ -83,12 +94,26 @@ class Belief:
             raise ValueError(f'log_sigma must be finite, got {self.log_sigma!r}')
         if not 0.0 < float(self.target) < 1.0:
             raise ValueError(f'target must be a probability in (0, 1), got {self.target!r}')
+        if not 0.0 <= float(self.repair_p) < 1.0:
+            raise ValueError(f'repair_p must be a probability in [0, 1), got {self.repair_p!r}')
+        if any(not (math.isfinite(float(c)) and c >= 0) for c in self.repair_ms):
+            raise ValueError(f'repair_ms must be finite and >= 0, got {list(self.repair_ms)!r}')
+
+    @property
+    def repair_costs(self) -> np.ndarray:
+        """Return the repair costs the probability averages over (quantiles of ``repair_ms``)."""
+        c = np.asarray([float(x) for x in self.repair_ms], dtype=float)
+        if self.repair_p <= 0.0 or c.size == 0:
+            return np.zeros(0)
+        if c.size > MAX_REPAIR_COSTS:
+            c = np.quantile(c, (np.arange(MAX_REPAIR_COSTS) + 0.5) / MAX_REPAIR_COSTS)
+        return c
 
     @property
     def deterministic(self) -> bool:
         """True when nothing is uncertain (the rule is then ``optimizer.decide``'s)."""
         return (self.log_sigma == 0.0 and np.ptp(_ratios(self.device_ratios)) == 0.0
-                and np.ptp(_ratios(self.edge_ratios)) == 0.0)
+                and np.ptp(_ratios(self.edge_ratios)) == 0.0 and self.repair_costs.size == 0)
 
 
 def on_time_probability(problem: EdgentProblem, bandwidth_bps: float, deadline_ms: float,
@@ -112,20 +137,32 @@ def on_time_probability(problem: EdgentProblem, bandwidth_bps: float, deadline_m
     p = ok.astype(float)                                 # device-only: the robot alone decides
     off = t.offload
     if off.any():
-        fits = ok[off]
-        if bw < LINK_DOWN_BPS:
-            link = np.zeros(fits.shape)
-        else:
-            # the rate the link must reach for the frame to be on time
-            with np.errstate(divide='ignore'):
-                need = t.bits_k[off][:, None, None] / np.where(fits, slack[off], 1.0)
-            if belief.log_sigma > 0:
-                with np.errstate(divide='ignore'):
-                    link = ndtr((math.log(bw) - np.log(need)) / belief.log_sigma)
-            else:
-                link = (bw >= need).astype(float)
-        p[off] = np.where(fits, link, 0.0)
+        bits = t.bits_k[off][:, None, None]
+        p[off] = _link_on_time(bits, slack[off], bw, belief.log_sigma)
+        costs = belief.repair_costs
+        if costs.size:
+            q = wait_probability(belief.repair_p, [packets(b) for b in t.link_bytes[off]])
+            waited = np.mean([_link_on_time(bits, slack[off] - c, bw, belief.log_sigma)
+                              for c in costs], axis=0)
+            p[off] = (1.0 - q)[:, None, None] * p[off] + q[:, None, None] * waited
     return p.mean(axis=(1, 2))
+
+
+def _link_on_time(bits_k: np.ndarray, slack: np.ndarray, bw: float,
+                  log_sigma: float) -> np.ndarray:
+    """Return P(the link carries ``bits_k`` within ``slack`` ms) at median rate ``bw``."""
+    fits = slack >= 0
+    if bw < LINK_DOWN_BPS:
+        return np.zeros(np.broadcast(bits_k, slack).shape)
+    # the rate the link must reach for the frame to be on time
+    with np.errstate(divide='ignore'):
+        need = bits_k / np.where(fits, slack, 1.0)
+    if log_sigma > 0:
+        with np.errstate(divide='ignore'):
+            link = ndtr((math.log(bw) - np.log(need)) / log_sigma)
+    else:
+        link = (bw >= need).astype(float)
+    return np.where(fits, link, 0.0)
 
 
 def decide_chance(problem: EdgentProblem, policy: str, bandwidth_bps: float, deadline_ms: float,
@@ -159,9 +196,12 @@ def decide_chance(problem: EdgentProblem, policy: str, bandwidth_bps: float, dea
     idx = np.flatnonzero(cand)
     i = int(idx[np.argmin(t.rank[idx])])
     d = evaluate(problem, bw, int(t.exit_of[i]), int(t.split_of[i]), deadline, t.encoding_of[i])
+    repair = (f', repair p {belief.repair_p:.4f} cost {np.median(belief.repair_costs):.0f} ms'
+              if belief.repair_costs.size else '')
     why = (f'{policy}: exit {d.exit_index} split {d.split_index} {d.encoding} on time with '
            f'P {p[i]:.4f} {">=" if feasible else "<"} {belief.target:g} (median '
-           f'{d.total_ms:.1f} ms, deadline {deadline:g} ms, link sigma {belief.log_sigma:.2f})')
+           f'{d.total_ms:.1f} ms, deadline {deadline:g} ms, link sigma {belief.log_sigma:.2f}'
+           f'{repair})')
     return replace(d, feasible=feasible, reason=why)
 
 

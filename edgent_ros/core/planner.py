@@ -36,6 +36,7 @@ import math
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from .calibration import LatencyCalibration
+from .repairs import RepairEstimator
 from .chance import Belief, decide_chance, evaluate_chance
 from .link import log_sigma_of
 from .optimizer import (calibrate, check_deadline, decide, Decision, EdgentProblem, evaluate,
@@ -51,7 +52,7 @@ RTT_STEP_MS = 5.0           # the planned fixed cost follows the measured RTT in
 # The settings ``Planner.configure`` takes (the node's parameters of the same names).
 SETTINGS = ('deadline_ms', 'policy', 'strategy', 'true_bandwidth_bps', 'link_timeout_s',
             'edge_batching', 'calibration', 'calibration_quantile', 'fixed_configuration',
-            'decision_rule', 'on_time_target')
+            'decision_rule', 'on_time_target', 'repair_model')
 # chance: a configuration is feasible when P(on time) >= on_time_target under the link estimate's
 # spread and the measured compute spreads (core.chance); point: its latency at the estimate,
 # robot compute at calibration_quantile, is within the deadline (before issue 17).
@@ -159,13 +160,15 @@ class Planner:
                  batch_factor: Optional[Callable[[float], float]] = None,
                  calibration: bool = True, calibration_quantile: float = 0.99,
                  calibration_window_s: float = 60.0, fixed_configuration: str = '',
-                 decision_rule: str = 'chance', on_time_target: float = 0.99):
+                 decision_rule: str = 'chance', on_time_target: float = 0.99,
+                 repair_model: bool = True):
         check_settings(policy, strategy, cmap is not None, decision_rule, on_time_target)
         self.cmap = cmap
         self.batch_factor = batch_factor
         self.hyst = Hysteresis(rel_change=rel_change, min_dwell_s=min_dwell_s,
                                policy=self._hyst_policy(policy))
         self.calib = LatencyCalibration(window_s=calibration_window_s)
+        self.repairs = RepairEstimator()
         self.base_problem = problem
         self.problem = self.model_problem = self.report_problem = problem
         self._problem_key: Optional[tuple] = None
@@ -182,6 +185,7 @@ class Planner:
         self.fixed_configuration = str(fixed_configuration)
         self.decision_rule = str(decision_rule)
         self.on_time_target = float(on_time_target)
+        self.repair_model = bool(repair_model)
         self._check_fixed(policy, self.fixed_configuration, problem)
 
     @staticmethod
@@ -236,14 +240,15 @@ class Planner:
             self._problem_key = None
         if 'calibration' in values and not values['calibration']:
             self.calib.clear()    # off discards what was learned: on again starts afresh
+            self.repairs.clear()
         if 'strategy' in values and self.cmap is not None:
             self.cmap.reset()
         if 'policy' in values:
             self.hyst.policy = self._hyst_policy(self.policy)
             self.hyst.reset()
         return (problem is not None
-                or bool({'deadline_ms', 'policy', 'strategy', 'decision_rule', 'on_time_target'}
-                        & set(values))
+                or bool({'deadline_ms', 'policy', 'strategy', 'decision_rule', 'on_time_target',
+                         'repair_model'} & set(values))
                 or ('true_bandwidth_bps' in values and self.policy == 'true-bandwidth')
                 or ('fixed_configuration' in values and self.policy == 'fixed'))
 
@@ -334,9 +339,16 @@ class Planner:
             return False   # a configuration this planner does not model
         used = self.calib.add(now_s, 'device', p.device_ms, float(outcome.device_ms))
         if outcome.finished_on_edge:
-            used |= self.calib.add(now_s, 'offload', p.transfer_ms + p.edge_ms,
-                                   float(outcome.end_to_end_ms) - float(outcome.device_ms))
+            offload_ms = float(outcome.end_to_end_ms) - float(outcome.device_ms)
+            used |= self.calib.add(now_s, 'offload', p.transfer_ms + p.edge_ms, offload_ms)
             self.calib.add(now_s, 'edge', p.edge_ms, float(outcome.edge_ms))
+            # against the median-calibrated prediction: repairs are what it does not explain
+            median = self.calib.factor(now_s, 'offload', 0.5)
+            t = self.model_problem._t
+            key = (int(outcome.exit_index), int(outcome.split_index), outcome.encoding or 'raw')
+            if key in t.index:
+                self.repairs.add(now_s, float(t.link_bytes[t.index[key]]),
+                                 offload_ms - (p.transfer_ms + p.edge_ms) * median)
         return used
 
     # -- uncertainty ------------------------------------------------------------------------
@@ -346,11 +358,13 @@ class Planner:
         return log_sigma_of(r.bandwidth_uncertainty) if r is not None else 0.0
 
     def belief(self, now_s: float) -> Belief:
-        """Return what the chance rule plans with: link spread, compute spreads, target."""
+        """Return what the chance rule plans with: link and compute spreads, repairs, target."""
         on = self.calibration
+        p, costs = self.repairs.estimate(now_s) if on and self.repair_model else (0.0, ())
         return Belief(self.link_sigma(now_s),
                       self.calib.ratios(now_s, 'device') if on else (),
-                      self.calib.ratios(now_s, 'edge') if on else (), self.on_time_target)
+                      self.calib.ratios(now_s, 'edge') if on else (), self.on_time_target,
+                      repair_p=p, repair_ms=costs)
 
     # -- planning ---------------------------------------------------------------------------
     def _refresh_problem(self, now_s: float) -> Tuple[Dict[str, float], Dict[str, float]]:

@@ -44,7 +44,7 @@ from ..core.codec import bottleneck_width, LOSSLESS
 # Policies run live by the nodes ('true-bandwidth': the Edgent rule at the shaped rate, no
 # estimate), and the oracle, computed offline from the measurements (``offline_oracle``).
 LIVE_POLICIES = ('device-only', 'edge-only', 'partition-only', 'exit-only', 'edgent',
-                 'true-bandwidth', 'edgent+enc', 'edgent+bn')
+                 'true-bandwidth', 'edgent+enc', 'edgent+bn', 'edgent-norepair')
 # 'edgent+enc': the planner's edgent policy with these encodings allowed (issue 9);
 # 'edgent+bn': the same plus every learned bottleneck of the accuracy table (issue 21)
 ENCODINGS_ALL = ('raw', 'fp16', 'int8', 'int8-zlib', 'compressed', 'png', 'jpeg')
@@ -86,8 +86,11 @@ def planner_params(policy: str) -> Dict[str, object]:
 
     ``edgent-point`` is the Edgent policy deciding on the point estimate (``decision_rule
     point``: the planner before issue 17); every other policy uses the on-time-probability rule.
+    ``edgent-norepair``: Edgent's rule without the packet-loss repair model (``repair_model``
+    off: the planner before it), for paired comparisons on lossy links.
     """
-    rule = {'decision_rule': 'point' if policy == 'edgent-point' else 'chance'}
+    rule = {'decision_rule': 'point' if policy == 'edgent-point' else 'chance',
+            'repair_model': policy != 'edgent-norepair'}
     if policy == 'edgent+enc':
         return {'policy': 'edgent', 'encodings': list(ENCODINGS_ALL), **rule}
     if policy == 'edgent+bn':
@@ -96,7 +99,8 @@ def planner_params(policy: str) -> Dict[str, object]:
             raise ValueError('edgent+bn needs learned bottlenecks in the accuracy table '
                              '(edgent-ros train-bottleneck)')
         return {'policy': 'edgent', 'encodings': list(ENCODINGS_ALL) + names, **rule}
-    return {'policy': 'edgent' if policy in ('edgent-map', 'edgent-point') else policy,
+    return {'policy': 'edgent' if policy in ('edgent-map', 'edgent-point', 'edgent-norepair')
+            else policy,
             'encodings': ['raw'], **rule}
 
 

@@ -119,6 +119,11 @@ class PlannerNode(Node):
              'on_time_target': declare(
                  self, 'on_time_target', 0.99, 'decision_rule chance: the probability of being '
                  'on time a configuration must reach', float_range=(0.5, 0.9999)),
+             'repair_model': declare(
+                 self, 'repair_model', True, 'decision_rule chance: count packet-loss repairs '
+                 '(core.repairs: frames later than predicted give the per-packet repair '
+                 'probability and cost; a frame of more packets waits more often); off: plan '
+                 'a clean link'),
              'calibration_window_s': declare(self, 'calibration_window_s', 60.0,
                                              'ratios older than this are forgotten',
                                              float_range=(1.0, 3600.0), read_only=True)}
