@@ -75,6 +75,15 @@ for art in third_party/secure_fastdds/*.tar.xz; do
     log "unpacking Fast DDS with DDS Security into .venv/opt/secure_fastdds"
     (cd "$(dirname "$art")" && sha256sum --quiet -c "$(basename "$art").sha256") \
       || { log "$art: checksum mismatch"; exit 1; }
+    # the secure build links the system's OpenSSL 3 and SQLite (Debian 12 base packages)
+    if ! ldconfig -p | grep -q 'libssl.so.3 ' || ! ldconfig -p | grep -q 'libsqlite3.so.0 '; then
+      if [ "$(id -u)" = 0 ]; then
+        apt-get install -y -qq --no-install-recommends libssl3 libsqlite3-0 >/dev/null 2>&1 \
+          || { apt-get update -qq >/dev/null && apt-get install -y -qq libssl3 libsqlite3-0 >/dev/null; }
+      else
+        log "WARNING: libssl3/libsqlite3-0 missing: secured nodes (keystore:=) will not start"
+      fi
+    fi
     rm -rf "$VENV/opt/secure_fastdds"; mkdir -p "$VENV/opt/secure_fastdds"
     tar -xJf "$art" -C "$VENV/opt/secure_fastdds" --strip-components=1
     rm -f "$STAMPS"/secure-fastdds-*; touch "$STAMPS/secure-fastdds-$sum"
