@@ -29,6 +29,7 @@ ALL_TAGS = ('depend', 'build_depend', 'buildtool_depend', 'build_export_depend',
 # A ROS package imported under its own name (rclpy, sensor_msgs, launch, ...) needs no entry.
 IMPORT_KEYS = {
     'cv2': 'python3-opencv',
+    'sros2': 'sros2',
     'matplotlib': 'python3-matplotlib',
     'numpy': 'python3-numpy',
     'pytest': 'python3-pytest',

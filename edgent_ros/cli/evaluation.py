@@ -10,8 +10,8 @@ import signal
 import sys
 
 from ..evaluation.sweep import (check_targets, DEFAULT_BANDWIDTHS_MBPS, DEFAULT_DEADLINES_MS,
-                                DEFAULT_ROBOT_SCALE, encoding_gain, LIVE_POLICIES, read_rows,
-                                TRACE_POLICIES)
+                                DEFAULT_ROBOT_SCALE, encoding_gain, LIVE_POLICIES,
+                                LOSSY_ONLY_POLICIES, read_rows, TRACE_POLICIES)
 from ..core.paths import DATA_ENV, find_data, HOME_ENV, results_out
 from ..evaluation.paired import PAIRED_BANDWIDTHS_MBPS, PAIRED_DEADLINES_MS, PAIRED_POLICIES
 from ..evaluation.heldout import HELDOUT_POLICIES
@@ -494,7 +494,7 @@ def add_sweep_parser(sub) -> None:
                     metavar='P', help='packet loss, both directions (default %(default)s)')
     lo.add_argument('--deadline-ms', type=float, default=400.0,
                     help='deadline in ms (default %(default)s)')
-    lo.add_argument('--policies', nargs='+', choices=LIVE_POLICIES,
+    lo.add_argument('--policies', nargs='+', choices=LIVE_POLICIES + LOSSY_ONLY_POLICIES,
                     default=['edgent', 'edge-only', 'exit-only'],
                     help='policies (default %(default)s)')
     lo.add_argument('--frames', type=int, default=30, help='frames per run (default 30)')

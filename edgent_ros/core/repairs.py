@@ -37,7 +37,7 @@ PACKET_BYTES = 1400
 
 
 def packets(wire_bytes: float) -> int:
-    """Return the packets an offloaded frame of ``wire_bytes`` puts at risk (fragments + result)."""
+    """Return the packets a frame of ``wire_bytes`` puts at risk (fragments + the result)."""
     return int(math.ceil(max(float(wire_bytes), 1.0) / PACKET_BYTES)) + 1
 
 

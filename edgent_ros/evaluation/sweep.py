@@ -44,7 +44,9 @@ from ..core.codec import bottleneck_width, LOSSLESS
 # Policies run live by the nodes ('true-bandwidth': the Edgent rule at the shaped rate, no
 # estimate), and the oracle, computed offline from the measurements (``offline_oracle``).
 LIVE_POLICIES = ('device-only', 'edge-only', 'partition-only', 'exit-only', 'edgent',
-                 'true-bandwidth', 'edgent+enc', 'edgent+bn', 'edgent-norepair')
+                 'true-bandwidth', 'edgent+enc', 'edgent+bn')
+# only for sweep lossy: Edgent without the packet-loss repair model (a paired comparison)
+LOSSY_ONLY_POLICIES = ('edgent-norepair',)
 # 'edgent+enc': the planner's edgent policy with these encodings allowed (issue 9);
 # 'edgent+bn': the same plus every learned bottleneck of the accuracy table (issue 21)
 ENCODINGS_ALL = ('raw', 'fp16', 'int8', 'int8-zlib', 'compressed', 'png', 'jpeg')

@@ -115,7 +115,7 @@ def test_belief_rejects_bad_repair_values():
 
 
 def _lossy_run(repair_model: bool, seed: int = 2):
-    """A planner on a 100 ms-each-way link whose frames wait 300 ms for a repair 20 % of the time."""
+    """Run a planner on a 100 ms-each-way link whose frames wait 300 ms 20 % of the time."""
     rng = random.Random(seed)
     p = Planner(PROBLEM, deadline_ms=260.0, min_dwell_s=0.0, repair_model=repair_model)
     now, configs = 0.0, []

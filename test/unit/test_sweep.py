@@ -228,9 +228,12 @@ def test_encoded_frames_count_with_their_measured_accuracy_and_stay_out_of_the_o
     assert offline_oracle(frames, ACC, min_frames=5) == []
     assert planner_params('edgent+enc')['encodings'][0] == 'raw'
     assert planner_params('edge-only') == {'policy': 'edge-only', 'encodings': ['raw'],
-                                           'decision_rule': 'chance'}
+                                           'decision_rule': 'chance', 'repair_model': True}
     assert planner_params('edgent-point') == {'policy': 'edgent', 'encodings': ['raw'],
-                                              'decision_rule': 'point'}
+                                              'decision_rule': 'point', 'repair_model': True}
+    assert planner_params('edgent-norepair') == {'policy': 'edgent', 'encodings': ['raw'],
+                                                 'decision_rule': 'chance',
+                                                 'repair_model': False}
     rows = [{'policy': 'edgent', 'bandwidth_mbps': 1.0, 'deadline_ms': d, 'deadline_met': m,
              'on_time_accuracy': 0.5} for d, m in ((100, 0.5), (200, 1.0))]
     rows += [{'policy': 'edgent+enc', 'bandwidth_mbps': 1.0, 'deadline_ms': d,
