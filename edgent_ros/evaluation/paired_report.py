@@ -173,6 +173,33 @@ def _pm(v, h) -> str:
     return f'{v * 100:.1f}' + ('' if h is None else f' ± {h * 100:.1f}')
 
 
+def headline(summary: Sequence[Mapping[str, object]]) -> str:
+    """
+    Return the one-paragraph summary the README quotes, from ``paired_summary.csv``'s rows.
+
+    Per policy: the mean over cells of the on-time accuracy, and in how many cells it meets the
+    deadline (99 % inside the on-time rate's Wilson interval).
+    """
+    by: Dict[str, List[Mapping[str, object]]] = {}
+    for r in summary:
+        by.setdefault(str(r['policy']), []).append(r)
+    pols = sorted(by, key=lambda p: (p != 'edgent', -statistics.mean(
+        float(r['value']) for r in by[p]), p))
+    cells = {(float(r['bandwidth_mbps']), float(r['deadline_ms'])) for r in summary}
+    bws = sorted({c[0] for c in cells})
+    dls = sorted({c[1] for c in cells})
+    reps = int(max(float(r['reps']) for r in summary))
+    frames = int(max(float(r['frames']) for r in summary)) // max(reps, 1)
+    accs = ', '.join(f'{p} {100 * statistics.mean(float(r["value"]) for r in by[p]):.1f} %'
+                     for p in pols)
+    met = ' / '.join(str(sum(int(float(r['meets'])) for r in by[p])) for p in pols)
+    return (f'{len(cells)} cells ({len(bws)} bandwidths, '
+            f'{", ".join(f"{b:g}" for b in bws)} Mbit/s × {len(dls)} deadlines, '
+            f'{", ".join(f"{d:g}" for d in dls)} ms), {reps} repetitions × {frames} paired '
+            f'frames: mean on-time accuracy {accs}; the deadline met (≥ 99 % of frames, '
+            f'Wilson) in {met} of {len(cells)} cells, in that order.')
+
+
 def markdown(rep: Mapping[str, object]) -> str:
     """Return the report's Markdown: per bandwidth a deadline x policy table, claims, cuts."""
     pols = sorted({r['policy'] for r in rep['summary']},

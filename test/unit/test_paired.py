@@ -13,8 +13,9 @@ from edgent_ros.evaluation.paired import (Candidate, cell_stats, check_claims,
                                           EARLY_STOP_LATE, mean_ci, on_time, OracleSearch,
                                           oracle_rows, paired_diff, policy_order, t95,
                                           transfer_floor_ms, wilson)
-from edgent_ros.evaluation.paired_report import build, same_frames
+from edgent_ros.evaluation.paired_report import build, headline, same_frames
 from edgent_ros.evaluation.paired_session import drop_kind, META_FILE, run_paired
+from edgent_ros.evaluation.sweep import read_rows
 
 
 def _frames(lat, config):
@@ -191,3 +192,37 @@ def test_benchmarks_quote_what_the_committed_paired_frames_give(tmp_path):
         assert quoted.strip() == (results / 'paired_report.md').read_text().strip(), folder
         for png in ('paired_vs_deadline.png', 'paired_vs_bandwidth.png'):
             assert (out / png).stat().st_size > 10_000 and (results / png).is_file()
+
+
+HEADLINE = re.compile(r'<!-- paired-headline: (\S+) -->\n(.*?)\n<!-- paired-headline: end -->',
+                      re.S)
+
+
+def test_readme_headline_is_what_the_committed_paired_summaries_give(tmp_path):
+    # the README's numbers come from paired_summary.csv, and that file is what the committed
+    # frames give (regenerated here)
+    blocks = HEADLINE.findall((ROOT / 'README.md').read_text())
+    assert len(blocks) == 2, 'README.md quotes the AlexNet and resnet64 paired summaries'
+    for k, (folder, quoted) in enumerate(blocks):
+        results, out = ROOT / folder, tmp_path / str(k)
+        assert quoted.strip() == headline(read_rows(results / 'paired_summary.csv')), folder
+        out.mkdir()
+        for name in ('paired_frames.csv', 'robot_calibration.json', 'paired_meta.json'):
+            if (results / name).is_file():
+                shutil.copy(results / name, out / name)
+        build(out)
+        assert (out / 'paired_summary.csv').read_text() == \
+            (results / 'paired_summary.csv').read_text(), folder
+
+
+def test_headline_counts_cells_and_orders_policies():
+    rows = [dict(bandwidth_mbps=bw, deadline_ms=dl, policy=p, frames=60.0, reps=3.0,
+                 value=v, meets=m)
+            for bw, dl in ((1.0, 100.0), (2.0, 100.0))
+            for p, v, m in (('exit-only', 0.8, 1.0), ('edgent', 0.7, 0.0),
+                            ('device-only', 0.5, 1.0))]
+    h = headline(rows)
+    assert h.startswith('2 cells (2 bandwidths, 1, 2 Mbit/s × 1 deadlines, 100 ms), '
+                        '3 repetitions × 20 paired frames')
+    assert 'edgent 70.0 %, exit-only 80.0 %, device-only 50.0 %' in h
+    assert 'in 0 / 2 / 2 of 2 cells' in h
