@@ -33,7 +33,9 @@ def _prefix() -> Path:
 
 
 _TAKEN = itertools.count()
-_DOMAINS = random.Random(os.getpid() ^ int(time.time())).sample(range(100, 200), 100)
+# 1..199: not 0 (where users' own nodes run), nor 200..231 (test_launch_precedence's module);
+# a full run has ~130 process tests, so the former 100..199 made the last ~30 reuse domains
+_DOMAINS = random.Random(os.getpid() ^ int(time.time())).sample(range(1, 200), 199)
 
 
 @pytest.fixture
@@ -41,8 +43,8 @@ def domain_id():
     """
     Return a ROS_DOMAIN_ID of this test's own, exported for child processes.
 
-    Each test takes the next of a run-random sequence over 100..199, so a process that outlived
-    its test (or a stale Fast DDS shared-memory port it left) is never on the next test's domain.
+    Each test takes the next of a run-random sequence over 1..199, so a process that outlived
+    its test (or a stale Fast DDS shared-memory port it left) is never on a later test's domain.
     """
     did = _DOMAINS[next(_TAKEN) % len(_DOMAINS)]
     os.environ['ROS_DOMAIN_ID'] = str(did)
