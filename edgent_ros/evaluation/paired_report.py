@@ -118,10 +118,20 @@ def model_errors(rows: Sequence[Mapping[str, object]], problem, out_dir: Path
 
     Robot time: the static model (profiled layers x robot scale) and the same x the factor of
     ``robot_calibration.json`` (a separate device-only run, never these frames) against the
-    measured ``device_ms``. End to end: the static model at the true bandwidth
-    (``predicted_ms``) and the planner's online-calibrated prediction (``planner_ms``).
+    measured ``device_ms``; beside them the floor, each configuration predicted by the median of
+    its own frames (in-sample: what no static per-configuration model beats but by luck). End
+    to end: the static model at the true bandwidth (``predicted_ms``) and the planner's
+    online-calibrated prediction (``planner_ms``).
     """
     ratios = device_ratios(rows, problem)
+    # the floor: each configuration predicted by the median of its own frames here (in-sample,
+    # so no static model of the robot can do better on these frames but by luck)
+    by_config: Dict[Tuple[int, int], List[float]] = {}
+    for r in rows:
+        if r.get('e2e_ms') is not None and int(r['split']) > 0 and float(r['device_ms']) > 0:
+            by_config.setdefault((int(r['exit']), int(r['split'])), []).append(
+                float(r['device_ms']))
+    floor = [(statistics.median(ms), m) for ms in by_config.values() for m in ms]
     cal = Path(out_dir) / CALIBRATION_FILE
     factor = json.loads(cal.read_text())['factor'] if cal.is_file() else None
     out: Dict[str, object] = {
@@ -130,6 +140,7 @@ def model_errors(rows: Sequence[Mapping[str, object]], problem, out_dir: Path
         'robot_median_ratio': statistics.median(ratios) if ratios else None,
         'factor': factor,
         'robot_offline': _mape([(factor, r) for r in ratios]) if factor else None,
+        'robot_floor': _mape(floor),
         'e2e_static': _mape([(r.get('predicted_ms'), r.get('e2e_ms')) for r in rows]),
         'e2e_online': _mape([(r.get('planner_ms'), r.get('e2e_ms')) for r in rows])}
     return out
@@ -232,6 +243,8 @@ def markdown(rep: Mapping[str, object]) -> str:
               'offline factor of a separate device-only run '
               + (f'(x{er["factor"]:g}) {pc(er["robot_offline"])}' if er['factor'] else
                  '(no robot_calibration.json)')
+              + '; each configuration predicted by the median of its own frames here (the '
+              f'in-sample floor of any static model) {pc(er.get("robot_floor"))}'
               + f'; end to end, static model {pc(er["e2e_static"])}, the planner online '
               f'(calibrated) {pc(er["e2e_online"])}.', '']
     lines += [f'Pairing: {rep["same_frames"]} of {rep["pairs"]} neighbouring policy pairs of '
