@@ -30,7 +30,7 @@ def _prediction_error(frames, key: str):
 def main(argv=None) -> int:
     """Print the report tables."""
     from edgent_ros.evaluation.sweep import (check_targets, encoding_gain, markdown_table,
-                                             read_rows, SWEEP_POLICIES)
+                                             read_rows, summary_markdown)
     p = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     p.add_argument('--results', type=Path, default=ROOT / 'bench' / 'results')
     args = p.parse_args(argv)
@@ -41,22 +41,7 @@ def main(argv=None) -> int:
         print(f'**Deadline {dl:g} ms**\n')
         print(markdown_table(rows, dl, 'useful'))
     print('### Summary over all cells\n')
-    print('| policy | cells meeting the deadline on >= 99 % | mean deadline met | mean accuracy '
-          '(test-set top-1 of the exits used) | mean on-time accuracy | mean correct and on '
-          'time (measured) |')
-    print('|---|---|---|---|---|---|')
-    for pol in SWEEP_POLICIES:
-        rs = [r for r in rows if r['policy'] == pol]
-        if not rs:
-            continue
-
-        def mean(key):
-            xs = [float(r[key]) for r in rs if r.get(key) is not None]
-            return statistics.fmean(xs) if xs else float('nan')
-        meets = sum((r['deadline_met'] or 0) >= 0.99 for r in rs)
-        print(f'| {pol} | {meets} / {len(rs)} | {100 * mean("deadline_met"):.1f} % | '
-              f'{100 * mean("expected_top1"):.1f} % | {100 * mean("on_time_accuracy"):.1f} % | '
-              f'{100 * mean("useful"):.1f} % |')
+    print(summary_markdown(rows), end='')
     res = check_targets(rows)
     print('\n### Targets\n')
     print(f'- Edgent meets the deadline on >= 99 % of frames in '

@@ -584,6 +584,45 @@ def markdown_table(rows: Sequence[Mapping[str, object]], deadline_ms: float,
     return head + '\n'.join(lines) + '\n'
 
 
+REPORT_POLICIES = ('device-only', 'edge-only', 'partition-only', 'exit-only', 'edgent',
+                   'true-bandwidth', 'edgent+enc', 'oracle')
+
+
+def summary_markdown(rows: Sequence[Mapping[str, object]],
+                     policies: Sequence[str] = SWEEP_POLICIES) -> str:
+    """Return the per-policy summary over all cells of ``sweep.csv``'s rows (a Markdown table)."""
+    out = ['| policy | cells meeting the deadline on >= 99 % | mean deadline met | mean accuracy '
+           '(test-set top-1 of the exits used) | mean on-time accuracy | mean correct and on '
+           'time (measured) |', '|---|---|---|---|---|---|']
+    for pol in policies:
+        rs = [r for r in rows if r['policy'] == pol]
+        if not rs:
+            continue
+
+        def mean(key):
+            xs = [float(r[key]) for r in rs if r.get(key) is not None]
+            return statistics.fmean(xs) if xs else float('nan')
+        meets = sum((r['deadline_met'] or 0) >= 0.99 for r in rs)
+        out.append(f'| {pol} | {meets} / {len(rs)} | {100 * mean("deadline_met"):.1f} % | '
+                   f'{100 * mean("expected_top1"):.1f} % | '
+                   f'{100 * mean("on_time_accuracy"):.1f} % | {100 * mean("useful"):.1f} % |')
+    return '\n'.join(out) + '\n'
+
+
+def benchmarks_block(rows: Sequence[Mapping[str, object]],
+                     deadlines: Sequence[float] = (100.0, 200.0, 300.0, 400.0),
+                     policies: Sequence[str] = REPORT_POLICIES) -> str:
+    """Return BENCHMARKS §7's tables: on-time accuracy per deadline, then the summary."""
+    parts = []
+    for dl in deadlines:
+        table = markdown_table(rows, dl, 'on_time_accuracy', policies)
+        parts += [f'**Deadline {dl:g} ms**', '', table]
+    cells_n = len({(float(r['bandwidth_mbps']), float(r['deadline_ms'])) for r in rows})
+    parts += [f'Over all {cells_n} (bandwidth, deadline) cells:', '',
+              summary_markdown(rows, policies)]
+    return '\n'.join(parts).strip()
+
+
 # ------------------------------------------------------------------------------------------
 # Plots
 
