@@ -30,7 +30,7 @@ def _prediction_error(frames, key: str):
 def main(argv=None) -> int:
     """Print the report tables."""
     from edgent_ros.evaluation.sweep import (check_targets, encoding_gain, markdown_table,
-                                             read_rows, summary_markdown)
+                                             read_rows, summary_markdown, trace_markdown)
     p = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     p.add_argument('--results', type=Path, default=ROOT / 'bench' / 'results')
     args = p.parse_args(argv)
@@ -88,20 +88,7 @@ def main(argv=None) -> int:
     if traces_csv.exists():
         tr = read_rows(traces_csv)
         print('\n### Trace replays\n')
-        print('| trace | policy | frames | deadline met | accuracy (exits used) | correct and '
-              'on time | p95 ms | switches | big drops: reacted, mean s |')
-        print('|---|---|---|---|---|---|---|---|---|')
-        for r in tr:
-            def pct(k):
-                return '–' if r.get(k) is None else f'{100 * float(r[k]):.1f} %'
-            react = '–' if not r.get('big_drops') else \
-                f'{int(r["reacted"] or 0)}/{int(r["big_drops"])}, ' + \
-                ('–' if r.get('reaction_s') is None else f'{float(r["reaction_s"]):.1f}')
-            frames = '–' if r.get('frames') is None else int(r['frames'])
-            p95 = '–' if r.get('p95_ms') is None else f'{float(r["p95_ms"]):.0f}'
-            sw = '–' if r.get('switches') is None else int(r['switches'])
-            print(f'| {r["trace"]} | {r["policy"]} | {frames} | {pct("deadline_met")} | '
-                  f'{pct("expected_top1")} | {pct("useful")} | {p95} | {sw} | {react} |')
+        print(trace_markdown(tr), end='')
     return 0
 
 

@@ -609,6 +609,25 @@ def summary_markdown(rows: Sequence[Mapping[str, object]],
     return '\n'.join(out) + '\n'
 
 
+def trace_markdown(rows: Sequence[Mapping[str, object]]) -> str:
+    """Return BENCHMARKS §8's trace-replay table from ``traces.csv``'s rows."""
+    out = ['| trace | policy | frames | deadline met | accuracy (exits used) | correct and on '
+           'time | p95 ms | switches | big drops: reacted, mean s |',
+           '|---|---|---|---|---|---|---|---|---|']
+    for r in rows:
+        def pct(k):
+            return '–' if r.get(k) is None else f'{100 * float(r[k]):.1f} %'
+        react = '–' if not r.get('big_drops') else \
+            f'{int(r["reacted"] or 0)}/{int(r["big_drops"])}, ' + \
+            ('–' if r.get('reaction_s') is None else f'{float(r["reaction_s"]):.1f}')
+        frames = '–' if r.get('frames') is None else int(r['frames'])
+        p95 = '–' if r.get('p95_ms') is None else f'{float(r["p95_ms"]):.0f}'
+        sw = '–' if r.get('switches') is None else int(r['switches'])
+        out.append(f'| {r["trace"]} | {r["policy"]} | {frames} | {pct("deadline_met")} | '
+                   f'{pct("expected_top1")} | {pct("useful")} | {p95} | {sw} | {react} |')
+    return '\n'.join(out) + '\n'
+
+
 def benchmarks_block(rows: Sequence[Mapping[str, object]],
                      deadlines: Sequence[float] = (100.0, 200.0, 300.0, 400.0),
                      policies: Sequence[str] = REPORT_POLICIES) -> str:

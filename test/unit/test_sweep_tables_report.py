@@ -3,7 +3,7 @@
 from pathlib import Path
 import re
 
-from edgent_ros.evaluation.sweep import benchmarks_block, read_rows
+from edgent_ros.evaluation.sweep import benchmarks_block, read_rows, trace_markdown
 
 ROOT = Path(__file__).resolve().parents[2]
 BLOCK = re.compile(r'<!-- sweep-tables: (\S+) -->\n(.*?)\n<!-- sweep-tables: end -->', re.S)
@@ -25,3 +25,13 @@ def test_block_has_a_table_per_deadline_and_the_summary():
     assert blk.count('**Deadline') == 2 and 'Over all 4 (bandwidth, deadline) cells' in blk
     assert '| 1 | 50 (1/10) | 50 (1/10) |' in blk
     assert '| edgent | 4 / 4 | 100.0 % | 80.0 % | 50.0 % | 50.0 % |' in blk
+
+
+TRACE = re.compile(r'<!-- trace-table: (\S+) -->\n(.*?)\n<!-- trace-table: end -->', re.S)
+
+
+def test_benchmarks_section_8_table_is_the_committed_traces():
+    blocks = TRACE.findall((ROOT / 'BENCHMARKS.md').read_text())
+    assert blocks, 'BENCHMARKS.md has no trace-table block'
+    for folder, quoted in blocks:
+        assert quoted.strip() == trace_markdown(read_rows(ROOT / folder / 'traces.csv')).strip()
