@@ -11,7 +11,8 @@ For a final exit (default 5) run wholly on the robot, and for a grid of entropy 
   tried on the way); the planner's worst case (no frame leaves early) beside it.
 
 Writes ``bench/results/confidence.json`` and ``confidence.png``:
-``python bench/bench_confidence.py`` (about a minute).
+``python bench/bench_confidence.py`` (about a minute); ``--report`` prints BENCHMARKS' table
+(``markdown``) of the JSON instead.
 """
 
 import argparse
@@ -54,7 +55,12 @@ def main(argv=None) -> int:
     ap.add_argument('--factor', type=float, default=4.0,
                     help='robot emulation: measured 1-thread time x this')
     ap.add_argument('--out', type=Path, default=RESULTS / 'confidence.json')
+    ap.add_argument('--report', action='store_true',
+                    help='measure nothing: print the table of --out')
     args = ap.parse_args(argv)
+    if args.report:
+        print(markdown(json.loads(args.out.read_text())))
+        return 0
     import torch
     from edgent_ros.core.artifacts import load_confidence, read_config
     from edgent_ros.core.weights import load_model
@@ -102,6 +108,21 @@ def main(argv=None) -> int:
     plot(report, args.out.with_suffix('.png'))
     print(f'wrote {args.out} and {args.out.with_suffix(".png")}')
     return 0
+
+
+def markdown(report: dict) -> str:
+    """Return BENCHMARKS' table (section 9.2) of a ``confidence.json`` report."""
+    n = f'{report["frames"]:,}'
+    out = [f'| threshold (nats) | top-1 measured ({n}) | top-1 table (10,000) | mean ms measured '
+           '| p95 ms measured | mean ms predicted | frames leaving at exit '
+           + ' / '.join(str(e) for e in range(1, report['final_exit'] + 1)) + ' |',
+           '|---|---|---|---|---|---|---|']
+    for r in report['rows']:
+        leave = ' / '.join(f'{100 * f:.0f}' for f in r['measured_exit_fraction'])
+        out.append(f'| {r["threshold"]:g} | {100 * r["measured_top1"]:.1f} % | '
+                   f'{100 * r["table_top1"]:.2f} % | {r["measured_mean_ms"]:.1f} | '
+                   f'{r["measured_p95_ms"]:.1f} | {r["predicted_mean_ms"]:.1f} | {leave} % |')
+    return '\n'.join(out)
 
 
 def plot(report: dict, path: Path) -> None:

@@ -11,6 +11,7 @@ ROS_DOMAIN_ID with localhost discovery. Needs the built package (``source script
 ``--batch-window-ms``): each point also reports the mean batch size, the measured edge time
 (queue wait + batch compute) and the planner's prediction of it (profiled suffix time x
 ``LatencyModels.batch_factor`` of the reported batch size + the reported queue wait).
+``--report`` measures nothing and prints BENCHMARKS' table (``markdown``) of ``--out``.
 """
 
 import argparse
@@ -102,7 +103,12 @@ def main(argv=None) -> int:
                     help='edge max_batch values to run (1 = batching off)')
     ap.add_argument('--batch-window-ms', type=float, default=0.0)
     ap.add_argument('--out', type=Path, default=RESULTS / 'load.json')
+    ap.add_argument('--report', action='store_true',
+                    help='measure nothing: print the table of --out')
     args = ap.parse_args(argv)
+    if args.report:
+        print(markdown(json.loads(args.out.read_text())))
+        return 0
     os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(100, 199)))
     os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
     report = {'fps_per_robot': args.fps, 'seconds': args.seconds, 'exit': args.exit,
@@ -123,6 +129,36 @@ def main(argv=None) -> int:
     plot(report, args.out.with_suffix('.png'))
     print(f'wrote {args.out} and {args.out.with_suffix(".png")}')
     return 0
+
+
+def markdown(report: dict) -> str:
+    """
+    Return BENCHMARKS' table (section 9.3) of a report: one row per (max_batch, robots) point.
+
+    Frames, results and drops are summed over the robots; latencies, batch sizes and edge times
+    are the mean of the robots' values.
+    """
+    out = [f'| robots x {report["fps_per_robot"]:g} fps | max_batch | frames | results | '
+           'skipped / refused (reason) | e2e p50 / p95 / p99 ms | mean batch | '
+           'edge wait + compute ms: measured / predicted |', '|---|---|---|---|---|---|---|---|']
+    points = []
+    for key, robots in report['points'].items():
+        n, _, b = key.partition('x')
+        points.append((int(b or 1), int(n), list(robots.values())))
+    for b, n, rs in sorted(points):
+        drops: dict = {}
+        for r in rs:
+            for reason, k in r['drops'].items():
+                drops[reason] = drops.get(reason, 0) + k
+        skipped = ', '.join(f'{k:,} {reason}' for reason, k in sorted(drops.items())) or '0'
+
+        def mean(field: str) -> float:
+            return float(np.mean([r[field] for r in rs]))
+        out.append(f'| {n} | {b} | {sum(r["frames"] for r in rs):,} | '
+                   f'{sum(r["results"] for r in rs):,} | {skipped} | {mean("p50_ms"):.1f} / '
+                   f'{mean("p95_ms"):.1f} / {mean("p99_ms"):.1f} | {mean("batch_mean"):.2f} | '
+                   f'{mean("edge_total_ms_mean"):.1f} / {mean("edge_total_ms_predicted"):.1f} |')
+    return '\n'.join(out)
 
 
 def plot(report: dict, path: Path) -> None:

@@ -8,7 +8,8 @@ edge = 2 threads, batch 1), then over a bandwidth grid the fastest split of the 
 edge-only (the uint8 frame crosses) and device-only, with fp32 and int8 activations. Writes
 ``bench/results/cut_analysis.csv`` (one row per model, element size, bandwidth) and
 ``cut_analysis.png`` (latency vs bandwidth per model; where a mid-network cut is fastest) and
-prints the bandwidth range where a mid cut wins and by how much.
+prints the bandwidth range where a mid cut wins and by how much (then BENCHMARKS' table,
+``markdown``; ``--report`` prints only that, from the CSV).
 
 ``python bench/cut_analysis.py [--profile] [--models A.yaml ...]``: ``--profile`` (re)measures
 the block times (root for the cgroup; a few minutes per model), else the files beside each
@@ -74,7 +75,13 @@ def main() -> int:
     ap.add_argument('--profile', action='store_true', help='measure the block times first')
     ap.add_argument('--repeats', type=int, default=5, help='profile repeats per block')
     ap.add_argument('--out', type=Path, default=RESULTS / 'cut_analysis.csv')
+    ap.add_argument('--report', action='store_true',
+                    help='analyse nothing: print the table of --out')
     args = ap.parse_args()
+    if args.report:
+        with open(args.out, newline='') as f:
+            print(markdown(list(csv.DictReader(f))))
+        return 0
     models = args.models or SHIPPED + example_descriptions()
     rows = []
     for path in models:
@@ -90,6 +97,7 @@ def main() -> int:
         w.writeheader()
         w.writerows(rows)
     summarize(rows)
+    print(markdown(rows))
     plot(rows, args.out.with_suffix('.png'))
     return 0
 
@@ -163,6 +171,45 @@ def summarize(rows: list) -> None:
             where, gain, cut = 'never', '-', '-'
         print(f'| {m} | {e} | {rs[0]["robot_ms_total"]:.1f} | {rs[0]["edge_ms_total"]:.1f} | '
               f'{rs[0]["frame_bytes"]} | {where} | {gain} | {cut} |')
+
+
+def _short(x: float) -> str:
+    """Format ms or KB: whole units from 20 up, one decimal below."""
+    return f'{x:.0f}' if x >= 20 else f'{x:.1f}'
+
+
+def markdown(rows: list) -> str:
+    """
+    Return BENCHMARKS' table (section 14) of the CSV rows: per model, where a mid cut is fastest.
+
+    One row per model (in the CSV's order), fp32 and int8 columns: ``never``, or the bandwidths
+    where the fastest split of the final exit is mid-network, its cut and its best gain over the
+    better of edge-only and device-only.
+    """
+    out = ['| model | robot / edge ms (whole model) | frame (uint8) | fp32: a mid cut is fastest '
+           '| int8: a mid cut is fastest |', '|---|---|---|---|---|']
+    for m in dict.fromkeys(r['model'] for r in rows):
+        rs = [r for r in rows if r['model'] == m]
+        frame = int(rs[0]['frame_bytes'])
+        side = math.isqrt(frame // 3)
+        line = (f'| {m} ({side}×{side}) | {_short(float(rs[0]["robot_ms_total"]))} / '
+                f'{_short(float(rs[0]["edge_ms_total"]))} | {frame:,} B |')
+        for e in ('fp32', 'int8'):
+            mids = [r for r in rs if r['elements'] == e and int(r['mid_cut'])]
+            if not mids:
+                line += ' never |'
+                continue
+            bws = [float(r['bandwidth_mbps']) for r in mids]
+            top = max(mids, key=lambda r: float(r['gain']))
+            cut = f'after {top["cut_after"]} ({_short(int(top["payload_bytes"]) / 1000)} KB)'
+            if len(mids) == 1:
+                line += f' at {bws[0]:.1f} Mbit/s only: {cut}, {float(top["gain"]):.2f}× faster |'
+            else:
+                line += (f' {min(bws):.1f}–{max(bws):.1f} Mbit/s: {cut}, up to '
+                         f'{float(top["gain"]):.2f}× faster '
+                         f'({float(top["bandwidth_mbps"]):.2g} Mbit/s) |')
+        out.append(line)
+    return '\n'.join(out)
 
 
 def plot(rows: list, path: Path) -> None:

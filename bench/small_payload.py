@@ -856,54 +856,78 @@ def summarize(rows: List[dict], node_rows: List[dict], log) -> None:
         log(nodes_progress(node_rows, k[1], k[0], k[2]))
 
 
+def _median(rs: List[dict], f: str) -> float:
+    xs = [_num(r, f) for r in rs if _num(r, f) is not None]
+    return statistics.median(xs) if xs else float('nan')
+
+
+def pubsub_markdown(rows: List[dict], label: str = 'after') -> str:
+    """
+    Return BENCHMARKS' pub/sub table (section 11) of ``label``'s rows: medians per size and rate.
+
+    Per rate: bytes/rate (ideal), then the busy and idle delivery times with their ratio to it.
+    """
+    rows = [r for r in rows if r['label'] == label and r['pacing'] != 'reference']
+    rates = sorted({float(r['rate_mbps']) for r in rows})
+    head = '| payload (B) | on wire (B) |'
+    for rate in rates:
+        head += f' {rate * 1000:g} kbit/s: ideal | busy | idle |'
+    out = [head, '|' + '---|' * (2 + 3 * len(rates))]
+    for size in sorted({int(r['size_bytes']) for r in rows}):
+        sel = [r for r in rows if int(r['size_bytes']) == size]
+        line = f'| {size:,} | {_median(sel, "wire_bytes"):,.0f} |'
+        for rate in rates:
+            at = [r for r in sel if float(r['rate_mbps']) == rate]
+            line += f' {_median(at, "ideal_ms"):.0f} ms |'
+            for pacing in ('busy', 'idle'):
+                rs = [r for r in at if r['pacing'] == pacing]
+                line += (f' {_median(rs, "delivery_ms"):.0f} ms ({_median(rs, "ratio"):.2f}×) |'
+                         if rs else ' |')
+        out.append(line)
+    return '\n'.join(out)
+
+
+def nodes_markdown(node_rows: List[dict], bold: str = 'after') -> str:
+    """
+    Return BENCHMARKS' real-node table (section 11): per rate and profile (label).
+
+    The ideal (bytes/rate) is given once per rate; the rows labelled ``bold`` are set in bold.
+    """
+    out = ['| rate | profile | frames | uplink_ms median | /ideal: median | mean | p90 '
+           '| frames behind other traffic | bytes queued ahead (mean; of it SPDP) |',
+           '|---|---|---|---|---|---|---|---|---|']
+    keys = sorted({(float(r['rate_mbps']), r['label']) for r in node_rows},
+                  key=lambda k: (k[0], k[1] != 'before', k[1]))
+    shown = set()
+    for rate, lb in keys:
+        rs = [r for r in node_rows if (float(r['rate_mbps']), r['label']) == (rate, lb)]
+        ratios = sorted(float(r['ratio']) for r in rs)
+        hit = sum(1 for r in rs if float(r['ahead_bytes']) > 0)
+        ideal = '' if rate in shown else f' (ideal {_median(rs, "ideal_ms"):.0f})'
+        shown.add(rate)
+        b = '**' if lb == bold else ''
+        out.append(
+            f'| {rate * 1000:g} kbit/s | {b}{lb}{b} | {len(rs)} | '
+            f'{_median(rs, "uplink_ms"):.0f}{ideal} | {b}{statistics.median(ratios):.2f}{b} | '
+            f'{b}{statistics.mean(ratios):.2f}{b} | '
+            f'{b}{ratios[int(0.9 * (len(ratios) - 1))]:.2f}{b} | {100 * hit / len(rs):.0f} % | '
+            f'{statistics.mean(float(r["ahead_bytes"]) for r in rs):.0f}; '
+            f'{statistics.mean(float(r["ahead_spdp"]) for r in rs):.0f} |')
+    return '\n'.join(out)
+
+
 def report(rows: List[dict], node_rows: List[dict], bg_rows: List[dict]) -> str:
     """Return the Markdown tables of BENCHMARKS.md from the CSV rows (medians; see the doc)."""
     out = []
+    if node_rows:
+        out += [nodes_markdown(node_rows), '']
     labels = sorted({r['label'] for r in rows}, key=lambda x: (x != 'before', x))
-
-    def med(rs: List[dict], f: str) -> float:
-        xs = [_num(r, f) for r in rs if _num(r, f) is not None]
-        return statistics.median(xs) if xs else float('nan')
-    rates = sorted({float(r['rate_mbps']) for r in rows if r['pacing'] != 'reference'})
-    sizes = sorted({int(r['size_bytes']) for r in rows})
-    head = '| payload (B) | on wire (B) |'
-    for rate in rates:
-        for lb in labels:
-            head += f' {rate * 1000:g} kbit/s {lb}: busy | idle |'
-    out += [head, '|' + '---|' * (2 + 2 * len(rates) * len(labels))]
-    for size in sizes:
-        sel = [r for r in rows if int(r['size_bytes']) == size]
-        line = f'| {size:,} | {med(sel, "wire_bytes"):,.0f} |'
-        for rate in rates:
-            for lb in labels:
-                for pacing in ('busy', 'idle'):
-                    rs = [r for r in sel if (r['label'], r['pacing'], float(r['rate_mbps']))
-                          == (lb, pacing, rate)]
-                    line += (f' {med(rs, "delivery_ms"):.0f} ms ({med(rs, "ratio"):.2f}x) |'
-                             if rs else ' |')
-        out.append(line)
+    for lb in labels:
+        out += [f'Pub/sub, {lb}:', '', pubsub_markdown(rows, lb), '']
     ref = [r for r in rows if r['pacing'] == 'reference']
     if ref:
-        out.append(f'\nUnshaped ({REFERENCE_MBPS:g} Mbit/s) publish -> callback: median '
-                   f'{med(ref, "delivery_ms"):.1f} ms over {len(ref)} messages.')
-    if node_rows:
-        out += ['', '| rate | profile | frames | uplink_ms median | /ideal: median | mean | p90 '
-                '| frames behind other traffic | bytes ahead (mean; SPDP) |',
-                '|---|---|---|---|---|---|---|---|---|']
-        keys = sorted({(float(r['rate_mbps']), r['label'], r['config']) for r in node_rows},
-                      key=lambda k: (k[0], k[1] != 'before'))
-        for rate, lb, cfg in keys:
-            rs = [r for r in node_rows if (float(r['rate_mbps']), r['label'], r['config'])
-                  == (rate, lb, cfg)]
-            ratios = sorted(float(r['ratio']) for r in rs)
-            hit = sum(1 for r in rs if float(r['ahead_bytes']) > 0)
-            out.append(
-                f'| {rate * 1000:g} kbit/s | {lb} ({Path(cfg).stem}) | {len(rs)} | '
-                f'{med(rs, "uplink_ms"):.0f} (ideal {med(rs, "ideal_ms"):.0f}) | '
-                f'{statistics.median(ratios):.2f} | {statistics.mean(ratios):.2f} | '
-                f'{ratios[int(0.9 * (len(ratios) - 1))]:.2f} | {100 * hit / len(rs):.0f} % | '
-                f'{statistics.mean(float(r["ahead_bytes"]) for r in rs):.0f}; '
-                f'{statistics.mean(float(r["ahead_spdp"]) for r in rs):.0f} |')
+        out.append(f'Unshaped ({REFERENCE_MBPS:g} Mbit/s) publish -> callback: median '
+                   f'{_median(ref, "delivery_ms"):.1f} ms over {len(ref)} messages.')
     if bg_rows:
         out += ['', '| profile | idle uplink, one participant per side (B/s by kind) |',
                 '|---|---|']
@@ -911,7 +935,7 @@ def report(rows: List[dict], node_rows: List[dict], bg_rows: List[dict]) -> str:
             rs = [r for r in bg_rows if r['label'] == lb]
             out.append(f'| {lb} | ' + ', '.join(f'{r["kind"]} {float(r["bytes_per_s"]):g}'
                                                 for r in rs) + ' |')
-    return '\n'.join(out)
+    return '\n'.join(out).strip()
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -23,6 +23,8 @@ same script measures an older checkout, e.g. the flat layout before the split::
 
 Results are appended to ``bench/results/startup.csv`` (one row per target and repeat) and a
 median summary is printed. Run with the environment of ``scripts/env.sh`` and nothing else busy.
+``--report`` measures nothing and prints BENCHMARKS' before/after table (``markdown``) of the
+CSV.
 """
 
 from __future__ import annotations
@@ -156,17 +158,41 @@ def plot(csv_path: Path, png: Path) -> Path:
     return png
 
 
+def markdown(rows: list) -> str:
+    """Return BENCHMARKS' table (section 10): medians per target, one column group per label."""
+    labels = list(dict.fromkeys(r['label'] for r in rows))
+    head = '| target |' + ''.join(f' {lb}: s | {lb}: MB | torch |' for lb in labels)
+    out = [head, '|---' * (1 + 3 * len(labels)) + '|']
+    for target in dict.fromkeys(r['target'] for r in rows):
+        line = f'| `{target}` |' if target.startswith('edgent-ros') else f'| {target} |'
+        for lb in labels:
+            rs = [r for r in rows if r['label'] == lb and r['target'] == target]
+            torch = 'yes' if any(int(r['torch_loaded']) for r in rs) else 'no'
+            line += (f' {statistics.median(float(r["seconds"]) for r in rs):.2f} | '
+                     f'{statistics.median(float(r["rss_mb"]) for r in rs):.0f} | {torch} |')
+        out.append(line)
+    return '\n'.join(out)
+
+
 def main(argv=None) -> int:
     """Measure and append the rows; print medians."""
     ap = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    ap.add_argument('--label', required=True, help='row label, e.g. before / after')
+    ap.add_argument('--label', help='row label, e.g. before / after (required to measure)')
     ap.add_argument('--tree', default='', help='source tree to put first on PYTHONPATH')
     ap.add_argument('--flat', action='store_true', help='the tree has the flat layout '
                     '(edgent_ros.entry) of before the split')
     ap.add_argument('--repeats', type=int, default=3)
     ap.add_argument('--settle-s', type=float, default=3.0)
     ap.add_argument('--out', type=Path, default=OUT)
+    ap.add_argument('--report', action='store_true',
+                    help='measure nothing: print the table of --out')
     args = ap.parse_args(argv)
+    if args.report:
+        with open(args.out, newline='') as f:
+            print(markdown(list(csv.DictReader(f))))
+        return 0
+    if not args.label:
+        ap.error('--label is required to measure')
     env = _env(args.tree)
     os.environ.update({k: env[k] for k in ('ROS_DOMAIN_ID', 'ROS_AUTOMATIC_DISCOVERY_RANGE')})
     import rclpy   # the listener shares the nodes' domain

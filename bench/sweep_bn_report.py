@@ -26,27 +26,11 @@ def main() -> None:
     args = ap.parse_args()
     if args.reps:
         return report_reps(args.reps, args.plot)
-    rows = list(csv.DictReader(open(args.csv)))
+    rows = read_csv(args.csv)
     frames_csv = args.csv.with_name(args.csv.stem + '_frames.csv')
-    planner = {}
-    if frames_csv.exists():
-        for f in csv.DictReader(open(frames_csv)):
-            planner.setdefault((f['policy'], f['bandwidth_mbps'], f['deadline_ms']),
-                               []).append(float(f['planner_ms'] or 'nan'))
+    print(cells_markdown(rows, read_csv(frames_csv) if frames_csv.exists() else []))
     cells = sorted({(float(r['bandwidth_mbps']), float(r['deadline_ms'])) for r in rows})
     by = {(r['policy'], float(r['bandwidth_mbps']), float(r['deadline_ms'])): r for r in rows}
-    print('| Mbit/s | deadline | policy | frames | met | on-time acc. | configs (frames) '
-          '| planner ms (median) |')
-    print('|---|---|---|---|---|---|---|---|')
-    for bw, dl in cells:
-        for p in POLICIES:
-            r = by.get((p, bw, dl))
-            if r is None:
-                continue
-            pm = sorted(planner.get((p, r['bandwidth_mbps'], r['deadline_ms']), []))
-            pms = f'{pm[len(pm) // 2]:.0f}' if pm else '-'
-            print(f"| {bw:g} | {dl:g} | {p} | {r['frames']} | {float(r['deadline_met']):.0%} "
-                  f"| {100 * float(r['on_time_accuracy']):.1f} | {r['configs']} | {pms} |")
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -66,39 +50,92 @@ def main() -> None:
     print(f'wrote {args.plot}')
 
 
-def report_reps(paths, plot: Path) -> None:
-    """Mean (min-max) on-time accuracy and deadline met per cell and policy over repetitions."""
+def read_csv(path: Path) -> list:
+    """Return the rows of the CSV file ``path``."""
+    with open(path, newline='') as f:
+        return list(csv.DictReader(f))
+
+
+def cells_markdown(rows: list, frame_rows: list) -> str:
+    """
+    Return BENCHMARKS' table of one sweep (section 12): one row per cell and policy.
+
+    ``frame_rows`` (the sweep's ``_frames.csv``) give the planner's median prediction.
+    """
+    planner = {}
+    for f in frame_rows:
+        planner.setdefault((f['policy'], f['bandwidth_mbps'], f['deadline_ms']),
+                           []).append(float(f['planner_ms'] or 'nan'))
+    cells = sorted({(float(r['bandwidth_mbps']), float(r['deadline_ms'])) for r in rows})
+    by = {(r['policy'], float(r['bandwidth_mbps']), float(r['deadline_ms'])): r for r in rows}
+    out = ['| Mbit/s | deadline | policy | frames | met | on-time acc. | configs (frames) '
+           '| planner ms (median) |', '|---|---|---|---|---|---|---|---|']
+    for bw, dl in cells:
+        for p in POLICIES:
+            r = by.get((p, bw, dl))
+            if r is None:
+                continue
+            pm = sorted(planner.get((p, r['bandwidth_mbps'], r['deadline_ms']), []))
+            pms = f'{pm[len(pm) // 2]:.0f}' if pm else '-'
+            acc = 100 * float(r['on_time_accuracy'])
+            out.append(f"| {bw:g} | {dl:g} | {p} | {r['frames']} | "
+                       f"{float(r['deadline_met']):.0%} | {acc:.1f} | {r['configs']} | {pms} |")
+    return '\n'.join(out)
+
+
+def _rep_values(reps: list) -> tuple:
+    """Return (on-time accuracy %, met %, bottleneck frames) per (Mbit/s, deadline, policy)."""
     vals, met, bn = {}, {}, {}
-    for path in paths:
-        for r in csv.DictReader(open(path)):
+    for rows, frame_rows in reps:
+        for r in rows:
             if r['policy'] not in POLICIES[:3]:
                 continue
             key = (float(r['bandwidth_mbps']), float(r['deadline_ms']), r['policy'])
             vals.setdefault(key, []).append(100 * float(r['on_time_accuracy']))
             met.setdefault(key, []).append(100 * float(r['deadline_met']))
-        frames = path.with_name(path.stem + '_frames.csv')
-        for f in csv.DictReader(open(frames)):
+        for f in frame_rows:
             if f['encoding'].startswith('bn'):
                 key = (float(f['bandwidth_mbps']), float(f['deadline_ms']), f['policy'])
                 bn[key] = bn.get(key, 0) + 1
+    return vals, met, bn
+
+
+def reps_markdown(reps: list) -> str:
+    """
+    Return BENCHMARKS' table of repeated sweeps (section 12) and the mean per policy.
+
+    ``reps``: one (rows, frame rows) pair per repetition; per cell and policy the mean
+    (min-max) on-time accuracy and the mean deadline met, then one line per policy.
+    """
+    vals, met, bn = _rep_values(reps)
     cells = sorted({k[:2] for k in vals})
-    n = len(paths)
-    print('| Mbit/s | deadline | ' + ' | '.join(f'{p}: on-time acc. / met' for p in POLICIES[:3])
-          + ' | bn frames (edgent+bn) |')
-    print('|---|---|' + '---|' * 4)
+    n = len(reps)
+    head = ' | '.join(f'{p}: on-time acc. / met' for p in POLICIES[:3])
+    out = [f'| Mbit/s | deadline | {head} | bn frames (edgent+bn) |', '|---|---|' + '---|' * 4]
     for bw, dl in cells:
         parts = []
         for p in POLICIES[:3]:
             v, m = vals.get((bw, dl, p), []), met.get((bw, dl, p), [])
             parts.append(f'{sum(v) / len(v):.1f} ({min(v):.0f}-{max(v):.0f}) / '
                          f'{sum(m) / len(m):.0f} %' if v else '-')
-        print(f'| {bw:g} | {dl:g} | ' + ' | '.join(parts)
-              + f' | {bn.get((bw, dl, "edgent+bn"), 0)} of {20 * n} |')
+        out.append(f'| {bw:g} | {dl:g} | ' + ' | '.join(parts)
+                   + f' | {bn.get((bw, dl, "edgent+bn"), 0)} of {20 * n} |')
     for p in POLICIES[:3]:
         allv = [sum(vals[(bw, dl, p)]) / len(vals[(bw, dl, p)]) for bw, dl in cells
                 if (bw, dl, p) in vals]
-        print(f'- {p}: mean on-time accuracy over the {len(allv)} cells '
-              f'{sum(allv) / len(allv):.1f} % ({n} repetitions)')
+        out.append(f'- {p}: mean on-time accuracy over the {len(allv)} cells '
+                   f'{sum(allv) / len(allv):.1f} % ({n} repetitions)')
+    return '\n'.join(out)
+
+
+def report_reps(paths, plot: Path) -> None:
+    """Mean (min-max) on-time accuracy and deadline met per cell and policy over repetitions."""
+    reps = [(read_csv(path), read_csv(path.with_name(path.stem + '_frames.csv')))
+            for path in paths]
+    print(reps_markdown(reps))
+    vals = _rep_values(reps)[0]
+    cells = sorted({k[:2] for k in vals})
+    n = len(paths)
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt

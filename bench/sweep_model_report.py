@@ -18,22 +18,66 @@ import statistics
 RESULTS = Path(__file__).resolve().parent / 'results'
 
 
+# the table's order: the policies that may cut mid-network, then the fixed ends
+POLICY_ORDER = ('edgent', 'exit-only', 'partition-only', 'device-only', 'edge-only')
+FIXED = ('device-only', 'edge-only')
+BRANCH_LENS = (6, 8, 10, 14)     # resnet64's layers per exit
+
+
+def read_reps(paths) -> dict:
+    """Return the sweep rows (oracle left out) per (Mbit/s, deadline, policy), one per file."""
+    by = {}
+    for path in paths:
+        with open(path, newline='') as f:
+            for r in csv.DictReader(f):
+                if r['policy'] == 'oracle':
+                    continue
+                key = (float(r['bandwidth_mbps']), float(r['deadline_ms']), r['policy'])
+                by.setdefault(key, []).append(r)
+    return by
+
+
+def _configs(rs, lens) -> tuple:
+    """Return ({exit/split: frames} over ``rs``, frames sent from a mid-network cut)."""
+    configs, mid = {}, 0
+    for r in rs:
+        for part in (r.get('configs') or '').split(';'):
+            if ':' in part:
+                c, n = part.rsplit(':', 1)
+                configs[c] = configs.get(c, 0) + int(n)
+                e, s = (int(v) for v in c.split('/')[:2])
+                if 0 < s < lens[e - 1]:
+                    mid += int(n)
+    return configs, mid
+
+
+def policy_markdown(by: dict, reps: int, lens) -> str:
+    """Return BENCHMARKS' table (section 14): per policy, on-time accuracy and mid-cut frames."""
+    cells = sorted({k[:2] for k in by})
+    policies = sorted({k[2] for k in by},
+                      key=lambda p: (POLICY_ORDER.index(p) if p in POLICY_ORDER
+                                     else len(POLICY_ORDER), p))
+    out = [f'| policy | mean on-time accuracy, {len(cells)} cells × {reps} repetitions '
+           '| frames sent from a mid-network cut |', '|---|---|---|']
+    for p in policies:
+        means = [statistics.fmean(float(r['on_time_accuracy']) for r in by[(bw, dl, p)])
+                 for bw, dl in cells if (bw, dl, p) in by]
+        mid = sum(_configs(by[k], lens)[1] for k in by if k[2] == p)
+        out.append(f'| {p} | {statistics.fmean(means):.3f} | '
+                   f'{"–" if p in FIXED else mid} |')
+    return '\n'.join(out)
+
+
 def main() -> None:
-    """Read the repetitions, print the table, write the plot."""
+    """Read the repetitions, print the tables, write the plot."""
     ap = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     ap.add_argument('--reps', type=Path, nargs='+', required=True, help='sweep CSVs')
     ap.add_argument('--plot', type=Path, default=None, help='PNG to write')
-    ap.add_argument('--branch-lens', default='6,8,10,14',
+    ap.add_argument('--branch-lens', default=','.join(map(str, BRANCH_LENS)),
                     help='layers per exit (split = this: device-only), for marking mid cuts')
     args = ap.parse_args()
     lens = [int(v) for v in args.branch_lens.split(',')]
-    by = {}
-    for rep, path in enumerate(args.reps):
-        for r in csv.DictReader(open(path)):
-            if r['policy'] == 'oracle':
-                continue
-            key = (float(r['bandwidth_mbps']), float(r['deadline_ms']), r['policy'])
-            by.setdefault(key, []).append(r)
+    by = read_reps(args.reps)
     cells = sorted({k[:2] for k in by})
     policies = list(dict.fromkeys(k[2] for k in sorted(by, key=lambda k: k[2])))
     print(f'{len(args.reps)} repetitions; on-time accuracy = top-1 of the exit x share of frames '
@@ -50,15 +94,8 @@ def main() -> None:
                 continue
             acc = [float(r['on_time_accuracy']) for r in rs]
             met = [float(r['deadline_met']) for r in rs]
-            configs = {}
-            for r in rs:
-                for part in (r.get('configs') or '').split(';'):
-                    if ':' in part:
-                        c, n = part.rsplit(':', 1)
-                        configs[c] = configs.get(c, 0) + int(n)
-                        e, s = (int(v) for v in c.split('/')[:2])
-                        if 0 < s < lens[e - 1]:
-                            mid_frames += int(n)
+            configs, mid = _configs(rs, lens)
+            mid_frames += mid
             means[(bw, dl, p)] = (statistics.fmean(acc), min(acc), max(acc))
             print(f'| {bw:g} | {dl:g} | {p} | {statistics.fmean(acc):.3f} ({min(acc):.3f}-'
                   f'{max(acc):.3f}) | {statistics.fmean(met):.2f} | '
@@ -68,6 +105,8 @@ def main() -> None:
         vals = [means[(bw, dl, p)][0] for bw, dl in cells if (bw, dl, p) in means]
         print(f'{p}: mean on-time accuracy over {len(vals)} cells {statistics.fmean(vals):.3f}')
     print(f'frames sent from a mid-network cut (0 < split < branch length): {mid_frames}')
+    print()
+    print(policy_markdown(by, len(args.reps), lens))
     if args.plot:
         plot(cells, policies, means, args.plot)
 

@@ -356,20 +356,38 @@ def table(rows: List[dict]) -> Tuple[List[str], List[int], Dict[Tuple[str, int],
     return variants, sizes, cells
 
 
-def report(rows: List[dict], log) -> None:
-    """Log a markdown table: median (p90) ms per variant and size, x the tcp median."""
+def _ms(x: float) -> str:
+    """Format milliseconds to three significant figures (two decimals below 10 ms)."""
+    return f'{x:.0f}' if x >= 100 else f'{x:.1f}' if x >= 10 else f'{x:.2f}'
+
+
+def markdown(rows: List[dict], bold: str = 'serialized@local', bold_from_mb: float = 1.0) -> str:
+    """
+    Return BENCHMARKS' table (section 13): median (p90) ms per variant and size, x the tcp median.
+
+    The ratio of variant ``bold`` is set in bold from ``bold_from_mb`` MB up (the target's range).
+    """
     variants, sizes, cells = table(rows)
     others = [v for v in variants if v != 'tcp']
-    log('| size | ' + ' | '.join(f'{v} ms median (p90)' for v in others)
-        + ' | tcp ms median | ' + ' | '.join(f'{v} / tcp' for v in others) + ' |')
-    log('|---' * (2 + 2 * len(others)) + '|')
+    out = ['| size | ' + ' | '.join(others) + ' | TCP | '
+           + ' | '.join(f'{v} / TCP' for v in others) + ' |',
+           '|---' * (2 + 2 * len(others)) + '|']
     for s in sizes:
         tcp = cells.get(('tcp', s), {}).get('median', float('nan'))
-        log(f'| {s / 1e6:g} MB | '
-            + ' | '.join(f'{cells[v, s]["median"]:.2f} ({cells[v, s]["p90"]:.2f})'
-                         for v in others)
-            + f' | {tcp:.2f} | '
-            + ' | '.join(f'{cells[v, s]["median"] / tcp:.1f}x' for v in others) + ' |')
+        ratios = []
+        for v in others:
+            r = f'{cells[v, s]["median"] / tcp:.1f}×'
+            ratios.append(f'**{r}**' if v == bold and s >= bold_from_mb * 1e6 else r)
+        out.append(f'| {s / 1e6:g} MB | '
+                   + ' | '.join(f'{_ms(cells[v, s]["median"])} ({_ms(cells[v, s]["p90"])})'
+                                for v in others)
+                   + f' | {_ms(tcp)} | ' + ' | '.join(ratios) + ' |')
+    return '\n'.join(out)
+
+
+def report(rows: List[dict], log) -> None:
+    """Log BENCHMARKS' markdown table of ``rows`` (``markdown``)."""
+    log(markdown(rows))
 
 
 def plot(rows: List[dict], path: Path) -> None:
