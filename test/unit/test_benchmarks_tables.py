@@ -101,3 +101,14 @@ def test_section_9_encoding_ratios_are_the_shipped_accuracy_table():
         lost_cell = re.findall(r'[\d.]+', line.split('|')[3])
         if lost_cell and float(lost_cell[0]) > 0:
             assert float(lost_cell[0]) == pytest.approx(max(lost), abs=0.0051), label
+
+
+def test_readme_top1_per_exit_is_the_shipped_accuracy():
+    readme = (ROOT / 'README.md').read_text()
+    art = ROOT / 'edgent_ros' / 'artifacts'
+    alex = json.loads((art / 'accuracy.json').read_text())['exits']
+    row = '| top-1 | ' + ' | '.join(f'{100 * e["top1"]:.1f} %' for e in alex) + ' |'
+    assert row in readme
+    res = json.loads((art / 'resnet64.accuracy.json').read_text())['exits']
+    line = ' / '.join(f'{100 * e["top1"]:.1f}' for e in res) + ' %'
+    assert line in ' '.join(readme.split()), line
