@@ -176,18 +176,31 @@ ROOT = Path(__file__).resolve().parents[2]
 BLOCK = re.compile(r'<!-- paired-report: (\S+) -->\n(.*?)\n<!-- paired-report: end -->', re.S)
 
 
-def test_benchmarks_quote_what_the_committed_paired_frames_give(tmp_path):
+@pytest.fixture(scope='module')
+def rebuilt(tmp_path_factory):
+    """Return ``folder -> a copy of its inputs with the report built again`` (once per folder)."""
+    done = {}
+
+    def get(folder: str) -> Path:
+        if folder not in done:
+            results = ROOT / folder
+            out = tmp_path_factory.mktemp('paired')
+            for name in ('paired_frames.csv', 'robot_calibration.json', 'paired_meta.json'):
+                if (results / name).is_file():
+                    shutil.copy(results / name, out / name)
+            build(out)
+            done[folder] = out
+        return done[folder]
+    return get
+
+
+def test_benchmarks_quote_what_the_committed_paired_frames_give(rebuilt):
     # every paired-report block of BENCHMARKS is paired_report.md of its results folder,
     # regenerated here from the committed frames
     blocks = BLOCK.findall((ROOT / 'BENCHMARKS.md').read_text())
     assert blocks, 'BENCHMARKS.md quotes no paired report'
-    for k, (folder, quoted) in enumerate(blocks):
-        results, out = ROOT / folder, tmp_path / str(k)
-        out.mkdir()
-        for name in ('paired_frames.csv', 'robot_calibration.json', 'paired_meta.json'):
-            if (results / name).is_file():
-                shutil.copy(results / name, out / name)
-        build(out)
+    for folder, quoted in blocks:
+        results, out = ROOT / folder, rebuilt(folder)
         assert quoted.strip() == (out / 'paired_report.md').read_text().strip(), folder
         assert quoted.strip() == (results / 'paired_report.md').read_text().strip(), folder
         for png in ('paired_vs_deadline.png', 'paired_vs_bandwidth.png'):
@@ -198,19 +211,14 @@ HEADLINE = re.compile(r'<!-- paired-headline: (\S+) -->\n(.*?)\n<!-- paired-head
                       re.S)
 
 
-def test_readme_headline_is_what_the_committed_paired_summaries_give(tmp_path):
+def test_readme_headline_is_what_the_committed_paired_summaries_give(rebuilt):
     # the README's numbers come from paired_summary.csv, and that file is what the committed
     # frames give (regenerated here)
     blocks = HEADLINE.findall((ROOT / 'README.md').read_text())
     assert len(blocks) == 2, 'README.md quotes the AlexNet and resnet64 paired summaries'
-    for k, (folder, quoted) in enumerate(blocks):
-        results, out = ROOT / folder, tmp_path / str(k)
+    for folder, quoted in blocks:
+        results, out = ROOT / folder, rebuilt(folder)
         assert quoted.strip() == headline(read_rows(results / 'paired_summary.csv')), folder
-        out.mkdir()
-        for name in ('paired_frames.csv', 'robot_calibration.json', 'paired_meta.json'):
-            if (results / name).is_file():
-                shutil.copy(results / name, out / name)
-        build(out)
         assert (out / 'paired_summary.csv').read_text() == \
             (results / 'paired_summary.csv').read_text(), folder
 
