@@ -238,39 +238,47 @@ def test_map_strategy_needs_a_map(procs, tmp_path):
 
 def test_calibration_makes_the_prediction_track_measured_latency(procs, listener):
     """
-    A planner whose model says the robot is 4x faster than it is learns the ratio from outcomes.
+    A planner whose model says the robot is 2.5x faster than it is learns the ratio from outcomes.
 
-    Device-only (the edge is unreachable: no link quality): the published prediction starts at
-    the model's quarter of the measured latency and, after a few frames, is within 35 % of the
-    measured median; with calibration off it stays at the model's.
+    Device-only (the edge is unreachable: no link quality). The gap is set against the robot as
+    it runs in this test (its first frames' median), not against the offline profile, which
+    can be off by that much on a loaded or a faster machine. The published prediction starts at
+    the model's, well under the measured latency, and after a few frames is within 35 % of the
+    measured median.
     """
     import statistics
     from edgent_ros.msg import ExitSplitDecision
+    from edgent_ros.core.artifacts import load_accuracy, read_config
+    from edgent_ros.core.optimizer import EdgentProblem, evaluate, scale_robot
+    from edgent_ros.core.latency import LatencyModels
+    cfg = read_config()
+    problem = EdgentProblem.from_model(
+        cfg, load_accuracy(model_id=cfg.model_id()), LatencyModels.load(model_id=cfg.model_id()))
+    last = problem.exits[-1]
     listener.listen(InferenceResult, 'edgent/outcome', qos.RESULT)
     listener.listen(ExitSplitDecision, 'edgent/decision', qos.DECISION)
-    procs.start('camera_node', exit_index=5, split_index=20, fps=10.0, wait_for_edge_s=0.0,
-                publish_frames=False)
-    procs.start('planner_node', deadline_ms=1000.0, robot_time_scale=0.25, link_timeout_s=1.0,
-                min_dwell_s=0.0)
-    assert listener.spin_until(lambda: len(listener.msgs('edgent/outcome')) >= 30, 30.0)
+    procs.start('camera_node', exit_index=last, split_index=problem.branch_len(last), fps=10.0,
+                wait_for_edge_s=0.0, publish_frames=False)
 
     def measured():
         xs = [o.end_to_end_ms for o in listener.msgs('edgent/outcome')[-20:]
               if o.status == InferenceResult.STATUS_OK]
         return statistics.median(xs)
+    assert listener.spin_until(lambda: len(listener.msgs('edgent/outcome')) >= 20, 30.0)
+    before = measured()
+    profiled = evaluate(problem, 0.0, last, problem.branch_len(last)).total_ms
+    scale = before / (2.5 * profiled)          # the model's robot: 2.5x faster than this one
+    procs.start('planner_node', deadline_ms=1000.0, robot_time_scale=scale, link_timeout_s=1.0,
+                min_dwell_s=0.0)
+    assert listener.spin_until(lambda: len(listener.msgs('edgent/outcome')) >= 40, 30.0)
 
     def tracks():
         d = listener.msgs('edgent/decision')
         return bool(d) and abs(d[-1].predicted_total_ms - measured()) <= 0.35 * measured()
     assert listener.spin_until(tracks, 20.0), (
         [round(d.predicted_total_ms, 2) for d in listener.msgs('edgent/decision')], measured())
-    from edgent_ros.core.artifacts import load_accuracy, read_config
-    from edgent_ros.core.optimizer import EdgentProblem, evaluate, scale_robot
-    from edgent_ros.core.latency import LatencyModels
-    cfg = read_config()
-    model = scale_robot(EdgentProblem.from_model(
-        cfg, load_accuracy(model_id=cfg.model_id()), LatencyModels.load(model_id=cfg.model_id())),
-        0.25)
     d = listener.msgs('edgent/decision')[-1]
-    static = evaluate(model, 0.0, d.exit_index, d.split_index).total_ms
-    assert static < 0.6 * measured(), 'the uncalibrated model under-predicts 4x'
+    assert (d.exit_index, d.split_index) == (last, problem.branch_len(last))
+    static = evaluate(scale_robot(problem, scale), 0.0, d.exit_index, d.split_index).total_ms
+    assert static < 0.6 * measured(), ('the uncalibrated model under-predicts 2.5x', static,
+                                       before, measured())
