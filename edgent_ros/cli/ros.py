@@ -7,7 +7,7 @@ from pathlib import Path
 import signal
 
 from ..core.optimizer import POLICIES
-from ..core.security import fleet_enclaves, node_env, parse_enclaves
+from ..core.security import fleet_enclaves, fleet_grants, node_env, parse_enclaves
 from ..evaluation.demo_session import (DEMO_DEADLINE_MS, DEMO_DURATION_S, DEMO_FPS,
                                        run_testbed_demo, TestbedUnavailable)
 from ..evaluation.testbed import unavailable_reason
@@ -67,11 +67,15 @@ def _names(text: str) -> list:
 
 def cmd_keystore(args: argparse.Namespace) -> int:
     """Create (or extend) an SROS2 keystore with one enclave per node of the fleet."""
-    enclaves = fleet_enclaves(_names(args.robots), _names(args.edges), viz=not args.no_viz)
+    robots, edges = _names(args.robots), _names(args.edges)
+    enclaves = fleet_enclaves(robots, edges, viz=not args.no_viz)
     enclaves += [e for e in parse_enclaves(','.join(args.enclave)) if e not in enclaves]
-    made = create_fleet_keystore(Path(args.keystore), enclaves, args.domain_id)
+    grants = None if args.open_permissions else fleet_grants(robots, edges, viz=not args.no_viz)
+    made = create_fleet_keystore(Path(args.keystore), enclaves, args.domain_id, grants)
     for e in enclaves:
-        print(f'{e}: {"created" if e in made else "already there"}')
+        scope = ('its node\'s topics and services only' if grants and e in grants
+                 else 'every topic (sros2 default)')
+        print(f'{e}: {"created" if e in made else "already there"}; permissions: {scope}')
     print(f'keystore {args.keystore}: {len(enclaves)} enclaves. Copy the robot\'s and the edge\'s '
           f'enclaves (and public/) to each host; launch with keystore:={args.keystore}')
     return 0
@@ -160,8 +164,11 @@ def add_parsers(sub) -> None:
                        description='Create (or extend) an SROS2 keystore for the fleet: per robot '
                                    'the enclaves /edgent/<robot>/camera_node, planner_node and '
                                    'viz_node; per edge /edgent/[<edge>/]edge_node. Launch with '
-                                   'keystore:=DIR (README: Security). Existing enclaves keep '
-                                   'their keys.')
+                                   'keystore:=DIR (README: Security). Each node\'s permissions '
+                                   'name its own topics and services only (the policy is '
+                                   'written to DIR/edgent_policy.xml and re-signed on each run: '
+                                   'give the whole fleet each time); extra enclaves get every '
+                                   'topic. Existing enclaves keep their keys.')
     s.add_argument('keystore', help='keystore directory (created if absent)')
     s.add_argument('--robots', default='', help='comma-separated robot namespaces (default: one '
                                                 'robot in the root namespace)')
@@ -172,7 +179,11 @@ def add_parsers(sub) -> None:
                    help='the ROS_DOMAIN_ID the fleet runs on (governance and permissions name '
                         'one domain; default $ROS_DOMAIN_ID, else 0)')
     s.add_argument('--enclave', action='append', default=[], metavar='NAME',
-                   help='an extra enclave, e.g. /edgent/tools/recorder (repeatable)')
+                   help='an extra enclave, e.g. /edgent/tools/recorder (repeatable); its '
+                        'permissions: every topic')
+    s.add_argument('--open-permissions', action='store_true',
+                   help='sros2\'s default permissions (every topic) for the fleet\'s nodes '
+                        'too, instead of least privilege per node')
     s.set_defaults(func=cmd_keystore)
     s = sub.add_parser('secure-env', help='export lines that secure ROS tools run from this shell',
                        description='Print the environment (export lines) that makes ros2 topic, '

@@ -9,13 +9,22 @@ library there, and the loader the secure ``libfastdds``), ``ROS_SECURITY_ENABLE=
 ``ROS_SECURITY_STRATEGY=Enforce`` and its own enclave, ``/edgent/<namespace>/<node>``: one
 certificate and permissions file per node, so a key taken from one robot names that node only.
 
+Least privilege (``fleet_grants``): each node's permissions name the topics it publishes and
+subscribes and the services it serves and calls, in its own namespace, so a key taken from one
+robot's camera can neither steer that robot's camera (only its planner may call the parameter
+services) nor publish another robot's tensors, and a viz key reads but never writes tensors.
+``policy_xml`` writes them as an sros2 policy (``ros2 security create_permission`` reads the same
+file). Enclaves outside the fleet (tools, drivers) keep sros2's default: every topic.
+
 No rclpy here: the launch files, the CLI and the tests build the environment from this module.
 """
 
+from dataclasses import dataclass
 import os
 from pathlib import Path
 import sys
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from xml.sax.saxutils import quoteattr
 
 SECURE_DIR_ENV = 'EDGENT_SECURE_FASTDDS_LIB'
 ENCLAVE_ROOT = '/edgent'
@@ -153,3 +162,117 @@ def parse_enclaves(text: str) -> Tuple[str, ...]:
         raise ValueError(f'enclaves {bad}: each must be an absolute name such as '
                          f'{ENCLAVE_ROOT}/robot1/camera_node')
     return out
+
+
+# what every rclpy node does: its log, parameter events and diagnostics out, the sim clock in,
+# and the services rclpy creates for it (parameters, type descriptions)
+PARAM_SERVICES = ('describe_parameters', 'get_parameter_types', 'get_parameters',
+                  'list_parameters', 'set_parameters', 'set_parameters_atomically')
+NODE_SERVICES = PARAM_SERVICES + ('get_type_description',)
+NODE_PUBLISH = ('/rosout', '/parameter_events', '/diagnostics')
+NODE_SUBSCRIBE = ('/clock',)
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What one node may do: topics it publishes/subscribes, services it serves/calls."""
+
+    namespace: str           # '/robot1' or '/'
+    node: str
+    publish: Tuple[str, ...]
+    subscribe: Tuple[str, ...]
+    reply: Tuple[str, ...]
+    request: Tuple[str, ...]
+
+
+def _ns(namespace: str) -> str:
+    parts = [p for p in namespace.split('/') if p]
+    return '/' + '/'.join(parts) if parts else ''
+
+
+def _services(node_fqn: str, names: Sequence[str]) -> Tuple[str, ...]:
+    return tuple(f'{node_fqn}/{n}' for n in names)
+
+
+def _edge_topics(robot: str, edge: str) -> Tuple[str, str]:
+    """Return (tensor, result) between ``robot`` and ``edge`` ('' = the one edge)."""
+    base = f'{_ns(robot)}/edgent/' + (f'{edge}/' if edge else '')
+    return base + 'tensor', base + 'result'
+
+
+def _grant(namespace: str, node: str, publish: Sequence[str] = (),
+           subscribe: Sequence[str] = (), request: Sequence[str] = (),
+           reply: Sequence[str] = ()) -> Grant:
+    ns = _ns(namespace)
+    return Grant(ns or '/', node, tuple(dict.fromkeys(tuple(publish) + NODE_PUBLISH)),
+                 tuple(dict.fromkeys(tuple(subscribe) + NODE_SUBSCRIBE)),
+                 tuple(dict.fromkeys(_services(f'{ns}/{node}', NODE_SERVICES) + tuple(reply))),
+                 tuple(dict.fromkeys(request)))
+
+
+def fleet_grants(robots: Sequence[str], edges: Sequence[str] = ('',),
+                 viz: bool = True) -> Dict[str, Grant]:
+    """
+    Return each fleet enclave's grant (``fleet_enclaves``'s names), least privilege per node.
+
+    - camera_node: publishes its tensors to each edge, its results, outcomes, frames and link
+      quality; reads each edge's results and ``image_raw``; calls no service.
+    - planner_node: reads link quality and outcomes, publishes decisions, and is the only node
+      that calls the camera's parameter services (and the edges', its advisory warm-up; its
+      default ``edge_node`` resolves in its namespace, so that name too).
+    - edge_node: reads the tensors and publishes the results of the robots of ``robots`` only.
+    - viz_node: reads frames, outcomes, link quality and decisions; publishes the annotated
+      image and markers. rviz2: reads its robot's topics and tf, publishes its tools' topics.
+    The whole fleet is needed for each edge's grant: pass every robot and every edge.
+    """
+    edge_nodes = [f'{_ns(e)}/edge_node' for e in edges]
+    out: Dict[str, Grant] = {}
+    for robot in robots:
+        ns = _ns(robot)
+        pairs = [_edge_topics(robot, e) for e in edges]
+        out[enclave_name(robot, 'camera_node')] = _grant(
+            robot, 'camera_node',
+            publish=[t for t, _ in pairs] + [f'{ns}/edgent/{t}' for t in (
+                'result', 'outcome', 'frame', 'link_quality')],
+            subscribe=[r for _, r in pairs] + [f'{ns}/image_raw'])
+        targets = [f'{ns}/camera_node'] + edge_nodes + [f'{ns}/edge_node']
+        out[enclave_name(robot, 'planner_node')] = _grant(
+            robot, 'planner_node', publish=[f'{ns}/edgent/decision'],
+            subscribe=[f'{ns}/edgent/link_quality', f'{ns}/edgent/outcome'],
+            request=[s for t in dict.fromkeys(targets) for s in _services(t, PARAM_SERVICES)])
+        if viz:
+            out[enclave_name(robot, 'viz_node')] = _grant(
+                robot, 'viz_node', publish=[f'{ns}/edgent/annotated', f'{ns}/edgent/markers'],
+                subscribe=[f'{ns}/edgent/{t}' for t in (
+                    'frame', 'outcome', 'link_quality', 'decision')])
+            out[enclave_name(robot, 'rviz2')] = _grant(
+                robot, 'rviz2', publish=['/clicked_point', '/goal_pose', '/initialpose'],
+                subscribe=[f'{ns}/*', '/tf', '/tf_static'], reply=[f'{ns}/*'])
+    for edge in edges:
+        pairs = [_edge_topics(robot, edge) for robot in robots]
+        out[enclave_name(edge, 'edge_node')] = _grant(
+            edge, 'edge_node', publish=[r for _, r in pairs], subscribe=[t for t, _ in pairs])
+    return out
+
+
+def policy_xml(grants: Mapping[str, Grant]) -> str:
+    """Return ``grants`` as an sros2 policy (format 0.2.0; every name absolute)."""
+    def block(tag: str, item: str, attr: str, names: Sequence[str]) -> List[str]:
+        if not names:
+            return []
+        return ([f'          <{tag} {attr}="ALLOW">']
+                + [f'            <{item}>{n}</{item}>' for n in names]
+                + [f'          </{tag}>'])
+    lines = ['<?xml version="1.0" encoding="UTF-8"?>',
+             '<!-- edgent-ros keystore: least privilege per node (core/security.py) -->',
+             '<policy version="0.2.0">', '  <enclaves>']
+    for enclave, g in grants.items():
+        lines += [f'    <enclave path={quoteattr(enclave)}>', '      <profiles>',
+                  f'        <profile ns={quoteattr(g.namespace)} node={quoteattr(g.node)}>']
+        lines += block('topics', 'topic', 'publish', g.publish)
+        lines += block('topics', 'topic', 'subscribe', g.subscribe)
+        lines += block('services', 'service', 'reply', g.reply)
+        lines += block('services', 'service', 'request', g.request)
+        lines += ['        </profile>', '      </profiles>', '    </enclave>']
+    lines += ['  </enclaves>', '</policy>', '']
+    return '\n'.join(lines)

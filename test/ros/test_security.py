@@ -11,8 +11,14 @@ process, on the PyPI Fast DDS) then tries what an intruder on the domain would:
 
 Secured, all three fail while the nodes work as before (the observer counts the camera's
 outcomes and reads ``exit_index`` unchanged). The same scenario without security is the
-control: there the same intruder does all three, so the checks can fail. The secured test is
-skipped only when the secure build is not installed (``./scripts/setup.sh`` unpacks it).
+control: there the same intruder does all three, so the checks can fail.
+
+Least privilege: with the fleet's grants (``edgent-ros keystore``) the planner still steers the
+camera, while *enrolled* participants with the wrong node's key -- the robot's viz_node, another
+robot's camera_node -- try the same three things (``secure_insider.py``) and DDS access control
+refuses each. The control is the same keystore with sros2's default permissions, where the
+same insiders succeed. The secured tests are skipped only when the secure build is not
+installed (``./scripts/setup.sh`` unpacks it).
 """
 
 import json
@@ -29,16 +35,16 @@ from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
 
 from edgent_ros.core import security
-from edgent_ros.core.codec import encode, fill_message
-from edgent_ros.core.datasets import load_sample
 from edgent_ros.core.inference import CoInference
 from edgent_ros.core.weights import load_model
 from edgent_ros.msg import Tensor
 from edgent_ros.nodes import qos
 from edgent_ros.nodes.keystore import create_fleet_keystore
+from secure_insider import intruder_tensor
 
 SECURE_WHY = security.secure_build_missing(security.secure_lib_dir())
 OBSERVER = Path(__file__).with_name('secure_observer.py')
+INSIDER = Path(__file__).with_name('secure_insider.py')
 OBSERVE_S = 20.0
 INTRUDER_FROM = 900_000
 CAMERA, EDGE, WATCH = '/edgent/camera_node', '/edgent/edge_node', '/edgent/test/observer'
@@ -47,19 +53,6 @@ CAMERA, EDGE, WATCH = '/edgent/camera_node', '/edgent/edge_node', '/edgent/test/
 @pytest.fixture(scope='module')
 def runner():
     return CoInference(load_model())
-
-
-def _intruder_tensor(runner, i):
-    """Return a well-formed split-0 frame, as a camera sends it (sequence >= INTRUDER_FROM)."""
-    out = runner.device_step(load_sample()[0][i % 200], 5, 0)
-    m = Tensor()
-    m.header.frame_id = 'camera_optical_frame'
-    m.robot = '/'
-    m.sequence = INTRUDER_FROM + i
-    m.model_id = runner.model_id
-    m.exit_index, m.split_index = 5, 0
-    fill_message(m, encode(out.tensor))
-    return m
 
 
 def _read_json_line(proc, timeout):
@@ -97,7 +90,7 @@ def _scenario(procs, listener, runner, tmp_path, env_for):
             listener.spin_until(fut.done, timeout=5.0)
             set_ok = fut.done() and all(r.successful for r in fut.result().results)
         for i in range(20):
-            pub.publish(_intruder_tensor(runner, i))
+            pub.publish(intruder_tensor(runner, i, INTRUDER_FROM))
             listener.spin_until(lambda: False, timeout=0.25)
         report = _read_json_line(obs, OBSERVE_S + 40)
         assert report is not None, (tmp_path / 'observer.log').read_text()
@@ -152,3 +145,85 @@ def test_a_node_without_its_enclave_does_not_start_unsecured(procs, tmp_path, do
     p.wait(60)
     assert p.returncode != 0
     assert '/edgent/robot9/camera_node' in procs.log('camera_node'), procs.log('camera_node')
+
+
+VIZ, OTHER_CAMERA, PLANNER = ('/edgent/viz_node', '/edgent/robot2/camera_node',
+                              '/edgent/planner_node')
+
+
+def _insiders(procs, tmp_path, store, domain_id, least_privilege):
+    """
+    Run camera, edge and planner (planner steering the camera from exit 1) and the observer;
+    meanwhile two insiders (viz_node's key, robot2's camera_node's key) try what is not their
+    job. Return the observer's report and each insider's.
+    """
+    grants = security.fleet_grants(['', 'robot2'], ['']) if least_privilege else None
+    create_fleet_keystore(store, security.fleet_enclaves(['', 'robot2'], ['']) + [WATCH],
+                          domain_id, grants)
+    env_for = lambda enclave: security.node_env(str(store), enclave)   # noqa: E731
+    procs.start('edge_node', env=env_for(EDGE))
+    procs.start('camera_node', env=env_for(CAMERA), exit_index=1, split_index=0, fps=5.0,
+                max_in_flight=4, wait_for_edge_s=30.0, result_timeout_s=10.0)
+    procs.start('planner_node', env=env_for(PLANNER), deadline_ms=1000.0, min_dwell_s=0.0)
+    procs.start('viz_node', env=env_for(VIZ))
+    log = open(tmp_path / 'observer.log', 'w')
+    obs = subprocess.Popen([sys.executable, str(OBSERVER), '60', str(INTRUDER_FROM)],
+                           stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True,
+                           env=dict(os.environ, PYTHONUNBUFFERED='1', **env_for(WATCH)))
+    insiders = {}
+    try:
+        assert _read_json_line(obs, 30) == {'ready': True}, (tmp_path / 'observer.log').read_text()
+        for offset, enclave, node, ns in ((0, VIZ, 'viz_node', '/'),
+                                          (1000, OTHER_CAMERA, 'camera_node', '/robot2')):
+            name = enclave.strip('/').replace('/', '_')
+            with open(tmp_path / f'{name}.log', 'w') as err:
+                done = subprocess.run(
+                    [sys.executable, str(INSIDER), str(INTRUDER_FROM + offset), node, ns],
+                    stdout=subprocess.PIPE, stderr=err, text=True, timeout=90,
+                    env=dict(os.environ, PYTHONUNBUFFERED='1', **env_for(enclave)))
+            lines = [json.loads(x) for x in done.stdout.splitlines() if x.startswith('{')]
+            assert lines, (tmp_path / f'{name}.log').read_text()
+            insiders[enclave] = lines[-1]
+        report = _read_json_line(obs, 100)
+        assert report is not None, (tmp_path / 'observer.log').read_text()
+    finally:
+        if obs.poll() is None:
+            os.killpg(obs.pid, signal.SIGINT)
+            obs.wait(10)
+        log.close()
+    return report, insiders
+
+
+@pytest.mark.skipif(SECURE_WHY is not None, reason=f'no secure Fast DDS: {SECURE_WHY}')
+def test_default_permissions_let_any_enrolled_key_steer_and_inject(procs, tmp_path, domain_id):
+    """The control: with sros2's default permissions any enrolled key does what the camera does."""
+    r, ins = _insiders(procs, tmp_path, tmp_path / 'keystore', domain_id,
+                       least_privilege=False)
+    for enclave, got in ins.items():
+        assert got['tensors_read'] > 0 and got['set_ok'] and got['published'] == 20, (enclave,
+                                                                                      got)
+    assert r['intruder_answers'] > 0, r
+
+
+@pytest.mark.skipif(SECURE_WHY is not None, reason=f'no secure Fast DDS: {SECURE_WHY}')
+def test_least_privilege_each_key_does_its_own_nodes_job_only(procs, tmp_path, domain_id):
+    """
+    Fleet grants: the nodes work and the planner steers the camera (exit 1 -> its decision);
+    the robot's viz key and another robot's camera key can neither read tensors, nor set the
+    camera's parameters, nor publish a tensor: each is refused when it is created.
+    """
+    store = tmp_path / 'keystore'
+    r, ins = _insiders(procs, tmp_path, store, domain_id, least_privilege=True)
+    logs = (f'\ncamera:\n{procs.log("camera_node")}\nedge:\n{procs.log("edge_node")}'
+            f'\nplanner:\n{procs.log("planner_node")}')
+    assert r['outcomes_ok'] >= 10, f'{r}{logs}'
+    assert r['decisions'] > 0 and r['decided_exit'] != 1, f'{r}{logs}'
+    assert r['camera_exit_index'] == r['decided_exit'], f'{r}{logs}'
+    for enclave, got in ins.items():      # each refused at creation by access control
+        assert 'create' in (got['read_error'] or '') and got['tensors_read'] == 0, (enclave, got)
+        assert 'create' in (got['set_error'] or '') and not got['set_ok'], (enclave, got)
+        assert 'create' in (got['publish_error'] or '') and got['published'] == 0, (enclave, got)
+    assert r['intruder_answers'] == 0, r
+    assert procs.procs['viz_node'][0].poll() is None, procs.log('viz_node')  # runs on its grant
+    # the policy the keystore signed is beside it, readable by ros2 security create_permission
+    assert (store / 'edgent_policy.xml').read_text().count('<enclave ') == 9

@@ -97,3 +97,46 @@ def test_parse_enclaves():
     assert sec.parse_enclaves('') == ()
     with pytest.raises(ValueError, match='absolute'):
         sec.parse_enclaves('a/b')
+
+
+def test_fleet_grants_least_privilege_per_node():
+    g = sec.fleet_grants(['robot1', 'robot2'], ['edge_a', 'edge_b'])
+    assert list(g) == sec.fleet_enclaves(['robot1', 'robot2'], ['edge_a', 'edge_b'])
+    cam = g['/edgent/robot1/camera_node']
+    assert {'/robot1/edgent/edge_a/tensor', '/robot1/edgent/edge_b/tensor',
+            '/robot1/edgent/outcome', '/robot1/edgent/link_quality'} <= set(cam.publish)
+    assert {'/robot1/edgent/edge_a/result', '/robot1/image_raw'} <= set(cam.subscribe)
+    assert cam.request == () and '/robot1/camera_node/set_parameters' in cam.reply
+    # nobody but robot1's planner may call robot1's camera's parameter services
+    setter = '/robot1/camera_node/set_parameters_atomically'
+    assert [e for e, x in g.items() if setter in x.request] == ['/edgent/robot1/planner_node']
+    # only robot1's camera publishes robot1's tensors, only edge_a reads those sent to edge_a
+    tensor = '/robot1/edgent/edge_a/tensor'
+    assert [e for e, x in g.items() if tensor in x.publish] == ['/edgent/robot1/camera_node']
+    assert [e for e, x in g.items() if tensor in x.subscribe] == ['/edgent/edge_a/edge_node']
+    edge = g['/edgent/edge_a/edge_node']
+    assert set(edge.subscribe) == {'/robot1/edgent/edge_a/tensor',
+                                   '/robot2/edgent/edge_a/tensor', '/clock'}
+    assert '/robot2/edgent/edge_a/result' in edge.publish and edge.request == ()
+    viz = g['/edgent/robot1/viz_node']
+    assert not any(t.endswith('tensor') for t in viz.publish + viz.subscribe)
+    # one robot in the root namespace, the one edge
+    root = sec.fleet_grants([''], [''], viz=False)
+    assert '/edgent/tensor' in root['/edgent/camera_node'].publish
+    assert '/edgent/tensor' in root['/edgent/edge_node'].subscribe
+    assert '/camera_node/set_parameters' in root['/edgent/planner_node'].request
+
+
+def test_policy_xml_is_an_sros2_policy_of_the_grants():
+    import xml.etree.ElementTree as ET
+    g = sec.fleet_grants(['robot1'], [''], viz=False)
+    root = ET.fromstring(sec.policy_xml(g))
+    assert root.tag == 'policy' and root.get('version') == '0.2.0'
+    enclaves = root.findall('enclaves/enclave')
+    assert [e.get('path') for e in enclaves] == list(g)
+    cam = root.find('enclaves/enclave[@path="/edgent/robot1/camera_node"]/profiles/profile')
+    assert (cam.get('ns'), cam.get('node')) == ('/robot1', 'camera_node')
+    pub = [t.text for t in cam.findall('topics[@publish="ALLOW"]/topic')]
+    assert pub == list(g['/edgent/robot1/camera_node'].publish)
+    assert all(t.startswith('/') for t in root.itertext() if t.strip().startswith(('/', 'e')))
+    assert cam.find('services[@request="ALLOW"]') is None
