@@ -134,8 +134,25 @@ def rss_mb(pid: int) -> Optional[float]:
     return None
 
 
-def our_processes() -> List[Tuple[int, str]]:
-    """Return (pid, command line) of every running process of ours (nodes, controller)."""
+def _domain_of(pid: int) -> Optional[str]:
+    """Return the ``ROS_DOMAIN_ID`` in process ``pid``'s environment (None if unreadable)."""
+    try:
+        env = Path(f'/proc/{pid}/environ').read_bytes().split(b'\0')
+    except OSError:
+        return None
+    for item in env:
+        if item.startswith(b'ROS_DOMAIN_ID='):
+            return item.split(b'=', 1)[1].decode(errors='replace')
+    return None
+
+
+def our_processes(domain_id: Optional[str] = None) -> List[Tuple[int, str]]:
+    """
+    Return (pid, command line) of every running process of ours (nodes, controller).
+
+    With ``domain_id``, only those on that ROS domain: a run's own, not another run's or a test's
+    on the same machine.
+    """
     out = []
     for d in Path('/proc').iterdir():
         if not d.name.isdigit() or int(d.name) == os.getpid():
@@ -144,7 +161,8 @@ def our_processes() -> List[Tuple[int, str]]:
             cmd = (d / 'cmdline').read_bytes().replace(b'\0', b' ').decode(errors='replace')
         except OSError:
             continue
-        if any(m in cmd for m in OUR_MARKS):
+        if any(m in cmd for m in OUR_MARKS) and (
+                domain_id is None or _domain_of(int(d.name)) == str(domain_id)):
             out.append((int(d.name), cmd.strip()))
     return out
 
@@ -201,7 +219,7 @@ class _Sampler:
                 if mb is not None:
                     self.samples.append((now, name, p.pid, mb))
             kinds: Dict[str, int] = {}
-            for _, cmd in our_processes():
+            for _, cmd in our_processes(self.sess.env['ROS_DOMAIN_ID']):
                 head = cmd.split('--ros-args')[0]   # the program, not its parameters
                 kind = next((k for k in ('edge_node', 'planner_node', 'camera',
                                          'sweep_session') if k in head), 'other')
@@ -298,7 +316,7 @@ def run_soak(out_dir: Path, duration_s: float = 600.0, seed: int = 0,
             if sampler is not None:
                 sampler.stop()
             codes = sess.close()
-            leftover = [(pid, cmd) for pid, cmd in our_processes()
+            leftover = [(pid, cmd) for pid, cmd in our_processes(sess.env['ROS_DOMAIN_ID'])
                         if 'edgent_ros.evaluation.relay' not in cmd]
     outcomes = [r for r in sess.records if r['topic'] == 'outcome']
     runs = split_runs(outcomes, camera_starts)

@@ -84,3 +84,23 @@ def test_benchmarks_quote_the_committed_soak():
     assert quoted == soak_markdown(body)
     assert body['all_accounted'] and not body['crashes'] and not body['leftover_processes']
     assert body['duration_s'] >= 600 and {e['kind'] for e in body['events']} == set(KINDS)
+
+
+def test_leftover_processes_are_those_of_the_runs_own_domain():
+    """A soak counts its own nodes as leftovers, not a test's or another run's on the machine."""
+    import os
+    import subprocess
+    import sys
+    import time
+    from edgent_ros.evaluation.chaos import our_processes
+    p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)',
+                          'lib/edgent_ros/fake_node'],
+                         env=dict(os.environ, ROS_DOMAIN_ID='217'))
+    try:
+        time.sleep(0.3)
+        assert p.pid in [pid for pid, _ in our_processes('217')]
+        assert p.pid not in [pid for pid, _ in our_processes('218')]
+        assert p.pid in [pid for pid, _ in our_processes()]
+    finally:
+        p.kill()
+        p.wait()
