@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable, Dict, Optional, Sequence
 
 import rclpy
@@ -15,7 +16,11 @@ from rclpy.signals import SignalHandlerOptions
 from . import qos
 from ..core.artifacts import ArtifactError
 from ..core.diagnostics import DEFAULT_WINDOW_S, Level
+from ..core.shm_ports import map_zombie_ports, mark_not_ok
 from .signals import install, signalled
+
+# EDGENT_SHM_ZOMBIE_FIX=0 leaves dead processes' shared-memory ports alone (the test's control)
+SHM_FIX_ENV = 'EDGENT_SHM_ZOMBIE_FIX'
 
 # Longest time a node's spin loop waits before it looks at the context again (s).
 SPIN_STEP_S = 0.25
@@ -206,6 +211,9 @@ def run(node_factory: Callable[[], Node], args: Optional[list] = None) -> int:
     install()
     if signalled():
         return 0
+    # shared-memory ports a killed process left (a restart reuses their numbers): mapped now,
+    # marked not-OK once this node's participant has replaced them (core.shm_ports)
+    stale = map_zombie_ports() if os.environ.get(SHM_FIX_ENV, '1') != '0' else []
     try:
         with rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO):
             # whatever fails after a shutdown (making the executor, building the node, adding
@@ -214,6 +222,11 @@ def run(node_factory: Callable[[], Node], args: Optional[list] = None) -> int:
             try:
                 executor = rclpy.executors.SingleThreadedExecutor()
                 node = node_factory()
+                marked, stale = mark_not_ok(stale), []
+                if marked:
+                    node.get_logger().info(
+                        f'marked {len(marked)} shared-memory port(s) of dead processes not-OK, '
+                        f'so peers re-open them ({", ".join(marked)})')
                 executor.add_node(node)
                 while rclpy.ok() and not signalled():
                     executor.spin_once(timeout_sec=SPIN_STEP_S)
@@ -232,4 +245,6 @@ def run(node_factory: Callable[[], Node], args: Optional[list] = None) -> int:
                     node.destroy_node()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    finally:
+        mark_not_ok(stale)
     return 0

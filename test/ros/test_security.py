@@ -153,9 +153,10 @@ VIZ, OTHER_CAMERA, PLANNER = ('/edgent/viz_node', '/edgent/robot2/camera_node',
 
 def _insiders(procs, tmp_path, store, domain_id, least_privilege):
     """
-    Run camera, edge and planner (planner steering the camera from exit 1) and the observer;
-    meanwhile two insiders (viz_node's key, robot2's camera_node's key) try what is not their
-    job. Return the observer's report and each insider's.
+    Run the robot's nodes and two insiders; return the observer's report and each insider's.
+
+    Camera, edge, planner (steering the camera from exit 1), viz and the observer run while two
+    insiders (viz_node's key, robot2's camera_node's key) try what is not their job.
     """
     grants = security.fleet_grants(['', 'robot2'], ['']) if least_privilege else None
     create_fleet_keystore(store, security.fleet_enclaves(['', 'robot2'], ['']) + [WATCH],
@@ -208,9 +209,11 @@ def test_default_permissions_let_any_enrolled_key_steer_and_inject(procs, tmp_pa
 @pytest.mark.skipif(SECURE_WHY is not None, reason=f'no secure Fast DDS: {SECURE_WHY}')
 def test_least_privilege_each_key_does_its_own_nodes_job_only(procs, tmp_path, domain_id):
     """
-    Fleet grants: the nodes work and the planner steers the camera (exit 1 -> its decision);
-    the robot's viz key and another robot's camera key can neither read tensors, nor set the
-    camera's parameters, nor publish a tensor: each is refused when it is created.
+    Fleet grants: the nodes work and each key does only its own node's job.
+
+    The planner steers the camera (exit 1 -> its decision); the robot's viz key and another
+    robot's camera key can neither read tensors, nor set the camera's parameters, nor publish a
+    tensor: each is refused when it is created.
     """
     store = tmp_path / 'keystore'
     r, ins = _insiders(procs, tmp_path, store, domain_id, least_privilege=True)
