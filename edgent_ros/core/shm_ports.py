@@ -16,10 +16,9 @@ deterministically and shows the fix.
 The fix is #4728's, applied from outside: before rclpy starts, a node maps every zombie port's
 segment (``map_zombie_ports``: the lock file held by no process, at two looks ``recheck_s``
 apart, so that a port being created right now, whose lock follows within microseconds, is left
-alone); once its own participant is up
-(and has replaced the segment by a fresh one under the same name), it marks each old mapping
-not-OK (``mark_not_ok``). A peer's next write to it then fails, and Fast DDS's own recovery
-re-opens the port by name: the new process's segment.
+alone); once its own participant is up (and has replaced the segment by a fresh one under the
+same name), it marks each old mapping not-OK (``mark_not_ok``). A peer's next write to it then
+fails, and Fast DDS's own recovery re-opens the port by name: the new process's segment.
 
 The layout is Fast DDS 3.2.x's ``SharedMemGlobal::PortNode`` (ABI 5, Linux): found by its
 ``port_id`` (the number in the name) followed by the fields it must hold, and checked against
@@ -68,10 +67,11 @@ def locked_inodes(proc_locks: str = '/proc/locks') -> Set[Tuple[str, int]]:
         return out
     for line in text.splitlines():
         # "1: FLOCK  ADVISORY  WRITE 4242 00:1a:5678 0 EOF" (a "->" line is a waiter)
-        fields = line.split()
-        for f in fields:
+        if '->' in line:
+            continue
+        for f in line.split():
             parts = f.split(':')
-            if len(parts) == 3 and all(parts) and '->' not in line:
+            if len(parts) == 3 and all(parts):
                 try:
                     out.add((f'{int(parts[0], 16):02x}:{int(parts[1], 16):02x}',
                              int(parts[2])))

@@ -21,6 +21,7 @@ same insiders succeed. The secured tests are skipped only when the secure build 
 installed (``./scripts/setup.sh`` unpacks it).
 """
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -69,17 +70,29 @@ def _read_json_line(proc, timeout):
     return None
 
 
+@contextlib.contextmanager
+def _observer(tmp_path, env, duration_s):
+    """Run ``secure_observer.py`` in ``env`` until it is ready; stop it (SIGINT) on the way out."""
+    log = open(tmp_path / 'observer.log', 'w')
+    obs = subprocess.Popen([sys.executable, str(OBSERVER), str(duration_s), str(INTRUDER_FROM)],
+                           stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True,
+                           env=dict(os.environ, PYTHONUNBUFFERED='1', **env))
+    try:
+        assert _read_json_line(obs, 30) == {'ready': True}, (tmp_path / 'observer.log').read_text()
+        yield obs
+    finally:
+        if obs.poll() is None:
+            os.killpg(obs.pid, signal.SIGINT)
+            obs.wait(10)
+        log.close()
+
+
 def _scenario(procs, listener, runner, tmp_path, env_for):
     """Run the nodes and the observer (``env_for(enclave)`` each), then intrude; report all."""
     procs.start('edge_node', env=env_for(EDGE))
     procs.start('camera_node', env=env_for(CAMERA), exit_index=5, split_index=0, fps=5.0,
                 max_in_flight=4, wait_for_edge_s=30.0, result_timeout_s=10.0)
-    log = open(tmp_path / 'observer.log', 'w')
-    obs = subprocess.Popen([sys.executable, str(OBSERVER), str(OBSERVE_S), str(INTRUDER_FROM)],
-                           stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True,
-                           env=dict(os.environ, PYTHONUNBUFFERED='1', **env_for(WATCH)))
-    try:
-        assert _read_json_line(obs, 30) == {'ready': True}, (tmp_path / 'observer.log').read_text()
+    with _observer(tmp_path, env_for(WATCH), OBSERVE_S) as obs:
         listener.listen(Tensor, 'edgent/tensor', qos.TENSOR)
         pub = listener.node.create_publisher(Tensor, 'edgent/tensor', qos.TENSOR)
         client = AsyncParameterClient(listener.node, 'camera_node')
@@ -94,11 +107,6 @@ def _scenario(procs, listener, runner, tmp_path, env_for):
             listener.spin_until(lambda: False, timeout=0.25)
         report = _read_json_line(obs, OBSERVE_S + 40)
         assert report is not None, (tmp_path / 'observer.log').read_text()
-    finally:
-        if obs.poll() is None:
-            os.killpg(obs.pid, signal.SIGINT)
-            obs.wait(10)
-        log.close()
     # the camera's tensors only (the intruder's own come back to it inside its participant)
     theirs = [m for m in listener.msgs('edgent/tensor') if m.sequence < INTRUDER_FROM]
     report.update(tensors_read=len(theirs), service_found=found,
@@ -167,13 +175,8 @@ def _insiders(procs, tmp_path, store, domain_id, least_privilege):
                 max_in_flight=4, wait_for_edge_s=30.0, result_timeout_s=10.0)
     procs.start('planner_node', env=env_for(PLANNER), deadline_ms=1000.0, min_dwell_s=0.0)
     procs.start('viz_node', env=env_for(VIZ))
-    log = open(tmp_path / 'observer.log', 'w')
-    obs = subprocess.Popen([sys.executable, str(OBSERVER), '60', str(INTRUDER_FROM)],
-                           stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True,
-                           env=dict(os.environ, PYTHONUNBUFFERED='1', **env_for(WATCH)))
     insiders = {}
-    try:
-        assert _read_json_line(obs, 30) == {'ready': True}, (tmp_path / 'observer.log').read_text()
+    with _observer(tmp_path, env_for(WATCH), 60) as obs:
         for offset, enclave, node, ns in ((0, VIZ, 'viz_node', '/'),
                                           (1000, OTHER_CAMERA, 'camera_node', '/robot2')):
             name = enclave.strip('/').replace('/', '_')
@@ -187,11 +190,6 @@ def _insiders(procs, tmp_path, store, domain_id, least_privilege):
             insiders[enclave] = lines[-1]
         report = _read_json_line(obs, 100)
         assert report is not None, (tmp_path / 'observer.log').read_text()
-    finally:
-        if obs.poll() is None:
-            os.killpg(obs.pid, signal.SIGINT)
-            obs.wait(10)
-        log.close()
     return report, insiders
 
 
