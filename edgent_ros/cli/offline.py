@@ -550,37 +550,62 @@ def _defaults_for(items: Any, splits: Any) -> list:
 
 def cmd_train_bottleneck(args: argparse.Namespace) -> int:
     """Train learned bottlenecks at trunk cuts, measure them, merge them into the accuracy JSON."""
-    from ..core.bottleneck import BOTTLENECK_FILE
+    from ..core.bottleneck import BOTTLENECK_FILE, default_path
     if args.measure_only and args.no_measure:
         raise ValueError('--measure-only and --no-measure exclude each other')
-    acc_in = args.accuracy or ARTIFACT_DIR / ACCURACY_FILE
-    body = load_json(acc_in, ACCURACY_FORMAT) if not args.no_measure else None
-    cfg = read_config(args.weights)
-    if body is not None and body.get('model_id') != cfg.model_id():
+    desc = None
+    if args.model:   # a described model: its own cuts, accuracy table and set beside it
+        from ..core.model_desc import load_description
+        if args.weights:
+            raise ValueError(f'give --model ({args.model}) or --weights ({args.weights}), not '
+                             'both: a description names its own weights')
+        desc = load_description(args.model)
+        if args.splits is None or args.widths is None:
+            raise ValueError('--model: give --splits and --widths (the defaults are the shipped '
+                             'AlexNet\'s cuts); `edgent-ros info --model` lists the cuts')
+    splits = args.splits or BOTTLENECK_SPLITS
+    acc_in = args.accuracy or (desc.derived('.accuracy.json') if desc
+                               else ARTIFACT_DIR / ACCURACY_FILE)
+    if desc is not None:   # a described model's table (edgent-ros train-exits)
+        from ..core.model_plan import ACCURACY_FORMAT as acc_format
+    else:
+        acc_format = ACCURACY_FORMAT
+    body = load_json(acc_in, acc_format) if not args.no_measure else None
+    cfg = read_config(args.weights) if desc is None else None
+    out = Path(args.out) if args.out else (default_path(desc) if desc
+                                           else artifacts_out(BOTTLENECK_FILE))
+    if body is not None and cfg is not None and body.get('model_id') != cfg.model_id():
         raise ValueError(f'{acc_in}: accuracy table of model {body.get("model_id")!r}, the '
                          f'weights are {cfg.model_id()!r}')
-    out = Path(args.out) if args.out else artifacts_out(BOTTLENECK_FILE)
     if not args.measure_only:
         x_train, y_train = load_split('train', args.data_dir)   # missing data fails first
     if not args.no_measure:
         x_test, y_test = load_split('test', args.data_dir)
     import torch
     from ..core.bottleneck import load_bottlenecks
-    from ..core.weights import load_model
     from ..offline import bottleneck_training as bt
     torch.set_num_threads(args.threads)
-    model = load_model(args.weights, expected_model_id=cfg.model_id())
+    if desc is None:
+        from ..core.weights import load_model
+        model = load_model(args.weights, expected_model_id=cfg.model_id())
+    else:
+        from ..core.described import build_described
+        model = build_described(desc)
+        if body is not None and body.get('model_id') != model.model_id:
+            raise ValueError(f'{acc_in}: accuracy table of model {body.get("model_id")!r}, '
+                             f'{args.model} is {model.model_id!r} (run `edgent-ros train-exits` '
+                             'again)')
     log = (lambda s: print(s, file=sys.stderr, flush=True))
     train_info = None
     if args.measure_only:
         bset = load_bottlenecks(out, model.model_id)
     else:
-        specs = bt.parse_specs(cfg, args.splits,
-                               args.widths or _defaults_for(BOTTLENECK_WIDTHS, args.splits),
-                               args.stride or _defaults_for(BOTTLENECK_STRIDES, args.splits)
-                               or ['1'])
-        items = args.epochs or _defaults_for(BOTTLENECK_EPOCHS, args.splits)
-        epochs, split_epochs = bt.parse_epochs(args.splits, items)
+        strides = args.stride or (['1'] if desc else _defaults_for(BOTTLENECK_STRIDES, splits))
+        specs = bt.parse_specs(model, splits,
+                               args.widths or _defaults_for(BOTTLENECK_WIDTHS, splits),
+                               strides or ['1'])
+        items = args.epochs or _defaults_for(BOTTLENECK_EPOCHS, splits)
+        epochs, split_epochs = bt.parse_epochs(splits, items)
         tcfg = bt.BottleneckTrainConfig(epochs=epochs, split_epochs=split_epochs,
                                         batch_size=args.batch_size,
                                         lr=args.lr, flip=args.flip, seed=args.seed,
@@ -605,7 +630,13 @@ def cmd_train_bottleneck(args: argparse.Namespace) -> int:
             x_test, y_test = x_test[::step][:args.test_limit], y_test[::step][:args.test_limit]
         print(f'measuring on {len(x_test)} test images', file=sys.stderr)
         rows, section = bt.measure_bottlenecks(model, bset, x_test, y_test)
-        acc_out = Path(args.accuracy_out or args.accuracy or artifacts_out(ACCURACY_FILE))
+        frames = None
+        if desc is not None and not isinstance(body.get('encodings'), dict):
+            print('measuring the raw and JPEG frames the bottlenecks compete with',
+                  file=sys.stderr)
+            frames = bt.frame_rows(model, x_test, y_test)
+        acc_out = Path(args.accuracy_out or args.accuracy
+                       or (acc_in if desc else artifacts_out(ACCURACY_FILE)))
         section['file'] = (out.name if out.resolve().parent == acc_out.resolve().parent
                            else str(out.resolve()))
         old = body.get('bottlenecks') or {}
@@ -613,8 +644,8 @@ def cmd_train_bottleneck(args: argparse.Namespace) -> int:
             train_info = old.get('train')     # measured again: keep how it was trained
         if train_info is not None:
             section['train'] = train_info
-        merged = bt.merge_into_accuracy(body, rows, section)
-        save_json(merged, acc_out, ACCURACY_FORMAT)
+        merged = bt.merge_into_accuracy(body, rows, section, frames)
+        save_json(merged, acc_out, acc_format)
         summary.update(accuracy_out=str(acc_out), table=bt.summary_table(merged))
         if args.plot:
             bt.plot_bottlenecks(merged, Path(args.plot))
@@ -635,9 +666,15 @@ def add_train_bottleneck_parser(sub: Any) -> None:
         'through the int8 codec, the payload bytes and the encode/decode time, and merge them '
         'into the accuracy JSON (encodings rows + a bottlenecks section). '
         + USER_DIR_NOTE + '. ' + DATA_NOTE)
-    s.add_argument('--splits', type=int, nargs='+', default=BOTTLENECK_SPLITS, metavar='SPLIT',
-                   help='trunk cuts to put bottlenecks at (default: %(default)s; 3 = after '
-                        'pool1, 6 = pool2, 8 = relu3, 10 = relu4, 13 = pool5)')
+    s.add_argument('--model', type=Path, default=None, metavar='DESC',
+                   help='a model description (edgent-ros import; e.g. the shipped '
+                        'edgent_ros/artifacts/resnet64.model.yaml) instead of the shipped '
+                        'AlexNet: --splits and --widths are then required, the set is written '
+                        'beside it (<name>.bottlenecks.safetensors) and merged into its '
+                        '<name>.accuracy.json with its raw and JPEG frames')
+    s.add_argument('--splits', type=int, nargs='+', default=None, metavar='SPLIT',
+                   help=f'trunk cuts to put bottlenecks at (default: {BOTTLENECK_SPLITS}; 3 = '
+                        'after pool1, 6 = pool2, 8 = relu3, 10 = relu4, 13 = pool5)')
     s.add_argument('--widths', nargs='+', default=None, metavar='W|SPLIT:W',
                    help='channels sent (the encoding bn<W>): W at every split, SPLIT:W at one '
                         f'(default: {" ".join(BOTTLENECK_WIDTHS)}, the entries of --splits)')

@@ -22,12 +22,12 @@ import hashlib
 import json
 import math
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import torch
 from torch import nn
 
-from .arch import AlexNetConfig, branch_specs, EXIT_ATTACH, split_tensor_shape
+from .arch import AlexNetConfig, branch_specs, EXIT_ATTACH, NUM_EXITS, split_tensor_shape
 from .artifacts import ARTIFACT_DIR
 from .codec import bottleneck_width
 
@@ -109,15 +109,84 @@ class Bottleneck(nn.Module):
         return self.decode(self.encode(x))
 
 
-def trunk_len(cfg: AlexNetConfig, exit_index: int) -> int:
+@dataclass(frozen=True)
+class Trunk:
+    """
+    Where a multi-exit model's exits leave its trunk: all a bottleneck needs of the model.
+
+    Trunk cut ``i`` is the tensor after ``i`` trunk layers; side exit ``e`` runs its head on
+    trunk cut ``attach[e]``; the last exit's branch is the whole trunk. Built by ``trunk_of``
+    for the shipped AlexNet and for any described model (``core.described``), so bottlenecks
+    are trained, measured and run the same way on both.
+    """
+
+    num_exits: int
+    attach: Tuple[Tuple[int, int], ...]        # (side exit, trunk cut its head reads)
+    branch_lens: Tuple[int, ...]               # layers of each branch, exit 1 first
+    cut_shapes: Tuple[Tuple[int, ...], ...]    # per-frame shape at trunk cut 0..len
+    deep_tap: int                              # the last trunk cut with a (C, H, W) tensor
+
+    def attach_of(self, exit_index: int) -> Optional[int]:
+        """Return the trunk cut side exit ``exit_index`` reads (None for the last exit)."""
+        return dict(self.attach).get(exit_index)
+
+    def trunk_len(self, exit_index: int) -> int:
+        """Return how many leading layers of branch ``exit_index`` are trunk layers."""
+        a = self.attach_of(exit_index)
+        return self.branch_lens[exit_index - 1] if a is None else a
+
+    def served_exits(self, split: int) -> List[int]:
+        """Return the exits whose branch holds trunk cut ``split`` as an inner cut."""
+        return [e for e in range(1, self.num_exits + 1)
+                if 0 < split <= self.trunk_len(e) and split < self.branch_lens[e - 1]]
+
+    def cut_shape(self, split: int) -> Tuple[int, ...]:
+        """Return the per-frame shape of the trunk activation at cut ``split``."""
+        if not 0 <= split < len(self.cut_shapes):
+            raise BottleneckError(f'split {split}: the trunk has cuts 0..'
+                                  f'{len(self.cut_shapes) - 1}')
+        return self.cut_shapes[split]
+
+
+def trunk_of(model: Any) -> Trunk:
+    """
+    Return the ``Trunk`` of the shipped AlexNet or of a described model.
+
+    ``model``: an ``AlexNetConfig``, a ``MultiExitAlexNet``, a ``core.described.DescribedModel``
+    or its ``MultiExitChain``; a ``Trunk`` is returned as is.
+    """
+    if isinstance(model, Trunk):
+        return model
+    if isinstance(model, AlexNetConfig) or isinstance(getattr(model, 'cfg', None), AlexNetConfig):
+        cfg = model if isinstance(model, AlexNetConfig) else model.cfg
+        trunk = branch_specs(cfg, NUM_EXITS)
+        lens = tuple(len(branch_specs(cfg, e)) for e in range(1, NUM_EXITS + 1))
+        shapes = tuple(tuple(split_tensor_shape(cfg, NUM_EXITS, s))
+                       for s in range(len(trunk) + 1))
+        pool5 = max(i for i, s in enumerate(trunk) if s.kind == 'pool') + 1
+        return Trunk(NUM_EXITS, tuple(sorted(EXIT_ATTACH.items())), lens, shapes, pool5)
+    chain_model = getattr(model, 'model', model)   # DescribedModel -> its MultiExitChain
+    chain = getattr(chain_model, 'chain', None)
+    if chain is None or not hasattr(chain_model, 'attach'):
+        raise BottleneckError(f'{type(model).__name__}: not a multi-exit model with a trunk '
+                              '(the shipped AlexNet or a described model)')
+    n_exits = int(chain_model.num_exits)
+    attach = tuple((k + 1, int(a)) for k, a in enumerate(chain_model.attach))
+    lens = tuple(int(chain_model.branch_len(e)) for e in range(1, n_exits + 1))
+    shapes = tuple(tuple(int(d) for d in c.shape) for c in chain.cuts)
+    deep = max(i for i, sh in enumerate(shapes[:-1]) if len(sh) == 3)
+    return Trunk(n_exits, attach, lens, shapes, deep)
+
+
+def trunk_len(cfg: Any, exit_index: int) -> int:
     """Return how many leading layers of branch ``exit_index`` are trunk layers."""
-    return EXIT_ATTACH.get(exit_index, len(branch_specs(cfg, exit_index)))
+    return trunk_of(cfg).trunk_len(exit_index)
 
 
-def spec_for(cfg: AlexNetConfig, split: int, channels: int, stride: int = 1,
+def spec_for(cfg: Any, split: int, channels: int, stride: int = 1,
              hidden: int = 0) -> BottleneckSpec:
     """Return the spec of a ``channels``-wide bottleneck at trunk cut ``split``."""
-    shape = tuple(split_tensor_shape(cfg, 5, split))
+    shape = tuple(trunk_of(cfg).cut_shape(split))
     if len(shape) != 3:
         raise BottleneckError(f'split {split}: a bottleneck needs a (C, H, W) activation, the '
                               f'cut carries {list(shape)}')
@@ -157,10 +226,10 @@ class BottleneckSet:
         """Return the bottleneck ``encoding`` (``bn<c>``) at ``split``, or None."""
         return self.modules.get((int(split), encoding))
 
-    def covers(self, cfg: AlexNetConfig, exit_index: int, split: int, encoding: str) -> bool:
+    def covers(self, cfg: Any, exit_index: int, split: int, encoding: str) -> bool:
         """Return whether ``encoding`` can carry the cut ``(exit, split)`` of this model."""
-        return (bottleneck_width(encoding) is not None and 0 < split <= trunk_len(cfg, exit_index)
-                and split < len(branch_specs(cfg, exit_index))
+        return (bottleneck_width(encoding) is not None
+                and exit_index in trunk_of(cfg).served_exits(split)
                 and self.get(split, encoding) is not None)
 
     def names(self) -> List[str]:
@@ -182,8 +251,15 @@ class BottleneckSet:
         save_file(state, str(path), metadata=meta)
 
 
-def default_path() -> Path:
-    """Return the shipped bottleneck file's path."""
+def default_path(desc: Any = None) -> Path:
+    """
+    Return the shipped bottleneck file's path.
+
+    With a model description (``core.model_desc.ModelDescription``): the set beside it,
+    ``<name>.bottlenecks.safetensors`` (``resnet64.bottlenecks.safetensors``).
+    """
+    if desc is not None:
+        return desc.derived('.' + BOTTLENECK_FILE)
     return ARTIFACT_DIR / BOTTLENECK_FILE
 
 

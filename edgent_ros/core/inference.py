@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from .ledger import FrameRefused
 from .arch import check_split, CLASSES, EXIT_ATTACH, INPUT_SHAPE, split_tensor_shape
-from .bottleneck import Bottleneck, BottleneckSet
+from .bottleneck import Bottleneck, BottleneckSet, trunk_of
 from .codec import bottleneck_width
 from .described import DescribedModel
 from .model import MultiExitAlexNet, normalize_images
@@ -112,7 +112,7 @@ class CoInference:
 
     ``model``: the shipped ``MultiExitAlexNet`` or any described model
     (``core.described.DescribedModel``): exits, their attach points, input size, normalisation
-    and classes come from it. Learned bottlenecks exist for the AlexNet only.
+    and classes come from it, and its learned bottlenecks (``bottlenecks``) when it has some.
     """
 
     def __init__(self, model: Union[MultiExitAlexNet, DescribedModel],
@@ -144,6 +144,8 @@ class CoInference:
             raise ValueError(f'bottlenecks are for {bottlenecks.model_id!r}, the model is '
                              f'{self._model_id!r}')
         self.bottlenecks = bottlenecks
+        self._trunk = (trunk_of(self.described or self.model) if bottlenecks is not None
+                       else None)
         if threads:
             torch.set_num_threads(int(threads))
 
@@ -185,8 +187,8 @@ class CoInference:
         """Return the bottleneck ``encoding`` carries at ``(exit, split)``; None if not one."""
         if bottleneck_width(encoding) is None:
             return None
-        if self.bottlenecks is None or self.described is not None or not self.bottlenecks.covers(
-                self.model.cfg, exit_index, split_index, encoding):
+        if self.bottlenecks is None or not self.bottlenecks.covers(
+                self._trunk, exit_index, split_index, encoding):
             raise FrameRefused('bottleneck', f'no {encoding} bottleneck at exit {exit_index} '
                                f'split {split_index} here' + (
                                    '' if self.bottlenecks is not None

@@ -12,17 +12,19 @@ Three JSON artifacts beside a model description (``core.model_desc``), all tied 
 
 ``problem_for`` turns them into an ``EdgentProblem``: split 0 sends the uint8 RGB frame at the
 model's input size, a cut sends its fp32 tensor (``bytes_per_element`` 1 for int8), the last
-split sends nothing.
+split sends nothing. When ``edgent-ros train-bottleneck --model`` has added an ``encodings``
+section to the accuracy (the JPEG frame, learned bottlenecks ``bn<c>``), those become
+encoded variants the planner may choose, as for the shipped AlexNet.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from .artifacts import ArtifactError, load_json, save_json
+from .artifacts import ArtifactError, EncodingCost, encodings_of, load_json, save_json
 from .link import MESSAGE_OVERHEAD_BYTES
-from .optimizer import DEFAULT_OVERHEAD_MS, EdgentProblem
+from .optimizer import DEFAULT_OVERHEAD_MS, EdgentProblem, encoding_variants, scale_robot
 
 TABLE_FORMAT = 'edgent_ros/model_table/1'
 LATENCY_FORMAT = 'edgent_ros/model_latency/1'
@@ -47,6 +49,12 @@ def load_model_accuracy(path: Path, model_id: Optional[str] = None) -> Dict[int,
         return {int(r['exit']): float(r['top1']) for r in body['exits']}
     except (KeyError, TypeError, ValueError) as exc:
         raise ArtifactError(f'{path}: exits must be a list of {{exit, top1}} ({exc})') from exc
+
+
+def load_model_encodings(path: Path, model_id: Optional[str] = None
+                         ) -> Dict[Tuple[int, int, str], EncodingCost]:
+    """Read ``{(exit, split, encoding): cost}`` of a described model (frames, bottlenecks)."""
+    return encodings_of(_checked(load_json(Path(path), ACCURACY_FORMAT), path, model_id), path)
 
 
 def _checked(body: Dict[str, Any], path: Any, model_id: Optional[str]) -> Dict[str, Any]:
@@ -115,17 +123,25 @@ def split_bytes(table: Mapping[str, Any], bytes_per_element: float = 4.0
 def problem_for(table: Mapping[str, Any], latency: Mapping[str, Any],
                 accuracy: Mapping[int, float], overhead_ms: float = DEFAULT_OVERHEAD_MS,
                 bytes_per_element: float = 4.0, robot_time_scale: float = 1.0,
-                message_bytes: int = MESSAGE_OVERHEAD_BYTES) -> EdgentProblem:
-    """Return the ``EdgentProblem`` of a described model (see module docstring)."""
+                message_bytes: int = MESSAGE_OVERHEAD_BYTES, encodings: Sequence[str] = ('raw',),
+                encoding_table: Optional[Mapping[Tuple[int, int, str], Any]] = None
+                ) -> EdgentProblem:
+    """
+    Return the ``EdgentProblem`` of a described model (see module docstring).
+
+    ``encodings`` other than raw (``jpeg``, ``bn<c>``...) become variants of the cuts the
+    ``encoding_table`` (``load_model_encodings``) measured them at; a bottleneck's encoder is
+    robot compute and is scaled with ``robot_time_scale`` like the layers.
+    """
     robot = branch_ms(table, latency, 'robot')
     edge = branch_ms(table, latency, 'edge')
-    if float(robot_time_scale) != 1.0:
-        robot = {e: [v * float(robot_time_scale) for v in row] for e, row in robot.items()}
     exits = sorted(robot)
     missing = [e for e in exits if e not in accuracy]
     if missing:
         raise ArtifactError(f'no top-1 for exits {missing} (edgent-ros train-exits, or '
                             '--assume-accuracy for a model with random weights)')
-    return EdgentProblem({e: accuracy[e] for e in exits}, robot, edge,
-                         split_bytes(table, bytes_per_element), overhead_ms,
-                         message_bytes=message_bytes)
+    acc = {e: accuracy[e] for e in exits}
+    variants = encoding_variants(robot, encodings, encoding_table, acc)
+    problem = EdgentProblem(acc, robot, edge, split_bytes(table, bytes_per_element),
+                            overhead_ms, variants=variants, message_bytes=message_bytes)
+    return scale_robot(problem, float(robot_time_scale))

@@ -51,7 +51,21 @@ Z95 = 1.959964
 _T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
         9: 2.262, 10: 2.228, 12: 2.179, 15: 2.131, 20: 2.086, 25: 2.060}
 
-Config = Tuple[int, int]
+# (exit, split) sends the raw tensor; (exit, split, encoding) an encoded one (a JPEG frame, a
+# bottleneck's maps): the oracle of an encoded decision space measures those too.
+Config = Tuple
+
+
+def config_name(config: Config) -> str:
+    """Return ``e/s`` (raw) or ``e/s/encoding``: its name in results, ``fixed_configuration``."""
+    return '/'.join(str(x) for x in config)
+
+
+def frame_config(frame: Mapping[str, object], encoded: bool) -> Config:
+    """Return a frame's configuration; with ``encoded``, an encoded frame's has its encoding."""
+    e, s = int(frame['exit']), int(frame['split'])
+    enc = str(frame.get('encoding') or 'raw')
+    return (e, s, enc) if encoded and enc != 'raw' else (e, s)
 
 
 def t95(df: int) -> float:
@@ -107,7 +121,7 @@ def frame_latency(frame: Mapping[str, object], config: Optional[Config] = None) 
     e2e = frame.get('e2e_ms')
     if e2e is None:
         return math.inf
-    if config is not None and (int(frame['exit']), int(frame['split'])) != tuple(config):
+    if config is not None and frame_config(frame, len(config) > 2) != tuple(config):
         return math.inf   # the camera's fallback ran it: not the pinned configuration
     return float(e2e)
 
@@ -129,16 +143,26 @@ class Candidate:
 
 
 def candidates(problem, accuracy: Dict[int, float], bandwidth_mbps: float,
-               burst_bytes: int) -> List[Candidate]:
-    """Return every raw (exit, split) of ``problem`` with its top-1, prediction and floor."""
+               burst_bytes: int, encoded: bool = False) -> List[Candidate]:
+    """
+    Return every configuration of ``problem`` with its top-1, prediction and floor.
+
+    Raw (exit, split) only, or with ``encoded`` also every encoded variant the problem has
+    (``(exit, split, encoding)``, its measured top-1): the decision space of ``edgent+enc`` /
+    ``edgent+bn``, so that their oracle is an upper bound too.
+    """
     t = problem._t
+    top1 = {(e, s, v.encoding): v.accuracy for (e, s), vs in (problem.variants or {}).items()
+            for v in vs}
     out = []
     for (e, s, enc), i in sorted(t.index.items()):
-        if enc != 'raw':
+        if enc != 'raw' and not encoded:
             continue
         bits = float(t.bits_k[i]) / 1e3 if t.offload[i] else 0.0
-        out.append(Candidate((int(e), int(s)), float(accuracy[int(e)]),
-                             float(evaluate(problem, bandwidth_mbps * 1e6, e, s).total_ms),
+        config = (int(e), int(s)) if enc == 'raw' else (int(e), int(s), enc)
+        acc = float(accuracy[int(e)]) if enc == 'raw' else float(top1[(e, s, enc)])
+        out.append(Candidate(config, acc, float(evaluate(problem, bandwidth_mbps * 1e6, e, s,
+                                                         encoding=enc).total_ms),
                              transfer_floor_ms(bits, bandwidth_mbps * 1e6, burst_bytes)))
     return out
 
@@ -233,7 +257,7 @@ def oracle_rows(search: OracleSearch, bandwidth_mbps: float) -> List[Dict[str, o
         if o is not None:
             k, n = on_time(search.measured[o.config], dl, o.config)
             lo, _ = wilson(k, n)
-            row.update(oracle=f'{o.config[0]}/{o.config[1]}', oracle_top1=o.accuracy,
+            row.update(oracle=config_name(o.config), oracle_top1=o.accuracy,
                        oracle_met=round(k / n, 4), oracle_frames=n, oracle_met_lo=round(lo, 4),
                        oracle_value=round(o.accuracy * k / n, 4))
         else:
@@ -247,10 +271,23 @@ def oracle_rows(search: OracleSearch, bandwidth_mbps: float) -> List[Dict[str, o
 # Per-cell statistics of the policies
 
 def frame_value(frame: Mapping[str, object], deadline_ms: float,
-                accuracy: Mapping[int, float]) -> float:
-    """Return a frame's on-time accuracy: its exit's test-set top-1 if on time, else 0."""
-    lat = frame_latency(frame)
-    return float(accuracy[int(frame['exit'])]) if lat <= deadline_ms else 0.0
+                accuracy: Mapping[int, float],
+                enc_accuracy: Optional[Mapping[Tuple[int, int, str], float]] = None) -> float:
+    """
+    Return a frame's on-time accuracy: its exit's test-set top-1 if on time, else 0.
+
+    A frame sent encoded (``encoding`` not raw: a JPEG frame, a bottleneck's maps) counts the
+    top-1 measured for that (exit, split, encoding) in ``enc_accuracy`` when it has one.
+    """
+    if frame_latency(frame) > deadline_ms:
+        return 0.0
+    e = int(frame['exit'])
+    enc = str(frame.get('encoding') or 'raw')
+    if enc != 'raw' and enc_accuracy:
+        key = (e, int(frame['split']), enc)
+        if key in enc_accuracy:
+            return float(enc_accuracy[key])
+    return float(accuracy[e])
 
 
 def paired_diff(a: Mapping[Tuple[int, int], float], b: Mapping[Tuple[int, int], float]
@@ -269,20 +306,23 @@ def paired_diff(a: Mapping[Tuple[int, int], float], b: Mapping[Tuple[int, int], 
 
 
 def cell_stats(frames: Iterable[Mapping[str, object]], accuracy: Mapping[int, float],
-               deadline_ms: float) -> Dict[str, Dict[str, object]]:
+               deadline_ms: float,
+               enc_accuracy: Optional[Mapping[Tuple[int, int, str], float]] = None
+               ) -> Dict[str, Dict[str, object]]:
     """
     Return per policy: mean on-time accuracy and on-time rate with 95 % intervals.
 
     ``frames``: per-frame rows of one (bandwidth, deadline) cell with ``policy``, ``rep``,
-    ``frame_index``, ``exit``, ``split``, ``e2e_ms``. The on-time rate's interval is Wilson's
-    over all frames; the accuracy's is Student t over the repetitions' means.
+    ``frame_index``, ``exit``, ``split``, ``e2e_ms`` (and ``encoding``: see ``frame_value``).
+    The on-time rate's interval is Wilson's over all frames; the accuracy's is Student t over
+    the repetitions' means.
     """
     by: Dict[str, Dict[Tuple[int, int], Mapping[str, object]]] = {}
     for f in frames:
         by.setdefault(str(f['policy']), {})[(int(f['rep']), int(f['frame_index']))] = f
     out: Dict[str, Dict[str, object]] = {}
     for pol, fs in by.items():
-        vals = {k: frame_value(f, deadline_ms, accuracy) for k, f in fs.items()}
+        vals = {k: frame_value(f, deadline_ms, accuracy, enc_accuracy) for k, f in fs.items()}
         met = sum(frame_latency(f) <= deadline_ms for f in fs.values())
         reps = sorted({k[0] for k in fs})
         rep_means = [statistics.fmean(v for k, v in vals.items() if k[0] == r) for r in reps]

@@ -15,11 +15,11 @@ from pathlib import Path
 import statistics
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
-from .paired import (candidates, cell_stats, check_claims, meets, on_time, OracleSearch,
-                     oracle_rows, paired_diff)
+from .paired import (candidates, cell_stats, check_claims, config_name, frame_config, meets,
+                     on_time, OracleSearch, oracle_rows, paired_diff)
 from .paired_session import CALIBRATION_FILE, config_of, device_ratios, META_FILE
-from .sweep import append_rows, DEFAULT_ROBOT_SCALE, read_rows
-from .sweep_session import planner_problem
+from .sweep import append_rows, DEFAULT_ROBOT_SCALE, policy_encodings, read_rows
+from .sweep_session import _enc_accuracy, planner_problem
 from .testbed import DEFAULT_BURST_BYTES
 
 SUMMARY_FIELDS = ('bandwidth_mbps', 'deadline_ms', 'policy', 'frames', 'reps', 'value',
@@ -31,7 +31,7 @@ def _configs_of(frames: Sequence[Mapping[str, object]]) -> str:
     n: Dict[str, int] = {}
     for f in frames:
         if f.get('e2e_ms') is not None:
-            k = f'{int(f["exit"])}/{int(f["split"])}'
+            k = config_name(frame_config(f, True))
             n[k] = n.get(k, 0) + 1
     return ';'.join(f'{k}:{v}' for k, v in sorted(n.items(), key=lambda kv: -kv[1]))
 
@@ -47,15 +47,21 @@ def build(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
         m = json.loads(meta.read_text())
         model = m.get('model') or None      # a shipped model's name, or a description's path
         robot_scale = float(m['robot_scale']) * float(m.get('robot_factor', 1.0))
-    accuracy, problem = planner_problem(robot_scale, model=model)
+    # a run with edgent+enc/+bn: the encoded configurations are in the oracle's space, and
+    # frames sent encoded count their own measured top-1
+    policies = sorted({r['policy'] for r in rows if r['kind'] == 'policy'})
+    encs = list(dict.fromkeys(x for p in policies for x in policy_encodings(p, model)))
+    encoded = encs != ['raw']
+    accuracy, problem = planner_problem(robot_scale, encs, model=model)
     accuracy = {int(k): float(v) for k, v in accuracy.items()}
+    enc_accuracy = _enc_accuracy(model) if encoded else None
     bws = sorted({float(r['bandwidth_mbps']) for r in rows if r['kind'] == 'policy'})
     dls = sorted({float(r['deadline_ms']) for r in rows if r['kind'] == 'policy'})
     oracles: Dict[Tuple[float, float], Dict[str, object]] = {}
     alone: Dict[Tuple[float, float], Dict[str, Tuple[int, int]]] = {}
     for bw in bws:
-        search = OracleSearch(candidates(problem, accuracy, bw, burst_bytes), dls)
-        by: Dict[Tuple[int, int], List[dict]] = {}
+        search = OracleSearch(candidates(problem, accuracy, bw, burst_bytes, encoded), dls)
+        by: Dict[tuple, List[dict]] = {}
         for r in rows:
             if r['kind'] == 'config' and float(r['bandwidth_mbps']) == bw:
                 by.setdefault(config_of(r['policy']), []).append(r)
@@ -64,8 +70,8 @@ def build(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
         for o in oracle_rows(search, bw):
             oracles[(bw, float(o['deadline_ms']))] = o
         for dl in dls:
-            alone[(bw, dl)] = {f'{e}/{s}': on_time(fs, dl, (e, s))
-                               for (e, s), fs in search.measured.items()}
+            alone[(bw, dl)] = {config_name(c): on_time(fs, dl, c)
+                               for c, fs in search.measured.items()}
     cells: Dict[Tuple[float, float], Dict[str, Dict[str, object]]] = {}
     summary = []
     for bw in bws:
@@ -74,7 +80,7 @@ def build(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
                   and float(r['deadline_ms']) == dl]
             if not fs:
                 continue
-            st = cell_stats(fs, accuracy, dl)
+            st = cell_stats(fs, accuracy, dl, enc_accuracy)
             cells[(bw, dl)] = st
             o = oracles.get((bw, dl), {})
             bound = float(o.get('oracle_top1') or 0.0)

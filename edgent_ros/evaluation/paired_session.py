@@ -24,10 +24,10 @@ from ..core.artifacts import ARTIFACT_DIR
 from ..core.model_desc import resolve
 from ..core.optimizer import evaluate
 from ..core.planner import parse_fixed
-from .paired import (candidates, Config, OracleSearch, PAIRED_POLICIES, policy_order,
-                     WARMUP_FRAMES)
+from .paired import (candidates, Config, config_name, OracleSearch, PAIRED_POLICIES,
+                     policy_order, WARMUP_FRAMES)
 from .sweep import (aggregate, append_rows, check_grid, CSV_FIELDS, DEFAULT_ROBOT_SCALE,
-                    FRAME_FIELDS, in_cell, OK, planner_params, read_rows)
+                    FRAME_FIELDS, in_cell, OK, planner_params, policy_encodings, read_rows)
 from .sweep_session import (_predictor, NodeSession, planner_problem, TESTBED_NAME,
                             testbed_run)
 from .testbed import Testbed
@@ -40,20 +40,20 @@ META_FILE = 'paired_meta.json'
 
 
 def config_policy(config: Config) -> str:
-    """Return the policy name of a pinned configuration in the results (``fixed:e/s``)."""
-    return f'fixed:{config[0]}/{config[1]}'
+    """Return the policy name of a pinned configuration (``fixed:e/s``, ``fixed:e/s/enc``)."""
+    return f'fixed:{config_name(config)}'
 
 
 def config_of(policy: str) -> Config:
-    """Return the configuration of a ``config_policy`` name (``fixed:e/s`` -> (e, s))."""
-    e, s, _ = parse_fixed(str(policy).split(':', 1)[1])
-    return e, s
+    """Return the configuration of a ``config_policy`` name (``fixed:4/7/bn4``: (4, 7, "bn4"))."""
+    e, s, enc = parse_fixed(str(policy).split(':', 1)[1])
+    return (e, s) if enc == 'raw' else (e, s, enc)
 
 
 def fixed_params(config: Config) -> Dict[str, object]:
-    """Return the planner parameters that pin ``config`` (policy ``fixed``, raw tensors)."""
-    return {'policy': 'fixed', 'encodings': ['raw'],
-            'fixed_configuration': f'{config[0]}/{config[1]}'}
+    """Return the planner parameters that pin ``config`` (policy ``fixed``; its encoding)."""
+    encs = ['raw'] + [str(x) for x in config[2:] if x != 'raw']
+    return {'policy': 'fixed', 'encodings': encs, 'fixed_configuration': config_name(config)}
 
 
 def drop_kind(path: Path, kind: str) -> int:
@@ -180,7 +180,11 @@ def run_paired(out_dir: Path, bandwidths: Sequence[float], deadlines: Sequence[f
           f'{len(bandwidths)} bandwidths, then the configurations each oracle needs; '
           f'{frames} frames per cell, up to {config_frames} per configuration', file=sys.stderr)
     model_scale = robot_scale * float(robot_factor)
-    accuracy, problem = planner_problem(model_scale, model=model)
+    # every encoding a policy may send (edgent+enc/+bn), for the frames' predictions; the
+    # oracle's candidates stay the raw (exit, split) configurations (paired.candidates)
+    encs = list(dict.fromkeys(x for p in policies for x in policy_encodings(p, model)))
+    accuracy, problem = planner_problem(model_scale, encs, model=model)
+    encoded = encs != ['raw']   # the oracle then measures the encoded configurations too
     model = resolve(model) if model else None
     shipped = model is not None and model.resolve().parent == ARTIFACT_DIR.resolve()
     meta = {'model': '' if model is None else model.name.replace('.model.yaml', '') if shipped
@@ -199,7 +203,7 @@ def run_paired(out_dir: Path, bandwidths: Sequence[float], deadlines: Sequence[f
     ran = 0
     with testbed_run(name, bandwidths[0], len(todo), 'paired sweep') as (tb, bar):
         for bw in bandwidths:
-            search = OracleSearch(candidates(problem, accuracy, bw, tb.burst_bytes),
+            search = OracleSearch(candidates(problem, accuracy, bw, tb.burst_bytes, encoded),
                                   sorted(float(d) for d in deadlines))
             for c, fs in done_configs.get(float(bw), {}).items():
                 search.record(c, fs)
@@ -237,7 +241,7 @@ def run_paired(out_dir: Path, bandwidths: Sequence[float], deadlines: Sequence[f
                 for _, dl, r, p in mine:
                     order[(dl, r)] = order.get((dl, r), 0) + 1
                     bar.set_postfix_str(f'{bw:g} Mbit/s, {dl:g} ms, rep {r}, {p}')
-                    runner.cell('policy', p, planner_params(p), float(dl), frames, r,
+                    runner.cell('policy', p, planner_params(p, model), float(dl), frames, r,
                                 order[(dl, r)])
                     ran += 1
                     bar.update(1)
@@ -249,7 +253,8 @@ def run_paired(out_dir: Path, bandwidths: Sequence[float], deadlines: Sequence[f
 def _as_frame(o: dict) -> dict:
     """Return the fields of an outcome record that ``paired.frame_latency`` reads."""
     return {'e2e_ms': o['end_to_end_ms'] if o['status'] == OK else None,
-            'exit': o['exit_index'], 'split': o['split_index']}
+            'exit': o['exit_index'], 'split': o['split_index'],
+            'encoding': o.get('encoding') or 'raw'}
 
 
 def device_ratios(rows: Sequence[dict], problem) -> List[float]:

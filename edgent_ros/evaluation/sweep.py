@@ -36,7 +36,7 @@ import math
 import os
 from pathlib import Path
 import statistics
-from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from ..core.artifacts import ArtifactError, load_encodings
 from ..core.codec import bottleneck_width, LOSSLESS
@@ -72,35 +72,84 @@ FRAME_FIELDS = ('policy', 'bandwidth_mbps', 'deadline_ms', 'sequence', 'status',
                 'predicted_ms', 'deadline_met', 'encoding', 'planner_ms')
 
 
-def bottleneck_encodings(accuracy_path: Optional[Path] = None) -> List[str]:
+def model_encodings(model: Optional[Path] = None) -> Dict[Tuple[int, int, str], Any]:
+    """
+    Return the measured encoding table of the AlexNet or of described model ``model``.
+
+    A described model has one only after ``edgent-ros train-bottleneck --model`` (its JPEG frame
+    and bottlenecks); empty when there is none.
+    """
+    try:
+        if model:
+            from ..core.model_desc import load_description
+            from ..core.model_plan import load_model_encodings
+            return load_model_encodings(load_description(model).files()['accuracy'])
+        return load_encodings()
+    except ArtifactError:
+        return {}
+
+
+def bottleneck_encodings(accuracy_path: Optional[Path] = None,
+                         model: Optional[Path] = None) -> List[str]:
     """Return the bottleneck encodings (``bn<c>``) measured in the accuracy table."""
     try:
-        keys = load_encodings(accuracy_path)
+        keys = load_encodings(accuracy_path) if not model else model_encodings(model)
     except ArtifactError:
         return []
     return sorted({k[2] for k in keys if bottleneck_width(k[2]) is not None},
                   key=lambda n: bottleneck_width(n) or 0)
 
 
-def planner_params(policy: str) -> Dict[str, object]:
+def policy_encodings(policy: str, model: Optional[Path] = None) -> List[str]:
+    """
+    Return the encodings sweep ``policy`` lets the planner choose.
+
+    ``edgent+enc``: every codec (a described model: those its table measured, the JPEG frame);
+    ``edgent+bn``: the same plus the learned bottlenecks; any other policy: raw tensors.
+    """
+    if policy not in ('edgent+enc', 'edgent+bn'):
+        return ['raw']
+    if model:
+        table = model_encodings(model)
+        plain = sorted({k[2] for k in table if bottleneck_width(k[2]) is None} - {'raw'})
+        if not plain:
+            raise ValueError(f'{policy} needs the measured encodings of {model} '
+                             '(edgent-ros train-bottleneck --model)')
+        encs = ['raw'] + plain
+    else:
+        encs = list(ENCODINGS_ALL)
+    if policy == 'edgent+bn':
+        names = bottleneck_encodings(model=model)
+        if not names:
+            raise ValueError('edgent+bn needs learned bottlenecks in the accuracy table '
+                             '(edgent-ros train-bottleneck)')
+        encs += names
+    return encs
+
+
+def all_encodings(model: Optional[Path] = None) -> List[str]:
+    """Return every encoding a live policy of the sweep may send (for predictions)."""
+    if model:
+        table = model_encodings(model)
+        return ['raw'] + sorted({k[2] for k in table} - {'raw'},
+                                key=lambda n: (bottleneck_width(n) or 0, n))
+    return list(ENCODINGS_ALL) + bottleneck_encodings()
+
+
+def planner_params(policy: str, model: Optional[Path] = None) -> Dict[str, object]:
     """
     Return the planner parameters that run sweep ``policy`` (policy, encodings, rule).
 
     ``edgent-point`` is the Edgent policy deciding on the point estimate (``decision_rule
     point``: the planner before issue 17); every other policy uses the on-time-probability rule.
     ``edgent-norepair``: Edgent's rule without the packet-loss repair model (``repair_model``
-    off: the planner before it), for paired comparisons on lossy links.
+    off: the planner before it), for paired comparisons on lossy links. ``model``: a described
+    model, whose own measured encodings ``edgent+enc``/``edgent+bn`` use.
     """
     rule = {'decision_rule': 'point' if policy == 'edgent-point' else 'chance',
             'repair_model': policy != 'edgent-norepair'}
-    if policy == 'edgent+enc':
-        return {'policy': 'edgent', 'encodings': list(ENCODINGS_ALL), **rule}
-    if policy == 'edgent+bn':
-        names = bottleneck_encodings()
-        if not names:
-            raise ValueError('edgent+bn needs learned bottlenecks in the accuracy table '
-                             '(edgent-ros train-bottleneck)')
-        return {'policy': 'edgent', 'encodings': list(ENCODINGS_ALL) + names, **rule}
+    if policy in ('edgent+enc', 'edgent+bn'):
+        return {'policy': 'edgent', 'encodings': policy_encodings(policy, model), **rule}
     return {'policy': 'edgent' if policy in ('edgent-map', 'edgent-point', 'edgent-norepair')
             else policy,
             'encodings': ['raw'], **rule}

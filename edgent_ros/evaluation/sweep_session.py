@@ -42,10 +42,11 @@ from ..core.model_plan import load_block_latency, load_model_accuracy, load_tabl
 from ..core.optimizer import EdgentProblem, evaluate, scale_robot
 from ..core.paths import find_data, results_out
 from ..offline.map_builder import build_map, read_trace
-from .sweep import (add_on_time_accuracy, aggregate, append_rows, big_drops, bottleneck_encodings,
+from .sweep import (add_on_time_accuracy, aggregate, all_encodings, append_rows, big_drops,
                     cell_key, check_grid,
-                    CSV_FIELDS, DEFAULT_DEADLINES_MS, DEFAULT_ROBOT_SCALE, ENCODINGS_ALL,
-                    FRAME_FIELDS, in_cell, offline_oracle, planner_params, plot_cdfs,
+                    CSV_FIELDS, DEFAULT_DEADLINES_MS, DEFAULT_ROBOT_SCALE,
+                    FRAME_FIELDS, in_cell, model_encodings, offline_oracle, planner_params,
+                    plot_cdfs,
                     plot_predicted, plot_sweep, plot_trace, reaction_times, read_done, read_rows,
                     trace_oracle, TRACE_POLICIES)
 from .testbed import ROBOT_COMPUTE_SLOWDOWN, Testbed, TracePlayer
@@ -314,15 +315,18 @@ def planner_problem(robot_scale: float, encodings: Sequence[str] = ('raw',),
     """
     Return ``({exit: top1}, problem)``: the planner's problem at the testbed's robot class.
 
-    ``model``: a described model (its table, block times and accuracy; raw tensors only).
+    ``model``: a described model (its table, block times and accuracy; the encodings its
+    accuracy table measured, ``edgent-ros train-bottleneck --model``).
     """
     if model:
         files = load_description(model).files()
         table = load_table(files['table'])
         acc = load_model_accuracy(files['accuracy'], table['model_id'])
+        enc = model_encodings(model) if list(encodings) != ['raw'] else None
         return acc, problem_for(table, load_block_latency(files['latency'], table['model_id']),
                                 acc, overhead_ms=TESTBED_OVERHEAD_MS,
-                                robot_time_scale=robot_scale)
+                                robot_time_scale=robot_scale, encodings=list(encodings),
+                                encoding_table=enc)
     cfg = read_config()
     acc = load_accuracy(model_id=cfg.model_id())
     table = load_encodings(model_id=cfg.model_id()) if list(encodings) != ['raw'] else None
@@ -333,8 +337,8 @@ def planner_problem(robot_scale: float, encodings: Sequence[str] = ('raw',),
 
 
 def _enc_accuracy(model: Optional[Path] = None) -> Dict[Tuple[int, int, str], float]:
-    if model:
-        return {}     # a described model sends raw tensors: its exits' top-1 hold
+    if model:   # a described model: what train-bottleneck --model measured (else raw only)
+        return {k: v.top1 for k, v in model_encodings(model).items()}
     return {k: v.top1 for k, v in load_encodings().items()}
 
 
@@ -395,11 +399,7 @@ def run_sweep(out_csv: Path, bandwidths: Sequence[float], deadlines: Sequence[fl
     if not todo:
         return 0
     # every encoding a live policy may send (edgent+bn: the bottlenecks too), for predictions
-    if model:
-        accuracy, problem = planner_problem(robot_scale, model=model)
-    else:
-        accuracy, problem = planner_problem(robot_scale,
-                                            list(ENCODINGS_ALL) + bottleneck_encodings())
+    accuracy, problem = planner_problem(robot_scale, all_encodings(model), model=model)
     enc_accuracy = _enc_accuracy(model)
     cell_timeout_s = cell_timeout_s or 30.0 + 3.0 * frames
     logdir = Path(logdir or (Path('/tmp') / f'edgent-sweep-{int(time.time())}'))
@@ -417,7 +417,7 @@ def run_sweep(out_csv: Path, bandwidths: Sequence[float], deadlines: Sequence[fl
                     bar.set_postfix_str(f'{bw:g} Mbit/s, {dl:g} ms, {p}')
                     t0 = time.time()
                     idx = len(sess.records)
-                    params = planner_params(p)
+                    params = planner_params(p, model)
                     # same start state for every policy of a cell: the online calibration
                     # forgets what earlier cells taught it (off discards, on starts afresh)
                     sess.set_planner(calibration=False)

@@ -85,7 +85,7 @@ def load_runner(node: Node, weights: str, threads: int, max_threads: int):
             for note in dm.notes:
                 node.get_logger().warning(f'model {dm.model_id}: {note}')
             runner = CoInference(dm, threads=n_threads,
-                                 bottlenecks=_bottlenecks(node, dm.model_id, allowed=False))
+                                 bottlenecks=_bottlenecks(node, dm.model_id, dm.desc))
         else:
             model = load_model(weights or None)
             runner = CoInference(model, bottlenecks=_bottlenecks(node, model.model_id),
@@ -122,25 +122,22 @@ def check_planned_model(new: Dict[str, Any], model_id: str) -> str:
     return ''
 
 
-def _bottlenecks(node: Node, model_id: str, allowed: bool = True):
+def _bottlenecks(node: Node, model_id: str, desc=None):
     """
     Load the learned bottlenecks named by read-only ``bottlenecks_path`` (bn<c> encodings).
 
-    Empty: the shipped set when it exists and fits the model, else none (bn frames are then
+    Empty: the shipped set when it exists and fits the model (a described model's: the one
+    beside its description, ``<name>.bottlenecks.safetensors``), else none (bn frames are then
     refused). A path that was asked for but cannot be used exits the process (code 2).
     """
     from ..core.bottleneck import BottleneckError, default_path, load_bottlenecks
     path = declare(node, 'bottlenecks_path', '', 'learned bottleneck weights (bn<c> '
                    'encodings); empty = shipped set if it fits the model', read_only=True)
-    if not allowed:   # a described model: learned bottlenecks exist for the AlexNet only
-        if path:
-            raise ValueError('bottlenecks_path is for the shipped AlexNet; a described model '
-                             'has no learned bottlenecks')
-        return None
-    if not path and not default_path().is_file():
+    shipped = default_path(desc)
+    if not path and not shipped.is_file():
         return None
     try:
-        bns = load_bottlenecks(path or None, model_id)
+        bns = load_bottlenecks(path or shipped, model_id)
     except BottleneckError as exc:
         if path:
             node.get_logger().fatal(str(exc))

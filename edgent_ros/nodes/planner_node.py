@@ -37,7 +37,8 @@ from ..core.diagnostics import grade, message, PlannerHealth, planner_findings, 
 from ..core.latency import LatencyModels
 from ..core.ledger import MAX_THRESHOLD
 from ..core.model_desc import load_description
-from ..core.model_plan import load_block_latency, load_model_accuracy, load_table, problem_for
+from ..core.model_plan import (load_block_latency, load_model_accuracy, load_model_encodings,
+                               load_table, problem_for)
 from ..core.optimizer import Decision, EdgentProblem, PLANNER_POLICIES, scale_robot
 from ..core.planner import FIXED_HELP, LinkReport, Outcome, Planner, SETTINGS
 from ..msg import ExitSplitDecision, InferenceResult, LinkQuality
@@ -142,7 +143,8 @@ class PlannerNode(Node):
                 self.described = {
                     'table': table,
                     'latency': load_block_latency(files['latency'], self.model_id),
-                    'accuracy': load_model_accuracy(files['accuracy'], self.model_id)}
+                    'accuracy': load_model_accuracy(files['accuracy'], self.model_id),
+                    'accuracy_path': files['accuracy']}
             else:
                 self.cfg = read_config(weights or None)
                 self.model_id = self.cfg.model_id()
@@ -214,13 +216,16 @@ class PlannerNode(Node):
     def _build_problem(self, encodings, threshold: float) -> EdgentProblem:
         """Return the planning problem for these encodings and confidence threshold."""
         if self.described is not None:
-            if list(encodings) != ['raw'] or threshold > 0:
-                raise ValueError('encodings and confidence early exit are measured for the '
-                                 'shipped AlexNet only; a described model plans raw tensors')
+            if threshold > 0:
+                raise ValueError('confidence early exit is measured for the shipped AlexNet '
+                                 'only; a described model plans without it')
             d = self.described
+            table = (load_model_encodings(d['accuracy_path'], self.model_id)
+                     if list(encodings) != ['raw'] else None)
             return problem_for(d['table'], d['latency'], d['accuracy'],
                                overhead_ms=self._overhead_ms,
-                               robot_time_scale=self._robot_scale)
+                               robot_time_scale=self._robot_scale, encodings=list(encodings),
+                               encoding_table=table)
         table = (load_encodings(self._acc_path, model_id=self.model_id)
                  if list(encodings) != ['raw'] else None)
         conf = load_confidence(self._acc_path, model_id=self.model_id) if threshold > 0 else None

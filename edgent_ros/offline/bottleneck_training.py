@@ -37,18 +37,17 @@ import math
 from pathlib import Path
 import sys
 import time
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..core.arch import (AlexNetConfig, branch_specs, EXIT_ATTACH, layer_flops, LayerSpec,
-                         NUM_EXITS, output_shape)
+from ..core.arch import layer_flops, LayerSpec, output_shape
 from ..core.bottleneck import (Bottleneck, BottleneckError, BottleneckSet, BottleneckSpec,
-                               spec_for, trunk_len)
+                               spec_for, Trunk, trunk_of)
 from ..core.codec import bottleneck_width, decode, encode, ENCODING_INT8
-from ..core.model import MultiExitAlexNet, normalize_images
+from ..core.model import normalize_images
 
 TIME_SAMPLE = 100     # frames timed per bottleneck (median), as offline.accuracy does
 
@@ -73,16 +72,37 @@ class BottleneckTrainConfig:
     train_limit: Optional[int] = None   # use only N training images (seeded subset; tests)
 
 
-def deep_tap(cfg: AlexNetConfig) -> int:
-    """Return the trunk index after the last pooling layer (pool5): the classifier's input."""
-    trunk = branch_specs(cfg, NUM_EXITS)
-    return max(i for i, s in enumerate(trunk) if s.kind == 'pool') + 1
+def deep_tap(cfg: Any) -> int:
+    """
+    Return the trunk cut whose activation the deep feature loss compares.
+
+    The AlexNet's: after pool5 (the classifier's input); a described model's: the last trunk
+    cut with a (C, H, W) tensor (resnet64: after the global pool, the classifier's input).
+    """
+    return trunk_of(cfg).deep_tap
 
 
-def served_exits(cfg: AlexNetConfig, split: int) -> List[int]:
+def served_exits(cfg: Any, split: int) -> List[int]:
     """Return the exits whose branch holds trunk cut ``split`` as an inner cut (ascending)."""
-    return [e for e in range(1, NUM_EXITS + 1)
-            if 0 < split <= trunk_len(cfg, e) and split < len(branch_specs(cfg, e))]
+    return trunk_of(cfg).served_exits(split)
+
+
+def net_of(model: Any) -> torch.nn.Module:
+    """Return the module with ``run``/``forward_all`` (a described model's ``MultiExitChain``)."""
+    return model.model if hasattr(model, 'desc') else model
+
+
+def model_input(model: Any, images_u8: torch.Tensor) -> torch.Tensor:
+    """
+    uint8 NHWC frames -> the model's normalised input.
+
+    A described model whose input is larger than the frames (resnet64: 64x64 from CIFAR's
+    32x32) gets them resized bilinearly, as its training and ``train-exits`` did.
+    """
+    if not hasattr(model, 'desc'):
+        return normalize_images(images_u8)
+    from .exit_training import to_input
+    return to_input(model, images_u8)
 
 
 def split_values(items: Sequence[str], what: str, splits: Sequence[int]
@@ -107,7 +127,7 @@ def split_values(items: Sequence[str], what: str, splits: Sequence[int]
     return out
 
 
-def parse_specs(cfg: AlexNetConfig, splits: Sequence[int], widths: Sequence[str],
+def parse_specs(cfg: Any, splits: Sequence[int], widths: Sequence[str],
                 strides: Sequence[str] = ('1',)) -> List[BottleneckSpec]:
     """
     Return the specs named on the command line, ordered by (split, channels).
@@ -127,8 +147,9 @@ def parse_specs(cfg: AlexNetConfig, splits: Sequence[int], widths: Sequence[str]
     for at, w in split_values(widths, '--widths', splits):
         for s in ([at] if at is not None else splits):
             if not served_exits(cfg, s):
+                trunk = trunk_of(cfg)
                 raise BottleneckError(f'split {s} is not a trunk cut any exit holds (trunk cuts: '
-                                      f'1..{trunk_len(cfg, NUM_EXITS) - 1})')
+                                      f'1..{trunk.trunk_len(trunk.num_exits) - 1})')
             specs[(s, w)] = spec_for(cfg, s, w, stride_of[s])
     missing = [s for s in splits if not any(k[0] == s for k in specs)]
     if missing:
@@ -165,9 +186,9 @@ def fake_int8(z: torch.Tensor) -> torch.Tensor:
     return z + (deq - z).detach()
 
 
-def run_from_cut(model: MultiExitAlexNet, x: torch.Tensor, split: int,
-                 exits: Iterable[int], taps: Optional[Dict[int, torch.Tensor]] = None
-                 ) -> Dict[int, torch.Tensor]:
+def run_from_cut(model: Any, x: torch.Tensor, split: int,
+                 exits: Iterable[int], taps: Optional[Dict[int, torch.Tensor]] = None,
+                 trunk: Optional[Trunk] = None) -> Dict[int, torch.Tensor]:
     """
     Return ``{exit: logits}`` for the trunk activation ``x`` at ``split``, sharing the trunk.
 
@@ -175,48 +196,52 @@ def run_from_cut(model: MultiExitAlexNet, x: torch.Tensor, split: int,
     side exit's head runs from its attach point. Every exit must hold the cut
     (``served_exits``). ``taps``: trunk activations to keep, ``{trunk index: filled in}``.
     """
+    trunk = trunk or trunk_of(model)
+    net = net_of(model)
+    last = trunk.num_exits
     exits = set(exits)
-    heads = {EXIT_ATTACH[e]: e for e in exits if e != NUM_EXITS}
+    heads = {trunk.attach_of(e): e for e in exits if e != last}
     if any(a < split for a in heads):
         raise ValueError(f'exits {sorted(exits)} do not all hold trunk cut {split}')
-    stop = model.branch_len(NUM_EXITS) if NUM_EXITS in exits else max(heads)
+    stop = net.branch_len(last) if last in exits else max(heads)
     out: Dict[int, torch.Tensor] = {}
     for i in range(split, stop + 1):
         if i in heads:
-            out[heads[i]] = model.run(x, heads[i], i)
+            out[heads[i]] = net.run(x, heads[i], i)
         if i < stop:
-            x = model.run(x, NUM_EXITS, i, i + 1)
+            x = net.run(x, last, i, i + 1)
             if taps is not None and i + 1 in taps:
                 taps[i + 1] = x
-    if NUM_EXITS in exits:
-        out[NUM_EXITS] = x
+    if last in exits:
+        out[last] = x
     return out
 
 
 @torch.inference_mode()
-def precompute(model: MultiExitAlexNet, images: np.ndarray, splits: Sequence[int],
+def precompute(model: Any, images: np.ndarray, splits: Sequence[int],
                flip: bool = False, batch_size: int = 500
                ) -> Tuple[Dict[int, torch.Tensor], torch.Tensor]:
     """
     Return the trunk activations at every cut (float16) and all exits' logits, once.
 
     ``images``: uint8 NHWC ``(N, 32, 32, 3)``. Features: ``{split: (M, C, H, W)}``, logits
-    ``(M, NUM_EXITS, classes)``, with ``M = N`` (``2 N`` with ``flip``: rows ``N..2N-1`` are
+    ``(M, exits, classes)``, with ``M = N`` (``2 N`` with ``flip``: rows ``N..2N-1`` are
     the mirrored images).
     """
-    model = model.eval()
+    net = net_of(model).eval()
+    last = trunk_of(model).num_exits
     feats: Dict[int, List[torch.Tensor]] = {s: [] for s in splits}
     logits: List[torch.Tensor] = []
     views = [False, True] if flip else [False]
     for mirrored in views:
         for i in range(0, len(images), batch_size):
-            x = normalize_images(torch.from_numpy(images[i:i + batch_size]))
+            x = model_input(model, torch.from_numpy(images[i:i + batch_size]))
             if mirrored:
                 x = x.flip(3)
-            logits.append(torch.stack(model.forward_all(x), 1))
+            logits.append(torch.stack(net.forward_all(x), 1))
             a = x
             for j in range(max(splits)):
-                a = model.run(a, NUM_EXITS, j, j + 1)
+                a = net.run(a, last, j, j + 1)
                 if j + 1 in feats:
                     feats[j + 1].append(a.to(torch.float16))
     return {s: torch.cat(v) for s, v in feats.items()}, torch.cat(logits)
@@ -234,14 +259,14 @@ def _task_losses(student: Dict[int, torch.Tensor], teacher: torch.Tensor, labels
     return torch.stack(kd).mean(), torch.stack(ce).mean()
 
 
-def train_one(model: MultiExitAlexNet, spec: BottleneckSpec, feats: torch.Tensor,
+def train_one(model: Any, spec: BottleneckSpec, feats: torch.Tensor,
               teacher: torch.Tensor, labels: torch.Tensor, cfg: BottleneckTrainConfig,
               progress: bool = True, log: Callable[[str], None] = print,
               deep: Optional[torch.Tensor] = None) -> Dict:
     """
     Train the bottleneck ``spec`` on precomputed activations; return module and history.
 
-    ``feats`` ``(M, C, H, W)`` at ``spec.split``, ``teacher`` ``(M, NUM_EXITS, classes)``,
+    ``feats`` ``(M, C, H, W)`` at ``spec.split``, ``teacher`` ``(M, exits, classes)``,
     ``labels`` ``(M,)``; ``deep``: the frozen model's activations at ``deep_tap`` (used with
     ``cfg.deep_weight`` when the cut is before it). Returns ``{'module', 'history',
     'elapsed_s'}``.
@@ -250,7 +275,8 @@ def train_one(model: MultiExitAlexNet, spec: BottleneckSpec, feats: torch.Tensor
         raise ValueError(f'features {list(feats.shape[1:])} do not fit {spec}')
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    exits = served_exits(model.cfg, spec.split)
+    trunk = trunk_of(model)
+    exits = trunk.served_exits(spec.split)
     bn = Bottleneck(spec).train()
     n = len(feats)
     steps = max(1, n // cfg.batch_size)          # drop the ragged last batch
@@ -259,9 +285,9 @@ def train_one(model: MultiExitAlexNet, spec: BottleneckSpec, feats: torch.Tensor
                                                 steps_per_epoch=steps,
                                                 pct_start=max(0.15, 2.0 / (cfg.epochs * steps)))
     power = float(feats[:min(n, 5000)].float().pow(2).mean()) or 1.0
-    tap = deep_tap(model.cfg)
+    tap = trunk.deep_tap
     use_deep = (cfg.deep_weight > 0 and deep is not None and spec.split < tap
-                and NUM_EXITS in exits)
+                and trunk.num_exits in exits)
     deep_power = (float(deep[:min(n, 5000)].float().pow(2).mean()) or 1.0) if use_deep else 1.0
     history = []
     t_start = time.time()
@@ -282,7 +308,7 @@ def train_one(model: MultiExitAlexNet, spec: BottleneckSpec, feats: torch.Tensor
             f_hat = bn.decode(fake_int8(bn.encode(f)))
             loss_feat = F.mse_loss(f_hat, f) / power
             taps: Dict[int, torch.Tensor] = {tap: f_hat} if use_deep else {}
-            student = run_from_cut(model, f_hat, spec.split, exits, taps)
+            student = run_from_cut(model, f_hat, spec.split, exits, taps, trunk)
             kd, ce = _task_losses(student, teacher[idx], labels[idx], cfg)
             loss_deep = (F.mse_loss(taps[tap], deep[idx].float()) / deep_power if use_deep
                          else torch.zeros(()))
@@ -315,27 +341,28 @@ def train_one(model: MultiExitAlexNet, spec: BottleneckSpec, feats: torch.Tensor
             'elapsed_s': round(time.time() - t_start, 1)}
 
 
-def train_bottlenecks(model: MultiExitAlexNet, specs: Sequence[BottleneckSpec],
+def train_bottlenecks(model: Any, specs: Sequence[BottleneckSpec],
                       x_train: np.ndarray, y_train: np.ndarray, cfg: BottleneckTrainConfig,
                       progress: bool = True, log: Callable[[str], None] = print) -> Dict:
     """
     Train every spec against the frozen ``model``; return ``{'set', 'history', ...}``.
 
+    ``model``: the shipped ``MultiExitAlexNet`` or a described model (``DescribedModel``).
     ``x_train`` uint8 NHWC, ``y_train`` labels. The activations at all cuts are computed once
     (``precompute``); the specs are trained one after the other, each from seed ``cfg.seed``.
     """
     if not specs:
         raise ValueError('no bottleneck to train')
     torch.set_num_threads(cfg.threads)
-    model = model.eval()
-    for p in model.parameters():
+    net_of(model).eval()
+    for p in net_of(model).parameters():
         p.requires_grad_(False)
     gen = torch.Generator().manual_seed(cfg.seed)
     if cfg.train_limit:   # the archives are sorted by class: take a seeded random subset
         keep = torch.randperm(len(x_train), generator=gen)[:cfg.train_limit].numpy()
         x_train, y_train = x_train[keep], y_train[keep]
     t_start = time.time()
-    tap = deep_tap(model.cfg)
+    tap = deep_tap(model)
     splits = {s.split for s in specs}
     if cfg.deep_weight > 0 and min(splits) < tap:
         splits.add(tap)
@@ -413,7 +440,7 @@ def _through_link(bn: Bottleneck, f: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def measure_bottlenecks(model: MultiExitAlexNet, bset: BottleneckSet, images: np.ndarray,
+def measure_bottlenecks(model: Any, bset: BottleneckSet, images: np.ndarray,
                         labels: np.ndarray, batch_size: int = 500,
                         progress: Optional[Callable[[int], None]] = None
                         ) -> Tuple[List[Dict], Dict]:
@@ -425,37 +452,39 @@ def measure_bottlenecks(model: MultiExitAlexNet, bset: BottleneckSet, images: np
     (exit, split, name) with top-1, bytes and the uncut exit's top-1, and the set's id.
     ``progress(k)`` is called after each spec with the number done.
     """
-    model = model.eval()
+    net = net_of(model).eval()
+    trunk = trunk_of(model)
+    last = trunk.num_exits
     if bset.model_id != model.model_id:
         raise BottleneckError(f'bottlenecks for {bset.model_id!r}, model is {model.model_id!r}')
     specs = bset.specs()
     y = torch.from_numpy(np.asarray(labels, dtype=np.int64))
     n_img = len(images)
-    uncut = np.zeros(NUM_EXITS, dtype=np.int64)
-    correct = {(s.split, s.name): {e: 0 for e in served_exits(model.cfg, s.split)}
+    uncut = np.zeros(last, dtype=np.int64)
+    correct = {(s.split, s.name): {e: 0 for e in trunk.served_exits(s.split)}
                for s in specs}
     samples: Dict[int, List[torch.Tensor]] = {s.split: [] for s in specs}
     sample_idx = np.linspace(0, n_img - 1, min(TIME_SAMPLE, n_img)).astype(int)
     splits = sorted(samples)
     for i in range(0, n_img, batch_size):
-        x = normalize_images(torch.from_numpy(images[i:i + batch_size]))
+        x = model_input(model, torch.from_numpy(images[i:i + batch_size]))
         yb = y[i:i + batch_size]
-        for e, z in enumerate(model.forward_all(x)):
+        for e, z in enumerate(net.forward_all(x)):
             uncut[e] += int((z.argmax(1) == yb).sum())
         in_batch = sample_idx[(sample_idx >= i) & (sample_idx < i + len(yb))] - i
         a = x
         for j in range(max(splits)):
-            a = model.run(a, NUM_EXITS, j, j + 1)
+            a = net.run(a, last, j, j + 1)
             if j + 1 not in samples:
                 continue
             samples[j + 1] += [a[k:k + 1].clone() for k in in_batch]
             for spec in (s for s in specs if s.split == j + 1):
                 f_hat = _through_link(bset.get(spec.split, spec.name), a)
                 out = run_from_cut(model, f_hat, spec.split,
-                                   list(correct[(spec.split, spec.name)]))
+                                   list(correct[(spec.split, spec.name)]), trunk=trunk)
                 for e, z in out.items():
                     correct[(spec.split, spec.name)][e] += int((z.argmax(1) == yb).sum())
-    uncut_top1 = {e + 1: float(uncut[e]) / n_img for e in range(NUM_EXITS)}
+    uncut_top1 = {e + 1: float(uncut[e]) / n_img for e in range(last)}
     rows, configs, spec_rows = [], [], []
     for done, spec in enumerate(specs, 1):
         bn = bset.get(spec.split, spec.name)
@@ -483,16 +512,58 @@ def measure_bottlenecks(model: MultiExitAlexNet, bset: BottleneckSet, images: np
     return rows, section
 
 
-def merge_into_accuracy(body: Dict, rows: List[Dict], section: Dict) -> Dict:
+@torch.inference_mode()
+def frame_rows(model: Any, images: np.ndarray, labels: np.ndarray, batch_size: int = 500
+               ) -> List[Dict]:
+    """
+    Return split-0 rows (``raw`` and ``jpeg`` frame) of a described model, per exit.
+
+    What a bottleneck is compared with: the camera's frame at the model's input size, made as
+    the camera node makes it (``inference.preprocess_image``: resized with OpenCV), sent raw
+    (uint8) or as a JPEG (q90, ``core.codec``); top-1 of each exit on those frames (the JPEG
+    ones decoded first) over ``images``, bytes over ``offline.accuracy.SIZE_SAMPLE`` of them.
+    """
+    from ..core.inference import preprocess_image
+    from .accuracy import _sizes_and_times, SIZE_SAMPLE
+    net = net_of(model).eval()
+    h, w = model.input_shape[1:]
+    frames = np.stack([preprocess_image(im, size=(h, w)) for im in images])
+    sent = (encode(np.ascontiguousarray(f[None]), 'jpeg') for f in frames)
+    jpeg = np.stack([decode(m.shape, m.data_type, m.encoding, m.data)[0] for m in sent])
+    y = torch.from_numpy(np.asarray(labels, dtype=np.int64))
+    n_exits = trunk_of(model).num_exits
+    correct = {'raw': np.zeros(n_exits), 'jpeg': np.zeros(n_exits)}
+    for i in range(0, len(frames), batch_size):
+        yb = y[i:i + batch_size]
+        for enc, arr in (('raw', frames), ('jpeg', jpeg)):
+            outs = net.forward_all(model.normalize(torch.from_numpy(arr[i:i + batch_size])))
+            for e, z in enumerate(outs):
+                correct[enc][e] += int((z.argmax(1) == yb).sum())
+    idx = np.linspace(0, len(frames) - 1, min(SIZE_SAMPLE, len(frames))).astype(int)
+    samples = [np.ascontiguousarray(frames[k][None]) for k in idx]
+    rows = []
+    for enc in ('raw', 'jpeg'):
+        cost = _sizes_and_times(samples, enc)
+        for e in range(n_exits):
+            rows.append(dict({'exit': e + 1, 'split': 0, 'encoding': enc,
+                              'top1': round(float(correct[enc][e]) / len(frames), 6)}, **cost))
+    return rows
+
+
+def merge_into_accuracy(body: Dict, rows: List[Dict], section: Dict,
+                        frames: Optional[List[Dict]] = None) -> Dict:
     """
     Return the accuracy table ``body`` with the bottleneck rows and section merged in.
 
     Every ``encodings.configs`` row that is not a bottleneck (``bn<c>``) is kept unchanged and
-    in order; earlier bottleneck rows are replaced by ``rows``. ``format``/``sha256`` are
-    dropped (``artifacts.save_json`` writes them anew).
+    in order; earlier bottleneck rows are replaced by ``rows``. A table without an encodings
+    section (a described model's) gets one made of ``frames`` (``frame_rows``).
+    ``format``/``sha256`` are dropped (``artifacts.save_json`` writes them anew).
     """
     body = {k: v for k, v in body.items() if k not in ('format', 'sha256')}
     enc = body.get('encodings')
+    if enc is None and frames is not None:   # a described model: the frame rows only
+        enc = {'configs': list(frames), 'images': section.get('images')}
     if not isinstance(enc, dict) or not isinstance(enc.get('configs'), list):
         raise ValueError('the accuracy table has no encodings section; run `edgent-ros '
                          'accuracy` first')
@@ -548,7 +619,7 @@ def plot_bottlenecks(body: Dict, path: Path) -> None:
             shown.append((r['bytes_mean'], loss))
             ax.scatter(r['bytes_mean'] * spread, loss, color=c, marker=markers[r['exit']],
                        s=36, zorder=3)
-            if r['exit'] == NUM_EXITS:
+            if r['exit'] == max(uncut):
                 ax.annotate(f'{r["encoding"]}@{s}', (r['bytes_mean'] * spread, loss),
                             textcoords='offset points', xytext=(5, 3), fontsize=7, color=c)
         for r in (r for r in rows if r['split'] == s and r['encoding'] == 'int8'

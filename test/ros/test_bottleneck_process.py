@@ -141,25 +141,63 @@ def _bn_cell():
     raise AssertionError('no slow link where the planner cuts with a bottleneck')
 
 
-def test_planner_picks_a_bottleneck_cut_when_the_link_is_slow(procs, listener):
+DESCRIBED_ROBOT = 10.0       # resnet64's robot in BENCHMARKS §14/§12b: its blocks x10
+
+
+def _bn_cell_described(desc_path):
+    """``_bn_cell`` for a described model: its table, block times and measured encodings."""
+    from edgent_ros.core.codec import bottleneck_width
+    from edgent_ros.core.model_desc import load_description
+    from edgent_ros.core.model_plan import (load_block_latency, load_model_accuracy,
+                                            load_model_encodings, load_table, problem_for)
+    from edgent_ros.core.optimizer import decide
+    files = load_description(desc_path).files()
+    table = load_table(files['table'])
+    enc = load_model_encodings(files['accuracy'], table['model_id'])
+    bns = sorted({k[2] for k in enc if bottleneck_width(k[2]) is not None})
+    assert bns, f'{files["accuracy"]} has no bottleneck rows'
+    encodings = ['raw', 'jpeg'] + bns
+    problem = problem_for(table, load_block_latency(files['latency'], table['model_id']),
+                          load_model_accuracy(files['accuracy'], table['model_id']),
+                          overhead_ms=PLANNER_OVERHEAD_MS, robot_time_scale=DESCRIBED_ROBOT,
+                          encodings=encodings, encoding_table=enc)
+    for bps in (50e3, 75e3, 100e3, 150e3, 200e3, 300e3):
+        for deadline in (60.0, 80.0, 100.0, 120.0):
+            d = decide(problem, bps, deadline)
+            if d.feasible and d.encoding in bns:
+                return encodings, bps, deadline, d, int(enc[d.key].bytes_mean)
+    raise AssertionError('no slow link where the planner cuts with a bottleneck')
+
+
+@pytest.mark.parametrize('described', [False, True], ids=['alexnet5', 'resnet64'])
+def test_planner_picks_a_bottleneck_cut_when_the_link_is_slow(procs, listener, described):
     """A slow link and a slow robot: the planner sends bn<c> maps; they cross and decode."""
     from rclpy.parameter_client import AsyncParameterClient
-    from edgent_ros.core.bottleneck import load_bottlenecks
+    from edgent_ros.core.bottleneck import default_path, load_bottlenecks
+    from edgent_ros.core.described import load_described
     from edgent_ros.msg import ExitSplitDecision, LinkQuality
-    encodings, bps, deadline, want, nbytes = _bn_cell()
-    shipped = load_bottlenecks(None, load_model().model_id)
+    if described:
+        dm = load_described('resnet64')
+        encodings, bps, deadline, want, nbytes = _bn_cell_described(dm.desc.path)
+        shipped = load_bottlenecks(default_path(dm.desc), dm.model_id)
+        model = {'model': str(dm.desc.path)}
+        robot = DESCRIBED_ROBOT
+    else:
+        encodings, bps, deadline, want, nbytes = _bn_cell()
+        shipped = load_bottlenecks(None, load_model().model_id)
+        model, robot = {}, SLOW_ROBOT
     listener.listen(ExitSplitDecision, 'edgent/decision', qos.DECISION)
     listener.listen(InferenceResult, 'edgent/outcome', qos.RESULT)
     listener.listen(Tensor, 'edgent/tensor', qos.TENSOR)
     lq = listener.node.create_publisher(LinkQuality, 'edgent/link_quality', qos.LINK_QUALITY)
-    procs.start('edge_node')
+    procs.start('edge_node', **model)
     # the camera's own estimates (unshaped loopback) go elsewhere: the test is the link
     procs.start('camera_node', remap=['edgent/link_quality:=camera_link_quality'], fps=5.0,
                 max_in_flight=4, wait_for_subscribers=1, wait_for_edge_s=30.0,
-                publish_frames=False)
-    procs.start('planner_node', deadline_ms=deadline, robot_time_scale=SLOW_ROBOT,
+                publish_frames=False, **model)
+    procs.start('planner_node', deadline_ms=deadline, robot_time_scale=robot,
                 overhead_ms=PLANNER_OVERHEAD_MS, link_timeout_s=60.0, encodings=encodings,
-                calibration=False)   # loopback frames would calibrate the link away
+                calibration=False, **model)   # loopback frames would calibrate the link away
     camera = AsyncParameterClient(listener.node, 'camera_node')
     assert listener.spin_until(camera.services_are_ready, 30.0)
     assert listener.spin_until(lambda: lq.get_subscription_count() > 0, 30.0)

@@ -45,6 +45,8 @@ RENDER = {
         _csv(p[0]), _csv(_frames(p[0]))),
     'sweep-bn-reps': lambda p: _bench('sweep_bn_report').reps_markdown(
         [(_csv(x), _csv(_frames(x))) for x in p]),
+    'bottleneck-table': lambda p: _bench('bottleneck_table').markdown(
+        json.loads(p[0].read_text())),
     'transport-sizes': lambda p: _bench('transport_sizes').markdown(_csv(p[0])),
     'cut-analysis': lambda p: _bench('cut_analysis').markdown(_csv(p[0])),
     'model-sweep': lambda p: _bench('sweep_model_report').policy_markdown(

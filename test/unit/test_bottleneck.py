@@ -17,8 +17,9 @@ from edgent_ros.cli.main import main
 from edgent_ros.core.arch import CLASSES, NUM_EXITS
 from edgent_ros.core.artifacts import (ACCURACY_FORMAT, ARTIFACT_DIR, load_encodings, load_json,
                                        safetensors_metadata)
+from edgent_ros.core.arch import EXIT_ATTACH
 from edgent_ros.core.bottleneck import (Bottleneck, BottleneckError, BottleneckSet,
-                                        default_path, load_bottlenecks, spec_for)
+                                        default_path, load_bottlenecks, spec_for, trunk_of)
 from edgent_ros.core.codec import bottleneck_width, decode, encode, quantize_int8
 from edgent_ros.core.datasets import load_sample
 from edgent_ros.core.model import normalize_images
@@ -35,6 +36,33 @@ def _set(model, *cuts, seed=0):
     torch.manual_seed(seed)
     return BottleneckSet(model.model_id, [Bottleneck(spec_for(model.cfg, s, c, stride))
                                           for s, c, stride in cuts])
+
+
+@pytest.fixture(scope='module')
+def resnet():
+    from edgent_ros.core.described import load_described
+    return load_described('resnet64')
+
+
+def test_trunk_of_the_alexnet_and_of_a_described_model(model, resnet):
+    t = trunk_of(model)
+    assert trunk_of(model.cfg) == t and t.num_exits == NUM_EXITS and t.deep_tap == 13
+    for s in range(1, model.branch_len(NUM_EXITS)):   # the branch structure, exit by exit
+        assert t.served_exits(s) == [
+            e for e in range(1, NUM_EXITS + 1)
+            if s <= EXIT_ATTACH.get(e, model.branch_len(e)) and s < model.branch_len(e)]
+    r = trunk_of(resnet)
+    assert r.num_exits == 4 and dict(r.attach) == {1: 5, 2: 7, 3: 9}
+    assert r.served_exits(5) == [1, 2, 3, 4] and r.served_exits(7) == [2, 3, 4]
+    assert r.served_exits(9) == [3, 4] and r.served_exits(11) == [4]
+    assert r.cut_shape(7) == (32, 16, 16) and r.cut_shape(9) == (64, 8, 8)
+    assert r.deep_tap == 12 and r.cut_shape(12) == (128, 1, 1)   # after the global pool
+    spec = spec_for(resnet, 7, 8, 2)
+    assert spec.wire_shape == (1, 8, 8, 8) and spec.nbytes == 512
+    with pytest.raises(BottleneckError, match='cuts 0..14'):
+        spec_for(resnet, 15, 4)
+    with pytest.raises(BottleneckError, match='not a multi-exit model'):
+        trunk_of(torch.nn.Linear(2, 2))
 
 
 def test_save_load_round_trip_keeps_specs_tensors_and_id(model, tmp_path):
@@ -209,6 +237,38 @@ def test_tiny_training_run_writes_a_loadable_set_and_merges_the_table(
     assert [r['top1'] for r in again['encodings']['configs']] == [r['top1'] for r in new]
 
 
+def test_train_bottleneck_on_a_described_model(tmp_path, monkeypatch, capsys, resnet):
+    """resnet64: trained at its layer3 cut, measured against its own raw and JPEG frames."""
+    monkeypatch.setenv('EDGENT_CACHE_DIR', str(tmp_path / 'cache'))
+    data = _fake_cifar(tmp_path)
+    out, acc = tmp_path / 'r.bottlenecks.safetensors', tmp_path / 'r.accuracy.json'
+    assert main(['train-bottleneck', '--model', str(resnet.desc.path), '--data-dir', str(data),
+                 '--splits', '9', '--widths', '4', '--epochs', '1', '--limit', '24',
+                 '--batch-size', '8', '--threads', '1', '--no-progress', '--out', str(out),
+                 '--accuracy-out', str(acc)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary['specs'] == ['bn4@9']
+    bset = load_bottlenecks(out, resnet.model_id)
+    from edgent_ros.core.model_plan import ACCURACY_FORMAT as MODEL_ACC, load_model_accuracy
+    body = load_json(acc, MODEL_ACC)
+    assert load_model_accuracy(acc, resnet.model_id) == {1: 0.5176, 2: 0.6715, 3: 0.8112,
+                                                         4: 0.832}   # the exits kept
+    rows = {(r['exit'], r['split'], r['encoding']): r for r in body['encodings']['configs']}
+    assert set(rows) == ({(e, 0, enc) for e in (1, 2, 3, 4) for enc in ('raw', 'jpeg')}
+                         | {(3, 9, 'bn4'), (4, 9, 'bn4')})
+    assert rows[(4, 0, 'raw')]['bytes_mean'] == 64 * 64 * 3
+    assert 0 < rows[(4, 0, 'jpeg')]['bytes_mean'] < 64 * 64 * 3
+    assert rows[(4, 9, 'bn4')]['bytes_mean'] == 4 * 8 * 8
+    assert body['bottlenecks']['bottleneck_id'] == bset.bottleneck_id
+    assert body['bottlenecks']['images'] == 40
+    assert main(['train-bottleneck', '--model', str(resnet.desc.path), '--data-dir', str(data),
+                 '--out', str(out)]) == 2
+    assert '--splits and --widths' in capsys.readouterr().err
+    assert main(['train-bottleneck', '--model', str(resnet.desc.path), '--data-dir', str(data),
+                 '--splits', '5', '--widths', '4', '--weights', str(out)]) == 2
+    assert 'not both' in capsys.readouterr().err
+
+
 def test_train_bottleneck_refusals(tmp_path, capsys):
     assert main(['train-bottleneck', '--measure-only', '--no-measure']) == 2
     assert 'exclude each other' in capsys.readouterr().err
@@ -240,3 +300,33 @@ def test_shipped_set_fits_the_shipped_model_and_table(model):
     assert uncut == pytest.approx({r['exit']: r['top1'] for r in body['exits']}, abs=1e-4)
     assert any(4 * c.bytes_mean <= jpeg and uncut[e] - c.top1 <= 0.01
                for (e, s, n), c in bn_rows.items())
+
+
+def test_shipped_resnet64_set_fits_its_model_and_table(resnet):
+    """The second model's trained set (BENCHMARKS §12b): loadable, measured, on target."""
+    from edgent_ros.core.model_plan import ACCURACY_FORMAT as MODEL_ACC, load_model_encodings
+    path = default_path(resnet.desc)
+    assert path.name == 'resnet64.bottlenecks.safetensors'
+    bset = load_bottlenecks(path, resnet.model_id)
+    assert path.stat().st_size < 2 * 1024 * 1024
+    acc_path = resnet.desc.derived('.accuracy.json')
+    body = load_json(acc_path, MODEL_ACC)
+    sec = body['bottlenecks']
+    assert sec['bottleneck_id'] == bset.bottleneck_id and sec['file'] == path.name
+    assert sec['images'] == 10000
+    table = load_model_encodings(acc_path, resnet.model_id)
+    bn_rows = {k: v for k, v in table.items() if bottleneck_width(k[2]) is not None}
+    trunk = trunk_of(resnet)
+    for spec in bset.specs():        # every exit each cut serves is measured, bytes exact
+        assert {k[0] for k in bn_rows if k[1:] == (spec.split, spec.name)} == set(
+            trunk.served_exits(spec.split))
+    for (e, s, name), cost in bn_rows.items():
+        assert cost.bytes_mean == bset.get(s, name).spec.nbytes and bset.covers(trunk, e, s, name)
+    uncut = {int(e): a for e, a in sec['uncut_top1'].items()}
+    assert uncut == pytest.approx({r['exit']: r['top1'] for r in body['exits']}, abs=1e-4)
+    jpeg = bt.bytes_vs_jpeg(body)
+    assert 1000 < jpeg < 64 * 64 * 3          # the 64x64 frame as a JPEG
+    # the issue's target: a mid-network cut with >= 4x fewer bytes than the JPEG frame for
+    # <= 1 point lost against the same exit uncut
+    assert any(4 * c.bytes_mean <= jpeg and uncut[e] - c.top1 <= 0.01
+               for (e, s, n), c in bn_rows.items() if 0 < s < trunk.branch_lens[e - 1])

@@ -154,3 +154,43 @@ def test_a_slower_robot_pays_the_encoder_too():
     assert i8.encode_ms == pytest.approx(0.5)
     bn, _ = calibrate(_problem(v), 2.0, 3.0).variants[(2, 1)]
     assert bn.encode_ms == pytest.approx(1.0) and bn.decode_ms == pytest.approx(0.3)
+
+
+@pytest.fixture(scope='module')
+def resnet():
+    from edgent_ros.core.described import load_described
+    return load_described('resnet64')
+
+
+def test_a_described_model_runs_its_bottlenecks_robot_to_edge(resnet):
+    """resnet64: encoder after layer2 (strided) or layer3 on the robot, decoder on the edge."""
+    from edgent_ros.core.bottleneck import trunk_of
+    from edgent_ros.core.inference import preprocess_image
+    trunk = trunk_of(resnet)
+    torch.manual_seed(0)
+    bset = BottleneckSet(resnet.model_id, [Bottleneck(spec_for(trunk, 7, 8, 2)),
+                                           Bottleneck(spec_for(trunk, 9, 4))])
+    robot = CoInference(resnet, bottlenecks=bset)
+    frame = preprocess_image(load_sample()[0][3], size=(64, 64))
+    for exit_index, split, wire in ((2, 7, (1, 8, 8, 8)), (4, 7, (1, 8, 8, 8)),
+                                    (3, 9, (1, 4, 8, 8)), (4, 9, (1, 4, 8, 8))):
+        out = robot.device_step(frame, exit_index, split, encoding=f'bn{wire[1]}')
+        assert out.tensor.shape == wire and out.tensor.dtype == np.float32
+        enc = encode(out.tensor, f'bn{wire[1]}')
+        assert enc.nbytes == int(np.prod(wire))                # int8: 512 / 256 B
+        array = from_message(fill_message(types.SimpleNamespace(), enc))
+        robot.validate(robot.model_id, exit_index, split, array, f'bn{wire[1]}',
+                       bset.bottleneck_id)
+        got, _ = robot.edge_step(array, exit_index, split, encoding=f'bn{wire[1]}')
+        with torch.inference_mode():
+            bn = bset.get(split, f'bn{wire[1]}')
+            logits = resnet.model.run(bn.decode(torch.from_numpy(array)), exit_index, split)
+        assert got.class_id == int(logits.argmax(1)[0]) and got.exit_index == exit_index
+    with pytest.raises(FrameRefused) as info:    # no bottleneck after layer1 (cut 5)
+        robot.device_step(frame, 1, 5, encoding='bn8')
+    assert info.value.reason == 'bottleneck'
+    plain = CoInference(resnet)                  # an edge without this model's set
+    arr = robot.device_step(frame, 4, 9, encoding='bn4').tensor
+    with pytest.raises(FrameRefused) as info:
+        plain.validate(plain.model_id, 4, 9, arr, 'bn4', bset.bottleneck_id)
+    assert 'no bottleneck file' in info.value.detail

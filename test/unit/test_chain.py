@@ -311,6 +311,36 @@ def test_planning_a_described_model_uses_its_bytes_and_block_times(tmp_path, toy
         problem_for(table, lat, {}, overhead_ms=0.0)
 
 
+def test_a_described_model_plans_its_measured_encodings():
+    """resnet64 with a JPEG frame and a bottleneck after layer2, planned as the AlexNet's are."""
+    from edgent_ros.core.artifacts import EncodingCost
+    from edgent_ros.core.model_plan import load_block_latency, load_model_accuracy, load_table
+    from edgent_ros.core.optimizer import evaluate
+    files = load_description('resnet64').files()
+    table = load_table(files['table'])
+    lat = load_block_latency(files['latency'], table['model_id'])
+    acc = load_model_accuracy(files['accuracy'], table['model_id'])
+    enc = {(e, 0, 'jpeg'): EncodingCost(acc[e], 2400.0, 2600.0, 0.1, 0.1) for e in acc}
+    enc.update({(e, 7, 'bn8'): EncodingCost(acc[e] - 0.005, 512.0, 512.0, 0.2, 0.2)
+                for e in (2, 3, 4)})
+    raw = problem_for(table, lat, acc, robot_time_scale=10.0)
+    coded = problem_for(table, lat, acc, robot_time_scale=10.0,
+                        encodings=['raw', 'jpeg', 'bn8'], encoding_table=enc)
+    bn = evaluate(coded, 150e3, 4, 7, encoding='bn8')
+    assert bn.device_ms == pytest.approx(evaluate(raw, 150e3, 4, 7).device_ms + 10 * 0.2)
+    # 150 kbit/s, 128 ms: the 12 KB frame, the JPEG and the whole model on the robot are all
+    # too slow; the bottleneck after layer2 reaches the final exit in time
+    assert bn.total_ms < 128.0 < min(evaluate(coded, 150e3, 4, 0, encoding='jpeg').total_ms,
+                                     evaluate(coded, 150e3, 4, 14).total_ms)
+    d = decide(coded, 150e3, 128.0)
+    assert (d.exit_index, d.split_index, d.encoding) == (4, 7, 'bn8')
+    assert decide(raw, 150e3, 128.0).exit_index < 4
+    d = decide(coded, 5e6, 128.0)                     # a fast link: the JPEG frame wins
+    assert (d.exit_index, d.split_index, d.encoding) == (4, 0, 'jpeg')
+    with pytest.raises(ValueError, match='no bottleneck'):
+        problem_for(table, lat, acc, encodings=['bn4'], encoding_table=enc)
+
+
 def test_plan_model_cli_reads_json_only(tmp_path, toy_desc):
     import_model(toy_desc.path, log=lambda s: None)
     table = json.loads(toy_desc.derived('.table.json').read_text())

@@ -113,6 +113,38 @@ def test_oracle_rows_report_the_most_accurate_configuration_always_on_time():
     assert r200['oracle_met_lo'] < 1.0 and r200['not_measured'] == 0
 
 
+def test_encoded_configurations_are_in_the_oracles_space_with_their_own_top1():
+    """edgent+bn's space: a bottleneck cut is an oracle candidate, pinned and named by encoding."""
+    from edgent_ros.core.artifacts import EncodingCost
+    from edgent_ros.core.optimizer import EdgentProblem, encoding_variants
+    from edgent_ros.evaluation.paired import candidates, config_name, frame_config, frame_value
+    from edgent_ros.evaluation.paired_session import config_of, config_policy, fixed_params
+    robot = {1: [10.0, 10.0, 1.0], 2: [10.0, 10.0, 10.0, 1.0]}
+    edge = {1: [1.0, 1.0, 0.1], 2: [1.0, 1.0, 1.0, 0.1]}
+    acc = {1: 0.7, 2: 0.9}
+    table = {(2, 2, 'bn4'): EncodingCost(0.88, 64.0, 64.0, 0.5, 0.5)}
+    problem = EdgentProblem(acc, robot, edge, {1: [3000, 4000, 400, 0],
+                                               2: [3000, 8000, 8000, 400, 0]}, 1.0,
+                            variants=encoding_variants(robot, ['raw', 'bn4'], table, acc))
+    raw = candidates(problem, acc, 0.1, 0)
+    coded = candidates(problem, acc, 0.1, 0, encoded=True)
+    assert {c.config for c in coded} - {c.config for c in raw} == {(2, 2, 'bn4')}
+    bn = next(c for c in coded if c.config == (2, 2, 'bn4'))
+    assert bn.accuracy == 0.88 and bn.floor_ms == pytest.approx(64 * 8 / 0.1e6 * 1e3)
+    assert config_name(bn.config) == '2/2/bn4' and config_policy(bn.config) == 'fixed:2/2/bn4'
+    assert config_of('fixed:2/2/bn4') == (2, 2, 'bn4') and config_of('fixed:2/2') == (2, 2)
+    assert fixed_params(bn.config) == {'policy': 'fixed', 'encodings': ['raw', 'bn4'],
+                                       'fixed_configuration': '2/2/bn4'}
+    assert fixed_params((2, 2))['encodings'] == ['raw']
+    f_bn = {'e2e_ms': 30.0, 'exit': 2, 'split': 2, 'encoding': 'bn4'}
+    f_raw = dict(f_bn, encoding='raw')
+    assert frame_config(f_bn, True) == (2, 2, 'bn4') and frame_config(f_bn, False) == (2, 2)
+    assert on_time([f_bn, f_raw], 50.0, (2, 2, 'bn4')) == (1, 2)   # the raw frame: another
+    assert frame_value(f_bn, 50.0, acc, {(2, 2, 'bn4'): 0.88}) == 0.88
+    assert frame_value(f_raw, 50.0, acc, {(2, 2, 'bn4'): 0.88}) == 0.9
+    assert frame_value(f_bn, 20.0, acc, {(2, 2, 'bn4'): 0.88}) == 0.0
+
+
 def _policy_frames(policy, lat, exit_index=2, reps=3):
     return [{'policy': policy, 'rep': r, 'frame_index': k, 'exit': exit_index, 'split': 0,
              'branch_len': 4, 'e2e_ms': x} for r in range(1, reps + 1) for k, x in enumerate(lat)]
