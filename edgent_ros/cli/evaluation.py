@@ -388,8 +388,9 @@ def add_sweep_parser(sub) -> None:
                    '<out>_frames.csv)')
     r.add_argument('--fresh', action='store_true', help='start over (delete the results CSV)')
     r.add_argument('--model', type=Path, default=None,
-                   help='a model description: camera, edge and planner run it (raw tensors; '
-                        'its table, block times and accuracy beside it); default the AlexNet')
+                   help='a model description: camera, edge and planner run it (its table, '
+                        'block times and accuracy beside it; edgent+enc/+bn: the encodings '
+                        'train-bottleneck --model measured); default the AlexNet')
     t = acts.add_parser('traces', help='trace replays, one policy after the other',
                         description=SWEEP_NOTE)
     t.add_argument('--results', default=None, help=RESULTS_HELP)
@@ -437,7 +438,8 @@ def add_sweep_parser(sub) -> None:
                     'results)')
     pa.add_argument('--model', type=Path, default=None,
                     help='a model description or shipped name (e.g. resnet64): camera, edge and '
-                         'planner run it, raw tensors; default the AlexNet')
+                         'planner run it (edgent+enc/+bn: its measured encodings, and the oracle '
+                         'measures those configurations too); default the AlexNet')
     pa.add_argument('--redo-configs', action='store_true', help='measure the oracle\'s '
                     'configurations again (their rows are replaced; policy cells kept)')
     pa.add_argument('--robot-calibration', default=None, metavar='JSON',

@@ -207,8 +207,13 @@ class Planner:
             raise ValueError(f'fixed_configuration {text!r}: {exc}') from None
 
     # -- settings ---------------------------------------------------------------------------
-    def check(self, **values: Any) -> None:
-        """Raise ``ValueError`` if ``configure(**values)`` would be refused (nothing changes)."""
+    def check(self, problem: Optional[EdgentProblem] = None, **values: Any) -> None:
+        """
+        Raise ``ValueError`` if ``configure(problem, **values)`` would be refused.
+
+        Nothing changes. ``problem``: the new base problem set in the same call (new encodings),
+        which a fixed configuration with an encoding is checked against.
+        """
         bad = set(values) - set(SETTINGS)
         if bad:
             raise ValueError(f'unknown planner settings {sorted(bad)}')
@@ -219,7 +224,7 @@ class Planner:
         if {'policy', 'fixed_configuration'} & set(values):
             self._check_fixed(values.get('policy', self.policy),
                               values.get('fixed_configuration', self.fixed_configuration),
-                              self.base_problem)
+                              problem or self.base_problem)
 
     def configure(self, problem: Optional[EdgentProblem] = None, **values: Any) -> bool:
         """
@@ -229,7 +234,7 @@ class Planner:
         the deadline, policy, strategy or problem changed, or the true bandwidth under policy
         ``true-bandwidth``, or the fixed configuration under policy ``fixed``.
         """
-        self.check(**values)
+        self.check(problem, **values)
         for name, value in values.items():
             setattr(self, name, value)
         if problem is not None:

@@ -246,7 +246,8 @@ class PlannerNode(Node):
             except (ArtifactError, ValueError) as exc:
                 return refuse(f'cannot plan with these encodings/threshold: {exc}')
         try:
-            self.planner.check(**{k: v for k, v in new.items() if k in SETTINGS})
+            self.planner.check(self._pending_problem,
+                               **{k: v for k, v in new.items() if k in SETTINGS})
         except ValueError as exc:
             return refuse(str(exc))
         return accept()

@@ -95,6 +95,20 @@ def test_fixed_policy_refuses_a_configuration_it_cannot_run(text, why):
     assert parse_fixed('4/2/int8') == (4, 2, 'int8') and parse_fixed(' ') is None
 
 
+def test_a_pin_with_an_encoding_is_checked_against_the_problem_set_with_it():
+    """encodings and fixed_configuration e/s/enc in one parameter call: the new problem counts."""
+    from dataclasses import replace
+    from edgent_ros.core.optimizer import Variant
+    coded = replace(PROBLEM, variants={(3, 1): (Variant('int8', 0.7, 100),)})
+    p = planner()
+    with pytest.raises(ValueError, match='encoding'):
+        p.check(policy='fixed', fixed_configuration='3/1/int8')     # not in the old problem
+    p.check(coded, policy='fixed', fixed_configuration='3/1/int8')
+    assert p.configure(coded, policy='fixed', fixed_configuration='3/1/int8')
+    up = p.plan(1.0, 'parameter change', force=True)
+    assert up.decision.key == (3, 1, 'int8')
+
+
 def test_hysteresis_does_not_flap_on_jitter_at_a_decision_boundary():
     # a bandwidth where Edgent's choice differs between a and a + 10 %
     grid = [0.05e6 * 1.02 ** k for k in range(300)]
