@@ -194,11 +194,18 @@ class Planner:
 
     @staticmethod
     def _check_fixed(policy: str, text: str, problem: EdgentProblem) -> None:
-        """Raise ValueError unless ``text`` is '' or a configuration of ``problem``."""
+        """
+        Raise ValueError unless ``text`` is '' or a configuration of ``problem``.
+
+        Under another policy than ``fixed`` only its form is checked: a pin left over from a
+        fixed run (say ``3/5/bn4``) must not block a policy whose encodings lack it.
+        """
         fixed = parse_fixed(text)
         if fixed is None:
             if policy == 'fixed':
                 raise ValueError('policy fixed needs fixed_configuration (exit/split[/encoding])')
+            return
+        if policy != 'fixed':
             return
         e, s, enc = fixed
         try:

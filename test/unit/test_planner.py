@@ -107,6 +107,10 @@ def test_a_pin_with_an_encoding_is_checked_against_the_problem_set_with_it():
     assert p.configure(coded, policy='fixed', fixed_configuration='3/1/int8')
     up = p.plan(1.0, 'parameter change', force=True)
     assert up.decision.key == (3, 1, 'int8')
+    # back to Edgent without that encoding: the pin left over does not block it
+    assert p.configure(PROBLEM, policy='edgent')
+    with pytest.raises(ValueError, match='encoding'):
+        p.configure(policy='fixed')                     # but pinning it again is refused
 
 
 def test_hysteresis_does_not_flap_on_jitter_at_a_decision_boundary():
