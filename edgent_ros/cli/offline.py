@@ -25,6 +25,8 @@ from ..core.artifacts import (ACCURACY_FILE, ACCURACY_FORMAT, ARTIFACT_DIR, int8
 from ..core.config_map import DEFAULT_MET_TARGET
 from . import models as model_cli
 from ..core.latency import LatencyModels
+from ..core.model_desc import load_description
+from ..core.model_plan import ACCURACY_FORMAT as MODEL_ACCURACY_FORMAT
 from ..core.optimizer import decide_policy, EdgentProblem, POLICIES, scale_robot
 from ..offline.batch_profile import BATCH_SIZES, CONFIGS, fit_beta, measure, plot
 from ..core.datasets import load_split
@@ -555,7 +557,6 @@ def cmd_train_bottleneck(args: argparse.Namespace) -> int:
         raise ValueError('--measure-only and --no-measure exclude each other')
     desc = None
     if args.model:   # a described model: its own cuts, accuracy table and set beside it
-        from ..core.model_desc import load_description
         if args.weights:
             raise ValueError(f'give --model ({args.model}) or --weights ({args.weights}), not '
                              'both: a description names its own weights')
@@ -566,10 +567,7 @@ def cmd_train_bottleneck(args: argparse.Namespace) -> int:
     splits = args.splits or BOTTLENECK_SPLITS
     acc_in = args.accuracy or (desc.derived('.accuracy.json') if desc
                                else ARTIFACT_DIR / ACCURACY_FILE)
-    if desc is not None:   # a described model's table (edgent-ros train-exits)
-        from ..core.model_plan import ACCURACY_FORMAT as acc_format
-    else:
-        acc_format = ACCURACY_FORMAT
+    acc_format = MODEL_ACCURACY_FORMAT if desc is not None else ACCURACY_FORMAT
     body = load_json(acc_in, acc_format) if not args.no_measure else None
     cfg = read_config(args.weights) if desc is None else None
     out = Path(args.out) if args.out else (default_path(desc) if desc

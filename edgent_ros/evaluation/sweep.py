@@ -40,6 +40,8 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 
 from ..core.artifacts import ArtifactError, load_encodings
 from ..core.codec import bottleneck_width, LOSSLESS
+from ..core.model_desc import load_description
+from ..core.model_plan import load_model_encodings
 
 # Policies run live by the nodes ('true-bandwidth': the Edgent rule at the shaped rate, no
 # estimate), and the oracle, computed offline from the measurements (``offline_oracle``).
@@ -81,8 +83,6 @@ def model_encodings(model: Optional[Path] = None) -> Dict[Tuple[int, int, str], 
     """
     try:
         if model:
-            from ..core.model_desc import load_description
-            from ..core.model_plan import load_model_encodings
             return load_model_encodings(load_description(model).files()['accuracy'])
         return load_encodings()
     except ArtifactError:

@@ -96,7 +96,7 @@ def test_fixed_policy_refuses_a_configuration_it_cannot_run(text, why):
 
 
 def test_a_pin_with_an_encoding_is_checked_against_the_problem_set_with_it():
-    """encodings and fixed_configuration e/s/enc in one parameter call: the new problem counts."""
+    """A pin e/s/enc set with the encodings that make it exist: checked on the new problem."""
     from dataclasses import replace
     from edgent_ros.core.optimizer import Variant
     coded = replace(PROBLEM, variants={(3, 1): (Variant('int8', 0.7, 100),)})
