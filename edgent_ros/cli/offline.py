@@ -563,7 +563,7 @@ def cmd_train_bottleneck(args: argparse.Namespace) -> int:
         desc = load_description(args.model)
         if args.splits is None or args.widths is None:
             raise ValueError('--model: give --splits and --widths (the defaults are the shipped '
-                             'AlexNet\'s cuts); `edgent-ros info --model` lists the cuts')
+                             'AlexNet\'s cuts); `edgent-ros layers --model DESC` lists the cuts')
     splits = args.splits or BOTTLENECK_SPLITS
     acc_in = args.accuracy or (desc.derived('.accuracy.json') if desc
                                else ARTIFACT_DIR / ACCURACY_FILE)
