@@ -14,12 +14,6 @@ import json
 from pathlib import Path
 
 
-def _jpeg_bytes(body: dict) -> float:
-    rows = [r for r in body['encodings']['configs']
-            if r['split'] == 0 and r['encoding'] == 'jpeg']
-    return sum(r['bytes_mean'] for r in rows) / len(rows)
-
-
 def _points(loss: float) -> str:
     """Points lost as the §12 table writes them: −0.39 lost, +0.06 gained."""
     return f'−{loss:.2f}' if loss > 0 else f'+{-loss:.2f}'
@@ -28,7 +22,8 @@ def _points(loss: float) -> str:
 def markdown(body: dict) -> str:
     """Return the table and the target lines for an accuracy JSON's ``bottlenecks`` section."""
     sec = body['bottlenecks']
-    jpeg = _jpeg_bytes(body)
+    from edgent_ros.offline.bottleneck_training import bytes_vs_jpeg
+    jpeg = bytes_vs_jpeg(body)
     out = [f'JPEG frame (q90, at the input size of {body["model_id"]}): {jpeg:,.0f} B, mean '
            f'over the sampled test frames; top-1 on {sec["images"]:,} test images.', '',
            '| split | encoding (maps sent) | bytes | vs JPEG | top-1 % per exit (uncut, lost) '

@@ -281,13 +281,10 @@ def frame_value(frame: Mapping[str, object], deadline_ms: float,
     """
     if frame_latency(frame) > deadline_ms:
         return 0.0
-    e = int(frame['exit'])
-    enc = str(frame.get('encoding') or 'raw')
-    if enc != 'raw' and enc_accuracy:
-        key = (e, int(frame['split']), enc)
-        if key in enc_accuracy:
-            return float(enc_accuracy[key])
-    return float(accuracy[e])
+    config = frame_config(frame, True)
+    if len(config) > 2 and enc_accuracy and config in enc_accuracy:
+        return float(enc_accuracy[config])
+    return float(accuracy[config[0]])
 
 
 def paired_diff(a: Mapping[Tuple[int, int], float], b: Mapping[Tuple[int, int], float]

@@ -18,7 +18,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 from .paired import (candidates, cell_stats, check_claims, config_name, frame_config, meets,
                      on_time, OracleSearch, oracle_rows, paired_diff)
 from .paired_session import CALIBRATION_FILE, config_of, device_ratios, META_FILE
-from .sweep import append_rows, DEFAULT_ROBOT_SCALE, policy_encodings, read_rows
+from .sweep import append_rows, DEFAULT_ROBOT_SCALE, read_rows, run_encodings
 from .sweep_session import _enc_accuracy, planner_problem
 from .testbed import DEFAULT_BURST_BYTES
 
@@ -50,7 +50,7 @@ def build(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
     # a run with edgent+enc/+bn: the encoded configurations are in the oracle's space, and
     # frames sent encoded count their own measured top-1
     policies = sorted({r['policy'] for r in rows if r['kind'] == 'policy'})
-    encs = list(dict.fromkeys(x for p in policies for x in policy_encodings(p, model)))
+    encs = run_encodings(policies, model)
     encoded = encs != ['raw']
     accuracy, problem = planner_problem(robot_scale, encs, model=model)
     accuracy = {int(k): float(v) for k, v in accuracy.items()}

@@ -27,7 +27,7 @@ from ..core.planner import parse_fixed
 from .paired import (candidates, Config, config_name, OracleSearch, PAIRED_POLICIES,
                      policy_order, WARMUP_FRAMES)
 from .sweep import (aggregate, append_rows, check_grid, CSV_FIELDS, DEFAULT_ROBOT_SCALE,
-                    FRAME_FIELDS, in_cell, OK, planner_params, policy_encodings, read_rows)
+                    FRAME_FIELDS, in_cell, OK, planner_params, read_rows, run_encodings)
 from .sweep_session import (_predictor, NodeSession, planner_problem, TESTBED_NAME,
                             testbed_run)
 from .testbed import Testbed
@@ -181,10 +181,10 @@ def run_paired(out_dir: Path, bandwidths: Sequence[float], deadlines: Sequence[f
           f'{frames} frames per cell, up to {config_frames} per configuration', file=sys.stderr)
     model_scale = robot_scale * float(robot_factor)
     # every encoding a policy may send (edgent+enc/+bn), for the frames' predictions; the
-    # oracle's candidates stay the raw (exit, split) configurations (paired.candidates)
-    encs = list(dict.fromkeys(x for p in policies for x in policy_encodings(p, model)))
+    # oracle then measures those encoded configurations too (paired.candidates)
+    encs = run_encodings(policies, model)
     accuracy, problem = planner_problem(model_scale, encs, model=model)
-    encoded = encs != ['raw']   # the oracle then measures the encoded configurations too
+    encoded = encs != ['raw']
     model = resolve(model) if model else None
     shipped = model is not None and model.resolve().parent == ARTIFACT_DIR.resolve()
     meta = {'model': '' if model is None else model.name.replace('.model.yaml', '') if shipped

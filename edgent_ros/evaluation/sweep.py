@@ -127,6 +127,11 @@ def policy_encodings(policy: str, model: Optional[Path] = None) -> List[str]:
     return encs
 
 
+def run_encodings(policies: Iterable[str], model: Optional[Path] = None) -> List[str]:
+    """Return every encoding the ``policies`` of one run may send (``['raw']``: none other)."""
+    return list(dict.fromkeys(x for p in policies for x in policy_encodings(p, model)))
+
+
 def all_encodings(model: Optional[Path] = None) -> List[str]:
     """Return every encoding a live policy of the sweep may send (for predictions)."""
     if model:

@@ -38,17 +38,16 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from ..core.artifacts import load_accuracy, load_encodings, read_config
 from ..core.latency import LatencyModels
 from ..core.model_desc import load_description
-from ..core.model_plan import load_block_latency, load_model_accuracy, load_table, problem_for
+from ..core.model_plan import (load_block_latency, load_model_accuracy, load_model_encodings,
+                               load_table, problem_for)
 from ..core.optimizer import EdgentProblem, evaluate, scale_robot
 from ..core.paths import find_data, results_out
 from ..offline.map_builder import build_map, read_trace
 from .sweep import (add_on_time_accuracy, aggregate, all_encodings, append_rows, big_drops,
-                    cell_key, check_grid,
-                    CSV_FIELDS, DEFAULT_DEADLINES_MS, DEFAULT_ROBOT_SCALE,
+                    cell_key, check_grid, CSV_FIELDS, DEFAULT_DEADLINES_MS, DEFAULT_ROBOT_SCALE,
                     FRAME_FIELDS, in_cell, model_encodings, offline_oracle, planner_params,
-                    plot_cdfs,
-                    plot_predicted, plot_sweep, plot_trace, reaction_times, read_done, read_rows,
-                    trace_oracle, TRACE_POLICIES)
+                    plot_cdfs, plot_predicted, plot_sweep, plot_trace, reaction_times, read_done,
+                    read_rows, trace_oracle, TRACE_POLICIES)
 from .testbed import ROBOT_COMPUTE_SLOWDOWN, Testbed, TracePlayer
 from .testbed_session import (_stop, camera_argv, DECISION_FIELDS, executable, FASTDDS_PROFILE,
                               record_topics, ros_args, session_env, spin_until)
@@ -322,7 +321,8 @@ def planner_problem(robot_scale: float, encodings: Sequence[str] = ('raw',),
         files = load_description(model).files()
         table = load_table(files['table'])
         acc = load_model_accuracy(files['accuracy'], table['model_id'])
-        enc = model_encodings(model) if list(encodings) != ['raw'] else None
+        enc = (load_model_encodings(files['accuracy'], table['model_id'])
+               if list(encodings) != ['raw'] else None)
         return acc, problem_for(table, load_block_latency(files['latency'], table['model_id']),
                                 acc, overhead_ms=TESTBED_OVERHEAD_MS,
                                 robot_time_scale=robot_scale, encodings=list(encodings),
