@@ -15,15 +15,17 @@ from ..evaluation.sweep import (check_targets, DEFAULT_BANDWIDTHS_MBPS, DEFAULT_
 from ..core.paths import DATA_ENV, find_data, HOME_ENV, results_out
 from ..evaluation.paired import PAIRED_BANDWIDTHS_MBPS, PAIRED_DEADLINES_MS, PAIRED_POLICIES
 from ..evaluation.heldout import HELDOUT_POLICIES
-from ..evaluation.heldout_session import (FRAMES_FILE, report_heldout, run_heldout,
+from ..evaluation.heldout_session import (FRAMES_FILE, plan_heldout, report_heldout, run_heldout,
                                           run_simulate, run_tune, SIM_FILE, sim_markdown,
                                           TUNE_FILE)
 from ..evaluation.chaos import DEFAULT_TRACE, run_soak
 from ..evaluation.lossy_session import run_lossy, write_summary
 from ..evaluation.paired_report import build
-from ..evaluation.paired_session import CALIBRATION_FILE, calibrate_robot, run_paired
-from ..evaluation.sweep_session import (build_default_map, DEFAULT_TRACES, make_plots, run_sweep,
-                                        run_traces, TRACE_DEADLINE_MS, write_oracle)
+from ..evaluation.paired_session import (calibrate_robot, calibration_factor, CALIBRATION_FILE,
+                                         run_paired)
+from ..evaluation.sweep_session import (build_default_map, make_plots, map_traces, run_sweep,
+                                        run_traces, TRACE_DEADLINE_MS, TRACES_PLAN_FILE,
+                                        write_oracle)
 from ..evaluation.testbed import (DEFAULT_NAME, DEFAULT_QUEUE_BYTES, DEFAULT_ROBOT_QUOTA, Testbed,
                                   TracePlayer, unavailable_reason)
 from ..offline.hosts import cgroup_procs_path
@@ -290,7 +292,8 @@ def _sweep_action(args: argparse.Namespace) -> int:
         return 0
     if args.action == 'calibrate-robot':
         res = _results(args) / 'paired'
-        body = calibrate_robot(res, robot_scale=args.robot_scale, frames=args.frames)
+        body = calibrate_robot(res, robot_scale=args.robot_scale, frames=args.frames,
+                               model=args.model)
         print(json.dumps(body, indent=1))
         print(f'written: {res / CALIBRATION_FILE} (use: sweep paired --robot-calibration)')
         return 0
@@ -299,16 +302,14 @@ def _sweep_action(args: argparse.Namespace) -> int:
         try:
             factor = 1.0
             if args.robot_calibration:
-                cal = json.loads(Path(args.robot_calibration).read_text())
-                if float(cal['robot_scale']) != args.robot_scale:
-                    raise ValueError(f'{args.robot_calibration} was measured at robot scale '
-                                     f'{cal["robot_scale"]}, not {args.robot_scale:g}')
-                factor = float(cal['factor'])
+                factor = calibration_factor(args.robot_calibration, args.robot_scale,
+                                            args.model)
             n = run_paired(res, args.bandwidths, args.deadlines, args.policies,
                            frames=args.frames, reps=args.reps,
                            config_frames=args.config_frames, seed=args.seed,
                            robot_scale=args.robot_scale, fresh=args.fresh, robot_factor=factor,
-                           redo_configs=args.redo_configs, model=args.model)
+                           redo_configs=args.redo_configs, model=args.model,
+                           link_burst=args.link_burst)
         except (ValueError, OSError, KeyError) as exc:
             print(f'edgent-ros sweep: {exc}', file=sys.stderr)
             return 2
@@ -332,15 +333,31 @@ def _sweep_action(args: argparse.Namespace) -> int:
             return 2
         print(f'{n} cells run; results in {out}')
         return 0
-    traces = DEFAULT_TRACES
+    res = _results(args)
     if args.trace:
         traces = [(t, args.start_s, args.duration_s) for t in args.trace]
+    else:   # the report's windows: issue 18 item 7's rule, fixed before any run
+        plan = plan_heldout(trace_dir, args.robot_scale, args.deadline_ms)
+        traces = [(w['trace'], w['start_s'], plan['window_s']) for w in plan['live']]
+        res.mkdir(parents=True, exist_ok=True)
+        (res / TRACES_PLAN_FILE).write_text(json.dumps(plan, indent=1) + '\n')
+        print('windows chosen by the held-out rule (heldout.choose_live): ' + ', '.join(
+            f'{t} from {s:g} s' for t, s, _ in traces), file=sys.stderr)
     policies = args.policies or list(TRACE_POLICIES)
-    res = _results(args)
     map_path = Path(args.map) if args.map else res / 'config_map.json'
-    if 'edgent-map' in policies and not map_path.is_file():
-        build_default_map(map_path, args.robot_scale, [t for t, _, _ in traces],
-                          trace_dir=trace_dir)
+    if 'edgent-map' in policies:
+        replayed = [t for t, _, _ in traces]
+        leak = sorted(set(map_traces(map_path)) & set(replayed)) if map_path.is_file() else []
+        if leak and args.map:
+            print(f'edgent-ros sweep: {map_path} was built from {", ".join(leak)}, which this '
+                  'run replays; build a map without them (edgent-ros build-map) or leave out '
+                  '--map', file=sys.stderr)
+            return 2
+        if leak or not map_path.is_file():
+            if leak:
+                print(f'{map_path} was built from {", ".join(leak)}, replayed now: building it '
+                      'again without them', file=sys.stderr)
+            build_default_map(map_path, args.robot_scale, replayed, trace_dir=trace_dir)
     rows = run_traces(res, traces, policies, deadline_ms=args.deadline_ms,
                       robot_scale=args.robot_scale, trace_dir=trace_dir, map_path=map_path)
     print(f'{len(rows)} trace runs; results in {res / "traces.csv"}')
@@ -399,7 +416,10 @@ def add_sweep_parser(sub) -> None:
                         '<user dir>/data/traces, then ../shared/data/traces beside a source '
                         'checkout)')
     t.add_argument('--trace', nargs='+', help='trace file names in the traces folder '
-                   '(default: the report\'s three segments)')
+                   '(default: the report\'s windows, chosen by the held-out rule: the 3 '
+                   'held-back traces whose first 60 s window with a change of the '
+                   'true-bandwidth decision has the most changes; written to '
+                   f'<results>/{TRACES_PLAN_FILE})')
     t.add_argument('--start-s', type=float, default=0.0,
                    help='with --trace: first trace second replayed (default %(default)s)')
     t.add_argument('--duration-s', type=float, default=60.0,
@@ -442,6 +462,9 @@ def add_sweep_parser(sub) -> None:
                          'measures those configurations too); default the AlexNet')
     pa.add_argument('--redo-configs', action='store_true', help='measure the oracle\'s '
                     'configurations again (their rows are replaced; policy cells kept)')
+    pa.add_argument('--link-burst', action='store_true', help='tell the planner the '
+                    'shaper\'s burst (planner parameter link_burst_bytes = the testbed\'s tbf '
+                    'burst): a message smaller than it is planned as crossing at once')
     pa.add_argument('--robot-calibration', default=None, metavar='JSON',
                     help='robot_calibration.json of sweep calibrate-robot: the planner models '
                          'the robot as robot scale x its factor (default: not applied)')
@@ -451,6 +474,10 @@ def add_sweep_parser(sub) -> None:
                     'robot_calibration.json (default <user dir>/results)')
     cr.add_argument('--frames', type=int, default=20, help='frames per exit '
                     '(default %(default)s)')
+    cr.add_argument('--model', type=Path, default=None,
+                    help='a model description or shipped name (e.g. resnet64); default the '
+                         'AlexNet. sweep paired --robot-calibration refuses the file for '
+                         'another model')
     _robot_scale_arg(cr)
     pr = acts.add_parser('paired-report', help='tables, intervals, claims and PNGs of the '
                          'paired sweep (no root)', description=SWEEP_NOTE)

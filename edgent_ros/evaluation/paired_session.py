@@ -30,7 +30,7 @@ from .sweep import (aggregate, append_rows, check_grid, CSV_FIELDS, DEFAULT_ROBO
                     FRAME_FIELDS, in_cell, OK, planner_params, read_rows, run_encodings)
 from .sweep_session import (_predictor, NodeSession, planner_problem, TESTBED_NAME,
                             testbed_run)
-from .testbed import Testbed
+from .testbed import DEFAULT_BURST_BYTES, Testbed
 
 PAIRED_FIELDS = ('kind', 'rep', 'order', 'frame_index', 'true_class', 'branch_len') + FRAME_FIELDS
 CELL_FIELDS = ('kind', 'rep', 'order') + CSV_FIELDS
@@ -147,7 +147,8 @@ def run_paired(out_dir: Path, bandwidths: Sequence[float], deadlines: Sequence[f
                robot_scale: float = DEFAULT_ROBOT_SCALE, warmup_s: float = WARMUP_S,
                fresh: bool = False, name: str = TESTBED_NAME,
                logdir: Optional[Path] = None, robot_factor: float = 1.0,
-               redo_configs: bool = False, model: Optional[Path] = None) -> int:
+               redo_configs: bool = False, model: Optional[Path] = None,
+               link_burst: bool = False) -> int:
     """
     Run every configuration and policy cell not yet in ``out_dir``; return how many ran.
 
@@ -157,7 +158,9 @@ def run_paired(out_dir: Path, bandwidths: Sequence[float], deadlines: Sequence[f
     ``calibrate_robot``); the emulated robot stays ``robot_scale``. ``redo_configs``: remove
     the measured configurations first and measure them again (the policy cells stay).
     ``model``: a model description (camera, edge and planner run it; default the AlexNet);
-    ``paired_meta.json`` records it with the robot scale for the report.
+    ``paired_meta.json`` records it with the robot scale for the report. ``link_burst``: the
+    planner is told the shaper's burst (planner parameter ``link_burst_bytes``, the testbed's
+    ``burst_bytes``), so that a payload smaller than it is planned as crossing at once.
     """
     check_grid(bandwidths, deadlines, policies)
     if frames < 1 or reps < 1 or config_frames < 1:
@@ -183,19 +186,18 @@ def run_paired(out_dir: Path, bandwidths: Sequence[float], deadlines: Sequence[f
     # every encoding a policy may send (edgent+enc/+bn), for the frames' predictions; the
     # oracle then measures those encoded configurations too (paired.candidates)
     encs = run_encodings(policies, model)
-    accuracy, problem = planner_problem(model_scale, encs, model=model)
+    burst = DEFAULT_BURST_BYTES if link_burst else 0
+    accuracy, problem = planner_problem(model_scale, encs, model=model, burst_bytes=burst)
     encoded = encs != ['raw']
     model = resolve(model) if model else None
-    shipped = model is not None and model.resolve().parent == ARTIFACT_DIR.resolve()
-    meta = {'model': '' if model is None else model.name.replace('.model.yaml', '') if shipped
-            else str(model.resolve()), 'robot_scale': robot_scale,
-            'robot_factor': float(robot_factor)}
+    meta = {'model': model_label(model), 'robot_scale': robot_scale,
+            'robot_factor': float(robot_factor), 'link_burst_bytes': burst}
     meta_path = out_dir / META_FILE
     if meta_path.is_file() and not fresh:
         old = json.loads(meta_path.read_text())
         was = (old.get('model', ''), float(old.get('robot_scale', 0)),
-               float(old.get('robot_factor', 1.0)))
-        if was != (meta['model'], float(robot_scale), float(robot_factor)):
+               float(old.get('robot_factor', 1.0)), int(old.get('link_burst_bytes', 0)))
+        if was != (meta['model'], float(robot_scale), float(robot_factor), burst):
             raise ValueError(f'{out_dir} holds a run of {old}; resume it with the same model '
                              'and robot scale, or pass --fresh')
     meta_path.write_text(json.dumps(meta, indent=1) + '\n')
@@ -211,9 +213,14 @@ def run_paired(out_dir: Path, bandwidths: Sequence[float], deadlines: Sequence[f
             if search.next() is None and not mine:
                 continue
             tb.set_rate(bw)
+            if burst and tb.burst_bytes != burst:
+                raise RuntimeError(f'testbed burst {tb.burst_bytes} B, planned with {burst} B')
+            planner = {'robot_time_scale': model_scale}
+            if burst:
+                planner['link_burst_bytes'] = burst
             sess = NodeSession(tb, robot_scale, logdir / f'bw{bw:g}', camera={
                 'wait_for_link': True, 'paused': False, 'robot_time_scale': model_scale},
-                planner={'robot_time_scale': model_scale}, model=model)
+                planner=planner, model=model)
             runner = _Runner(sess, problem, accuracy, float(bw), frames_csv, cells_csv,
                              warmup_s, model_scale)
             try:
@@ -250,6 +257,41 @@ def run_paired(out_dir: Path, bandwidths: Sequence[float], deadlines: Sequence[f
     return ran
 
 
+def model_label(model: Optional[Path]) -> str:
+    """Return how result files name a model: '' the AlexNet, a shipped name, else its path."""
+    if model is None:
+        return ''
+    model = resolve(model)
+    if model.resolve().parent == ARTIFACT_DIR.resolve():
+        return model.name.replace('.model.yaml', '')
+    return str(model.resolve())
+
+
+def calibration_factor(path: Path, robot_scale: float, model: Optional[Path] = None) -> float:
+    """
+    Return the factor of a ``calibrate_robot`` file, checked against the run it is used for.
+
+    Raises ValueError when the file is missing or unreadable, or was measured at another robot
+    scale or on another model than ``model`` (files before models were recorded: the AlexNet).
+    """
+    path = Path(path)
+    try:
+        cal = json.loads(path.read_text())
+        factor, scale = float(cal['factor']), float(cal['robot_scale'])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f'{path}: not a robot calibration of sweep calibrate-robot '
+                         f'({exc})') from exc
+    if scale != float(robot_scale):
+        raise ValueError(f'{path} was measured at robot scale {scale:g}, not {robot_scale:g}')
+    want, got = model_label(model), str(cal.get('model', ''))
+    if got != want:
+        raise ValueError(f'{path} was measured on model {got or "alexnet (default)"}, not '
+                         f'{want or "alexnet (default)"}: run sweep calibrate-robot --model')
+    if not 0.05 <= factor <= 20:
+        raise ValueError(f'{path}: factor {factor:g} is outside 0.05..20')
+    return factor
+
+
 def _as_frame(o: dict) -> dict:
     """Return the fields of an outcome record that ``paired.frame_latency`` reads."""
     return {'e2e_ms': o['end_to_end_ms'] if o['status'] == OK else None,
@@ -270,7 +312,8 @@ def device_ratios(rows: Sequence[dict], problem) -> List[float]:
 
 
 def calibrate_robot(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE, frames: int = 20,
-                    name: str = TESTBED_NAME, logdir: Optional[Path] = None) -> Dict[str, object]:
+                    name: str = TESTBED_NAME, logdir: Optional[Path] = None,
+                    model: Optional[Path] = None) -> Dict[str, object]:
     """
     Measure the testbed's robot as the planner models it; write ``robot_calibration.json``.
 
@@ -278,19 +321,22 @@ def calibrate_robot(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE, fra
     camera (robot cgroup, ``compute_slowdown``); ``factor`` is the median of measured / modelled
     robot time (model: the profiled layers x ``robot_scale``). A planner given
     ``robot_time_scale`` = ``robot_scale`` x ``factor`` models the robot that runs. The frames go
-    to ``robot_calibration_frames.csv``: they are never the evaluation's frames.
+    to ``robot_calibration_frames.csv``: they are never the evaluation's frames. ``model``: a
+    described model (camera and edge run it; default the AlexNet), recorded in the file.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     frames_csv = out_dir / 'robot_calibration_frames.csv'
     frames_csv.unlink(missing_ok=True)
-    accuracy, problem = planner_problem(robot_scale)
+    model = resolve(model) if model else None
+    accuracy, problem = planner_problem(robot_scale, model=model)
     logdir = Path(logdir or (Path('/tmp') / f'edgent-calibrate-{int(time.time())}'))
     tb = Testbed(name=name, rate_mbps=10.0)
     rows: List[dict] = []
     try:
         tb.setup()
-        sess = NodeSession(tb, robot_scale, logdir, camera={'wait_for_link': True})
+        sess = NodeSession(tb, robot_scale, logdir, camera={'wait_for_link': True},
+                           model=model)
         runner = _Runner(sess, problem, accuracy, 10.0, frames_csv, None, 1.0, robot_scale)
         try:
             sess.start(10.0)
@@ -311,7 +357,8 @@ def calibrate_robot(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE, fra
         r = device_ratios([x for x in rows if int(x['exit']) == e], problem)
         if r:
             per_exit[str(e)] = round(statistics.median(r), 4)
-    body = {'robot_scale': robot_scale, 'factor': round(statistics.median(ratios), 4),
+    body = {'model': model_label(model), 'robot_scale': robot_scale,
+            'factor': round(statistics.median(ratios), 4),
             'per_exit': per_exit, 'frames': len(ratios), 'measured_at': int(time.time()),
             'how': 'median of measured / modelled robot time, device-only, every exit'}
     (out_dir / CALIBRATION_FILE).write_text(json.dumps(body, indent=1) + '\n')

@@ -14,7 +14,8 @@ from edgent_ros.evaluation.paired import (Candidate, cell_stats, check_claims,
                                           oracle_rows, paired_diff, policy_order, t95,
                                           transfer_floor_ms, wilson)
 from edgent_ros.evaluation.paired_report import build, headline, same_frames
-from edgent_ros.evaluation.paired_session import drop_kind, META_FILE, run_paired
+from edgent_ros.evaluation.paired_session import (calibration_factor, drop_kind, META_FILE,
+                                                  model_label, run_paired)
 from edgent_ros.evaluation.sweep import read_rows
 
 
@@ -196,6 +197,27 @@ def test_redo_configs_removes_only_configuration_rows(tmp_path):
     assert drop_kind(p, 'config') == 2
     assert p.read_text().splitlines() == ['kind,policy,e2e_ms', 'policy,edgent,2.000']
     assert drop_kind(tmp_path / 'none.csv', 'config') == 0
+
+
+def test_a_robot_calibration_is_refused_for_another_model_or_robot(tmp_path):
+    f = tmp_path / 'robot_calibration.json'
+    f.write_text('{"model": "resnet64", "robot_scale": 10.0, "factor": 0.7}')
+    assert model_label('resnet64') == 'resnet64' and model_label(None) == ''
+    assert calibration_factor(f, 10, 'resnet64') == pytest.approx(0.7)
+    with pytest.raises(ValueError, match='not alexnet'):
+        calibration_factor(f, 10)                      # measured on resnet64, used for AlexNet
+    with pytest.raises(ValueError, match='robot scale 10, not 60'):
+        calibration_factor(f, 60, 'resnet64')
+    f.write_text('{"robot_scale": 60.0, "factor": 1.02}')   # before models were recorded
+    assert calibration_factor(f, 60) == pytest.approx(1.02)
+    with pytest.raises(ValueError, match='calibrate-robot --model'):
+        calibration_factor(f, 60, 'resnet64')
+    for body in ('{"robot_scale": 60.0}', 'not json', '{"robot_scale": 60, "factor": 0}'):
+        f.write_text(body)
+        with pytest.raises(ValueError, match=str(f)):
+            calibration_factor(f, 60)
+    with pytest.raises(ValueError, match='not a robot calibration'):
+        calibration_factor(tmp_path / 'missing.json', 60)
 
 
 def test_a_resume_with_another_model_or_robot_is_refused(tmp_path):
