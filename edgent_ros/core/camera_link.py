@@ -309,6 +309,11 @@ class CameraLink:
             self.recent_lost.extend(True for _ in out)
             return out
 
+    def probing(self) -> bool:
+        """Return whether a probe pair is on the link (sent, not both answers back)."""
+        with self.lock:
+            return self.probe_pair is not None
+
     def link_full(self, max_in_flight: int) -> bool:
         """Return whether ``max_in_flight`` frames are on the link (a new one would be busy)."""
         with self.lock:

@@ -13,6 +13,8 @@ end-to-end latency (ms) is::
 and message fields per message (``core.link.wire_bytes``; 390 B measured for a Tensor over Fast
 DDS, BENCHMARKS.md section 11, the default of ``from_model``: 62 ms at 50 kbit/s, which decides
 between a 256-byte bottleneck and a 1 KB JPEG frame); ``message_bytes=0`` is the paper's model.
+On a token-bucket shaper the first ``link_burst_bytes`` of a message sent after an idle gap
+cross at once: they are taken off ``wire(b)`` (never below 0; default 0, no such shaper).
 
 **Encodings** (a third dimension, off unless a problem is given ``variants``): besides the
 fp32/raw tensor, a cut may send the tensor encoded (``core.codec``: fp16, int8, int8-zlib,
@@ -124,7 +126,7 @@ class _Tables:
     def __init__(self, accuracy: Dict[int, float], robot: Dict[int, List[float]],
                  edge: Dict[int, List[float]], nbytes: Dict[int, List[int]],
                  variants: Optional[Dict[Tuple[int, int], List['Variant']]] = None,
-                 message_bytes: int = 0):
+                 message_bytes: int = 0, burst_bytes: int = 0):
         exit_of, split_of, n_of, acc, dev, suf, link = [], [], [], [], [], [], []
         enc_of: List[str] = []
         self.offset: Dict[int, int] = {}
@@ -165,7 +167,7 @@ class _Tables:
         self.device_ms = np.concatenate(dev + [np.asarray(dev_extra, dtype=float)])
         self.edge_ms = np.concatenate(suf + [np.asarray(edge_extra, dtype=float)])
         self.link_bytes = np.asarray(link, dtype=np.int64)
-        wire = np.asarray([wire_bytes(int(b), message_bytes) if b else 0
+        wire = np.asarray([max(0, wire_bytes(int(b), message_bytes) - burst_bytes) if b else 0
                            for b in self.link_bytes], dtype=float)
         self.bits_k = wire * 8000.0   # transfer ms = bits_k / bps
         self.offload = self.split_of < self.n_of
@@ -226,7 +228,10 @@ class EdgentProblem:
     payload (bytes) crossing the link at split ``s = 0..n`` (length ``n + 1``, last entry 0:
     device-only sends nothing). ``overhead_ms`` is added to the transfer of every offloaded frame
     (``s < n``), ``edge_queue_ms`` (edge load) to its edge time, ``message_bytes`` (per message
-    on the link, ``core.link.wire_bytes``; 0: the payload alone) to its bytes. ``variants``
+    on the link, ``core.link.wire_bytes``; 0: the payload alone) to its bytes.
+    ``link_burst_bytes``: a token-bucket shaper's burst, the bytes a message crosses without
+    waiting for the rate after an idle gap; they are taken off every message's wire bytes
+    (0, the default: no such shaper, the paper's model). ``variants``
     (optional) maps
     ``(exit, split)`` with ``split < n`` to encoded alternatives (``Variant``) of its raw tensor;
     without it every cut sends the raw tensor (the paper's Edgent).
@@ -243,6 +248,7 @@ class EdgentProblem:
     edge_queue_ms: float = 0.0
     variants: Optional[Dict[Tuple[int, int], Tuple[Variant, ...]]] = None
     message_bytes: int = 0
+    link_burst_bytes: int = 0
     _t: _Tables = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -272,7 +278,13 @@ class EdgentProblem:
             raise ValueError(f'message_bytes must be a whole number of bytes, got '
                              f'{self.message_bytes!r}')
         object.__setattr__(self, 'message_bytes', int(mb))
-        object.__setattr__(self, '_t', _Tables(acc, robot, edge, nbytes, variants, int(mb)))
+        burst = as_nonneg('link_burst_bytes', self.link_burst_bytes)
+        if burst != int(burst):
+            raise ValueError(f'link_burst_bytes must be a whole number of bytes, got '
+                             f'{self.link_burst_bytes!r}')
+        object.__setattr__(self, 'link_burst_bytes', int(burst))
+        object.__setattr__(self, '_t', _Tables(acc, robot, edge, nbytes, variants, int(mb),
+                                               int(burst)))
 
     @staticmethod
     def _check_variants(variants: Any, robot: Dict[int, List[float]]
@@ -764,6 +776,8 @@ def brute_force(problem: EdgentProblem, bandwidth_bps: float, deadline_ms: float
             if problem.message_bytes and nbytes:
                 datagram = nbytes + problem.message_bytes - 34
                 wire = nbytes + problem.message_bytes + 34 * (math.ceil(datagram / 1480) - 1)
+            if nbytes:
+                wire = max(0, wire - problem.link_burst_bytes)
             transfer = wire * 8.0 / bw * 1000.0 + problem.overhead_ms
         return device, transfer, on_edge, device + transfer + on_edge
 

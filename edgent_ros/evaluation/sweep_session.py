@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 import csv
+from dataclasses import replace
 import json
 import os
 from pathlib import Path
@@ -56,9 +57,7 @@ TESTBED_NAME = 'edsweep'
 # Trace replays of the report: (file, start second, seconds). Windows chosen for how often they
 # cross ~0.12 Mbit/s, where the shipped model's best configuration at 300 ms changes (edge-only
 # above, on the robot below); the first one has a 5 s outage (0 Mbit/s seconds).
-DEFAULT_TRACES = (('mahimahi-verizon-evdo-driving-down.csv', 120, 60),
-                  ('fcc-low-drops-0p3.csv', 660, 60),
-                  ('hsdpa-metro.csv', 638, 60))
+TRACES_PLAN_FILE = 'traces_plan.json'   # sweep traces: the windows its rule chose
 TRACE_DEADLINE_MS = 300.0
 # Per-message overhead (ms) of the testbed's planner and predictions: DDS, (de)serialisation and
 # Python on both sides, from edge-only frames at 5-10 Mbit/s (measured minus bytes/rate minus the
@@ -310,13 +309,19 @@ class NodeSession:
 # Static-bandwidth sweep
 
 def planner_problem(robot_scale: float, encodings: Sequence[str] = ('raw',),
-                    model: Optional[Path] = None):
+                    model: Optional[Path] = None, burst_bytes: int = 0):
     """
     Return ``({exit: top1}, problem)``: the planner's problem at the testbed's robot class.
 
     ``model``: a described model (its table, block times and accuracy; the encodings its
-    accuracy table measured, ``edgent-ros train-bottleneck --model``).
+    accuracy table measured, ``edgent-ros train-bottleneck --model``). ``burst_bytes``: the
+    planner is told the shaper's burst (its ``link_burst_bytes``).
     """
+    acc, problem = _planner_problem(robot_scale, encodings, model)
+    return acc, (replace(problem, link_burst_bytes=int(burst_bytes)) if burst_bytes else problem)
+
+
+def _planner_problem(robot_scale: float, encodings: Sequence[str], model: Optional[Path]):
     if model:
         files = load_description(model).files()
         table = load_table(files['table'])
@@ -441,6 +446,15 @@ def run_sweep(out_csv: Path, bandwidths: Sequence[float], deadlines: Sequence[fl
     n = write_oracle(out_csv, frames_csv, min_frames=min(10, frames), model=model)
     print(f'sweep: {n} oracle cells computed from the measurements', file=sys.stderr)
     return ran
+
+
+def map_traces(path: Path) -> List[str]:
+    """Return the trace names a configuration map was built from (``build_map``'s 'traces')."""
+    try:
+        names = json.loads(Path(path).read_text()).get('traces', [])
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ValueError(f'{path}: not a configuration map ({exc})') from exc
+    return [str(n) for n in names] if isinstance(names, list) else []
 
 
 def build_default_map(path: Path, robot_scale: float, exclude: Sequence[str],

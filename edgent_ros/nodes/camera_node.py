@@ -65,8 +65,9 @@ PARAMETERS = {
     'loop': (True, 'loop file sources when they end', {}),
     'paused': (False, 'file sources capture nothing while true (frames under way finish)', {}),
     'wait_for_link': (False, 'file sources: capture the next frame only once fewer than '
-                      'max_in_flight frames are on the link (every frame in order, none dropped '
-                      'as link_busy: the closed loop of the evaluation)', {}),
+                      'max_in_flight frames and no probe pair are on the link (every frame in '
+                      'order, none dropped as link_busy or queued behind probes: the closed '
+                      'loop of the evaluation)', {}),
     'next_frame': (-1, 'file sources: setting k >= 0 makes frame k the next one captured (a '
                    'seek: the evaluation replays the same frames to every policy); -1 = go on',
                    {'int_range': (-1, 10_000_000)}),
@@ -308,7 +309,8 @@ class CameraNode(Node):
             if self.edges and seen_edges:   # start on the most preferred edge in the graph
                 self.edges.switch(seen_edges[0], 'start')
         if self.robot_busy() or self.paused or (
-                self.wait_for_link and self.link.link_full(self.max_in_flight)):
+                self.wait_for_link and (self.link.link_full(self.max_in_flight)
+                                        or self.link.probing())):
             return   # the robot still computes the last frame / paused / link full: no capture
         if self._cursor >= len(self.images) and not self.loop:
             return   # the file source ended

@@ -20,6 +20,7 @@ refused / failed / timed out in the last ``diagnostics_window_s`` (``core.diagno
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 import math
 import time
@@ -91,6 +92,10 @@ class PlannerNode(Node):
                            'latency models JSON; empty = shipped', read_only=True)
         overhead_ms = declare(self, 'overhead_ms', 2.0, 'per-message link overhead (ms)',
                               float_range=(0.0, 10_000.0), read_only=True)
+        self._burst = declare(self, 'link_burst_bytes', 0, 'a token-bucket shaper\'s burst on '
+                              'the uplink: bytes a message crosses at once after an idle gap, '
+                              'taken off each message\'s wire bytes (0 = none, the paper\'s '
+                              'link)', int_range=(0, 10_000_000), read_only=True)
         robot_scale = declare(self, 'robot_time_scale', 1.0,
                               'robot layer times x this (a robot slower than the profiled one)',
                               float_range=(0.01, 1000.0), read_only=True)
@@ -215,6 +220,10 @@ class PlannerNode(Node):
 
     def _build_problem(self, encodings, threshold: float) -> EdgentProblem:
         """Return the planning problem for these encodings and confidence threshold."""
+        problem = self._problem_of(encodings, threshold)
+        return replace(problem, link_burst_bytes=self._burst) if self._burst else problem
+
+    def _problem_of(self, encodings, threshold: float) -> EdgentProblem:
         if self.described is not None:
             if threshold > 0:
                 raise ValueError('confidence early exit is measured for the shipped AlexNet '

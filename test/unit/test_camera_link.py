@@ -129,10 +129,13 @@ def test_probe_after_twice_probe_after_regardless(fallback_problem):
 def test_one_probe_pair_at_a_time_and_its_sample(fallback_problem):
     link = make_link(fallback_problem)
     assert link.tick(1.0).probe_due
+    assert not link.probing()
     s1, s2 = link.start_probe(1.0, 3000)
     assert (s1, s2) == (1, 2)
     assert not link.tick(1.1).probe_due                   # a pair is out
+    assert link.probing()                                 # wait_for_link holds the next frame
     assert link.probe_result(1.25, s1, True, 2.0, 0.0)
+    assert link.probing()                                 # until both answers are back
     assert link.rtt_ms == -1.0                               # known once the pair is complete
     assert not link.probe_result(1.26, 99, True, 2.0, 0.0)   # not ours
     assert link.probe_result(1.35, s2, True, 2.0, 0.0)       # dispersion 0.1 s
@@ -140,6 +143,7 @@ def test_one_probe_pair_at_a_time_and_its_sample(fallback_problem):
     assert link.rtt_ms == pytest.approx(148.0)
     est = link.tick(1.4).estimate
     assert est is not None and est.source == 'probe'
+    assert not link.probing()
     assert est.bps == pytest.approx(wire_bytes(3000) * 8 / 0.1)   # 3,390 wire bytes / 0.1 s
     assert link.start_probe(5.0, 3000) == (3, 4)          # the next pair: fresh sequences
 
@@ -149,6 +153,7 @@ def test_an_unanswered_probe_pair_is_replaced(fallback_problem):
     link.start_probe(1.0, 3000)
     assert not link.tick(1.0 + EDGE_TIMEOUT_S).probe_due
     assert link.tick(1.0 + EDGE_TIMEOUT_S + 0.1).probe_due
+    assert not link.probing()                   # forgotten: frames are no longer held for it
 
 
 # -- fallback --------------------------------------------------------------------------------

@@ -67,7 +67,9 @@ def random_problem(rng: random.Random) -> EdgentProblem:
     overhead = 0.0 if integral else rng.uniform(0.0, 3.0)
     queue = rng.choice([0.0, rng.uniform(0.0, 5.0)])
     message = rng.choice([0, 0, 390, rng.randint(1, 2000)])
-    return EdgentProblem(acc, robot, edge, nbytes, overhead, queue, message_bytes=message)
+    burst = rng.choice([0, 0, 1600, rng.randint(1, 5000)])
+    return EdgentProblem(acc, robot, edge, nbytes, overhead, queue, message_bytes=message,
+                         link_burst_bytes=burst)
 
 
 def all_totals(problem: EdgentProblem, bw: float) -> List[Decision]:
@@ -257,6 +259,8 @@ def test_bad_deadline_raises(deadline):
     (dict(edge_queue_ms=math.nan), 'edge_queue_ms'),
     (dict(message_bytes=-1), 'message_bytes'),
     (dict(message_bytes=1.5), 'message_bytes'),
+    (dict(link_burst_bytes=-1), 'link_burst_bytes'),
+    (dict(link_burst_bytes=0.5), 'link_burst_bytes'),
 ])
 def test_problem_validation(kw, match):
     with pytest.raises(ValueError, match=match):
@@ -306,6 +310,23 @@ def test_message_bytes_count_on_the_link_and_can_change_the_decision():
     # (3 + 10.2 + 0.3 ms); on the wire it takes 72.6 ms: exit 1 on the robot instead
     assert decide(small_problem(**kw), 50e3, 15.0).config == (2, 2)
     assert decide(q, 50e3, 15.0).config == (1, 2)
+
+
+def test_a_shapers_burst_is_taken_off_the_wire_bytes():
+    # 64 B + 390 B = 454 B on the wire: 72.6 ms at 50 kbit/s, none of it beyond a 1,600 B burst
+    kw = dict(robot_ms={1: [1.0, 2.0], 2: [1.0, 2.0, 30.0]},
+              split_bytes={1: [3072, 1000, 0], 2: [3072, 5000, 64, 0]}, overhead_ms=1.0,
+              message_bytes=390)
+    q = small_problem(link_burst_bytes=1600, **kw)
+    assert evaluate(q, 50e3, 2, 2).transfer_ms == pytest.approx(1.0)      # the overhead only
+    wire = 5000 + 390 + 3 * 34
+    assert evaluate(q, 50e3, 2, 1).transfer_ms == pytest.approx((wire - 1600) * 8 / 50e3 * 1e3
+                                                                + 1.0)
+    assert evaluate(q, 50e3, 2, 3).transfer_ms == 0.0           # device-only sends nothing
+    # without the burst exit 1 stays on the robot at 15 ms; with it the 64 B cut fits
+    assert decide(small_problem(**kw), 50e3, 15.0).config == (1, 2)
+    assert decide(q, 50e3, 15.0).config == (2, 2)
+    assert dataclasses.replace(q, edge_queue_ms=1.0).link_burst_bytes == 1600
 
 
 def test_from_model_uses_latency_models_and_payloads():
