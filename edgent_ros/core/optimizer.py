@@ -13,8 +13,8 @@ end-to-end latency (ms) is::
 and message fields per message (``core.link.wire_bytes``; 390 B measured for a Tensor over Fast
 DDS, BENCHMARKS.md section 11, the default of ``from_model``: 62 ms at 50 kbit/s, which decides
 between a 256-byte bottleneck and a 1 KB JPEG frame); ``message_bytes=0`` is the paper's model.
-On a token-bucket shaper the first ``link_burst_bytes`` of a message sent after an idle gap
-cross at once: they are taken off ``wire(b)`` (never below 0; default 0, no such shaper).
+On a token-bucket shaper a message of at most ``link_burst_bytes`` on the wire crosses at once
+after an idle gap (``burst_wire``; default 0, no such shaper).
 
 **Encodings** (a third dimension, off unless a problem is given ``variants``): besides the
 fp32/raw tensor, a cut may send the tensor encoded (``core.codec``: fp16, int8, int8-zlib,
@@ -115,6 +115,18 @@ def _where(split: int, n: int) -> str:
     return f'{split}/{n} layers on robot'
 
 
+def burst_wire(wire: int, burst_bytes: int) -> int:
+    """
+    Return the bytes a message of ``wire`` bytes waits for on a shaper with this burst.
+
+    A message that fits in the burst crosses at once after an idle gap (0). A larger one is
+    planned at its full size, not less the burst: it drains the bucket, and when frames come
+    back to back, or the link's control traffic (outcomes, link reports, acknowledgements) uses
+    it between them, the bucket holds less than the burst when the next one is sent.
+    """
+    return 0 if 0 < wire <= burst_bytes else wire
+
+
 class _Tables:
     """
     Flat per-configuration arrays of one problem: entry ``i`` is one (exit, split, encoding).
@@ -167,7 +179,7 @@ class _Tables:
         self.device_ms = np.concatenate(dev + [np.asarray(dev_extra, dtype=float)])
         self.edge_ms = np.concatenate(suf + [np.asarray(edge_extra, dtype=float)])
         self.link_bytes = np.asarray(link, dtype=np.int64)
-        wire = np.asarray([max(0, wire_bytes(int(b), message_bytes) - burst_bytes) if b else 0
+        wire = np.asarray([burst_wire(wire_bytes(int(b), message_bytes), burst_bytes) if b else 0
                            for b in self.link_bytes], dtype=float)
         self.bits_k = wire * 8000.0   # transfer ms = bits_k / bps
         self.offload = self.split_of < self.n_of
@@ -229,9 +241,9 @@ class EdgentProblem:
     device-only sends nothing). ``overhead_ms`` is added to the transfer of every offloaded frame
     (``s < n``), ``edge_queue_ms`` (edge load) to its edge time, ``message_bytes`` (per message
     on the link, ``core.link.wire_bytes``; 0: the payload alone) to its bytes.
-    ``link_burst_bytes``: a token-bucket shaper's burst, the bytes a message crosses without
-    waiting for the rate after an idle gap; they are taken off every message's wire bytes
-    (0, the default: no such shaper, the paper's model). ``variants``
+    ``link_burst_bytes``: a token-bucket shaper's burst; a message that fits in it is planned
+    as crossing at once (``burst_wire``; 0, the default: no such shaper, the paper's model).
+    ``variants``
     (optional) maps
     ``(exit, split)`` with ``split < n`` to encoded alternatives (``Variant``) of its raw tensor;
     without it every cut sends the raw tensor (the paper's Edgent).
@@ -777,7 +789,7 @@ def brute_force(problem: EdgentProblem, bandwidth_bps: float, deadline_ms: float
                 datagram = nbytes + problem.message_bytes - 34
                 wire = nbytes + problem.message_bytes + 34 * (math.ceil(datagram / 1480) - 1)
             if nbytes:
-                wire = max(0, wire - problem.link_burst_bytes)
+                wire = burst_wire(wire, problem.link_burst_bytes)
             transfer = wire * 8.0 / bw * 1000.0 + problem.overhead_ms
         return device, transfer, on_edge, device + transfer + on_edge
 

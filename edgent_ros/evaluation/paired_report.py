@@ -42,17 +42,24 @@ def build(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
     out_dir = Path(out_dir)
     rows = read_rows(out_dir / 'paired_frames.csv')
     model: Optional[str] = None
+    factor, link_burst = 1.0, 0
     meta = out_dir / META_FILE
     if meta.is_file():   # the run's model and robot class (absent: the AlexNet at robot_scale)
         m = json.loads(meta.read_text())
         model = m.get('model') or None      # a shipped model's name, or a description's path
-        robot_scale = float(m['robot_scale']) * float(m.get('robot_factor', 1.0))
+        robot_scale = float(m['robot_scale'])
+        factor = float(m.get('robot_factor', 1.0))   # the planner's model: robot_scale x factor
+        link_burst = int(m.get('link_burst_bytes', 0))
     # a run with edgent+enc/+bn: the encoded configurations are in the oracle's space, and
     # frames sent encoded count their own measured top-1
     policies = sorted({r['policy'] for r in rows if r['kind'] == 'policy'})
     encs = run_encodings(policies, model)
     encoded = encs != ['raw']
-    accuracy, problem = planner_problem(robot_scale, encs, model=model)
+    accuracy, problem = planner_problem(robot_scale * factor, encs, model=model,
+                                        burst_bytes=link_burst)
+    # the robot-time errors start from the profiled robot x robot_scale; the offline factor
+    # (robot_calibration.json) is applied there, once
+    static = problem if factor == 1.0 else planner_problem(robot_scale, encs, model=model)[1]
     accuracy = {int(k): float(v) for k, v in accuracy.items()}
     enc_accuracy = _enc_accuracy(model) if encoded else None
     bws = sorted({float(r['bandwidth_mbps']) for r in rows if r['kind'] == 'policy'})
@@ -98,7 +105,7 @@ def build(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
                     'oracle_top1': o.get('oracle_top1'), 'oracle_value': o.get('oracle_value'),
                     'beats_oracle': int(meets(s) and lo > bound + 1e-9)})
     same, pairs = same_frames(rows)
-    errors = model_errors([r for r in rows if r['kind'] == 'policy'], problem, out_dir)
+    errors = model_errors([r for r in rows if r['kind'] == 'policy'], static, out_dir)
     path = out_dir / 'paired_summary.csv'
     path.unlink(missing_ok=True)
     append_rows(path, summary, SUMMARY_FIELDS)

@@ -93,9 +93,9 @@ class PlannerNode(Node):
         overhead_ms = declare(self, 'overhead_ms', 2.0, 'per-message link overhead (ms)',
                               float_range=(0.0, 10_000.0), read_only=True)
         self._burst = declare(self, 'link_burst_bytes', 0, 'a token-bucket shaper\'s burst on '
-                              'the uplink: bytes a message crosses at once after an idle gap, '
-                              'taken off each message\'s wire bytes (0 = none, the paper\'s '
-                              'link)', int_range=(0, 10_000_000), read_only=True)
+                              'the uplink: a message of at most this many bytes on the wire is '
+                              'planned as crossing at once (0 = none, the paper\'s link)',
+                              int_range=(0, 10_000_000), read_only=True)
         robot_scale = declare(self, 'robot_time_scale', 1.0,
                               'robot layer times x this (a robot slower than the profiled one)',
                               float_range=(0.01, 1000.0), read_only=True)

@@ -7,9 +7,9 @@ from typing import List
 
 import pytest
 
-from edgent_ros.core.optimizer import (brute_force, decide, decide_policy, Decision, EdgentProblem,
-                                       evaluate, Hysteresis, LINK_DOWN_BPS, PLANNER_POLICIES,
-                                       POLICIES, relative_change, scale_robot)
+from edgent_ros.core.optimizer import (brute_force, burst_wire, decide, decide_policy, Decision,
+                                       EdgentProblem, evaluate, Hysteresis, LINK_DOWN_BPS,
+                                       PLANNER_POLICIES, POLICIES, relative_change, scale_robot)
 
 INF = math.inf
 ACC5 = {1: 0.62, 2: 0.70, 3: 0.75, 4: 0.78, 5: 0.82}
@@ -312,21 +312,21 @@ def test_message_bytes_count_on_the_link_and_can_change_the_decision():
     assert decide(q, 50e3, 15.0).config == (1, 2)
 
 
-def test_a_shapers_burst_is_taken_off_the_wire_bytes():
-    # 64 B + 390 B = 454 B on the wire: 72.6 ms at 50 kbit/s, none of it beyond a 1,600 B burst
+def test_a_message_that_fits_in_the_shapers_burst_crosses_at_once():
+    # 64 B + 390 B = 454 B on the wire: 72.6 ms at 50 kbit/s, all of it within a 1,600 B burst
     kw = dict(robot_ms={1: [1.0, 2.0], 2: [1.0, 2.0, 30.0]},
               split_bytes={1: [3072, 1000, 0], 2: [3072, 5000, 64, 0]}, overhead_ms=1.0,
               message_bytes=390)
     q = small_problem(link_burst_bytes=1600, **kw)
     assert evaluate(q, 50e3, 2, 2).transfer_ms == pytest.approx(1.0)      # the overhead only
-    wire = 5000 + 390 + 3 * 34
-    assert evaluate(q, 50e3, 2, 1).transfer_ms == pytest.approx((wire - 1600) * 8 / 50e3 * 1e3
-                                                                + 1.0)
+    wire = 5000 + 390 + 3 * 34          # larger than the burst: planned at its full size
+    assert evaluate(q, 50e3, 2, 1).transfer_ms == pytest.approx(wire * 8 / 50e3 * 1e3 + 1.0)
     assert evaluate(q, 50e3, 2, 3).transfer_ms == 0.0           # device-only sends nothing
     # without the burst exit 1 stays on the robot at 15 ms; with it the 64 B cut fits
     assert decide(small_problem(**kw), 50e3, 15.0).config == (1, 2)
     assert decide(q, 50e3, 15.0).config == (2, 2)
     assert dataclasses.replace(q, edge_queue_ms=1.0).link_burst_bytes == 1600
+    assert (burst_wire(0, 1600), burst_wire(1600, 1600), burst_wire(1601, 1600)) == (0, 0, 1601)
 
 
 def test_from_model_uses_latency_models_and_payloads():
