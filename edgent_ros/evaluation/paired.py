@@ -302,6 +302,33 @@ def paired_diff(a: Mapping[Tuple[int, int], float], b: Mapping[Tuple[int, int], 
     return m, h, len(d)
 
 
+def grid_gain(cells: Mapping[object, Mapping[str, Mapping[str, object]]], policy: str,
+              baseline: str) -> Tuple[Optional[float], Optional[float], int, int]:
+    """
+    Return (mean, 95 % half-width, repetitions, cells) of ``policy`` - ``baseline``.
+
+    The on-time accuracy of each is averaged over the cells both ran, per repetition (each
+    cell weighs the same); the difference is paired by repetition (same frames, same start
+    state). ``cells``: ``cell_stats`` per cell.
+    """
+    per: Dict[int, Dict[str, List[float]]] = {}
+    n_cells = 0
+    for by in cells.values():
+        if policy not in by or baseline not in by:
+            continue
+        n_cells += 1
+        for p in (policy, baseline):
+            reps: Dict[int, List[float]] = {}
+            for (r, _), v in by[p]['values'].items():
+                reps.setdefault(int(r), []).append(float(v))
+            for r, vs in reps.items():
+                per.setdefault(r, {}).setdefault(p, []).append(statistics.fmean(vs))
+    d = [statistics.fmean(x[policy]) - statistics.fmean(x[baseline]) for _, x in sorted(
+        per.items()) if len(x.get(policy, ())) == len(x.get(baseline, ())) == n_cells]
+    m, h = mean_ci(d)
+    return m, h, len(d), n_cells
+
+
 def cell_stats(frames: Iterable[Mapping[str, object]], accuracy: Mapping[int, float],
                deadline_ms: float,
                enc_accuracy: Optional[Mapping[Tuple[int, int, str], float]] = None

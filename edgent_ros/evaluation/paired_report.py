@@ -15,8 +15,8 @@ from pathlib import Path
 import statistics
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
-from .paired import (candidates, cell_stats, check_claims, config_name, frame_config, meets,
-                     on_time, OracleSearch, oracle_rows, paired_diff)
+from .paired import (candidates, cell_stats, check_claims, config_name, frame_config, grid_gain,
+                     meets, on_time, OracleSearch, oracle_rows, paired_diff)
 from .paired_session import CALIBRATION_FILE, config_of, device_ratios, META_FILE
 from .sweep import append_rows, DEFAULT_ROBOT_SCALE, read_rows, run_encodings
 from .sweep_session import _enc_accuracy, planner_problem
@@ -284,6 +284,16 @@ def markdown(rep: Mapping[str, object]) -> str:
             if m is not None:
                 diffs.append(f'{bw:g}/{dl:g}: {m * 100:+.1f} ± {(h or 0) * 100:.1f}')
     lines += ['', 'Edgent − exit-only, paired per frame (pt, Mbit/s / ms): ' + '; '.join(diffs)]
+    pols = {p for by in rep['cells'].values() for p in by}
+    if 'edgent+bn' in pols:   # issue 21 item 5: the gain over the run's cells
+        gains = []
+        for b in ('edgent+enc', 'exit-only'):
+            m, h, k, n = grid_gain(rep['cells'], 'edgent+bn', b)
+            if m is not None:
+                gains.append(f'edgent+bn − {b} {m * 100:+.1f} ± {(h or 0) * 100:.1f} pt '
+                             f'({n} cells, {k} repetitions)')
+        lines += ['', 'On-time accuracy averaged over the cells, paired by repetition (95 % t): '
+                  + ('; '.join(gains) or 'no baseline ran')]
     return '\n'.join(lines)
 
 

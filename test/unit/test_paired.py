@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from edgent_ros.evaluation.paired import (Candidate, cell_stats, check_claims,
+from edgent_ros.evaluation.paired import (Candidate, cell_stats, check_claims, grid_gain,
                                           EARLY_STOP_LATE, mean_ci, on_time, OracleSearch,
                                           oracle_rows, paired_diff, policy_order, t95,
                                           transfer_floor_ms, wilson)
@@ -288,3 +288,19 @@ def test_headline_counts_cells_and_orders_policies():
                         '3 repetitions × 20 paired frames')
     assert 'edgent 70.0 %, exit-only 80.0 %, device-only 50.0 %' in h
     assert 'in 0 / 2 / 2 of 2 cells' in h
+
+
+def test_grid_gain_weighs_cells_alike_and_pairs_by_repetition():
+    def vals(xs):                                    # {(rep, frame): value}
+        return {'values': {(r, k): v for r, row in enumerate(xs, 1) for k, v in enumerate(row)}}
+    cells = {(0.1, 80): {'a': vals([[0.8, 0.8], [0.6, 0.6], [0.7, 0.7]]),
+                         'b': vals([[0.5, 0.5], [0.5, 0.5], [0.5, 0.5]])},
+             (0.1, 100): {'a': vals([[0.8], [0.8], [0.8]]),
+                          'b': vals([[0.8], [0.6], [0.7]])}}
+    m, h, reps, n = grid_gain(cells, 'a', 'b')
+    # per repetition: a (0.8+0.8)/2, (0.6+0.8)/2, (0.7+0.8)/2; b 0.65, 0.55, 0.6
+    assert (reps, n) == (3, 2) and m == pytest.approx(0.15)
+    assert h == pytest.approx(0.0, abs=1e-12)        # the same gain in every repetition
+    cells[(0.2, 80)] = {'a': vals([[0.1]])}          # a cell b did not run is left out
+    assert grid_gain(cells, 'a', 'b')[3] == 2
+    assert grid_gain(cells, 'a', 'c') == (None, None, 0, 0)
