@@ -198,12 +198,14 @@ def run_paired(out_dir: Path, bandwidths: Sequence[float], deadlines: Sequence[f
         was = (old.get('model', ''), float(old.get('robot_scale', 0)),
                float(old.get('robot_factor', 1.0)), int(old.get('link_burst_bytes', 0)))
         if was != (meta['model'], float(robot_scale), float(robot_factor), burst):
-            raise ValueError(f'{out_dir} holds a run of {old}; resume it with the same model '
-                             'and robot scale, or pass --fresh')
+            raise ValueError(f'{out_dir} holds a run of {old}; resume it with the same model, '
+                             'robot scale, robot calibration and link burst, or pass --fresh')
     meta_path.write_text(json.dumps(meta, indent=1) + '\n')
     logdir = Path(logdir or (Path('/tmp') / f'edgent-paired-{int(time.time())}'))
     ran = 0
     with testbed_run(name, bandwidths[0], len(todo), 'paired sweep') as (tb, bar):
+        if burst and tb.burst_bytes != burst:
+            raise RuntimeError(f'testbed burst {tb.burst_bytes} B, planned with {burst} B')
         for bw in bandwidths:
             search = OracleSearch(candidates(problem, accuracy, bw, tb.burst_bytes, encoded),
                                   sorted(float(d) for d in deadlines))
@@ -213,8 +215,6 @@ def run_paired(out_dir: Path, bandwidths: Sequence[float], deadlines: Sequence[f
             if search.next() is None and not mine:
                 continue
             tb.set_rate(bw)
-            if burst and tb.burst_bytes != burst:
-                raise RuntimeError(f'testbed burst {tb.burst_bytes} B, planned with {burst} B')
             planner = {'robot_time_scale': model_scale}
             if burst:
                 planner['link_burst_bytes'] = burst

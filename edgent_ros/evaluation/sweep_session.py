@@ -54,10 +54,9 @@ from .testbed_session import (_stop, camera_argv, DECISION_FIELDS, executable, F
                               record_topics, ros_args, session_env, spin_until)
 
 TESTBED_NAME = 'edsweep'
-# Trace replays of the report: (file, start second, seconds). Windows chosen for how often they
-# cross ~0.12 Mbit/s, where the shipped model's best configuration at 300 ms changes (edge-only
-# above, on the robot below); the first one has a 5 s outage (0 Mbit/s seconds).
-TRACES_PLAN_FILE = 'traces_plan.json'   # sweep traces: the windows its rule chose
+# sweep traces without --trace: the windows the held-out rule chose (heldout.choose_live),
+# written before any replay
+TRACES_PLAN_FILE = 'traces_plan.json'
 TRACE_DEADLINE_MS = 300.0
 # Per-message overhead (ms) of the testbed's planner and predictions: DDS, (de)serialisation and
 # Python on both sides, from edge-only frames at 5-10 Mbit/s (measured minus bytes/rate minus the

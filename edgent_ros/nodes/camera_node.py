@@ -311,7 +311,7 @@ class CameraNode(Node):
         if self.robot_busy() or self.paused or (
                 self.wait_for_link and (self.link.link_full(self.max_in_flight)
                                         or self.link.probing())):
-            return   # the robot still computes the last frame / paused / link full: no capture
+            return   # robot still computing / paused / link full or probing: no capture
         if self._cursor >= len(self.images) and not self.loop:
             return   # the file source ended
         i = self._cursor % len(self.images)
