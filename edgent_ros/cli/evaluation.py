@@ -21,8 +21,8 @@ from ..evaluation.heldout_session import (FRAMES_FILE, plan_heldout, report_held
 from ..evaluation.chaos import DEFAULT_TRACE, run_soak
 from ..evaluation.lossy_session import run_lossy, write_summary
 from ..evaluation.paired_report import build
-from ..evaluation.paired_session import (calibrate_robot, calibration_factor, CALIBRATION_FILE,
-                                         run_paired)
+from ..evaluation.paired_session import (calibrate_robot, calibration_factor, calibration_spread,
+                                         CALIBRATION_FILE, run_paired)
 from ..evaluation.sweep_session import (build_default_map, make_plots, map_traces, run_sweep,
                                         run_traces, TRACE_DEADLINE_MS, TRACES_PLAN_FILE,
                                         write_oracle)
@@ -300,16 +300,21 @@ def _sweep_action(args: argparse.Namespace) -> int:
     if args.action == 'paired':
         res = _results(args) / 'paired'
         try:
-            factor = 1.0
+            factor, spread = 1.0, None
+            if args.robot_spread and not args.robot_calibration:
+                raise ValueError('--robot-spread needs --robot-calibration')
             if args.robot_calibration:
                 factor = calibration_factor(args.robot_calibration, args.robot_scale,
+                                            args.model)
+            if args.robot_spread:
+                spread = calibration_spread(args.robot_calibration, args.robot_scale,
                                             args.model)
             n = run_paired(res, args.bandwidths, args.deadlines, args.policies,
                            frames=args.frames, reps=args.reps,
                            config_frames=args.config_frames, seed=args.seed,
                            robot_scale=args.robot_scale, fresh=args.fresh, robot_factor=factor,
                            redo_configs=args.redo_configs, model=args.model,
-                           link_burst=args.link_burst)
+                           link_burst=args.link_burst, robot_spread=spread)
         except (ValueError, OSError, KeyError) as exc:
             print(f'edgent-ros sweep: {exc}', file=sys.stderr)
             return 2
@@ -468,6 +473,9 @@ def add_sweep_parser(sub) -> None:
     pa.add_argument('--robot-calibration', default=None, metavar='JSON',
                     help='robot_calibration.json of sweep calibrate-robot: the planner models '
                          'the robot as robot scale x its factor (default: not applied)')
+    pa.add_argument('--robot-spread', action='store_true', help='with --robot-calibration: '
+                    'the planner also plans the spread measured there (planner parameter '
+                    'robot_time_spread) until a cell\'s own robot frames are measured')
     cr = acts.add_parser('calibrate-robot', help='measure the testbed robot device-only per '
                          'exit: live / modelled robot time (root)', description=SWEEP_NOTE)
     cr.add_argument('--results', default=None, help='results folder; writes its paired/'

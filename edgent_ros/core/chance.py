@@ -14,7 +14,9 @@ under a stated model of what is uncertain (``Belief``):
   the median's own error included);
 - ``a`` and ``b``, how much slower or faster than predicted the robot's and the edge's compute
   turn out: the recent measured/predicted ratios, each divided by its median (the median itself
-  is already in the calibrated problem), taken as their empirical distribution;
+  is already in the calibrated problem), taken as their empirical distribution; the robot's may
+  start from a prior spread measured before the planner started (``with_prior``), which the
+  live frames push out;
 - ``B``, ``a`` and ``b`` independent (the robot, the link and the edge are three machines);
 - on a link that loses packets (``repairs``), an offloaded frame of ``n`` packets waits for a
   repair with probability ``q(n) = 1 - (1 - repair_p) ** n``, for an extra time drawn from the
@@ -40,7 +42,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 import math
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 from scipy.special import ndtr
@@ -53,10 +55,50 @@ from .validate import as_nonneg
 # Ratio samples kept per part (the most recent): P is an average over their pairs, so this
 # bounds the work per configuration at 64 x 64 normal tails.
 MAX_RATIO_SAMPLES = 64
+# A robot spread prior holds at most this many ratios (a parameter, a calibration file).
+MAX_PRIOR_SAMPLES = 256
 # Two probabilities closer than this are equal (the floating-point sum of a pair average).
 TIE_P = 1e-9
 # repair costs enter as at most this many quantiles (bounds the work per configuration)
 MAX_REPAIR_COSTS = 5
+
+
+def check_spread(values: Sequence[float]) -> Tuple[float, ...]:
+    """
+    Return a robot-time spread prior divided by its median; ValueError naming a bad value.
+
+    ``values``: measured / modelled robot times of frames measured before the planner started
+    (``sweep calibrate-robot`` writes them), any scale; ``[1.0]`` (one value) is no spread.
+    """
+    try:
+        xs = [float(x) for x in values]
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f'robot spread must be numbers, got {values!r}') from exc
+    if not 1 <= len(xs) <= MAX_PRIOR_SAMPLES:
+        raise ValueError(f'robot spread needs 1 to {MAX_PRIOR_SAMPLES} ratios, got {len(xs)}')
+    if any(not (math.isfinite(x) and x > 0) for x in xs):
+        raise ValueError(f'robot spread ratios must be finite and > 0, got {xs!r}')
+    m = float(np.median(xs))
+    return tuple(x / m for x in xs)
+
+
+def with_prior(prior: Sequence[float], live: Sequence[float]) -> list:
+    """
+    Return the robot ratios the chance rule plans with: a prior spread, then the live ratios.
+
+    ``prior``: a spread measured before start (``check_spread``: median 1); ``live``: the recent
+    measured/predicted ratios (any scale). Both are divided by their medians, so the prior adds
+    spread, never a bias (the calibrated problem holds the live median). The prior fills what the
+    live samples leave of ``MAX_RATIO_SAMPLES`` (as evenly spaced quantiles of it): it weighs as
+    much as 64 frames at start and is pushed out as frames are measured. A prior of one value
+    adds nothing.
+    """
+    lv = _ratios(live) if len(live) else np.zeros(0)
+    room = MAX_RATIO_SAMPLES - min(len(lv), MAX_RATIO_SAMPLES)
+    if len(prior) <= 1 or room == 0:
+        return [float(x) for x in lv]
+    pr = np.quantile(_ratios(prior), (np.arange(room) + 0.5) / room)
+    return [float(x) for x in pr] + [float(x) for x in lv]
 
 
 def _ratios(samples: Optional[Sequence[float]]) -> np.ndarray:

@@ -16,7 +16,8 @@ Rules (each one as before the split out of the node):
   prediction uses their medians; factors move in ``CALIBRATION_STEP`` steps;
 * decision rule ``chance`` (default): a configuration is feasible when it is on time with
   probability >= ``on_time_target`` (``chance``: the link estimate's log-normal spread, the
-  spreads of the measured robot and edge compute ratios around their medians); rule ``point``:
+  spreads of the measured robot and edge compute ratios around their medians, the robot's from
+  ``robot_time_spread`` until its frames are measured); rule ``point``:
   when its latency at the point estimate, robot compute at ``calibration_quantile``, is within
   the deadline;
 * policy ``fixed``: the configuration ``fixed_configuration`` (``exit/split[/encoding]``) whatever
@@ -33,11 +34,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 import math
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 from .calibration import LatencyCalibration
 from .repairs import RepairEstimator
-from .chance import Belief, decide_chance, evaluate_chance
+from .chance import Belief, check_spread, decide_chance, evaluate_chance, with_prior
 from .link import log_sigma_of
 from .optimizer import (calibrate, check_deadline, decide, Decision, EdgentProblem, evaluate,
                         Hysteresis, HysteresisStep, PLANNER_POLICIES, scale_edge)
@@ -161,8 +162,10 @@ class Planner:
                  calibration: bool = True, calibration_quantile: float = 0.99,
                  calibration_window_s: float = 60.0, fixed_configuration: str = '',
                  decision_rule: str = 'chance', on_time_target: float = 0.99,
-                 repair_model: bool = True):
+                 repair_model: bool = True, robot_time_spread: Sequence[float] = (1.0,)):
         check_settings(policy, strategy, cmap is not None, decision_rule, on_time_target)
+        # chance rule: the robot's spread before its frames are measured (core.chance.with_prior)
+        self.robot_time_spread = check_spread(robot_time_spread)
         self.cmap = cmap
         self.batch_factor = batch_factor
         self.hyst = Hysteresis(rel_change=rel_change, min_dwell_s=min_dwell_s,
@@ -373,8 +376,8 @@ class Planner:
         """Return what the chance rule plans with: link and compute spreads, repairs, target."""
         on = self.calibration
         p, costs = self.repairs.estimate(now_s) if on and self.repair_model else (0.0, ())
-        return Belief(self.link_sigma(now_s),
-                      self.calib.ratios(now_s, 'device') if on else (),
+        live = self.calib.ratios(now_s, 'device') if on else []
+        return Belief(self.link_sigma(now_s), with_prior(self.robot_time_spread, live),
                       self.calib.ratios(now_s, 'edge') if on else (), self.on_time_target,
                       repair_p=p, repair_ms=costs)
 

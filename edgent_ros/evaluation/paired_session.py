@@ -20,7 +20,10 @@ import sys
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
+
 from ..core.artifacts import ARTIFACT_DIR
+from ..core.chance import check_spread
 from ..core.model_desc import resolve
 from ..core.optimizer import evaluate
 from ..core.planner import parse_fixed
@@ -37,6 +40,7 @@ CELL_FIELDS = ('kind', 'rep', 'order') + CSV_FIELDS
 WARMUP_S = 5.5        # paused, probes only: longer than the estimator's 5 s staleness
 CALIBRATION_FILE = 'robot_calibration.json'
 META_FILE = 'paired_meta.json'
+SPREAD_QUANTILES = 32   # robot_calibration.json's spread: this many quantiles
 
 
 def config_policy(config: Config) -> str:
@@ -148,7 +152,8 @@ def run_paired(out_dir: Path, bandwidths: Sequence[float], deadlines: Sequence[f
                fresh: bool = False, name: str = TESTBED_NAME,
                logdir: Optional[Path] = None, robot_factor: float = 1.0,
                redo_configs: bool = False, model: Optional[Path] = None,
-               link_burst: bool = False) -> int:
+               link_burst: bool = False,
+               robot_spread: Optional[Sequence[float]] = None) -> int:
     """
     Run every configuration and policy cell not yet in ``out_dir``; return how many ran.
 
@@ -161,6 +166,8 @@ def run_paired(out_dir: Path, bandwidths: Sequence[float], deadlines: Sequence[f
     ``paired_meta.json`` records it with the robot scale for the report. ``link_burst``: the
     planner is told the shaper's burst (planner parameter ``link_burst_bytes``, the testbed's
     ``burst_bytes``), so that a payload smaller than it is planned as crossing at once.
+    ``robot_spread``: the robot-time spread of a ``calibrate_robot`` file (planner parameter
+    ``robot_time_spread``), planned until the cell's own robot frames are measured.
     """
     check_grid(bandwidths, deadlines, policies)
     if frames < 1 or reps < 1 or config_frames < 1:
@@ -190,16 +197,21 @@ def run_paired(out_dir: Path, bandwidths: Sequence[float], deadlines: Sequence[f
     accuracy, problem = planner_problem(model_scale, encs, model=model, burst_bytes=burst)
     encoded = encs != ['raw']
     model = resolve(model) if model else None
+    spread = [float(x) for x in (robot_spread or [1.0])]
+    check_spread(spread)
     meta = {'model': model_label(model), 'robot_scale': robot_scale,
-            'robot_factor': float(robot_factor), 'link_burst_bytes': burst}
+            'robot_factor': float(robot_factor), 'link_burst_bytes': burst,
+            'robot_time_spread': spread}
     meta_path = out_dir / META_FILE
     if meta_path.is_file() and not fresh:
         old = json.loads(meta_path.read_text())
         was = (old.get('model', ''), float(old.get('robot_scale', 0)),
-               float(old.get('robot_factor', 1.0)), int(old.get('link_burst_bytes', 0)))
-        if was != (meta['model'], float(robot_scale), float(robot_factor), burst):
+               float(old.get('robot_factor', 1.0)), int(old.get('link_burst_bytes', 0)),
+               [float(x) for x in old.get('robot_time_spread', [1.0])])
+        if was != (meta['model'], float(robot_scale), float(robot_factor), burst, spread):
             raise ValueError(f'{out_dir} holds a run of {old}; resume it with the same model, '
-                             'robot scale, robot calibration and link burst, or pass --fresh')
+                             'robot scale, robot calibration, robot spread and link burst, or '
+                             'pass --fresh')
     meta_path.write_text(json.dumps(meta, indent=1) + '\n')
     logdir = Path(logdir or (Path('/tmp') / f'edgent-paired-{int(time.time())}'))
     ran = 0
@@ -218,6 +230,8 @@ def run_paired(out_dir: Path, bandwidths: Sequence[float], deadlines: Sequence[f
             planner = {'robot_time_scale': model_scale}
             if burst:
                 planner['link_burst_bytes'] = burst
+            if len(spread) > 1:
+                planner['robot_time_spread'] = spread
             sess = NodeSession(tb, robot_scale, logdir / f'bw{bw:g}', camera={
                 'wait_for_link': True, 'paused': False, 'robot_time_scale': model_scale},
                 planner=planner, model=model)
@@ -292,6 +306,37 @@ def calibration_factor(path: Path, robot_scale: float, model: Optional[Path] = N
     return factor
 
 
+def spread_quantiles(ratios: Sequence[float], n: int = SPREAD_QUANTILES) -> List[float]:
+    """
+    Return ``n`` evenly spaced quantiles of measured / modelled robot times over their median.
+
+    Every exit pooled: the planner calibrates one robot factor, so an exit the model gets wrong
+    is part of the spread it plans with (planner parameter ``robot_time_spread``).
+    """
+    xs = np.asarray([float(r) for r in ratios], dtype=float)
+    if xs.size == 0:
+        raise ValueError('no robot ratio to take a spread of')
+    q = np.quantile(xs / np.median(xs), (np.arange(n) + 0.5) / n)
+    return [round(float(x), 4) for x in q]
+
+
+def calibration_spread(path: Path, robot_scale: float,
+                       model: Optional[Path] = None) -> List[float]:
+    """
+    Return the robot-time spread of a ``calibrate_robot`` file (checked as ``calibration_factor``).
+
+    Raises ValueError when the file has none (written before spreads were recorded: run
+    ``sweep calibrate-robot`` again) or holds a bad one.
+    """
+    calibration_factor(path, robot_scale, model)
+    spread = json.loads(Path(path).read_text()).get('spread')
+    if not spread:
+        raise ValueError(f'{path} records no robot-time spread (written before spreads were '
+                         'recorded): run edgent-ros sweep calibrate-robot again')
+    check_spread(spread)
+    return [float(x) for x in spread]
+
+
 def _as_frame(o: dict) -> dict:
     """Return the fields of an outcome record that ``paired.frame_latency`` reads."""
     return {'e2e_ms': o['end_to_end_ms'] if o['status'] == OK else None,
@@ -360,6 +405,9 @@ def calibrate_robot(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE, fra
     body = {'model': model_label(model), 'robot_scale': robot_scale,
             'factor': round(statistics.median(ratios), 4),
             'per_exit': per_exit, 'frames': len(ratios), 'measured_at': int(time.time()),
-            'how': 'median of measured / modelled robot time, device-only, every exit'}
+            'spread': spread_quantiles(ratios),
+            'how': 'median of measured / modelled robot time, device-only, every exit; spread: '
+                   f'{SPREAD_QUANTILES} quantiles of those ratios over their median, every '
+                   'exit pooled'}
     (out_dir / CALIBRATION_FILE).write_text(json.dumps(body, indent=1) + '\n')
     return body

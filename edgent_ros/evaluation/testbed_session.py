@@ -88,13 +88,13 @@ def camera_argv(params: Dict[str, object]) -> List[str]:
 
 
 def ros_args(params: Dict[str, object]) -> List[str]:
-    """Return ``--ros-args -p k:=v ...`` for ``params``."""
+    """Return ``--ros-args -p k:=v ...`` for ``params`` (lists: of strings or of numbers)."""
     out = ['--ros-args']
     for k, v in params.items():
         if isinstance(v, bool):
             v = 'true' if v else 'false'
         elif isinstance(v, (list, tuple)):
-            v = '[' + ','.join(f"'{x}'" for x in v) + ']'
+            v = '[' + ','.join(f"'{x}'" if isinstance(x, str) else repr(x) for x in v) + ']'
         out += ['-p', f'{k}:={v}']
     return out
 

@@ -130,6 +130,11 @@ class PlannerNode(Node):
                  '(core.repairs: frames later than predicted give the per-packet repair '
                  'probability and cost; a frame of more packets waits more often); off: plan '
                  'a clean link'),
+             'robot_time_spread': declare(
+                 self, 'robot_time_spread', [1.0], 'decision_rule chance: measured / modelled '
+                 'robot times measured before start (edgent-ros sweep calibrate-robot writes '
+                 'them as spread), planned as the robot\'s spread until its own frames are '
+                 'measured; [1.0] = none', read_only=True),
              'calibration_window_s': declare(self, 'calibration_window_s', 60.0,
                                              'ratios older than this are forgotten',
                                              float_range=(1.0, 3600.0), read_only=True)}

@@ -1,5 +1,7 @@
 """Nodes refuse to start on missing or garbled artifacts, naming the file and the problem."""
 
+import subprocess
+
 import pytest
 
 
@@ -21,3 +23,16 @@ def test_node_fails_at_start_naming_the_file(procs, tmp_path, executable, param,
     assert p.wait(60) == 2
     log = procs.log(executable)
     assert str(path) in log and problem in log, log
+
+
+def test_planner_refuses_a_bad_robot_spread_and_takes_a_good_one(procs):
+    bad = procs.start('planner_node', name='bad', robot_time_spread='[1.0,-0.5]')
+    assert bad.wait(60) == 2
+    assert 'robot spread ratios must be finite and > 0' in procs.log('bad'), procs.log('bad')
+    good = procs.start('planner_node', name='good', robot_time_spread='[0.8,1.0,1.4]')
+    try:
+        good.wait(8)
+        pytest.fail(f'planner_node stopped with a good robot spread: {procs.log("good")}')
+    except subprocess.TimeoutExpired:
+        pass
+    assert procs.stop('good') == 0, procs.log('good')

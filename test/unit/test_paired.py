@@ -1,6 +1,7 @@
 """The paired evaluation's statistics and its exhaustive oracle search (evaluation.paired)."""
 
 import itertools
+import json
 import math
 from pathlib import Path
 import random
@@ -14,9 +15,11 @@ from edgent_ros.evaluation.paired import (Candidate, cell_stats, check_claims, g
                                           oracle_rows, paired_diff, policy_order, t95,
                                           transfer_floor_ms, wilson)
 from edgent_ros.evaluation.paired_report import build, headline, same_frames
-from edgent_ros.evaluation.paired_session import (calibration_factor, drop_kind, META_FILE,
-                                                  model_label, run_paired)
+from edgent_ros.evaluation.paired_session import (calibration_factor, calibration_spread,
+                                                  drop_kind, META_FILE, model_label, run_paired,
+                                                  spread_quantiles)
 from edgent_ros.evaluation.sweep import read_rows
+from edgent_ros.evaluation.testbed_session import ros_args
 
 
 def _frames(lat, config):
@@ -224,6 +227,39 @@ def test_a_resume_with_another_model_or_robot_is_refused(tmp_path):
     (tmp_path / META_FILE).write_text('{"model": "resnet64", "robot_scale": 10.0}')
     with pytest.raises(ValueError, match='resume it with the same model'):
         run_paired(tmp_path, [1.0], [100.0], frames=1, reps=1, robot_scale=60.0)
+    # the same run, but told a robot spread it was not run with
+    (tmp_path / META_FILE).write_text('{"model": "", "robot_scale": 60.0}')
+    with pytest.raises(ValueError, match='robot spread'):
+        run_paired(tmp_path, [1.0], [100.0], frames=1, reps=1, robot_scale=60.0,
+                   robot_spread=[0.9, 1.0, 1.3])
+
+
+def test_the_robot_spread_of_a_calibration_is_every_exit_pooled_and_checked(tmp_path):
+    # exit 1 measured at 0.8 of the model, exit 2 at 1.2: one factor (1.0) for both leaves
+    # each exit's error in the spread the planner plans with
+    q = spread_quantiles([0.8] * 10 + [1.0] + [1.2] * 10, n=4)
+    assert q == pytest.approx([0.8, 0.8, 1.2, 1.2])
+    f = tmp_path / 'robot_calibration.json'
+    f.write_text(json.dumps({'model': 'resnet64', 'robot_scale': 10.0, 'factor': 0.7,
+                             'spread': q}))
+    assert calibration_spread(f, 10, 'resnet64') == q
+    with pytest.raises(ValueError, match='not alexnet'):
+        calibration_spread(f, 10)                      # the factor's checks hold for it too
+    f.write_text('{"model": "resnet64", "robot_scale": 10.0, "factor": 0.7}')
+    with pytest.raises(ValueError, match='calibrate-robot again'):
+        calibration_spread(f, 10, 'resnet64')          # written before spreads were recorded
+    f.write_text('{"model": "resnet64", "robot_scale": 10.0, "factor": 0.7, "spread": [1, -1]}')
+    with pytest.raises(ValueError, match='robot spread'):
+        calibration_spread(f, 10, 'resnet64')
+    with pytest.raises(ValueError):
+        spread_quantiles([])
+
+
+def test_ros_args_writes_number_lists_unquoted():
+    argv = ros_args({'robot_time_spread': [0.8, 1.25], 'encodings': ['raw', 'bn4'],
+                     'calibration': True})
+    assert argv == ['--ros-args', '-p', 'robot_time_spread:=[0.8,1.25]',
+                    '-p', "encodings:=['raw','bn4']", '-p', 'calibration:=true']
 
 
 ROOT = Path(__file__).resolve().parents[2]

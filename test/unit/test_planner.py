@@ -368,3 +368,22 @@ def test_a_measured_round_trip_is_planned_into_every_offloaded_frame():
     assert p.fixed_ms(2.0) == PROBLEM.overhead_ms
     heard(p, 3.0, 10e6, rtt_ms=float('nan'))
     assert p.fixed_ms(3.0) == PROBLEM.overhead_ms
+
+
+def test_a_robot_spread_prior_is_planned_before_the_robots_frames_are_measured():
+    # link down, deadline 25 ms: exit 2 on the robot takes 20 ms; a prior measured before start
+    # says 1 frame in 4 takes 1.5x its median (30 ms), so the planner starts at exit 1
+    prior = [1.0, 1.0, 1.0, 1.5]
+    p = planner(calibration=True, robot_time_spread=prior)
+    assert p.robot_time_spread == (1.0, 1.0, 1.0, 1.5)
+    assert heard(p, 0.0, 0.0).decision.config == (1, 1)
+    assert heard(planner(calibration=True), 0.0, 0.0).decision.config == (2, 2)
+    # the robot's own frames show no such tail: once they fill the window the prior is gone
+    for k in range(64):
+        p.add_outcome(0.01 * k, Outcome(1, 1, 10.0, 10.0, False))
+    assert heard(p, 1.0, 0.0).decision.config == (2, 2)
+    # a prior is a setting of its own: calibration off keeps it (no measured ratio is used)
+    off = planner(robot_time_spread=prior)
+    assert heard(off, 0.0, 0.0).decision.config == (1, 1)
+    with pytest.raises(ValueError, match='robot spread'):
+        planner(robot_time_spread=[1.0, 0.0])
