@@ -243,8 +243,21 @@ def decide_chance(problem: EdgentProblem, policy: str, bandwidth_bps: float, dea
     why = (f'{policy}: exit {d.exit_index} split {d.split_index} {d.encoding} on time with '
            f'P {p[i]:.4f} {">=" if feasible else "<"} {belief.target:g} (median '
            f'{d.total_ms:.1f} ms, deadline {deadline:g} ms, link sigma {belief.log_sigma:.2f}'
-           f'{repair})')
+           f'{repair}){_passed_over(problem, mask, p, total, i)}')
     return replace(d, feasible=feasible, reason=why)
+
+
+def _passed_over(problem: EdgentProblem, mask: np.ndarray, p: np.ndarray, total: np.ndarray,
+                 chosen: int) -> str:
+    """Return why no more accurate configuration was taken: the likeliest one's P and median."""
+    t = problem._t
+    more = mask & (t.acc > t.acc[chosen])
+    if not more.any():
+        return ''
+    idx = np.flatnonzero(more)
+    j = int(idx[np.lexsort((total[idx], -p[idx]))[0]])
+    return (f'; more accurate: exit {int(t.exit_of[j])} split {int(t.split_of[j])} '
+            f'{t.encoding_of[j]} P {p[j]:.4f} (median {total[j]:.1f} ms)')
 
 
 def evaluate_chance(problem: EdgentProblem, bandwidth_bps: float, exit_index: int,

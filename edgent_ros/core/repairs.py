@@ -20,7 +20,10 @@ prediction by more than ``max(min_late_ms, median + 6 MAD)`` of the recent exces
 late frames over packets sent (the maximum-likelihood estimate for small ``p``) over the last
 ``max_frames`` offloaded frames no older than ``window_s``. Frames are counted, not seconds: a
 planner that moved to the robot because of loss keeps what it learned (probes do not run the
-frame path) until ``window_s`` has passed, then tries the link again.
+frame path) until ``window_s`` has passed, then tries the link again. A frame later than
+predicted by more than ``max_repair_ms`` (1 s) is not a repair but a wait for the link itself
+(an outage; the bandwidth estimate sees it): it is left out, so that the frames that crossed an
+outage do not keep the planner on the robot after the link is back.
 """
 
 from __future__ import annotations
@@ -34,6 +37,11 @@ import numpy as np
 # payload bytes per UDP datagram of a large tensor (Fast DDS fragments; the testbed profile's
 # and the default's are both about this size below the 1,500-byte MTU)
 PACKET_BYTES = 1400
+# A frame later than predicted by more than this waited for the link, not for a repair: a
+# repair costs a heartbeat period and a round trip (BENCHMARKS §18: 120-260 ms), an outage
+# seconds. An outage is the rate estimate's to see; counted as repairs, the frames that crossed
+# it kept the planner on the robot long after the link came back (§8's 5G windows).
+MAX_REPAIR_MS = 1000.0
 
 
 def packets(wire_bytes: float) -> int:
@@ -50,12 +58,16 @@ class RepairEstimator:
     """Recent offloaded frames: the per-packet repair probability and the repair's cost."""
 
     def __init__(self, window_s: float = 300.0, max_frames: int = 200, min_frames: int = 10,
-                 min_late_ms: float = 50.0, max_costs: int = 16):
-        if not (window_s > 0 and max_frames >= min_frames >= 1 and min_late_ms > 0
-                and max_costs >= 1):
+                 min_late_ms: float = 50.0, max_costs: int = 16,
+                 max_repair_ms: float = MAX_REPAIR_MS):
+        if not (window_s > 0 and max_frames >= min_frames >= 1 and 0 < min_late_ms
+                < max_repair_ms and max_costs >= 1):
             raise ValueError(f'bad repair settings: window_s={window_s!r}, max_frames='
                              f'{max_frames!r}, min_frames={min_frames!r}, min_late_ms='
-                             f'{min_late_ms!r}, max_costs={max_costs!r}')
+                             f'{min_late_ms!r}, max_costs={max_costs!r}, max_repair_ms='
+                             f'{max_repair_ms!r}')
+        self.max_repair_ms = float(max_repair_ms)
+        self.stalls = 0      # frames left out as waits for the link, not repairs (since start)
         self.window_s = float(window_s)
         self.min_frames = int(min_frames)
         self.min_late_ms = float(min_late_ms)
@@ -67,8 +79,17 @@ class RepairEstimator:
         self._frames.clear()
 
     def add(self, now_s: float, wire_bytes: float, excess_ms: float) -> bool:
-        """Record one offloaded frame: its wire bytes and measured minus predicted time (ms)."""
+        """
+        Record one offloaded frame: its wire bytes and measured minus predicted time (ms).
+
+        Returns whether it was used: a frame later than predicted by more than
+        ``max_repair_ms`` waited for the link itself (an outage), not for a repair, and is
+        left out (counted in ``stalls``).
+        """
         if not (math.isfinite(excess_ms) and math.isfinite(wire_bytes)):
+            return False
+        if excess_ms > self.max_repair_ms:
+            self.stalls += 1
             return False
         self._frames.append((float(now_s), packets(wire_bytes), float(excess_ms)))
         return True

@@ -112,6 +112,9 @@ def test_uncertainty_makes_the_choice_more_conservative():
     unsure = decide_chance(p, 'edgent', bw, 10.0, Belief(0.3))
     assert unsure.key == (1, 1, 'raw') and unsure.feasible      # exit 1 on the robot, 1 ms
     assert 'P 1.0000' in unsure.reason
+    # the reason says what was passed over: exit 2 edge-only, on time with P < 0.99
+    assert 'more accurate: exit 2 split 0 raw P 0.' in unsure.reason
+    assert 'more accurate' not in sure.reason                   # the most accurate was taken
     judged = evaluate_chance(p, bw, 2, 0, 10.0, 'raw', Belief(0.3))
     assert not judged.feasible and judged.total_ms == pytest.approx(point.total_ms)
     # the compute spread counts as well: the robot sometimes 20x slower makes exit 1 miss

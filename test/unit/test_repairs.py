@@ -146,3 +146,49 @@ def test_the_planner_learns_repairs_from_late_frames_and_leaves_the_link():
     # calibration off (the sweep's reset) forgets the repairs too
     p.configure(calibration=False)
     assert p.repairs.estimate(20.0) == (0.0, ())
+
+
+def test_frames_that_crossed_an_outage_are_not_repairs_and_the_planner_comes_back():
+    """A link that stops for 5 s then carries again: the planner offloads again at once."""
+    def run(est: RepairEstimator):
+        p = Planner(PROBLEM, deadline_ms=260.0, min_dwell_s=0.0)
+        p.repairs = est
+        now, configs, stalled = 0.0, [], []
+        for k in range(60):
+            now += 0.25
+            down = 5.0 <= now < 10.0
+            p.add_link(now, LinkReport(0.0 if down else 10e6))
+            if not down:
+                # the frames sent just before the outage arrive seconds late, when it ends
+                for outcome in stalled:
+                    p.add_outcome(now, outcome)
+                stalled = []
+            p.plan(now, 'timer')
+            d = p.decision
+            configs.append((now, d.config))
+            offloaded = d.split_index < PROBLEM.branch_len(d.exit_index)
+            pred = evaluate(p.model_problem, 10e6, d.exit_index, d.split_index)
+            late = offloaded and 4.25 <= now < 5.0
+            outcome = Outcome(d.exit_index, d.split_index, device_ms=pred.device_ms,
+                              end_to_end_ms=pred.total_ms + (3000.0 + 1000.0 * (k % 3)
+                                                             if late else 0.0),
+                              finished_on_edge=offloaded, edge_ms=pred.edge_ms)
+            if late:
+                stalled.append(outcome)
+            else:
+                p.add_outcome(now, outcome)
+        return p, configs
+
+    p, configs = run(RepairEstimator())
+    when = dict(configs)
+    assert when[4.0] == (3, 0) and when[7.0] == (2, 2)   # edge-only, then the robot
+    after = [c for t, c in configs if t >= 10.5]
+    assert after == [(3, 0)] * len(after)                 # back to the edge with the link
+    assert p.repairs.estimate(15.0) == (0.0, ()) and p.repairs.stalls == 3
+    # counted as repairs (the estimator before), the stalled frames keep it on the robot
+    old, configs = run(RepairEstimator(max_repair_ms=1e9))
+    assert old.repairs.estimate(15.0)[0] > 0
+    after = [c for t, c in configs if t >= 10.5]
+    assert after == [(2, 2)] * len(after)
+    with pytest.raises(ValueError, match='max_repair_ms'):
+        RepairEstimator(min_late_ms=50.0, max_repair_ms=40.0)
