@@ -15,8 +15,9 @@ from pathlib import Path
 import statistics
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
-from .paired import (candidates, cell_stats, check_claims, config_name, frame_config, grid_gain,
-                     meets, on_time, OracleSearch, oracle_rows, paired_diff)
+from .paired import (candidates, cell_stats, check_claims, claim_roles, config_name,
+                     frame_config, grid_gain, meets, on_time, OracleSearch, oracle_rows,
+                     paired_diff)
 from .paired_session import CALIBRATION_FILE, config_of, device_ratios, META_FILE
 from .sweep import append_rows, DEFAULT_ROBOT_SCALE, read_rows, run_encodings
 from .sweep_session import _enc_accuracy, planner_problem
@@ -109,7 +110,8 @@ def build(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
     path = out_dir / 'paired_summary.csv'
     path.unlink(missing_ok=True)
     append_rows(path, summary, SUMMARY_FIELDS)
-    claims = check_claims(cells)
+    edgent, baselines = claim_roles(sorted({r['policy'] for r in summary}))
+    claims = check_claims(cells, edgent, baselines) if edgent else []
     (out_dir / 'paired_claims.json').write_text(json.dumps(claims, indent=1) + '\n')
     rep = {'bandwidths': bws, 'deadlines': dls, 'summary': summary, 'claims': claims,
            'oracles': oracles, 'cells': cells, 'same_frames': same, 'pairs': pairs,

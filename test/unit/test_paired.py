@@ -10,10 +10,10 @@ import shutil
 
 import pytest
 
-from edgent_ros.evaluation.paired import (Candidate, cell_stats, check_claims, grid_gain,
-                                          EARLY_STOP_LATE, mean_ci, on_time, OracleSearch,
-                                          oracle_rows, paired_diff, policy_order, t95,
-                                          transfer_floor_ms, wilson)
+from edgent_ros.evaluation.paired import (Candidate, cell_stats, check_claims, claim_roles,
+                                          EARLY_STOP_LATE, grid_gain, mean_ci, on_time,
+                                          OracleSearch, oracle_rows, paired_diff, policy_order,
+                                          t95, transfer_floor_ms, wilson)
 from edgent_ros.evaluation.paired_report import build, headline, same_frames
 from edgent_ros.evaluation.paired_session import (calibration_factor, calibration_spread,
                                                   drop_kind, META_FILE, model_label, run_paired,
@@ -181,6 +181,20 @@ def test_claims_hold_and_fail_where_they_should():
     cells[(1.0, 50.0)] = cell(edgent=(late, 2), **{'exit-only': (ok, 1)})  # and meets earlier
     verdicts = [c['verdict'] for c in check_claims(cells, baselines=('exit-only',))]
     assert verdicts == ['does not hold'] * 3
+    # Edgent meeting no cell: the third claim is not tested, not held
+    cells = {(1.0, 50.0): cell(edgent=(late, 2), **{'exit-only': (ok, 1)})}
+    got = check_claims(cells, baselines=('exit-only',))
+    assert got[1]['detail'] == 'exit-only meets 50 ms at 1 Mbit/s, Edgent at none'
+    assert (got[2]['verdict'], got[2]['detail']) == ('not tested',
+                                                     'Edgent meets the deadline in no cell')
+    # a run without the plain policy: the widest Edgent variant, against the narrower ones
+    assert claim_roles(['edgent+bn', 'edgent+enc', 'exit-only']) == \
+        ('edgent+bn', ('exit-only', 'edgent+enc'))
+    assert claim_roles(['edgent', 'edgent+enc', 'edge-only']) == ('edgent', ('edge-only',))
+    assert claim_roles(['exit-only']) == (None, ('exit-only',))
+    named = check_claims({(1.0, 50.0): cell(**{'edgent+bn': (ok, 2), 'exit-only': (ok, 1)})},
+                         'edgent+bn', ('exit-only',))
+    assert named[2]['claim'].startswith('where Edgent (edgent+bn) meets the deadline')
 
 
 def test_same_frames_counts_policy_pairs_that_saw_the_same_images():
