@@ -281,6 +281,8 @@ def _sweep_action(args: argparse.Namespace) -> int:
         return 0
     if args.action == 'heldout':
         res = _results(args) / 'heldout'
+        if args.fresh:
+            (res / FRAMES_FILE).unlink(missing_ok=True)
         try:
             n = run_heldout(res, trace_dir, args.robot_scale, args.deadline_ms,
                             args.policies or list(HELDOUT_POLICIES), reps=args.reps,
@@ -352,7 +354,12 @@ def _sweep_action(args: argparse.Namespace) -> int:
     map_path = Path(args.map) if args.map else res / 'config_map.json'
     if 'edgent-map' in policies:
         replayed = [t for t, _, _ in traces]
-        leak = sorted(set(map_traces(map_path)) & set(replayed)) if map_path.is_file() else []
+        try:
+            leak = sorted(set(map_traces(map_path)) & set(replayed)) if map_path.is_file() \
+                else []
+        except ValueError as exc:
+            print(f'edgent-ros sweep: {exc}', file=sys.stderr)
+            return 2
         if leak and args.map:
             print(f'edgent-ros sweep: {map_path} was built from {", ".join(leak)}, which this '
                   'run replays; build a map without them (edgent-ros build-map) or leave out '
@@ -514,6 +521,8 @@ def add_sweep_parser(sub) -> None:
     ho.add_argument('--policies', nargs='+', choices=HELDOUT_POLICIES, default=None,
                     help='policies (default: all of them)')
     ho.add_argument('--reps', type=int, default=3, help='repetitions (default %(default)s)')
+    ho.add_argument('--fresh', action='store_true', help='replay every cell again (delete '
+                    'heldout_frames.csv; the tuning stays)')
     ho.add_argument('--traces', type=int, default=3, help='held-back traces replayed, chosen '
                     'by the pre-written rule (default %(default)s)')
     ho.add_argument('--seed', type=int, default=0, help='policy order seed (default '
