@@ -97,8 +97,15 @@ def with_prior(prior: Sequence[float], live: Sequence[float]) -> list:
     room = MAX_RATIO_SAMPLES - min(len(lv), MAX_RATIO_SAMPLES)
     if len(prior) <= 1 or room == 0:
         return [float(x) for x in lv]
-    pr = np.quantile(_ratios(prior), (np.arange(room) + 0.5) / room)
-    return [float(x) for x in pr] + [float(x) for x in lv]
+    return spread_quantiles(prior, room) + [float(x) for x in lv]
+
+
+def spread_quantiles(ratios: Sequence[float], n: int) -> list:
+    """Return ``n`` evenly spaced quantiles of ``ratios`` over their median (every ratio)."""
+    xs = np.asarray([float(r) for r in ratios], dtype=float)
+    if xs.size == 0:
+        raise ValueError('no robot ratio to take a spread of')
+    return [float(x) for x in np.quantile(xs / np.median(xs), (np.arange(n) + 0.5) / n)]
 
 
 def _ratios(samples: Optional[Sequence[float]]) -> np.ndarray:

@@ -20,10 +20,8 @@ import sys
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import numpy as np
-
 from ..core.artifacts import ARTIFACT_DIR
-from ..core.chance import check_spread
+from ..core.chance import check_spread, spread_quantiles as chance_quantiles
 from ..core.model_desc import resolve
 from ..core.optimizer import evaluate
 from ..core.planner import parse_fixed
@@ -313,11 +311,7 @@ def spread_quantiles(ratios: Sequence[float], n: int = SPREAD_QUANTILES) -> List
     Every exit pooled: the planner calibrates one robot factor, so an exit the model gets wrong
     is part of the spread it plans with (planner parameter ``robot_time_spread``).
     """
-    xs = np.asarray([float(r) for r in ratios], dtype=float)
-    if xs.size == 0:
-        raise ValueError('no robot ratio to take a spread of')
-    q = np.quantile(xs / np.median(xs), (np.arange(n) + 0.5) / n)
-    return [round(float(x), 4) for x in q]
+    return [round(x, 4) for x in chance_quantiles(ratios, n)]
 
 
 def calibration_spread(path: Path, robot_scale: float,

@@ -172,3 +172,10 @@ def test_a_robot_spread_prior_is_planned_until_live_frames_push_it_out():
 def test_a_bad_robot_spread_is_refused(bad):
     with pytest.raises(ValueError, match='robot spread'):
         check_spread(bad)
+
+
+def test_a_long_prior_is_planned_whole_not_its_last_64_ratios():
+    # 256 ratios, the slow ones first: the planned quantiles span all of them
+    prior = check_spread([2.0] * 64 + [1.0] * 192)
+    start = with_prior(prior, [])
+    assert len(start) == MAX_RATIO_SAMPLES and max(start) == 2.0
