@@ -191,6 +191,7 @@ class CameraLink:
         self.computing: Set[int] = set()   # admitted, on the robot: not sent nor finished
         self.probe_seq = 0
         self.probe_pair: Optional[ProbePair] = None
+        self.probe_done_s: Optional[float] = None   # when the last pair's answers were in
         self.last_edge_send_s = -math.inf
         self.rtt_ms = -1.0
         self.recent_lost: Deque[bool] = deque(maxlen=loss_window)
@@ -309,10 +310,19 @@ class CameraLink:
             self.recent_lost.extend(True for _ in out)
             return out
 
-    def probing(self) -> bool:
-        """Return whether a probe pair is on the link (sent, not both answers back)."""
+    def probing(self, now_s: float = 0.0, settle_s: float = 0.0) -> bool:
+        """
+        Return whether a probe pair is on the link (sent, not both answers back).
+
+        With ``settle_s`` > 0 also while less than that has passed since the last pair's answers
+        came in (or it was forgotten): a pair is sized to spend a token-bucket shaper's burst,
+        and a frame sent at once would find the bucket empty (``probe_settle_s`` of the camera).
+        """
         with self.lock:
-            return self.probe_pair is not None
+            if self.probe_pair is not None:
+                return True
+            return settle_s > 0.0 and self.probe_done_s is not None and \
+                now_s - self.probe_done_s < settle_s
 
     def link_full(self, max_in_flight: int) -> bool:
         """Return whether ``max_in_flight`` frames are on the link (a new one would be busy)."""
@@ -398,6 +408,7 @@ class CameraLink:
             if self.probe_pair is not None and \
                     now_s - self.probe_pair.sent_s > self.watchdog.timeout_s:
                 self.probe_pair = None      # lost or unanswered: the next pair replaces it
+                self.probe_done_s = now_s
             due = self.probe_pair is None and (self.fallback.active or self.estimator.needs_probe(
                 now_s, self.ledger.in_flight, self.last_edge_send_s))
             return LinkReport(reachable, self.estimator.estimate(now_s) if reachable else None,
@@ -437,6 +448,7 @@ class CameraLink:
             sample = pair.result(seq, now_s, edge_s, ok)
             if pair.complete():
                 self.probe_pair = None
+                self.probe_done_s = now_s
                 base = pair.base_rtt_s()
                 if base is not None:
                     self.rtt_ms = base * 1e3

@@ -18,7 +18,8 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 from .paired import (candidates, cell_stats, check_claims, claim_roles, config_name,
                      frame_config, grid_gain, meets, on_time, OracleSearch, oracle_rows,
                      paired_diff)
-from .paired_session import CALIBRATION_FILE, config_of, device_ratios, META_FILE
+from .paired_session import (CALIBRATION_FILE, CONFIG_MEDIAN_FRAMES, config_median_errors,
+                             config_of, device_ratios, META_FILE)
 from .sweep import append_rows, DEFAULT_ROBOT_SCALE, read_rows, run_encodings
 from .sweep_session import _enc_accuracy, planner_problem
 from .testbed import DEFAULT_BURST_BYTES
@@ -106,7 +107,7 @@ def build(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
                     'oracle_top1': o.get('oracle_top1'), 'oracle_value': o.get('oracle_value'),
                     'beats_oracle': int(meets(s) and lo > bound + 1e-9)})
     same, pairs = same_frames(rows)
-    errors = model_errors([r for r in rows if r['kind'] == 'policy'], static, out_dir)
+    errors = model_errors([r for r in rows if r['kind'] == 'policy'], static, out_dir, rows)
     path = out_dir / 'paired_summary.csv'
     path.unlink(missing_ok=True)
     append_rows(path, summary, SUMMARY_FIELDS)
@@ -126,7 +127,8 @@ def _mape(pairs: Sequence[Tuple[float, float]]) -> Optional[float]:
     return sum(abs(p - m) / m for p, m in ok) / len(ok) if ok else None
 
 
-def model_errors(rows: Sequence[Mapping[str, object]], problem, out_dir: Path
+def model_errors(rows: Sequence[Mapping[str, object]], problem, out_dir: Path,
+                 every_frame: Optional[Sequence[Mapping[str, object]]] = None
                  ) -> Dict[str, object]:
     """
     Return the latency model's errors on the policy frames: static, offline-calibrated, online.
@@ -136,16 +138,19 @@ def model_errors(rows: Sequence[Mapping[str, object]], problem, out_dir: Path
     measured ``device_ms``; beside them the floor, each configuration predicted by the median of
     its own frames (in-sample: what no static per-configuration model beats but by luck). End
     to end: the static model at the true bandwidth (``predicted_ms``) and the planner's
-    online-calibrated prediction (``planner_ms``).
+    online-calibrated prediction (``planner_ms``). Per configuration: the model's error on each
+    configuration's median robot time (``config_median_errors``) over ``every_frame`` (the
+    configurations measured alone as well as the policies; default ``rows``).
     """
+    per_config = every_frame if every_frame is not None else rows
     ratios = device_ratios(rows, problem)
     # the floor: each configuration predicted by the median of its own frames here (in-sample,
     # so no static model of the robot can do better on these frames but by luck)
-    by_config: Dict[Tuple[int, int], List[float]] = {}
+    by_config: Dict[Tuple[int, int, str], List[float]] = {}
     for r in rows:
         if r.get('e2e_ms') is not None and int(r['split']) > 0 and float(r['device_ms']) > 0:
-            by_config.setdefault((int(r['exit']), int(r['split'])), []).append(
-                float(r['device_ms']))
+            key = (int(r['exit']), int(r['split']), str(r.get('encoding') or 'raw'))
+            by_config.setdefault(key, []).append(float(r['device_ms']))
     floor = [(statistics.median(ms), m) for ms in by_config.values() for m in ms]
     cal = Path(out_dir) / CALIBRATION_FILE
     factor = json.loads(cal.read_text())['factor'] if cal.is_file() else None
@@ -156,6 +161,10 @@ def model_errors(rows: Sequence[Mapping[str, object]], problem, out_dir: Path
         'factor': factor,
         'robot_offline': _mape([(factor, r) for r in ratios]) if factor else None,
         'robot_floor': _mape(floor),
+        'robot_config_static': config_median_errors(per_config, problem)[0],
+        'robot_config_offline': config_median_errors(per_config, problem, factor)[0] if factor
+        else None,
+        'robot_configs': config_median_errors(per_config, problem)[1],
         'e2e_static': _mape([(r.get('predicted_ms'), r.get('e2e_ms')) for r in rows]),
         'e2e_online': _mape([(r.get('planner_ms'), r.get('e2e_ms')) for r in rows])}
     return out
@@ -260,6 +269,12 @@ def markdown(rep: Mapping[str, object]) -> str:
                  '(no robot_calibration.json)')
               + '; each configuration predicted by the median of its own frames here (the '
               f'in-sample floor of any static model) {pc(er.get("robot_floor"))}'
+              + '; on each configuration\'s median robot time (the model\'s own error; '
+              f'{er.get("robot_configs", 0)} configurations with >= {CONFIG_MEDIAN_FRAMES} '
+              'frames, measured alone or run by a policy), '
+              f'static {pc(er.get("robot_config_static"))}'
+              + (f', x the offline factor {pc(er.get("robot_config_offline"))}'
+                 if er['factor'] else '')
               + f'; end to end, static model {pc(er["e2e_static"])}, the planner online '
               f'(calibrated) {pc(er["e2e_online"])}.', '']
     lines += [f'Pairing: {rep["same_frames"]} of {rep["pairs"]} neighbouring policy pairs of '

@@ -39,6 +39,7 @@ WARMUP_S = 5.5        # paused, probes only: longer than the estimator's 5 s sta
 CALIBRATION_FILE = 'robot_calibration.json'
 META_FILE = 'paired_meta.json'
 SPREAD_QUANTILES = 32   # robot_calibration.json's spread: this many quantiles
+CONFIG_MEDIAN_FRAMES = 10   # a configuration's median robot time is compared from this many
 
 
 def config_policy(config: Config) -> str:
@@ -164,6 +165,9 @@ def run_paired(out_dir: Path, bandwidths: Sequence[float], deadlines: Sequence[f
     ``paired_meta.json`` records it with the robot scale for the report. ``link_burst``: the
     planner is told the shaper's burst (planner parameter ``link_burst_bytes``, the testbed's
     ``burst_bytes``), so that a payload smaller than it is planned as crossing at once.
+    With ``link_burst`` the camera also holds a capture after a probe pair until the shaper's
+    bucket has refilled (camera ``probe_settle_s`` = burst bits / rate): the pair spends the
+    burst, and the planner plans it as there.
     ``robot_spread``: the robot-time spread of a ``calibrate_robot`` file (planner parameter
     ``robot_time_spread``), planned until the cell's own robot frames are measured.
     """
@@ -199,16 +203,19 @@ def run_paired(out_dir: Path, bandwidths: Sequence[float], deadlines: Sequence[f
     check_spread(spread)
     meta = {'model': model_label(model), 'robot_scale': robot_scale,
             'robot_factor': float(robot_factor), 'link_burst_bytes': burst,
-            'robot_time_spread': spread}
+            'robot_time_spread': spread, 'probe_settle': bool(burst)}
     meta_path = out_dir / META_FILE
     if meta_path.is_file() and not fresh:
         old = json.loads(meta_path.read_text())
         was = (old.get('model', ''), float(old.get('robot_scale', 0)),
                float(old.get('robot_factor', 1.0)), int(old.get('link_burst_bytes', 0)),
-               [float(x) for x in old.get('robot_time_spread', [1.0])])
-        if was != (meta['model'], float(robot_scale), float(robot_factor), burst, spread):
+               [float(x) for x in old.get('robot_time_spread', [1.0])],
+               bool(old.get('probe_settle', False)))
+        if was != (meta['model'], float(robot_scale), float(robot_factor), burst, spread,
+                   bool(burst)):
             raise ValueError(f'{out_dir} holds a run of {old}; resume it with the same model, '
-                             'robot scale, robot calibration, robot spread and link burst, or '
+                             'robot scale, robot calibration, robot spread and link burst '
+                             '(and this version\'s probe settle), or '
                              'pass --fresh')
     meta_path.write_text(json.dumps(meta, indent=1) + '\n')
     logdir = Path(logdir or (Path('/tmp') / f'edgent-paired-{int(time.time())}'))
@@ -230,9 +237,11 @@ def run_paired(out_dir: Path, bandwidths: Sequence[float], deadlines: Sequence[f
                 planner['link_burst_bytes'] = burst
             if len(spread) > 1:
                 planner['robot_time_spread'] = spread
-            sess = NodeSession(tb, robot_scale, logdir / f'bw{bw:g}', camera={
-                'wait_for_link': True, 'paused': False, 'robot_time_scale': model_scale},
-                planner=planner, model=model)
+            camera = {'wait_for_link': True, 'paused': False, 'robot_time_scale': model_scale}
+            if burst:   # the bucket a probe pair spent refills before the next capture
+                camera['probe_settle_s'] = round(8.0 * burst / (bw * 1e6), 4)
+            sess = NodeSession(tb, robot_scale, logdir / f'bw{bw:g}', camera=camera,
+                               planner=planner, model=model)
             runner = _Runner(sess, problem, accuracy, float(bw), frames_csv, cells_csv,
                              warmup_s, model_scale)
             try:
@@ -339,15 +348,44 @@ def _as_frame(o: dict) -> dict:
 
 
 def device_ratios(rows: Sequence[dict], problem) -> List[float]:
-    """Return measured / modelled robot time of every classified frame that ran on the robot."""
+    """
+    Return measured / modelled robot time of every classified frame that ran on the robot.
+
+    The model is the frame's own configuration, encoding included (a bottleneck's encoder runs
+    on the robot and is profiled like any layer); a row without one was sent raw.
+    """
+    return [ratio for _, ratio in _config_ratios(rows, problem)]
+
+
+def _config_ratios(rows: Sequence[dict], problem) -> List[Tuple[Tuple[int, int, str], float]]:
     out = []
     for r in rows:
         if r.get('e2e_ms') is None or int(r['split']) == 0:
             continue
-        model = evaluate(problem, 1e9, int(r['exit']), int(r['split'])).device_ms
+        config = (int(r['exit']), int(r['split']), str(r.get('encoding') or 'raw'))
+        model = evaluate(problem, 1e9, *config[:2], encoding=config[2]).device_ms
         if model > 0:
-            out.append(float(r['device_ms']) / model)
+            out.append((config, float(r['device_ms']) / model))
     return out
+
+
+def config_median_errors(rows: Sequence[dict], problem, factor: float = 1.0,
+                         min_frames: int = CONFIG_MEDIAN_FRAMES) -> Tuple[Optional[float], int]:
+    """
+    Return the model's mean error on each configuration's median robot time, and how many.
+
+    Per (exit, split, encoding) with at least ``min_frames`` robot frames: |factor - median of
+    measured / modelled| / that median, averaged over the configurations (each counts once).
+    This is the model's own error; a frame's error also holds the robot's frame-to-frame spread,
+    which no static model removes (``paired_report.model_errors``' floor). None if no
+    configuration has enough frames.
+    """
+    by: Dict[Tuple[int, int, str], List[float]] = {}
+    for config, ratio in _config_ratios(rows, problem):
+        by.setdefault(config, []).append(ratio)
+    errs = [abs(factor - m) / m for m in (statistics.median(v) for v in by.values()
+                                          if len(v) >= min_frames) if m > 0]
+    return (sum(errs) / len(errs) if errs else None), len(errs)
 
 
 def calibrate_robot(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE, frames: int = 20,

@@ -102,6 +102,10 @@ PARAMETERS = {
     'standby_ping_s': (1.0, 'with several edges: ping each standing-by edge this often (one '
                        'probe frame; at most edge_timeout_s / 3)',
                        {'float_range': (0.05, 3600.0), **RO}),
+    'probe_settle_s': (0.0, 'with wait_for_link: after a probe pair\'s answers, hold the next '
+                       'capture this long more (a token-bucket shaper refills the burst the '
+                       'pair spent: burst bytes x 8 / rate); 0 = off',
+                       {'float_range': (0.0, 10.0)}),
     'probe_after_s': (1.0, 'no transfer sample this long: send a pair of small probe frames',
                       {'float_range': (0.05, 3600.0), **RO}),
     'transfer_log': ('', 'append every link transfer sample (t_s, source, wire_bytes, '
@@ -310,7 +314,8 @@ class CameraNode(Node):
                 self.edges.switch(seen_edges[0], 'start')
         if self.robot_busy() or self.paused or (
                 self.wait_for_link and (self.link.link_full(self.max_in_flight)
-                                        or self.link.probing())):
+                                        or self.link.probing(time.monotonic(),
+                                                             self.probe_settle_s))):
             return   # robot still computing / paused / link full or probing: no capture
         if self._cursor >= len(self.images) and not self.loop:
             return   # the file source ended

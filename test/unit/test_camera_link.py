@@ -156,6 +156,24 @@ def test_an_unanswered_probe_pair_is_replaced(fallback_problem):
     assert not link.probing()                   # forgotten: frames are no longer held for it
 
 
+def test_probe_settle_holds_captures_until_the_shapers_bucket_refills(fallback_problem):
+    # 1,600 B of burst at 0.1 Mbit/s refill in 128 ms: a frame captured as soon as the pair's
+    # answers are in would find the bucket the pair spent empty
+    link = make_link(fallback_problem)
+    s1, s2 = link.start_probe(1.0, 3000)
+    assert link.probing(1.1, 0.128)
+    link.probe_result(1.25, s1, True, 2.0, 0.0)
+    link.probe_result(1.35, s2, True, 2.0, 0.0)
+    assert not link.probing(1.35)                         # no settle: free at once
+    assert link.probing(1.35, 0.128) and link.probing(1.47, 0.128)
+    assert not link.probing(1.48, 0.128)
+    # a pair forgotten unanswered settles from when it is forgotten
+    link.start_probe(5.0, 3000)
+    link.tick(5.0 + EDGE_TIMEOUT_S + 0.1)
+    assert link.probing(5.0 + EDGE_TIMEOUT_S + 0.2, 0.128)
+    assert not link.probing(5.0 + EDGE_TIMEOUT_S + 0.3, 0.128)
+
+
 # -- fallback --------------------------------------------------------------------------------
 
 def test_fallback_when_unreachable_and_back_when_it_answers(cfg, fallback_problem):

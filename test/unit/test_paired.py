@@ -246,6 +246,13 @@ def test_a_resume_with_another_model_or_robot_is_refused(tmp_path):
     with pytest.raises(ValueError, match='robot spread'):
         run_paired(tmp_path, [1.0], [100.0], frames=1, reps=1, robot_scale=60.0,
                    robot_spread=[0.9, 1.0, 1.3])
+    # a link-burst run of the version before the probe settle: its cells started on a bucket
+    # a probe pair may have emptied, so new cells are not mixed into it
+    (tmp_path / META_FILE).write_text('{"model": "", "robot_scale": 60.0, '
+                                      '"link_burst_bytes": 1600}')
+    with pytest.raises(ValueError, match='probe settle'):
+        run_paired(tmp_path, [1.0], [100.0], frames=1, reps=1, robot_scale=60.0,
+                   link_burst=True)
 
 
 def test_the_robot_spread_of_a_calibration_is_every_exit_pooled_and_checked(tmp_path):
@@ -354,3 +361,30 @@ def test_grid_gain_weighs_cells_alike_and_pairs_by_repetition():
     cells[(0.2, 80)] = {'a': vals([[0.1]])}          # a cell b did not run is left out
     assert grid_gain(cells, 'a', 'b')[3] == 2
     assert grid_gain(cells, 'a', 'c') == (None, None, 0, 0)
+
+
+def test_robot_time_is_modelled_with_the_frames_encoder_and_per_configuration():
+    """A bottleneck frame's robot time holds its encoder; each configuration counts once."""
+    from edgent_ros.core.artifacts import EncodingCost
+    from edgent_ros.core.optimizer import EdgentProblem, encoding_variants
+    from edgent_ros.evaluation.paired_session import config_median_errors, device_ratios
+    robot = {1: [10.0, 10.0, 1.0], 2: [10.0, 10.0, 10.0, 1.0]}
+    edge = {1: [1.0, 1.0, 0.1], 2: [1.0, 1.0, 1.0, 0.1]}
+    acc = {1: 0.7, 2: 0.9}
+    # bn4 at split 2 of exit 2: 20 ms of layers + a 5 ms encoder on the robot
+    table = {(2, 2, 'bn4'): EncodingCost(0.88, 64.0, 64.0, 5.0, 0.5)}
+    problem = EdgentProblem(acc, robot, edge, {1: [3000, 4000, 400, 0],
+                                               2: [3000, 8000, 8000, 400, 0]}, 1.0,
+                            variants=encoding_variants(robot, ['raw', 'bn4'], table, acc))
+    bn = [{'e2e_ms': 40.0, 'exit': 2, 'split': 2, 'encoding': 'bn4', 'device_ms': 25.0}] * 10
+    raw = [{'e2e_ms': 40.0, 'exit': 2, 'split': 2, 'device_ms': x} for x in [30.0] * 19]
+    edge_only = [{'e2e_ms': 9.0, 'exit': 2, 'split': 0, 'encoding': 'jpeg', 'device_ms': 0.0}]
+    assert device_ratios(bn[:1] + raw[:1] + edge_only, problem) == pytest.approx([1.0, 1.5])
+    # the bn4 configuration exactly as modelled, the raw one 1.5x: 0 and 1/3, averaged once
+    # each whatever their frame counts; x 1.5 turns them round
+    err, n = config_median_errors(bn + raw, problem)
+    assert n == 2 and err == pytest.approx((0.0 + 0.5 / 1.5) / 2)
+    assert config_median_errors(bn + raw, problem, 1.5)[0] == pytest.approx((0.5 + 0.0) / 2)
+    # a configuration with fewer frames than asked for is left out
+    assert config_median_errors(bn[:9] + raw, problem) == (pytest.approx(0.5 / 1.5), 1)
+    assert config_median_errors(edge_only, problem) == (None, 0)
