@@ -21,8 +21,8 @@ from ..evaluation.heldout_session import (FRAMES_FILE, plan_heldout, report_held
 from ..evaluation.chaos import DEFAULT_TRACE, run_soak
 from ..evaluation.lossy_session import run_lossy, write_summary
 from ..evaluation.paired_report import build
-from ..evaluation.paired_session import (calibrate_robot, calibration_factor, calibration_spread,
-                                         CALIBRATION_FILE, run_paired)
+from ..evaluation.paired_session import (CALIBRATION_FILE, CALIBRATION_FRAMES, calibrate_robot,
+                                         calibration_factor, calibration_spread, run_paired)
 from ..evaluation.sweep_session import (build_default_map, make_plots, map_traces, run_sweep,
                                         run_traces, TRACE_DEADLINE_MS, TRACES_PLAN_FILE,
                                         write_oracle)
@@ -487,8 +487,9 @@ def add_sweep_parser(sub) -> None:
                          'exit: live / modelled robot time (root)', description=SWEEP_NOTE)
     cr.add_argument('--results', default=None, help='results folder; writes its paired/'
                     'robot_calibration.json (default <user dir>/results)')
-    cr.add_argument('--frames', type=int, default=20, help='frames per exit '
-                    '(default %(default)s)')
+    cr.add_argument('--frames', type=int, default=CALIBRATION_FRAMES,
+                    help='frames per exit (default %(default)s: with 4 exits the slowest of '
+                    '300 frames bounds the 99th percentile the planner plans for)')
     cr.add_argument('--model', type=Path, default=None,
                     help='a model description or shipped name (e.g. resnet64); default the '
                          'AlexNet. sweep paired --robot-calibration refuses the file for '

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from edgent_ros.core.chance import (Belief, check_spread, decide_chance, evaluate_chance,
-                                    MAX_RATIO_SAMPLES, on_time_probability, with_prior)
+                                    MAX_RATIO_SAMPLES, on_time_probability, spread_quantiles,
+                                    with_prior)
 from edgent_ros.core.optimizer import (brute_force, decide, EdgentProblem, evaluate,
                                        Hysteresis, POLICIES)
 
@@ -179,3 +180,12 @@ def test_a_long_prior_is_planned_whole_not_its_last_64_ratios():
     prior = check_spread([2.0] * 64 + [1.0] * 192)
     start = with_prior(prior, [])
     assert len(start) == MAX_RATIO_SAMPLES and max(start) == 2.0
+
+
+def test_the_spread_keeps_its_slowest_ratio():
+    # one frame in 300 at 2.5x the median: quantiles at mid-points would drop it, and the
+    # rule plans for the 99th percentile
+    q = spread_quantiles([1.0] * 299 + [2.5], 32)
+    assert len(q) == 32 and q[0] == 1.0 and q[-1] == 2.5
+    assert max(with_prior(q, [])) == 2.5
+    assert spread_quantiles([0.5, 1.0, 4.0], 1) == [1.0]
