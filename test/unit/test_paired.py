@@ -117,19 +117,24 @@ def test_oracle_rows_report_the_most_accurate_configuration_always_on_time():
     assert r200['oracle_met_lo'] < 1.0 and r200['not_measured'] == 0
 
 
-def test_encoded_configurations_are_in_the_oracles_space_with_their_own_top1():
-    """edgent+bn's space: a bottleneck cut is an oracle candidate, pinned and named by encoding."""
+def _bn_problem(encode_ms: float):
+    """Return (accuracy, a 2-exit problem with a bn4 bottleneck at split 2 of exit 2)."""
     from edgent_ros.core.artifacts import EncodingCost
     from edgent_ros.core.optimizer import EdgentProblem, encoding_variants
-    from edgent_ros.evaluation.paired import candidates, config_name, frame_config, frame_value
-    from edgent_ros.evaluation.paired_session import config_of, config_policy, fixed_params
     robot = {1: [10.0, 10.0, 1.0], 2: [10.0, 10.0, 10.0, 1.0]}
     edge = {1: [1.0, 1.0, 0.1], 2: [1.0, 1.0, 1.0, 0.1]}
     acc = {1: 0.7, 2: 0.9}
-    table = {(2, 2, 'bn4'): EncodingCost(0.88, 64.0, 64.0, 0.5, 0.5)}
-    problem = EdgentProblem(acc, robot, edge, {1: [3000, 4000, 400, 0],
-                                               2: [3000, 8000, 8000, 400, 0]}, 1.0,
-                            variants=encoding_variants(robot, ['raw', 'bn4'], table, acc))
+    table = {(2, 2, 'bn4'): EncodingCost(0.88, 64.0, 64.0, encode_ms, 0.5)}
+    return acc, EdgentProblem(acc, robot, edge, {1: [3000, 4000, 400, 0],
+                                                 2: [3000, 8000, 8000, 400, 0]}, 1.0,
+                              variants=encoding_variants(robot, ['raw', 'bn4'], table, acc))
+
+
+def test_encoded_configurations_are_in_the_oracles_space_with_their_own_top1():
+    """edgent+bn's space: a bottleneck cut is an oracle candidate, pinned and named by encoding."""
+    from edgent_ros.evaluation.paired import candidates, config_name, frame_config, frame_value
+    from edgent_ros.evaluation.paired_session import config_of, config_policy, fixed_params
+    acc, problem = _bn_problem(encode_ms=0.5)
     raw = candidates(problem, acc, 0.1, 0)
     coded = candidates(problem, acc, 0.1, 0, encoded=True)
     assert {c.config for c in coded} - {c.config for c in raw} == {(2, 2, 'bn4')}
@@ -365,17 +370,9 @@ def test_grid_gain_weighs_cells_alike_and_pairs_by_repetition():
 
 def test_robot_time_is_modelled_with_the_frames_encoder_and_per_configuration():
     """A bottleneck frame's robot time holds its encoder; each configuration counts once."""
-    from edgent_ros.core.artifacts import EncodingCost
-    from edgent_ros.core.optimizer import EdgentProblem, encoding_variants
     from edgent_ros.evaluation.paired_session import config_median_errors, device_ratios
-    robot = {1: [10.0, 10.0, 1.0], 2: [10.0, 10.0, 10.0, 1.0]}
-    edge = {1: [1.0, 1.0, 0.1], 2: [1.0, 1.0, 1.0, 0.1]}
-    acc = {1: 0.7, 2: 0.9}
     # bn4 at split 2 of exit 2: 20 ms of layers + a 5 ms encoder on the robot
-    table = {(2, 2, 'bn4'): EncodingCost(0.88, 64.0, 64.0, 5.0, 0.5)}
-    problem = EdgentProblem(acc, robot, edge, {1: [3000, 4000, 400, 0],
-                                               2: [3000, 8000, 8000, 400, 0]}, 1.0,
-                            variants=encoding_variants(robot, ['raw', 'bn4'], table, acc))
+    _, problem = _bn_problem(encode_ms=5.0)
     bn = [{'e2e_ms': 40.0, 'exit': 2, 'split': 2, 'encoding': 'bn4', 'device_ms': 25.0}] * 10
     raw = [{'e2e_ms': 40.0, 'exit': 2, 'split': 2, 'device_ms': x} for x in [30.0] * 19]
     edge_only = [{'e2e_ms': 9.0, 'exit': 2, 'split': 0, 'encoding': 'jpeg', 'device_ms': 0.0}]
