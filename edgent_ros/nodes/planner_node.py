@@ -13,9 +13,10 @@ Beyond the paper (each off by default): ``encodings`` (how the tensor crosses th
 ``confidence_threshold`` (BranchyNet early exit), ``edge_batching`` (the edge's batch size).
 
 ``/diagnostics`` (every second): policy, strategy, the decision in force, the link estimate's
-age, calibration and the last parameter push per node. ERROR when the camera node cannot be
-reached; WARN when the decision misses the deadline, the link estimate is stale, or a push was
-refused / failed / timed out in the last ``diagnostics_window_s`` (``core.diagnostics``).
+age, calibration, the repair model (with frames left out as outages) and the last parameter
+push per node. ERROR when the camera node cannot be reached; WARN when the decision misses the
+deadline, the link estimate is stale, or a push was refused / failed / timed out in the last
+``diagnostics_window_s`` (``core.diagnostics``).
 """
 
 from __future__ import annotations
@@ -461,6 +462,7 @@ class PlannerNode(Node):
             link_estimate_age_s='never' if link_age is None else f'{link_age:.1f}',
             link_timeout_s=f'{self.planner.link_timeout_s:g}',
             calibration=self._calibration_status(now),
+            repairs=self._repair_status(now),
             diagnostics_window_s=self.recent.window_s)
         for t in self.targets:
             ago = '' if t.last_s is None else f' ({now - t.last_s:.1f} s ago)'
@@ -471,6 +473,15 @@ class PlannerNode(Node):
                    f'exit {d.exit_index} split {d.split_index} {d.encoding}'))
         publish_diagnostics(self, self.diag_pub, [diagnostic_status(
             self, level, message(summary, reasons), values)])
+
+    def _repair_status(self, now: float) -> str:
+        """Return the repair model in one line: off, or its per-packet p and outage frames."""
+        if not self.planner.repair_model:
+            return 'off'
+        r = self.planner.repairs
+        p, costs = r.estimate(now)
+        return (f'p {p:.4f} per packet, {len(costs)} repair costs; {r.stalls} frames over '
+                f'{r.max_repair_ms:g} ms late left out as outages (since start)')
 
     def _calibration_status(self, now: float) -> str:
         """Return the calibration in one line: off, or the decision's factors and samples."""

@@ -131,11 +131,12 @@ def test_planner_publishes_diagnostics(procs, listener):
     assert 'camera_node not reachable' in err.message, err.message
     values = _values(err)
     for key in ('policy', 'strategy', 'exit_index', 'split_index', 'encoding', 'feasible',
-                'link_estimate_age_s', 'link_timeout_s', 'calibration',
+                'link_estimate_age_s', 'link_timeout_s', 'calibration', 'repairs',
                 'last_push:camera_node', 'last_push:edge_node', 'diagnostics_window_s'):
         assert key in values, (key, values)
     assert values['policy'] == 'edgent' and values['link_estimate_age_s'] == 'never'
     assert values['calibration'] == 'off'
+    assert values['repairs'].startswith('p 0.0000 per packet, 0 repair costs; 0 frames'), values
 
     # camera and edge up: the camera's link quality arrives, pushes succeed -> OK
     procs.start('edge_node')
