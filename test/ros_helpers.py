@@ -19,6 +19,8 @@ import pytest
 
 import rclpy  # noqa: E402  (conftests skip before importing this module without ROS)
 
+from edgent_ros.evaluation.testbed_session import ros_args  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -63,19 +65,11 @@ class Procs:
               **params):
         """Start ``lib/edgent_ros/<executable>`` with ``params`` as ``-p k:=v``, ``env`` added."""
         name = name or executable
-        args = [str(_prefix() / 'lib' / 'edgent_ros' / executable), '--ros-args']
+        args = [str(_prefix() / 'lib' / 'edgent_ros' / executable)] + ros_args(params)
         if ns:
             args += ['-r', f'__ns:=/{ns}']
         for r in remap:
             args += ['-r', r]
-        for k, v in params.items():
-            if isinstance(v, bool):
-                v = 'true' if v else 'false'
-            elif v == '':
-                v = "''"   # an empty value would not parse as a string
-            elif isinstance(v, (list, tuple)):
-                v = '[' + ','.join(f"'{x}'" for x in v) + ']'
-            args += ['-p', f'{k}:={v}']
         log = open(self.tmp / f'{name}.log', 'w')
         p = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
                              start_new_session=True,

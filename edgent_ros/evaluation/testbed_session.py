@@ -93,6 +93,8 @@ def ros_args(params: Dict[str, object]) -> List[str]:
     for k, v in params.items():
         if isinstance(v, bool):
             v = 'true' if v else 'false'
+        elif v == '':
+            v = "''"   # an empty value would not parse as a string
         elif isinstance(v, (list, tuple)):
             v = '[' + ','.join(f"'{x}'" if isinstance(x, str) else repr(x) for x in v) + ']'
         out += ['-p', f'{k}:={v}']

@@ -26,10 +26,10 @@ def test_node_fails_at_start_naming_the_file(procs, tmp_path, executable, param,
 
 
 def test_planner_refuses_a_bad_robot_spread_and_takes_a_good_one(procs):
-    bad = procs.start('planner_node', name='bad', robot_time_spread='[1.0,-0.5]')
+    bad = procs.start('planner_node', name='bad', robot_time_spread=[1.0, -0.5])
     assert bad.wait(60) == 2
     assert 'robot spread ratios must be finite and > 0' in procs.log('bad'), procs.log('bad')
-    good = procs.start('planner_node', name='good', robot_time_spread='[0.8,1.0,1.4]')
+    good = procs.start('planner_node', name='good', robot_time_spread=[0.8, 1.0, 1.4])
     try:
         good.wait(8)
         pytest.fail(f'planner_node stopped with a good robot spread: {procs.log("good")}')

@@ -283,9 +283,10 @@ def test_the_robot_spread_of_a_calibration_is_every_exit_pooled_and_checked(tmp_
 
 def test_ros_args_writes_number_lists_unquoted():
     argv = ros_args({'robot_time_spread': [0.8, 1.25], 'encodings': ['raw', 'bn4'],
-                     'calibration': True})
+                     'calibration': True, 'model': ''})
     assert argv == ['--ros-args', '-p', 'robot_time_spread:=[0.8,1.25]',
-                    '-p', "encodings:=['raw','bn4']", '-p', 'calibration:=true']
+                    '-p', "encodings:=['raw','bn4']", '-p', 'calibration:=true',
+                    '-p', "model:=''"]
 
 
 ROOT = Path(__file__).resolve().parents[2]
