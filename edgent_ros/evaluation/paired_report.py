@@ -18,8 +18,8 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 from .paired import (candidates, cell_stats, check_claims, claim_roles, config_name,
                      frame_config, grid_gain, meets, on_time, OracleSearch, oracle_rows,
                      paired_diff)
-from .paired_session import (CALIBRATION_FILE, CONFIG_MEDIAN_FRAMES, config_median_errors,
-                             config_of, device_ratios, META_FILE)
+from .paired_session import (CALIBRATION_FILE, CONFIG_MEDIAN_FRAMES, config_of, config_ratios,
+                             median_errors, META_FILE)
 from .sweep import append_rows, DEFAULT_ROBOT_SCALE, read_rows, run_encodings
 from .sweep_session import _enc_accuracy, planner_problem
 from .testbed import DEFAULT_BURST_BYTES
@@ -142,16 +142,13 @@ def model_errors(rows: Sequence[Mapping[str, object]], problem, out_dir: Path,
     configuration's median robot time (``config_median_errors``) over ``every_frame`` (the
     configurations measured alone as well as the policies; default ``rows``).
     """
-    per_config = every_frame if every_frame is not None else rows
-    ratios = device_ratios(rows, problem)
+    groups = config_ratios(rows, problem)     # measured / modelled robot time per configuration
+    ratios = [x for v in groups.values() for x in v]
     # the floor: each configuration predicted by the median of its own frames here (in-sample,
     # so no static model of the robot can do better on these frames but by luck)
-    by_config: Dict[Tuple[int, int, str], List[float]] = {}
-    for r in rows:
-        if r.get('e2e_ms') is not None and int(r['split']) > 0 and float(r['device_ms']) > 0:
-            key = (int(r['exit']), int(r['split']), str(r.get('encoding') or 'raw'))
-            by_config.setdefault(key, []).append(float(r['device_ms']))
-    floor = [(statistics.median(ms), m) for ms in by_config.values() for m in ms]
+    floor = [(statistics.median(v), x) for v in groups.values() for x in v]
+    every = groups if every_frame is None else config_ratios(every_frame, problem)
+    config_static, n_configs = median_errors(every)
     cal = Path(out_dir) / CALIBRATION_FILE
     factor = json.loads(cal.read_text())['factor'] if cal.is_file() else None
     out: Dict[str, object] = {
@@ -161,10 +158,9 @@ def model_errors(rows: Sequence[Mapping[str, object]], problem, out_dir: Path,
         'factor': factor,
         'robot_offline': _mape([(factor, r) for r in ratios]) if factor else None,
         'robot_floor': _mape(floor),
-        'robot_config_static': config_median_errors(per_config, problem)[0],
-        'robot_config_offline': config_median_errors(per_config, problem, factor)[0] if factor
-        else None,
-        'robot_configs': config_median_errors(per_config, problem)[1],
+        'robot_config_static': config_static,
+        'robot_config_offline': median_errors(every, factor)[0] if factor else None,
+        'robot_configs': n_configs,
         'e2e_static': _mape([(r.get('predicted_ms'), r.get('e2e_ms')) for r in rows]),
         'e2e_online': _mape([(r.get('planner_ms'), r.get('e2e_ms')) for r in rows])}
     return out

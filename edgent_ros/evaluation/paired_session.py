@@ -18,7 +18,7 @@ import json
 import statistics
 import sys
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..core.artifacts import ARTIFACT_DIR
 from ..core.chance import check_spread, spread_quantiles as chance_quantiles
@@ -372,6 +372,14 @@ def _config_ratios(rows: Sequence[dict], problem) -> List[Tuple[Tuple[int, int, 
     return out
 
 
+def config_ratios(rows: Sequence[dict], problem) -> Dict[Tuple[int, int, str], List[float]]:
+    """Return ``device_ratios`` grouped by configuration (exit, split, encoding)."""
+    by: Dict[Tuple[int, int, str], List[float]] = {}
+    for config, ratio in _config_ratios(rows, problem):
+        by.setdefault(config, []).append(ratio)
+    return by
+
+
 def config_median_errors(rows: Sequence[dict], problem, factor: float = 1.0,
                          min_frames: int = CONFIG_MEDIAN_FRAMES) -> Tuple[Optional[float], int]:
     """
@@ -383,10 +391,13 @@ def config_median_errors(rows: Sequence[dict], problem, factor: float = 1.0,
     which no static model removes (``paired_report.model_errors``' floor). None if no
     configuration has enough frames.
     """
-    by: Dict[Tuple[int, int, str], List[float]] = {}
-    for config, ratio in _config_ratios(rows, problem):
-        by.setdefault(config, []).append(ratio)
-    errs = [abs(factor - m) / m for m in (statistics.median(v) for v in by.values()
+    return median_errors(config_ratios(rows, problem), factor, min_frames)
+
+
+def median_errors(groups: Mapping[Tuple[int, int, str], Sequence[float]], factor: float = 1.0,
+                  min_frames: int = CONFIG_MEDIAN_FRAMES) -> Tuple[Optional[float], int]:
+    """``config_median_errors`` of ratios already grouped by ``config_ratios``."""
+    errs = [abs(factor - m) / m for m in (statistics.median(v) for v in groups.values()
                                           if len(v) >= min_frames) if m > 0]
     return (sum(errs) / len(errs) if errs else None), len(errs)
 
