@@ -281,12 +281,10 @@ def _sweep_action(args: argparse.Namespace) -> int:
         return 0
     if args.action == 'heldout':
         res = _results(args) / 'heldout'
-        if args.fresh:
-            (res / FRAMES_FILE).unlink(missing_ok=True)
         try:
             n = run_heldout(res, trace_dir, args.robot_scale, args.deadline_ms,
                             args.policies or list(HELDOUT_POLICIES), reps=args.reps,
-                            n_traces=args.traces, seed=args.seed)
+                            n_traces=args.traces, seed=args.seed, fresh=args.fresh)
         except (ValueError, OSError) as exc:
             print(f'edgent-ros sweep: {exc}', file=sys.stderr)
             return 2

@@ -134,8 +134,14 @@ def _done(frames_csv: Path) -> set:
 def run_heldout(out_dir: Path, trace_dir: Path, robot_scale: float,
                 deadline_ms: float = TRACE_DEADLINE_MS, policies: Sequence[str] =
                 HELDOUT_POLICIES, reps: int = 3, n_traces: int = 3, seed: int = 0,
-                name: str = TESTBED_NAME, logdir: Optional[Path] = None) -> int:
-    """Replay every (trace, repetition, policy) cell not yet in ``out_dir``; return how many."""
+                name: str = TESTBED_NAME, logdir: Optional[Path] = None,
+                fresh: bool = False) -> int:
+    """
+    Replay every (trace, repetition, policy) cell not yet in ``out_dir``; return how many.
+
+    ``fresh``: replay every cell again (the frames file is removed once the windows are checked;
+    the tuning stays).
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     plan = plan_heldout(trace_dir, robot_scale, deadline_ms, n_traces)
@@ -144,6 +150,8 @@ def run_heldout(out_dir: Path, trace_dir: Path, robot_scale: float,
         raise ValueError(f'{plan_path} chose other windows; remove {out_dir} to start over')
     plan_path.write_text(json.dumps(plan, indent=1) + '\n')
     frames_csv = out_dir / FRAMES_FILE
+    if fresh:
+        frames_csv.unlink(missing_ok=True)
     done = _done(frames_csv)
     accuracy, problem = planner_problem(robot_scale)
     todo = [(w['trace'], w['start_s'], r, p) for w in plan['live'] for r in range(1, reps + 1)
