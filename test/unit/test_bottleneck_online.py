@@ -5,6 +5,7 @@ Random (untrained) bottleneck weights: these tests check shapes, dtypes, ids and
 accuracy (the trained set's accuracy is in the accuracy table, test_bottleneck.py).
 """
 
+import time
 import types
 
 import numpy as np
@@ -78,6 +79,27 @@ def test_strided_bottleneck_shapes(runner, frame):
     assert runner.expected_shape(5, 3, 'bn4') == (1, 4, 8, 8)
     cls, _ = runner.edge_batch([out.tensor, out.tensor], 5, 3, encoding='bn4')
     assert len(cls) == 2 and cls[0].class_id == cls[1].class_id
+
+
+def test_encoder_counts_as_robot_layers(model, frame, monkeypatch):
+    """The encoder's CPU time is in layers_cpu_ms: the testbed's robot emulation slows it."""
+    robot = CoInference(model, bottlenecks=_set(model, (6, 4, 1)))
+    bn = robot.bottlenecks.get(6, 'bn4')
+    encode_plain = bn.encode
+
+    def slow_encode(y):
+        c = time.thread_time()
+        while time.thread_time() - c < 0.03:     # 30 ms of this thread's CPU
+            pass
+        return encode_plain(y)
+
+    monkeypatch.setattr(bn, 'encode', slow_encode)
+    out = robot.device_step(frame, 5, 6, encoding='bn4')
+    assert out.tensor.shape == (1, 4, 8, 8)
+    assert out.layers_cpu_ms >= 30.0 and out.layers_ms >= 30.0
+    assert out.device_ms >= out.layers_ms
+    raw = robot.device_step(frame, 5, 6)          # the same prefix sent raw: no encoder
+    assert raw.layers_cpu_ms < out.layers_cpu_ms - 25.0
 
 
 def test_refusals_name_the_reason(model, runner, frame):
