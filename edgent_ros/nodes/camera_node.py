@@ -115,6 +115,8 @@ PARAMETERS = {
     'latency_models_path': ('', 'latency models (fallback choice); empty = shipped', RO),
     'robot_time_scale': (1.0, 'robot layer times x this for the fallback choice (as the '
                          'planner\'s)', {'float_range': (0.01, 1000.0), **RO}),
+    'warm_up': (True, 'at start, run every exit\'s branch and every bottleneck encoder once '
+                '(torch\'s first call of a layer is several times slower than later ones)', RO),
 }
 
 
@@ -147,6 +149,11 @@ class CameraNode(Node):
         reason = self._check_pair(self.exit_index, self.split_index, self.encoding)
         if reason:
             self._fatal(reason)
+        if self.warm_up:
+            t = time.perf_counter()
+            runs = self.runner.warm_up()
+            self.get_logger().info(f'warm-up: {len(runs)} runs (every exit, every bottleneck '
+                                   f'encoder) in {(time.perf_counter() - t) * 1e3:.0f} ms')
         try:
             if self.runner.described is not None:
                 desc = self.runner.described.desc

@@ -102,6 +102,26 @@ def test_encoder_counts_as_robot_layers(model, frame, monkeypatch):
     assert raw.layers_cpu_ms < out.layers_cpu_ms - 25.0
 
 
+def test_warm_up_runs_every_exit_and_every_encoder(model, runner, monkeypatch):
+    """The camera's start-up warm-up: each exit's whole branch, then each bottleneck once."""
+    seen = []
+    step = runner.device_step
+
+    def spy(frame, e, s, threshold=0.0, encoding='raw'):
+        seen.append((e, s, encoding))
+        return step(frame, e, s, threshold, encoding=encoding)
+
+    monkeypatch.setattr(runner, 'device_step', spy)
+    runs = runner.warm_up()
+    assert runs == seen
+    assert runs[:5] == [(e, runner.branch_len(e), 'raw') for e in range(1, 6)]
+    encoders = runs[5:]
+    assert sorted((s, enc) for _, s, enc in encoders) == [(3, 'bn4'), (6, 'bn4'), (13, 'bn8')]
+    for e, s, enc in encoders:       # the deepest exit that cut serves
+        assert runner.bottlenecks.covers(runner._trunk, e, s, enc)
+    assert CoInference(model).warm_up() == runs[:5]      # no bottlenecks: the exits alone
+
+
 def test_refusals_name_the_reason(model, runner, frame):
     out = runner.device_step(frame, 5, 6, encoding='bn4')
     arr = out.tensor
