@@ -22,7 +22,8 @@ from ..evaluation.chaos import DEFAULT_TRACE, run_soak
 from ..evaluation.lossy_session import run_lossy, write_summary
 from ..evaluation.paired_report import build
 from ..evaluation.paired_session import (CALIBRATION_FILE, CALIBRATION_FRAMES, calibrate_robot,
-                                         calibration_factor, calibration_spread, run_paired)
+                                         calibration_factor, calibration_latency,
+                                         calibration_spread, run_paired)
 from ..evaluation.sweep_session import (build_default_map, make_plots, map_traces, run_sweep,
                                         run_traces, TRACE_DEADLINE_MS, TRACES_PLAN_FILE,
                                         write_oracle)
@@ -306,6 +307,10 @@ def _sweep_action(args: argparse.Namespace) -> int:
             if args.robot_calibration:
                 factor = calibration_factor(args.robot_calibration, args.robot_scale,
                                             args.model)
+            if args.robot_latency and not args.robot_calibration:
+                raise ValueError('--robot-latency needs --robot-calibration')
+            latency = (calibration_latency(args.robot_calibration, args.robot_scale,
+                                           args.model) if args.robot_latency else None)
             if args.robot_spread:
                 spread = calibration_spread(args.robot_calibration, args.robot_scale,
                                             args.model)
@@ -314,7 +319,8 @@ def _sweep_action(args: argparse.Namespace) -> int:
                            config_frames=args.config_frames, seed=args.seed,
                            robot_scale=args.robot_scale, fresh=args.fresh, robot_factor=factor,
                            redo_configs=args.redo_configs, model=args.model,
-                           link_burst=args.link_burst, robot_spread=spread)
+                           link_burst=args.link_burst, robot_spread=spread,
+                           robot_latency=latency)
         except (ValueError, OSError, KeyError) as exc:
             print(f'edgent-ros sweep: {exc}', file=sys.stderr)
             return 2
@@ -478,6 +484,10 @@ def add_sweep_parser(sub) -> None:
     pa.add_argument('--robot-calibration', default=None, metavar='JSON',
                     help='robot_calibration.json of sweep calibrate-robot: the planner models '
                          'the robot as robot scale x its factor (default: not applied)')
+    pa.add_argument('--robot-latency', action='store_true', help='with --robot-calibration '
+                    'of a described model: the planner plans the robot\'s block times measured '
+                    'there through the emulation (its robot_latency.json) instead of the '
+                    'profile x the factor')
     pa.add_argument('--robot-spread', action='store_true', help='with --robot-calibration: '
                     'the planner also plans the spread measured there (planner parameter '
                     'robot_time_spread) until a cell\'s own robot frames are measured')

@@ -108,6 +108,88 @@ def branch_ms(table: Mapping[str, Any], latency: Mapping[str, Any], host: str
     return out
 
 
+def measured_robot_blocks(latency: Mapping[str, Any], table: Mapping[str, Any],
+                          measured: Mapping[Tuple[int, int], float], scale: float
+                          ) -> Dict[str, Any]:
+    """
+    Return ``latency`` with the robot's block times taken from live prefixes of the robot.
+
+    ``measured``: the median live robot time (ms) of configurations ``(exit, split)``: the
+    whole-trunk exit at trunk splits, and each exit device-only. The trunk's prefix times are
+    made non-decreasing (pooled adjacent violators) and a split not measured is interpolated in
+    proportion to the profiled blocks between its measured neighbours (beyond the last: scaled
+    like it); block k's time is prefix k+1 less prefix k, so the first block also holds the
+    frame's fixed cost (normalisation, conversions). A side exit's head is its device-only time
+    less the trunk prefix it leaves from (the profiled head scaled like the trunk when not
+    measured, and never below a tenth of it). Every time is divided by ``scale`` (the
+    planner's ``robot_time_scale``), so that the planner, multiplying by it, plans the measured
+    robot. Raises ValueError without a trunk split measured or for a bad ``scale``.
+    """
+    if not scale > 0:
+        raise ValueError(f'scale must be > 0, got {scale!r}')
+    robot = latency['hosts']['robot']
+    trunk = [float(v) for v in robot['trunk_ms']]
+    heads = [float(v) for v in robot['heads_ms']]
+    n = len(trunk)
+    full = [x for x in table['exits'] if x['attach'] is None]
+    if not full:
+        raise ValueError('the model table has no whole-trunk exit')
+    e_full = int(full[0]['exit'])
+    points = sorted((s, float(v)) for (e, s), v in measured.items() if e == e_full and 0 < s <= n)
+    if not points:
+        raise ValueError(f'no trunk split of exit {e_full} measured')
+    pooled: List[List[float]] = []              # [sum, count, first split]
+    for s, v in points:
+        pooled.append([v, 1.0, s])
+        while len(pooled) > 1 and pooled[-2][0] / pooled[-2][1] > pooled[-1][0] / pooled[-1][1]:
+            v2, c2, _ = pooled.pop()
+            pooled[-1][0] += v2
+            pooled[-1][1] += c2
+    fit: Dict[int, float] = {}
+    for k, (total, count, _) in enumerate(pooled):
+        last = pooled[k + 1][2] if k + 1 < len(pooled) else n + 1
+        for s, _ in points:
+            if pooled[k][2] <= s < last:
+                fit[s] = total / count
+    cum = [0.0]
+    for t in trunk:
+        cum.append(cum[-1] + t)
+    known = [(0, 0.0)] + sorted(fit.items())
+    prefix = [0.0] * (n + 1)
+    for s in range(1, n + 1):
+        if s in fit:
+            prefix[s] = fit[s]
+            continue
+        lo = max(k for k in known if k[0] < s)
+        hi = [k for k in known if k[0] > s]
+        if hi:
+            hs, hv = hi[0]
+            span = cum[hs] - cum[lo[0]]
+            share = (cum[s] - cum[lo[0]]) / span if span > 0 else 0.0
+            prefix[s] = lo[1] + (hv - lo[1]) * share
+        else:
+            ratio = lo[1] / cum[lo[0]] if cum[lo[0]] > 0 else 1.0
+            prefix[s] = lo[1] + (cum[s] - cum[lo[0]]) * ratio
+    ratio_all = prefix[n] / cum[n] if cum[n] > 0 else 1.0
+    side = [x for x in table['exits'] if x['attach'] is not None]
+    new_heads = []
+    for k, x in enumerate(side):
+        a, e = int(x['attach']), int(x['exit'])
+        head = heads[k] if k < len(heads) else 0.0
+        whole = measured.get((e, a + 1))
+        live = whole - prefix[a] if whole is not None else head * ratio_all
+        new_heads.append(max(live, 0.1 * head * ratio_all))
+    body = dict(latency)
+    hosts = dict(body['hosts'])
+    info = dict(robot.get('info', {}))
+    info.update({'calibrated': 'live prefixes of the emulated robot (sweep calibrate-robot)',
+                 'scale': scale})
+    hosts['robot'] = {'trunk_ms': [(prefix[s + 1] - prefix[s]) / scale for s in range(n)],
+                      'heads_ms': [h / scale for h in new_heads], 'info': info}
+    body['hosts'] = hosts
+    return body
+
+
 def split_bytes(table: Mapping[str, Any], bytes_per_element: float = 4.0
                 ) -> Dict[int, List[int]]:
     """Per exit, payload bytes at splits 0..n: frame, each cut's tensor, 0."""

@@ -19,7 +19,7 @@ from .paired import (candidates, cell_stats, check_claims, claim_roles, config_n
                      frame_config, grid_gain, meets, on_time, OracleSearch, oracle_rows,
                      paired_diff)
 from .paired_session import (CALIBRATION_FILE, CONFIG_MEDIAN_FRAMES, config_of, config_ratios,
-                             median_errors, META_FILE)
+                             device_ratios, median_errors, META_FILE)
 from .sweep import append_rows, DEFAULT_ROBOT_SCALE, read_rows, run_encodings
 from .sweep_session import _enc_accuracy, planner_problem
 from .testbed import DEFAULT_BURST_BYTES
@@ -45,6 +45,7 @@ def build(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
     rows = read_rows(out_dir / 'paired_frames.csv')
     model: Optional[str] = None
     factor, link_burst = 1.0, 0
+    latency: Optional[Path] = None     # the planner's block times (calibrate_robot's), if any
     meta = out_dir / META_FILE
     if meta.is_file():   # the run's model and robot class (absent: the AlexNet at robot_scale)
         m = json.loads(meta.read_text())
@@ -52,13 +53,15 @@ def build(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
         robot_scale = float(m['robot_scale'])
         factor = float(m.get('robot_factor', 1.0))   # the planner's model: robot_scale x factor
         link_burst = int(m.get('link_burst_bytes', 0))
+        if m.get('robot_latency'):
+            latency = out_dir / m['robot_latency']
     # a run with edgent+enc/+bn: the encoded configurations are in the oracle's space, and
     # frames sent encoded count their own measured top-1
     policies = sorted({r['policy'] for r in rows if r['kind'] == 'policy'})
     encs = run_encodings(policies, model)
     encoded = encs != ['raw']
     accuracy, problem = planner_problem(robot_scale * factor, encs, model=model,
-                                        burst_bytes=link_burst)
+                                        burst_bytes=link_burst, latency=latency)
     # the robot-time errors start from the profiled robot x robot_scale; the offline factor
     # (robot_calibration.json) is applied there, once
     static = problem if factor == 1.0 else planner_problem(robot_scale, encs, model=model)[1]
@@ -107,7 +110,8 @@ def build(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
                     'oracle_top1': o.get('oracle_top1'), 'oracle_value': o.get('oracle_value'),
                     'beats_oracle': int(meets(s) and lo > bound + 1e-9)})
     same, pairs = same_frames(rows)
-    errors = model_errors([r for r in rows if r['kind'] == 'policy'], static, out_dir, rows)
+    errors = model_errors([r for r in rows if r['kind'] == 'policy'], static, out_dir, rows,
+                          measured=problem if latency is not None else None)
     path = out_dir / 'paired_summary.csv'
     path.unlink(missing_ok=True)
     append_rows(path, summary, SUMMARY_FIELDS)
@@ -128,8 +132,8 @@ def _mape(pairs: Sequence[Tuple[float, float]]) -> Optional[float]:
 
 
 def model_errors(rows: Sequence[Mapping[str, object]], problem, out_dir: Path,
-                 every_frame: Optional[Sequence[Mapping[str, object]]] = None
-                 ) -> Dict[str, object]:
+                 every_frame: Optional[Sequence[Mapping[str, object]]] = None,
+                 measured=None) -> Dict[str, object]:
     """
     Return the latency model's errors on the policy frames: static, offline-calibrated, online.
 
@@ -140,7 +144,10 @@ def model_errors(rows: Sequence[Mapping[str, object]], problem, out_dir: Path,
     to end: the static model at the true bandwidth (``predicted_ms``) and the planner's
     online-calibrated prediction (``planner_ms``). Per configuration: the model's error on each
     configuration's median robot time (``config_median_errors``) over ``every_frame`` (the
-    configurations measured alone as well as the policies; default ``rows``).
+    configurations measured alone as well as the policies; default ``rows``). ``measured``:
+    the planner's problem of a run planned with the robot's block times measured through the
+    emulation (``calibrate_robot``'s ``robot_latency.json``): its errors as ``robot_blocks``
+    (per frame) and ``robot_config_blocks`` (per configuration's median).
     """
     groups = config_ratios(rows, problem)     # measured / modelled robot time per configuration
     ratios = [x for v in groups.values() for x in v]
@@ -161,6 +168,10 @@ def model_errors(rows: Sequence[Mapping[str, object]], problem, out_dir: Path,
         'robot_config_static': config_static,
         'robot_config_offline': median_errors(every, factor)[0] if factor else None,
         'robot_configs': n_configs,
+        'robot_blocks': (_mape([(1.0, r) for r in device_ratios(rows, measured)])
+                         if measured is not None else None),
+        'robot_config_blocks': (median_errors(config_ratios(every_frame or rows, measured))[0]
+                                if measured is not None else None),
         'e2e_static': _mape([(r.get('predicted_ms'), r.get('e2e_ms')) for r in rows]),
         'e2e_online': _mape([(r.get('planner_ms'), r.get('e2e_ms')) for r in rows])}
     return out
@@ -271,6 +282,10 @@ def markdown(rep: Mapping[str, object]) -> str:
               f'static {pc(er.get("robot_config_static"))}'
               + (f', x the offline factor {pc(er.get("robot_config_offline"))}'
                  if er['factor'] else '')
+              + (f'; the robot\'s block times measured through the emulation (the '
+                 f'calibration\'s robot_latency.json, what the planner planned with) '
+                 f'{pc(er["robot_blocks"])} per frame, {pc(er.get("robot_config_blocks"))} '
+                 'on each configuration\'s median' if er.get('robot_blocks') is not None else '')
               + f'; end to end, static model {pc(er["e2e_static"])}, the planner online '
               f'(calibrated) {pc(er["e2e_online"])}.', '']
     lines += [f'Pairing: {rep["same_frames"]} of {rep["pairs"]} neighbouring policy pairs of '

@@ -15,14 +15,17 @@ from __future__ import annotations
 from pathlib import Path
 import csv
 import json
+import os
 import statistics
 import sys
 import time
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
-from ..core.artifacts import ARTIFACT_DIR
+from ..core.artifacts import ARTIFACT_DIR, save_json
 from ..core.chance import check_spread, spread_quantiles as chance_quantiles
-from ..core.model_desc import resolve
+from ..core.model_desc import load_description, resolve
+from ..core.model_plan import (LATENCY_FORMAT, load_block_latency, load_table,
+                               measured_robot_blocks)
 from ..core.optimizer import evaluate
 from ..core.planner import parse_fixed
 from .paired import (candidates, Config, config_name, OracleSearch, PAIRED_POLICIES,
@@ -37,6 +40,8 @@ PAIRED_FIELDS = ('kind', 'rep', 'order', 'frame_index', 'true_class', 'branch_le
 CELL_FIELDS = ('kind', 'rep', 'order') + CSV_FIELDS
 WARMUP_S = 5.5        # paused, probes only: longer than the estimator's 5 s staleness
 CALIBRATION_FILE = 'robot_calibration.json'
+ROBOT_LATENCY_FILE = 'robot_latency.json'   # a described model's block times, robot measured
+PREFIX_FRAMES = 15   # per trunk split of a described model (calibrate_robot)
 META_FILE = 'paired_meta.json'
 SPREAD_QUANTILES = 32   # robot_calibration.json's spread: this many quantiles
 CALIBRATION_FRAMES = 75   # per exit: 300 on a 4-exit model (calibrate_robot)
@@ -153,7 +158,8 @@ def run_paired(out_dir: Path, bandwidths: Sequence[float], deadlines: Sequence[f
                logdir: Optional[Path] = None, robot_factor: float = 1.0,
                redo_configs: bool = False, model: Optional[Path] = None,
                link_burst: bool = False,
-               robot_spread: Optional[Sequence[float]] = None) -> int:
+               robot_spread: Optional[Sequence[float]] = None,
+               robot_latency: Optional[Path] = None) -> int:
     """
     Run every configuration and policy cell not yet in ``out_dir``; return how many ran.
 
@@ -171,6 +177,9 @@ def run_paired(out_dir: Path, bandwidths: Sequence[float], deadlines: Sequence[f
     burst, and the planner plans it as there.
     ``robot_spread``: the robot-time spread of a ``calibrate_robot`` file (planner parameter
     ``robot_time_spread``), planned until the cell's own robot frames are measured.
+    ``robot_latency``: a described model's block times with the robot's measured through the
+    emulation (``calibrate_robot``'s ``robot_latency.json``, in units of ``robot_scale`` x
+    ``robot_factor``): planner and camera fallback plan with it (``latency_models_path``).
     """
     check_grid(bandwidths, deadlines, policies)
     if frames < 1 or reps < 1 or config_frames < 1:
@@ -197,7 +206,9 @@ def run_paired(out_dir: Path, bandwidths: Sequence[float], deadlines: Sequence[f
     # oracle then measures those encoded configurations too (paired.candidates)
     encs = run_encodings(policies, model)
     burst = DEFAULT_BURST_BYTES if link_burst else 0
-    accuracy, problem = planner_problem(model_scale, encs, model=model, burst_bytes=burst)
+    robot_latency = Path(robot_latency).resolve() if robot_latency else None
+    accuracy, problem = planner_problem(model_scale, encs, model=model, burst_bytes=burst,
+                                        latency=robot_latency)
     encoded = encs != ['raw']
     model = resolve(model) if model else None
     spread = [float(x) for x in (robot_spread or [1.0])]
@@ -205,19 +216,22 @@ def run_paired(out_dir: Path, bandwidths: Sequence[float], deadlines: Sequence[f
     meta = {'model': model_label(model), 'robot_scale': robot_scale,
             'robot_factor': float(robot_factor), 'link_burst_bytes': burst,
             'robot_time_spread': spread, 'probe_settle': bool(burst)}
+    if robot_latency:   # a path relative to the results folder when inside it
+        meta['robot_latency'] = (os.path.relpath(robot_latency, out_dir.resolve())
+                                 if robot_latency.is_relative_to(out_dir.resolve())
+                                 else str(robot_latency))
     meta_path = out_dir / META_FILE
     if meta_path.is_file() and not fresh:
         old = json.loads(meta_path.read_text())
         was = (old.get('model', ''), float(old.get('robot_scale', 0)),
                float(old.get('robot_factor', 1.0)), int(old.get('link_burst_bytes', 0)),
                [float(x) for x in old.get('robot_time_spread', [1.0])],
-               bool(old.get('probe_settle', False)))
+               bool(old.get('probe_settle', False)), old.get('robot_latency', ''))
         if was != (meta['model'], float(robot_scale), float(robot_factor), burst, spread,
-                   bool(burst)):
+                   bool(burst), meta.get('robot_latency', '')):
             raise ValueError(f'{out_dir} holds a run of {old}; resume it with the same model, '
-                             'robot scale, robot calibration, robot spread and link burst '
-                             '(and this version\'s probe settle), or '
-                             'pass --fresh')
+                             'robot scale, robot calibration and block times, robot spread '
+                             'and link burst (and this version\'s probe settle), or pass --fresh')
     meta_path.write_text(json.dumps(meta, indent=1) + '\n')
     logdir = Path(logdir or (Path('/tmp') / f'edgent-paired-{int(time.time())}'))
     ran = 0
@@ -239,6 +253,9 @@ def run_paired(out_dir: Path, bandwidths: Sequence[float], deadlines: Sequence[f
             if len(spread) > 1:
                 planner['robot_time_spread'] = spread
             camera = {'wait_for_link': True, 'paused': False, 'robot_time_scale': model_scale}
+            if robot_latency:
+                planner['latency_models_path'] = camera['latency_models_path'] = \
+                    str(robot_latency)
             if burst:   # the bucket a probe pair spent refills before the next capture
                 camera['probe_settle_s'] = round(8.0 * burst / (bw * 1e6), 4)
             sess = NodeSession(tb, robot_scale, logdir / f'bw{bw:g}', camera=camera,
@@ -343,6 +360,24 @@ def calibration_spread(path: Path, robot_scale: float,
     return [float(x) for x in spread]
 
 
+def calibration_latency(path: Path, robot_scale: float, model: Optional[Path] = None) -> Path:
+    """
+    Return the block-times file of a ``calibrate_robot`` file (checked as ``calibration_factor``).
+
+    Raises ValueError when it has none (the AlexNet, or written before prefixes were measured:
+    run ``sweep calibrate-robot --model`` again) or the file is not there.
+    """
+    calibration_factor(path, robot_scale, model)
+    name = json.loads(Path(path).read_text()).get('robot_latency')
+    if not name:
+        raise ValueError(f'{path} has no robot block times (measured for a described model '
+                         'since this version): run edgent-ros sweep calibrate-robot --model again')
+    latency = Path(path).parent / name
+    if not latency.is_file():
+        raise ValueError(f'{latency}: not found (named by {path})')
+    return latency
+
+
 def _as_frame(o: dict) -> dict:
     """Return the fields of an outcome record that ``paired.frame_latency`` reads."""
     return {'e2e_ms': o['end_to_end_ms'] if o['status'] == OK else None,
@@ -418,6 +453,11 @@ def calibrate_robot(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
     ``spread``: ``SPREAD_QUANTILES`` quantiles of the ratios over their median, the largest
     included; ``CALIBRATION_FRAMES`` per exit make >= 300 frames on a 4-exit model, so that the
     largest ratio is beyond the 99th percentile with 95 % confidence (0.99^300 < 0.05).
+    A described model's trunk also runs at each split (``PREFIX_FRAMES`` frames each) and the
+    model's block times with the robot's so measured go to ``robot_latency.json``
+    (``core.model_plan.measured_robot_blocks``, in units of robot scale x ``factor``; named by
+    ``robot_latency``): the profile taken through the emulation, for ``sweep paired
+    --robot-latency``.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -428,6 +468,7 @@ def calibrate_robot(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
     logdir = Path(logdir or (Path('/tmp') / f'edgent-calibrate-{int(time.time())}'))
     tb = Testbed(name=name, rate_mbps=10.0)
     rows: List[dict] = []
+    prefix_rows: List[dict] = []
     try:
         tb.setup()
         sess = NodeSession(tb, robot_scale, logdir, camera={'wait_for_link': True},
@@ -440,6 +481,13 @@ def calibrate_robot(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
                 print(f'calibrate: exit {e} device-only ({frames} frames)', file=sys.stderr)
                 rows += runner.cell('calibration', config_policy((e, n)), fixed_params((e, n)),
                                     1000.0, frames, 0, 0)
+            if model is not None:    # a described model: its trunk's prefixes too
+                e = max(accuracy)
+                for s in range(1, problem.branch_len(e)):
+                    print(f'calibrate: exit {e} split {s} ({PREFIX_FRAMES} frames)',
+                          file=sys.stderr)
+                    prefix_rows += runner.cell('calibration', config_policy((e, s)),
+                                               fixed_params((e, s)), 1000.0, PREFIX_FRAMES, 0, 0)
         finally:
             sess.close()
     finally:
@@ -459,5 +507,31 @@ def calibrate_robot(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
             'how': 'median of measured / modelled robot time, device-only, every exit; spread: '
                    f'{SPREAD_QUANTILES} quantiles of those ratios over their median (smallest '
                    'to largest), every exit pooled'}
+    if model is not None:
+        body['robot_latency'] = _write_robot_latency(
+            out_dir / ROBOT_LATENCY_FILE, model, rows + prefix_rows,
+            robot_scale * float(body['factor']))
     (out_dir / CALIBRATION_FILE).write_text(json.dumps(body, indent=1) + '\n')
     return body
+
+
+def _write_robot_latency(path: Path, model: Path, rows: Sequence[dict], scale: float) -> str:
+    """
+    Write the described model's block times with the robot's from ``rows``; return the name.
+
+    ``core.model_plan.measured_robot_blocks`` of each measured configuration's median robot
+    time, in units of ``scale`` (robot scale x the calibration's factor: the planner's
+    ``robot_time_scale`` in a run with ``--robot-calibration``).
+    """
+    by: Dict[Tuple[int, int], List[float]] = {}
+    for r in rows:
+        if r.get('e2e_ms') is not None and int(r['split']) > 0:
+            by.setdefault((int(r['exit']), int(r['split'])), []).append(float(r['device_ms']))
+    files = load_description(model).files()
+    table = load_table(files['table'])
+    latency = load_block_latency(files['latency'], table['model_id'])
+    body = measured_robot_blocks(latency, table,
+                                 {k: statistics.median(v) for k, v in by.items()}, scale)
+    save_json({k: v for k, v in body.items() if k not in ('format', 'sha256')}, path,
+              LATENCY_FORMAT)
+    return path.name

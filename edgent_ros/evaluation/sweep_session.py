@@ -308,26 +308,33 @@ class NodeSession:
 # Static-bandwidth sweep
 
 def planner_problem(robot_scale: float, encodings: Sequence[str] = ('raw',),
-                    model: Optional[Path] = None, burst_bytes: int = 0):
+                    model: Optional[Path] = None, burst_bytes: int = 0,
+                    latency: Optional[Path] = None):
     """
     Return ``({exit: top1}, problem)``: the planner's problem at the testbed's robot class.
 
     ``model``: a described model (its table, block times and accuracy; the encodings its
     accuracy table measured, ``edgent-ros train-bottleneck --model``). ``burst_bytes``: the
-    planner is told the shaper's burst (its ``link_burst_bytes``).
+    planner is told the shaper's burst (its ``link_burst_bytes``). ``latency``: the described
+    model's block times from this file instead of its own (``calibrate_robot``'s
+    ``robot_latency.json``; the planner's ``latency_models_path``).
     """
-    acc, problem = _planner_problem(robot_scale, encodings, model)
+    acc, problem = _planner_problem(robot_scale, encodings, model, latency)
     return acc, (replace(problem, link_burst_bytes=int(burst_bytes)) if burst_bytes else problem)
 
 
-def _planner_problem(robot_scale: float, encodings: Sequence[str], model: Optional[Path]):
+def _planner_problem(robot_scale: float, encodings: Sequence[str], model: Optional[Path],
+                     latency: Optional[Path] = None):
+    if latency is not None and not model:
+        raise ValueError('block times from a file are for a described model (--model)')
     if model:
         files = load_description(model).files()
         table = load_table(files['table'])
         acc = load_model_accuracy(files['accuracy'], table['model_id'])
         enc = (load_model_encodings(files['accuracy'], table['model_id'])
                if list(encodings) != ['raw'] else None)
-        return acc, problem_for(table, load_block_latency(files['latency'], table['model_id']),
+        return acc, problem_for(table, load_block_latency(latency or files['latency'],
+                                                          table['model_id']),
                                 acc, overhead_ms=TESTBED_OVERHEAD_MS,
                                 robot_time_scale=robot_scale, encodings=list(encodings),
                                 encoding_table=enc)

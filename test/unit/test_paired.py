@@ -10,14 +10,15 @@ import shutil
 
 import pytest
 
+from edgent_ros.core.artifacts import ARTIFACT_DIR
 from edgent_ros.evaluation.paired import (Candidate, cell_stats, check_claims, claim_roles,
                                           EARLY_STOP_LATE, grid_gain, mean_ci, on_time,
                                           OracleSearch, oracle_rows, paired_diff, policy_order,
                                           t95, transfer_floor_ms, wilson)
 from edgent_ros.evaluation.paired_report import build, headline, same_frames
-from edgent_ros.evaluation.paired_session import (calibration_factor, calibration_spread,
-                                                  drop_kind, META_FILE, model_label, run_paired,
-                                                  spread_quantiles)
+from edgent_ros.evaluation.paired_session import (calibration_factor, calibration_latency,
+                                                  calibration_spread, drop_kind, META_FILE,
+                                                  model_label, run_paired, spread_quantiles)
 from edgent_ros.evaluation.sweep import read_rows
 from edgent_ros.evaluation.testbed_session import ros_args
 
@@ -258,6 +259,28 @@ def test_a_resume_with_another_model_or_robot_is_refused(tmp_path):
     with pytest.raises(ValueError, match='probe settle'):
         run_paired(tmp_path, [1.0], [100.0], frames=1, reps=1, robot_scale=60.0,
                    link_burst=True)
+
+
+def test_the_block_times_of_a_calibration_are_checked(tmp_path):
+    f = tmp_path / 'robot_calibration.json'
+    f.write_text('{"model": "resnet64", "robot_scale": 10.0, "factor": 0.7}')
+    with pytest.raises(ValueError, match='no robot block times'):
+        calibration_latency(f, 10, 'resnet64')     # written before prefixes were measured
+    f.write_text('{"model": "resnet64", "robot_scale": 10.0, "factor": 0.7, '
+                 '"robot_latency": "robot_latency.json"}')
+    with pytest.raises(ValueError, match='robot_latency.json: not found'):
+        calibration_latency(f, 10, 'resnet64')
+    (tmp_path / 'robot_latency.json').write_text('{}')
+    assert calibration_latency(f, 10, 'resnet64') == tmp_path / 'robot_latency.json'
+    with pytest.raises(ValueError, match='not alexnet'):
+        calibration_latency(f, 10)                     # the factor's checks hold for it too
+    # a resume told block times its run was not planned with is refused
+    (tmp_path / META_FILE).write_text('{"model": "resnet64", "robot_scale": 10.0, '
+                                      '"robot_factor": 0.7}')
+    with pytest.raises(ValueError, match='block times'):
+        run_paired(tmp_path, [1.0], [100.0], frames=1, reps=1, robot_scale=10.0,
+                   robot_factor=0.7, model='resnet64',
+                   robot_latency=ARTIFACT_DIR / 'resnet64.latency.json')
 
 
 def test_the_robot_spread_of_a_calibration_is_every_exit_pooled_and_checked(tmp_path):
