@@ -325,7 +325,8 @@ def rebuilt(tmp_path_factory):
         if folder not in done:
             results = ROOT / folder
             out = tmp_path_factory.mktemp('paired')
-            for name in ('paired_frames.csv', 'robot_calibration.json', 'paired_meta.json'):
+            for name in ('paired_frames.csv', 'robot_calibration.json', 'paired_meta.json',
+                         'robot_latency.json'):
                 if (results / name).is_file():
                     shutil.copy(results / name, out / name)
             build(out)
