@@ -501,7 +501,9 @@ def add_sweep_parser(sub) -> None:
     cr.add_argument('--model', type=Path, default=None,
                     help='a model description or shipped name (e.g. resnet64); default the '
                          'AlexNet. sweep paired --robot-calibration refuses the file for '
-                         'another model')
+                         'another model. A described model\'s trunk also runs at every split: '
+                         'its block times so measured go to robot_latency.json (sweep paired '
+                         '--robot-latency)')
     _robot_scale_arg(cr)
     pr = acts.add_parser('paired-report', help='tables, intervals, claims and PNGs of the '
                          'paired sweep (no root)', description=SWEEP_NOTE)
