@@ -138,19 +138,14 @@ def measured_robot_blocks(latency: Mapping[str, Any], table: Mapping[str, Any],
     points = sorted((s, float(v)) for (e, s), v in measured.items() if e == e_full and 0 < s <= n)
     if not points:
         raise ValueError(f'no trunk split of exit {e_full} measured')
-    pooled: List[List[float]] = []              # [sum, count, first split]
+    pools: List[Tuple[float, List[int]]] = []     # (sum of the medians, their splits)
     for s, v in points:
-        pooled.append([v, 1.0, s])
-        while len(pooled) > 1 and pooled[-2][0] / pooled[-2][1] > pooled[-1][0] / pooled[-1][1]:
-            v2, c2, _ = pooled.pop()
-            pooled[-1][0] += v2
-            pooled[-1][1] += c2
-    fit: Dict[int, float] = {}
-    for k, (total, count, _) in enumerate(pooled):
-        last = pooled[k + 1][2] if k + 1 < len(pooled) else n + 1
-        for s, _ in points:
-            if pooled[k][2] <= s < last:
-                fit[s] = total / count
+        pools.append((v, [s]))
+        while len(pools) > 1 and \
+                pools[-2][0] / len(pools[-2][1]) > pools[-1][0] / len(pools[-1][1]):
+            v2, s2 = pools.pop()
+            pools[-1] = (pools[-1][0] + v2, pools[-1][1] + s2)
+    fit = {s: total / len(splits) for total, splits in pools for s in splits}
     cum = [0.0]
     for t in trunk:
         cum.append(cum[-1] + t)
