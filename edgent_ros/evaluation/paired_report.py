@@ -19,7 +19,7 @@ from .paired import (candidates, cell_stats, check_claims, claim_roles, config_n
                      frame_config, grid_gain, meets, on_time, OracleSearch, oracle_rows,
                      paired_diff)
 from .paired_session import (CALIBRATION_FILE, CONFIG_MEDIAN_FRAMES, config_of, config_ratios,
-                             device_ratios, median_errors, META_FILE)
+                             median_errors, META_FILE)
 from .sweep import append_rows, DEFAULT_ROBOT_SCALE, read_rows, run_encodings
 from .sweep_session import _enc_accuracy, planner_problem
 from .testbed import DEFAULT_BURST_BYTES
@@ -156,6 +156,9 @@ def model_errors(rows: Sequence[Mapping[str, object]], problem, out_dir: Path,
     floor = [(statistics.median(v), x) for v in groups.values() for x in v]
     every = groups if every_frame is None else config_ratios(every_frame, problem)
     config_static, n_configs = median_errors(every)
+    if measured is not None:   # the same grouping, against the measured block times
+        m_groups = config_ratios(rows, measured)
+        m_every = m_groups if every_frame is None else config_ratios(every_frame, measured)
     cal = Path(out_dir) / CALIBRATION_FILE
     factor = json.loads(cal.read_text())['factor'] if cal.is_file() else None
     out: Dict[str, object] = {
@@ -168,10 +171,9 @@ def model_errors(rows: Sequence[Mapping[str, object]], problem, out_dir: Path,
         'robot_config_static': config_static,
         'robot_config_offline': median_errors(every, factor)[0] if factor else None,
         'robot_configs': n_configs,
-        'robot_blocks': (_mape([(1.0, r) for r in device_ratios(rows, measured)])
+        'robot_blocks': (_mape([(1.0, x) for v in m_groups.values() for x in v])
                          if measured is not None else None),
-        'robot_config_blocks': (median_errors(config_ratios(every_frame or rows, measured))[0]
-                                if measured is not None else None),
+        'robot_config_blocks': median_errors(m_every)[0] if measured is not None else None,
         'e2e_static': _mape([(r.get('predicted_ms'), r.get('e2e_ms')) for r in rows]),
         'e2e_online': _mape([(r.get('planner_ms'), r.get('e2e_ms')) for r in rows])}
     return out
