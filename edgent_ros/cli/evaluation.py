@@ -484,15 +484,15 @@ def add_sweep_parser(sub) -> None:
     pa.add_argument('--robot-calibration', default=None, metavar='JSON',
                     help='robot_calibration.json of sweep calibrate-robot: the planner models '
                          'the robot as robot scale x its factor (default: not applied)')
-    pa.add_argument('--robot-latency', action='store_true', help='with --robot-calibration '
-                    'of a described model: the planner plans the robot\'s block times measured '
-                    'there through the emulation (its robot_latency.json) instead of the '
-                    'profile x the factor')
+    pa.add_argument('--robot-latency', action='store_true', help='with --robot-calibration: '
+                    'planner and camera plan the robot\'s times measured there through the '
+                    'emulation (its robot_latency.json) instead of the profile x the factor')
     pa.add_argument('--robot-spread', action='store_true', help='with --robot-calibration: '
                     'the planner also plans the spread measured there (planner parameter '
                     'robot_time_spread) until a cell\'s own robot frames are measured')
     cr = acts.add_parser('calibrate-robot', help='measure the testbed robot device-only per '
-                         'exit: live / modelled robot time (root)', description=SWEEP_NOTE)
+                         'exit (live / modelled robot time) and at every split (its latency '
+                         'file, robot_latency.json) (root)', description=SWEEP_NOTE)
     cr.add_argument('--results', default=None, help='results folder; writes its paired/'
                     'robot_calibration.json (default <user dir>/results)')
     cr.add_argument('--frames', type=int, default=CALIBRATION_FRAMES,
@@ -501,8 +501,8 @@ def add_sweep_parser(sub) -> None:
     cr.add_argument('--model', type=Path, default=None,
                     help='a model description or shipped name (e.g. resnet64); default the '
                          'AlexNet. sweep paired --robot-calibration refuses the file for '
-                         'another model. A described model\'s trunk also runs at every split: '
-                         'its block times so measured go to robot_latency.json (sweep paired '
+                         'another model. The model also runs at every split: the robot\'s '
+                         'times so measured go to robot_latency.json (sweep paired '
                          '--robot-latency)')
     _robot_scale_arg(cr)
     pr = acts.add_parser('paired-report', help='tables, intervals, claims and PNGs of the '

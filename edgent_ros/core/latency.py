@@ -13,9 +13,11 @@ import math
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from .arch import AlexNetConfig, layer_table, LayerSpec, numel, output_shape
+from .arch import (AlexNetConfig, EXIT_ATTACH, layer_table, LayerSpec, NUM_EXITS, numel,
+                   output_shape)
 from .artifacts import (ARTIFACT_DIR, ArtifactError, LATENCY_FILE, LATENCY_FORMAT, load_json,
                         save_json)
+from .model_plan import fit_prefixes
 
 
 FEATURE_NAMES: Dict[str, Tuple[str, ...]] = {
@@ -117,19 +119,44 @@ def mape_pct(pred: Sequence[float], meas: Sequence[float]) -> float:
     return 100.0 * sum(abs(p - m) / m for p, m in zip(pred, meas)) / len(meas)
 
 
+def _branches(body: Any, source: Any, host: str) -> Dict[int, List[float]]:
+    """Return a host's measured ``branches_ms`` checked: exits 1.., finite times >= 0."""
+    bad = ArtifactError(f'{source}: bad "branches_ms" of host {host!r}: need {{"exit": [ms of '
+                        f'each layer >= 0]}} for exits 1..{NUM_EXITS}')
+    if not isinstance(body, Mapping):
+        raise bad
+    out: Dict[int, List[float]] = {}
+    for e, row in body.items():
+        if not str(e).isdigit() or not 1 <= int(e) <= NUM_EXITS or not isinstance(row, list) \
+                or not row or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                      and math.isfinite(v) and v >= 0 for v in row):
+            raise bad
+        out[int(e)] = [float(v) for v in row]
+    return out
+
+
 class LatencyModels:
     """Latency regressions per host (``'robot'``, ``'edge'``) and layer kind; times in ms."""
 
     def __init__(self, models: Mapping[str, Mapping[str, KindModel]],
                  host_info: Optional[Mapping[str, Mapping[str, Any]]] = None,
-                 model_id: Optional[str] = None):
-        """Wrap ``{host: {kind: KindModel}}`` plus per-host emulation / end-to-end info."""
+                 model_id: Optional[str] = None,
+                 branches: Optional[Mapping[str, Mapping[int, Sequence[float]]]] = None):
+        """
+        Wrap ``{host: {kind: KindModel}}`` plus per-host emulation / end-to-end info.
+
+        ``branches``: ``{host: {exit: per-layer ms}}`` measured on the host itself
+        (``with_measured_robot``), used for those branches instead of the regressions.
+        """
         if not models:
             raise ValueError('need models of at least one host')
         self._models = {h: dict(k) for h, k in models.items()}
         self.host_info: Dict[str, Dict[str, Any]] = {
             h: dict((host_info or {}).get(h, {})) for h in self._models}
         self.model_id = model_id
+        self.branches: Dict[str, Dict[int, List[float]]] = {
+            h: {int(e): [float(v) for v in row] for e, row in b.items()}
+            for h, b in (branches or {}).items()}
 
     @property
     def hosts(self) -> Tuple[str, ...]:
@@ -201,9 +228,51 @@ class LatencyModels:
         """
         Return the predicted time (ms) of every layer of branch ``exit_index`` on ``host``.
 
-        Device time of split ``s`` is ``sum(robot[:s])``, edge time ``sum(edge[s:])``.
+        Device time of split ``s`` is ``sum(robot[:s])``, edge time ``sum(edge[s:])``. A branch
+        measured on the host (``branches``) gives its measured times.
         """
-        return [self.layer_ms(host, r.spec, r.in_shape) for r in layer_table(cfg, exit_index)]
+        table = layer_table(cfg, exit_index)
+        measured = self.branches.get(host, {}).get(int(exit_index))
+        if measured is None:
+            return [self.layer_ms(host, r.spec, r.in_shape) for r in table]
+        if len(measured) != len(table):
+            raise ArtifactError(f'{host} branch {exit_index}: {len(measured)} measured layer '
+                                f'times for {len(table)} layers (measured another model?)')
+        return list(measured)
+
+    def with_measured_robot(self, cfg: AlexNetConfig, measured: Mapping[Tuple[int, int], float],
+                            scale: float) -> 'LatencyModels':
+        """
+        Return these models with the robot's branches taken from live prefixes of the robot.
+
+        ``measured``: the median live robot time (ms) of configurations ``(exit, split)``. Each
+        branch's layers are ``model_plan.fit_prefixes`` of its measured splits, the regressions'
+        times as the profile between them; a side exit's splits up to its attach point run the
+        same layers as the last exit's, whose measurements they share unless measured
+        themselves. Times are divided by ``scale`` (the planner's ``robot_time_scale``), so a
+        planner multiplying by it plans the measured robot. Raises ValueError for a bad
+        ``scale`` or a branch with no split measured.
+        """
+        if not scale > 0:
+            raise ValueError(f'scale must be > 0, got {scale!r}')
+        trunk = {s: float(v) for (e, s), v in measured.items() if e == NUM_EXITS}
+        branches = {}
+        for e in range(1, NUM_EXITS + 1):
+            profile = [self.layer_ms('robot', r.spec, r.in_shape) for r in layer_table(cfg, e)]
+            attach = EXIT_ATTACH.get(e, len(profile))
+            points = {s: v for s, v in trunk.items() if s <= attach}
+            points.update({s: float(v) for (x, s), v in measured.items() if x == e})
+            try:
+                fitted = fit_prefixes(profile, points)
+            except ValueError as exc:
+                raise ValueError(f'robot branch {e}: {exc}') from exc
+            branches[e] = [v / scale for v in fitted]
+        info = {h: dict(v) for h, v in self.host_info.items()}
+        info.setdefault('robot', {})['measured'] = {
+            'how': 'live prefixes of the emulated robot (sweep calibrate-robot)',
+            'scale': scale}
+        return LatencyModels(self._models, info, self.model_id,
+                             {**self.branches, 'robot': branches})
 
     def to_json(self) -> Dict[str, Any]:
         """
@@ -225,6 +294,10 @@ class LatencyModels:
                         'dispatch': info.get('dispatch'),
                         'batch': info.get('batch'),
                         'kinds': {k: m.to_json() for k, m in sorted(self._models[h].items())}}
+            if self.branches.get(h):
+                hosts[h]['branches_ms'] = {str(e): row
+                                           for e, row in sorted(self.branches[h].items())}
+                hosts[h]['measured'] = info.get('measured')
         return {'model_id': self.model_id, 'floor_ms': FLOOR_MS, 'units': 'ms', 'hosts': hosts}
 
     @classmethod
@@ -235,6 +308,7 @@ class LatencyModels:
             raise ArtifactError(f'{source}: no "hosts" object')
         models: Dict[str, Dict[str, KindModel]] = {}
         info: Dict[str, Dict[str, Any]] = {}
+        branches: Dict[str, Dict[int, List[float]]] = {}
         for h, hb in hosts.items():
             kinds = hb.get('kinds') if isinstance(hb, Mapping) else None
             if not isinstance(kinds, Mapping) or not kinds:
@@ -272,7 +346,10 @@ class LatencyModels:
                                         f'"beta" in (0, 2], got {batch!r}')
             info[h] = {'emulation': hb.get('emulation'), 'end_to_end': hb.get('end_to_end'),
                        'dispatch': dispatch, 'batch': batch}
-        return cls(models, info, body.get('model_id'))
+            if hb.get('branches_ms') is not None:
+                branches[h] = _branches(hb['branches_ms'], source, h)
+                info[h]['measured'] = hb.get('measured')
+        return cls(models, info, body.get('model_id'), branches)
 
     def save(self, path: Path, model_id: str) -> None:
         """Write the models as a versioned JSON artifact for ``model_id``."""

@@ -108,36 +108,28 @@ def branch_ms(table: Mapping[str, Any], latency: Mapping[str, Any], host: str
     return out
 
 
-def measured_robot_blocks(latency: Mapping[str, Any], table: Mapping[str, Any],
-                          measured: Mapping[Tuple[int, int], float], scale: float
-                          ) -> Dict[str, Any]:
+def fit_prefixes(profile: Sequence[float], measured: Mapping[int, float]) -> List[float]:
     """
-    Return ``latency`` with the robot's block times taken from live prefixes of the robot.
+    Return per-layer times of a branch whose prefixes (first ``s`` layers) were measured.
 
-    ``measured``: the median live robot time (ms) of configurations ``(exit, split)``: the
-    whole-trunk exit at trunk splits, and each exit device-only. The trunk's prefix times are
-    made non-decreasing (pooled adjacent violators) and a split not measured is interpolated in
-    proportion to the profiled blocks between its measured neighbours (beyond the last: scaled
-    like it); block k's time is prefix k+1 less prefix k, so the first block also holds the
-    frame's fixed cost (normalisation, conversions). A side exit's head is its device-only time
-    less the trunk prefix it leaves from (the profiled head scaled like the trunk when not
-    measured, and never below a tenth of it). Every time is divided by ``scale`` (the
-    planner's ``robot_time_scale``), so that the planner, multiplying by it, plans the measured
-    robot. Raises ValueError without a trunk split measured or for a bad ``scale``.
+    ``profile``: the branch's modelled per-layer times; ``measured``: ``{s: median ms of the
+    first s layers}`` for some ``1 <= s <= len(profile)``. The medians are made non-decreasing
+    (pooled adjacent violators: a longer prefix measured faster is noise); a prefix not measured
+    is interpolated in proportion to the profiled layers between its measured neighbours, and
+    beyond the last measured one scaled like it. Layer ``k``'s time is prefix ``k+1`` less
+    prefix ``k``, so the first layer also holds the frame's fixed cost. Raises ValueError when
+    nothing in range was measured.
     """
-    if not scale > 0:
-        raise ValueError(f'scale must be > 0, got {scale!r}')
-    robot = latency['hosts']['robot']
-    trunk = [float(v) for v in robot['trunk_ms']]
-    heads = [float(v) for v in robot['heads_ms']]
-    n = len(trunk)
-    full = [x for x in table['exits'] if x['attach'] is None]
-    if not full:
-        raise ValueError('the model table has no whole-trunk exit')
-    e_full = int(full[0]['exit'])
-    points = sorted((s, float(v)) for (e, s), v in measured.items() if e == e_full and 0 < s <= n)
+    prefix = _fitted_prefixes(profile, measured)
+    return [prefix[s + 1] - prefix[s] for s in range(len(profile))]
+
+
+def _fitted_prefixes(profile: Sequence[float], measured: Mapping[int, float]) -> List[float]:
+    """Return ``fit_prefixes``' prefix times, splits 0..n."""
+    n = len(profile)
+    points = sorted((int(s), float(v)) for s, v in measured.items() if 0 < int(s) <= n)
     if not points:
-        raise ValueError(f'no trunk split of exit {e_full} measured')
+        raise ValueError(f'no prefix of the {n} layers measured')
     pools: List[Tuple[float, List[int]]] = []     # (sum of the medians, their splits)
     for s, v in points:
         pools.append((v, [s]))
@@ -147,8 +139,8 @@ def measured_robot_blocks(latency: Mapping[str, Any], table: Mapping[str, Any],
             pools[-1] = (pools[-1][0] + v2, pools[-1][1] + s2)
     fit = {s: total / len(splits) for total, splits in pools for s in splits}
     cum = [0.0]
-    for t in trunk:
-        cum.append(cum[-1] + t)
+    for t in profile:
+        cum.append(cum[-1] + float(t))
     known = [(0, 0.0)] + sorted(fit.items())
     prefix = [0.0] * (n + 1)
     for s in range(1, n + 1):
@@ -165,7 +157,40 @@ def measured_robot_blocks(latency: Mapping[str, Any], table: Mapping[str, Any],
         else:
             ratio = lo[1] / cum[lo[0]] if cum[lo[0]] > 0 else 1.0
             prefix[s] = lo[1] + (cum[s] - cum[lo[0]]) * ratio
-    ratio_all = prefix[n] / cum[n] if cum[n] > 0 else 1.0
+    return prefix
+
+
+def measured_robot_blocks(latency: Mapping[str, Any], table: Mapping[str, Any],
+                          measured: Mapping[Tuple[int, int], float], scale: float
+                          ) -> Dict[str, Any]:
+    """
+    Return ``latency`` with the robot's block times taken from live prefixes of the robot.
+
+    ``measured``: the median live robot time (ms) of configurations ``(exit, split)``: the
+    whole-trunk exit at trunk splits, and each exit device-only. The trunk's blocks are
+    ``fit_prefixes`` of its measured splits (the first block also holds the frame's fixed cost:
+    normalisation, conversions). A side exit's head is its device-only time
+    less the trunk prefix it leaves from (the profiled head scaled like the trunk when not
+    measured, and never below a tenth of it). Every time is divided by ``scale`` (the
+    planner's ``robot_time_scale``), so that the planner, multiplying by it, plans the measured
+    robot. Raises ValueError without a trunk split measured or for a bad ``scale``.
+    """
+    if not scale > 0:
+        raise ValueError(f'scale must be > 0, got {scale!r}')
+    robot = latency['hosts']['robot']
+    trunk = [float(v) for v in robot['trunk_ms']]
+    heads = [float(v) for v in robot['heads_ms']]
+    n = len(trunk)
+    full = [x for x in table['exits'] if x['attach'] is None]
+    if not full:
+        raise ValueError('the model table has no whole-trunk exit')
+    e_full = int(full[0]['exit'])
+    points = {s: float(v) for (e, s), v in measured.items() if e == e_full and 0 < s <= n}
+    if not points:
+        raise ValueError(f'no trunk split of exit {e_full} measured')
+    prefix = _fitted_prefixes(trunk, points)
+    cum = sum(trunk)
+    ratio_all = prefix[n] / cum if cum > 0 else 1.0
     side = [x for x in table['exits'] if x['attach'] is not None]
     new_heads = []
     for k, x in enumerate(side):

@@ -21,8 +21,10 @@ import sys
 import time
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
-from ..core.artifacts import ARTIFACT_DIR, save_json
+from ..core.arch import EXIT_ATTACH
+from ..core.artifacts import ARTIFACT_DIR, read_config, save_json
 from ..core.chance import check_spread, spread_quantiles as chance_quantiles
+from ..core.latency import LatencyModels
 from ..core.model_desc import load_description, resolve
 from ..core.model_plan import (LATENCY_FORMAT, load_block_latency, load_table,
                                measured_robot_blocks)
@@ -364,14 +366,14 @@ def calibration_latency(path: Path, robot_scale: float, model: Optional[Path] = 
     """
     Return the block-times file of a ``calibrate_robot`` file (checked as ``calibration_factor``).
 
-    Raises ValueError when it has none (the AlexNet, or written before prefixes were measured:
-    run ``sweep calibrate-robot --model`` again) or the file is not there.
+    Raises ValueError when it has none (written before prefixes were measured: run ``sweep
+    calibrate-robot`` again) or the file is not there.
     """
     calibration_factor(path, robot_scale, model)
     name = json.loads(Path(path).read_text()).get('robot_latency')
     if not name:
-        raise ValueError(f'{path} has no robot block times (measured for a described model '
-                         'since this version): run edgent-ros sweep calibrate-robot --model again')
+        raise ValueError(f'{path} has no robot block times (written before calibrate-robot '
+                         'measured prefixes): run edgent-ros sweep calibrate-robot again')
     latency = Path(path).parent / name
     if not latency.is_file():
         raise ValueError(f'{latency}: not found (named by {path})')
@@ -453,9 +455,9 @@ def calibrate_robot(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
     ``spread``: ``SPREAD_QUANTILES`` quantiles of the ratios over their median, the largest
     included; ``CALIBRATION_FRAMES`` per exit make >= 300 frames on a 4-exit model, so that the
     largest ratio is beyond the 99th percentile with 95 % confidence (0.99^300 < 0.05).
-    A described model's trunk also runs at each split (``PREFIX_FRAMES`` frames each) and the
-    model's block times with the robot's so measured go to ``robot_latency.json``
-    (``core.model_plan.measured_robot_blocks``, in units of robot scale x ``factor``; named by
+    The model's prefixes also run (``prefix_configs``, ``PREFIX_FRAMES`` frames each) and its
+    latency file with the robot's times so measured goes to ``robot_latency.json``
+    (``_write_robot_latency``, in units of robot scale x ``factor``; named by
     ``robot_latency``): the profile taken through the emulation, for ``sweep paired
     --robot-latency``.
     """
@@ -481,13 +483,10 @@ def calibrate_robot(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
                 print(f'calibrate: exit {e} device-only ({frames} frames)', file=sys.stderr)
                 rows += runner.cell('calibration', config_policy((e, n)), fixed_params((e, n)),
                                     1000.0, frames, 0, 0)
-            if model is not None:    # a described model: its trunk's prefixes too
-                e = max(accuracy)
-                for s in range(1, problem.branch_len(e)):
-                    print(f'calibrate: exit {e} split {s} ({PREFIX_FRAMES} frames)',
-                          file=sys.stderr)
-                    prefix_rows += runner.cell('calibration', config_policy((e, s)),
-                                               fixed_params((e, s)), 1000.0, PREFIX_FRAMES, 0, 0)
+            for e, s in prefix_configs(problem, model is None):
+                print(f'calibrate: exit {e} split {s} ({PREFIX_FRAMES} frames)', file=sys.stderr)
+                prefix_rows += runner.cell('calibration', config_policy((e, s)),
+                                           fixed_params((e, s)), 1000.0, PREFIX_FRAMES, 0, 0)
         finally:
             sess.close()
     finally:
@@ -507,31 +506,53 @@ def calibrate_robot(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
             'how': 'median of measured / modelled robot time, device-only, every exit; spread: '
                    f'{SPREAD_QUANTILES} quantiles of those ratios over their median (smallest '
                    'to largest), every exit pooled'}
-    if model is not None:
-        body['robot_latency'] = _write_robot_latency(
-            out_dir / ROBOT_LATENCY_FILE, model, rows + prefix_rows,
-            robot_scale * float(body['factor']))
+    body['robot_latency'] = _write_robot_latency(
+        out_dir / ROBOT_LATENCY_FILE, model, rows + prefix_rows,
+        robot_scale * float(body['factor']))
     (out_dir / CALIBRATION_FILE).write_text(json.dumps(body, indent=1) + '\n')
     return body
 
 
-def _write_robot_latency(path: Path, model: Path, rows: Sequence[dict], scale: float) -> str:
+def prefix_configs(problem, branched: bool) -> List[Tuple[int, int]]:
     """
-    Write the described model's block times with the robot's from ``rows``; return the name.
+    Return the (exit, split) prefixes ``calibrate_robot`` measures besides device-only.
 
-    ``core.model_plan.measured_robot_blocks`` of each measured configuration's median robot
-    time, in units of ``scale`` (robot scale x the calibration's factor: the planner's
-    ``robot_time_scale`` in a run with ``--robot-calibration``).
+    Every split of the last exit (its trunk); ``branched`` (the AlexNet, whose side exits have
+    heads of several layers): also each side exit's splits past its attach point.
+    """
+    last = max(problem.exits)
+    out = [(last, s) for s in range(1, problem.branch_len(last))]
+    if branched:
+        out += [(e, s) for e, a in sorted(EXIT_ATTACH.items())
+                for s in range(a + 1, problem.branch_len(e))]
+    return out
+
+
+def _write_robot_latency(path: Path, model: Optional[Path], rows: Sequence[dict],
+                         scale: float) -> str:
+    """
+    Write the model's latency file with the robot's times from ``rows``; return its name.
+
+    Each measured configuration's median robot time, in units of ``scale`` (robot scale x the
+    calibration's factor: the planner's ``robot_time_scale`` in a run with
+    ``--robot-calibration``): a described model's block times
+    (``core.model_plan.measured_robot_blocks``), or the AlexNet's latency models with measured
+    robot branches (``LatencyModels.with_measured_robot``).
     """
     by: Dict[Tuple[int, int], List[float]] = {}
     for r in rows:
         if r.get('e2e_ms') is not None and int(r['split']) > 0:
             by.setdefault((int(r['exit']), int(r['split'])), []).append(float(r['device_ms']))
+    medians = {k: statistics.median(v) for k, v in by.items()}
+    if model is None:
+        cfg = read_config()
+        LatencyModels.load(model_id=cfg.model_id()).with_measured_robot(
+            cfg, medians, scale).save(path, cfg.model_id())
+        return path.name
     files = load_description(model).files()
     table = load_table(files['table'])
     latency = load_block_latency(files['latency'], table['model_id'])
-    body = measured_robot_blocks(latency, table,
-                                 {k: statistics.median(v) for k, v in by.items()}, scale)
+    body = measured_robot_blocks(latency, table, medians, scale)
     save_json({k: v for k, v in body.items() if k not in ('format', 'sha256')}, path,
               LATENCY_FORMAT)
     return path.name

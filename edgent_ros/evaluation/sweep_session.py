@@ -315,8 +315,8 @@ def planner_problem(robot_scale: float, encodings: Sequence[str] = ('raw',),
 
     ``model``: a described model (its table, block times and accuracy; the encodings its
     accuracy table measured, ``edgent-ros train-bottleneck --model``). ``burst_bytes``: the
-    planner is told the shaper's burst (its ``link_burst_bytes``). ``latency``: the described
-    model's block times from this file instead of its own (``calibrate_robot``'s
+    planner is told the shaper's burst (its ``link_burst_bytes``). ``latency``: the model's
+    latency file from this path instead of its own (``calibrate_robot``'s
     ``robot_latency.json``; the planner's ``latency_models_path``).
     """
     acc, problem = _planner_problem(robot_scale, encodings, model, latency)
@@ -325,8 +325,6 @@ def planner_problem(robot_scale: float, encodings: Sequence[str] = ('raw',),
 
 def _planner_problem(robot_scale: float, encodings: Sequence[str], model: Optional[Path],
                      latency: Optional[Path] = None):
-    if latency is not None and not model:
-        raise ValueError('block times from a file are for a described model (--model)')
     if model:
         files = load_description(model).files()
         table = load_table(files['table'])
@@ -342,7 +340,7 @@ def _planner_problem(robot_scale: float, encodings: Sequence[str], model: Option
     acc = load_accuracy(model_id=cfg.model_id())
     table = load_encodings(model_id=cfg.model_id()) if list(encodings) != ['raw'] else None
     return acc, scale_robot(EdgentProblem.from_model(
-        cfg, acc, LatencyModels.load(model_id=cfg.model_id()),
+        cfg, acc, LatencyModels.load(latency, model_id=cfg.model_id()),
         overhead_ms=TESTBED_OVERHEAD_MS, encodings=list(encodings), encoding_table=table),
         robot_scale)
 

@@ -1,11 +1,15 @@
-"""core.model_plan.measured_robot_blocks: the robot's block times from its live prefixes."""
+"""The robot's times from its live prefixes: a described model's blocks, the AlexNet's branches."""
 
 import pytest
 
-from edgent_ros.core.artifacts import ARTIFACT_DIR
+from edgent_ros.core.arch import EXIT_ATTACH, layer_table
+from edgent_ros.core.artifacts import ARTIFACT_DIR, ArtifactError, read_config
+from edgent_ros.core.latency import LatencyModels
 from edgent_ros.core.model_plan import (branch_ms, load_block_latency, load_table,
                                         measured_robot_blocks, problem_for)
-from edgent_ros.core.optimizer import evaluate
+from edgent_ros.core.optimizer import EdgentProblem, evaluate, scale_robot
+from edgent_ros.evaluation.paired_session import prefix_configs
+from edgent_ros.evaluation.sweep_session import planner_problem
 
 
 @pytest.fixture(scope='module')
@@ -82,3 +86,91 @@ def test_refusals(resnet):
         measured_robot_blocks(latency, table, {(1, 6): 10.0}, scale=1.0)
     with pytest.raises(ValueError, match='scale'):
         measured_robot_blocks(latency, table, {(4, 3): 10.0}, scale=0.0)
+
+
+# -- the AlexNet: its regressions with the robot's branches measured -------------------------
+
+@pytest.fixture(scope='module')
+def alexnet():
+    cfg = read_config()
+    return cfg, LatencyModels.load(model_id=cfg.model_id())
+
+
+def _alexnet_live(cfg, models, f):
+    """Return what calibrate-robot measures of the AlexNet: every exit device-only, prefixes."""
+    acc = {e: 0.5 for e in range(1, 6)}
+    problem = EdgentProblem.from_model(cfg, acc, models)
+    configs = prefix_configs(problem, True) + [(e, problem.branch_len(e)) for e in problem.exits]
+    return {(e, s): f(e, s, problem.robot_ms[e][:s]) for e, s in configs}, acc
+
+
+def test_prefix_configs_cover_every_alexnet_split(alexnet):
+    cfg, models = alexnet
+    problem = EdgentProblem.from_model(cfg, {e: 0.5 for e in range(1, 6)}, models)
+    got = set(prefix_configs(problem, True)) | {(e, problem.branch_len(e)) for e in problem.exits}
+    shared = {(e, s) for e, a in EXIT_ATTACH.items() for s in range(1, a + 1)}
+    every = {(e, s) for e in problem.exits for s in range(1, problem.branch_len(e) + 1)}
+    assert got == every - shared             # a side exit's trunk prefixes are the last exit's
+    assert set(prefix_configs(problem, False)) == {(5, s) for s in range(1, 20)}
+
+
+def test_alexnet_planned_as_measured_at_every_split(alexnet):
+    """Conv layers 1.7x slower than their regression, the rest 0.8x, plus 0.4 ms per frame."""
+    cfg, models = alexnet
+    kinds = {e: [r.spec.kind for r in layer_table(cfg, e)] for e in range(1, 6)}
+
+    def live(e, s, layers):
+        return sum(ms * (1.7 if kinds[e][i] == 'conv' else 0.8)
+                   for i, ms in enumerate(layers)) + 0.4
+
+    measured, acc = _alexnet_live(cfg, models, live)
+    fitted = models.with_measured_robot(cfg, measured, scale=30.0)
+    problem = scale_robot(EdgentProblem.from_model(cfg, acc, fitted), 30.0)
+    for e in problem.exits:
+        for s in range(1, problem.branch_len(e) + 1):
+            want = live(e, s, EdgentProblem.from_model(cfg, acc, models).robot_ms[e][:s])
+            assert evaluate(problem, 1e9, e, s).device_ms == pytest.approx(want, rel=1e-6), \
+                (e, s)
+    plain = EdgentProblem.from_model(cfg, acc, models)
+    assert EdgentProblem.from_model(cfg, acc, fitted).edge_ms == plain.edge_ms   # edge as is
+    assert models.branches == {}                                                # input as is
+
+
+def test_alexnet_measured_branches_round_trip(alexnet, tmp_path):
+    cfg, models = alexnet
+    measured, acc = _alexnet_live(cfg, models, lambda e, s, layers: 2.0 * sum(layers))
+    fitted = models.with_measured_robot(cfg, measured, scale=2.0)
+    fitted.save(tmp_path / 'robot_latency.json', cfg.model_id())
+    back = LatencyModels.load(tmp_path / 'robot_latency.json', model_id=cfg.model_id())
+    assert back.branches == fitted.branches and set(back.branches) == {'robot'}
+    assert back.host_info['robot']['measured']['scale'] == 2.0
+    for e in range(1, 6):     # twice as slow, planned at scale 2: the regressions' own times
+        assert back.branch_layer_ms('robot', cfg, e) == pytest.approx(
+            models.branch_layer_ms('robot', cfg, e))
+
+
+def test_alexnet_measured_branch_refusals(alexnet, tmp_path):
+    cfg, models = alexnet
+    with pytest.raises(ValueError, match='scale'):
+        models.with_measured_robot(cfg, {(5, 3): 1.0}, scale=0.0)
+    with pytest.raises(ValueError, match='robot branch 1'):   # exit 1's head never measured
+        models.with_measured_robot(cfg, {(5, 20): 1.0}, scale=1.0)
+    body = models.to_json()
+    body['hosts']['robot']['branches_ms'] = {'1': [1.0, 2.0]}     # 2 times for 10 layers
+    short = LatencyModels.from_json(body)
+    with pytest.raises(ArtifactError, match='2 measured layer times for 10 layers'):
+        short.branch_layer_ms('robot', cfg, 1)
+    for bad in ({'9': [1.0]}, {'1': [-1.0]}, {'1': 'fast'}, [1.0], {'x': [1.0]}):
+        body['hosts']['robot']['branches_ms'] = bad
+        with pytest.raises(ArtifactError, match='branches_ms'):
+            LatencyModels.from_json(body, source='f.json')
+
+
+def test_sweep_plans_the_alexnet_robot_latency_file(alexnet, tmp_path):
+    cfg, models = alexnet
+    measured, acc = _alexnet_live(cfg, models, lambda e, s, layers: 1.5 * sum(layers) + 1.0)
+    fitted = models.with_measured_robot(cfg, measured, scale=60.0)
+    fitted.save(tmp_path / 'rl.json', cfg.model_id())
+    _, problem = planner_problem(60.0, latency=tmp_path / 'rl.json')
+    for (e, s), ms in measured.items():
+        assert evaluate(problem, 1e9, e, s).device_ms == pytest.approx(ms, rel=1e-6)
