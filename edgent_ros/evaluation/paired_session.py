@@ -43,7 +43,8 @@ CELL_FIELDS = ('kind', 'rep', 'order') + CSV_FIELDS
 WARMUP_S = 5.5        # paused, probes only: longer than the estimator's 5 s staleness
 CALIBRATION_FILE = 'robot_calibration.json'
 ROBOT_LATENCY_FILE = 'robot_latency.json'   # a described model's block times, robot measured
-PREFIX_FRAMES = 15   # per trunk split of a described model (calibrate_robot)
+PREFIX_FRAMES = 15   # per prefix (calibrate_robot)
+CALIBRATION_ROUNDS = 3   # calibrate_robot's frames of a configuration, in this many rounds
 META_FILE = 'paired_meta.json'
 SPREAD_QUANTILES = 32   # robot_calibration.json's spread: this many quantiles
 CALIBRATION_FRAMES = 75   # per exit: 300 on a 4-exit model (calibrate_robot)
@@ -459,7 +460,8 @@ def calibrate_robot(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
     latency file with the robot's times so measured goes to ``robot_latency.json``
     (``_write_robot_latency``, in units of robot scale x ``factor``; named by
     ``robot_latency``): the profile taken through the emulation, for ``sweep paired
-    --robot-latency``.
+    --robot-latency``. All of it in ``CALIBRATION_ROUNDS`` interleaved rounds
+    (``calibration_rounds``).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -478,15 +480,17 @@ def calibrate_robot(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
         runner = _Runner(sess, problem, accuracy, 10.0, frames_csv, None, 1.0, robot_scale)
         try:
             sess.start(10.0)
-            for e in sorted(accuracy):
-                n = problem.branch_len(e)
-                print(f'calibrate: exit {e} device-only ({frames} frames)', file=sys.stderr)
-                rows += runner.cell('calibration', config_policy((e, n)), fixed_params((e, n)),
-                                    1000.0, frames, 0, 0)
-            for e, s in prefix_configs(problem, model is None):
-                print(f'calibrate: exit {e} split {s} ({PREFIX_FRAMES} frames)', file=sys.stderr)
-                prefix_rows += runner.cell('calibration', config_policy((e, s)),
-                                           fixed_params((e, s)), 1000.0, PREFIX_FRAMES, 0, 0)
+            plan = [((e, problem.branch_len(e)), frames) for e in sorted(accuracy)] + \
+                [(c, PREFIX_FRAMES) for c in prefix_configs(problem, model is None)]
+            for k, (c, n) in enumerate(calibration_rounds(plan, CALIBRATION_ROUNDS)):
+                print(f'calibrate: exit {c[0]} split {c[1]} ({n} frames; cell {k + 1} of '
+                      f'{len(plan) * CALIBRATION_ROUNDS})', file=sys.stderr)
+                got = runner.cell('calibration', config_policy(c), fixed_params(c), 1000.0,
+                                  n, 0, 0)
+                if c[1] == problem.branch_len(c[0]):
+                    rows += got
+                else:
+                    prefix_rows += got
         finally:
             sess.close()
     finally:
@@ -511,6 +515,24 @@ def calibrate_robot(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
         robot_scale * float(body['factor']))
     (out_dir / CALIBRATION_FILE).write_text(json.dumps(body, indent=1) + '\n')
     return body
+
+
+def calibration_rounds(plan: Sequence[Tuple[Tuple[int, int], int]], rounds: int
+                       ) -> List[Tuple[Tuple[int, int], int]]:
+    """
+    Return ``plan`` ((configuration, frames) pairs) as ``rounds`` interleaved rounds.
+
+    Each round runs every configuration for its share of the frames, the order reversed every
+    other round: the host's speed drifts over the minutes a calibration takes, and this way the
+    drift falls on every configuration alike instead of on the ones measured last.
+    """
+    if rounds < 1:
+        raise ValueError(f'rounds must be >= 1, got {rounds}')
+    out = []
+    for r in range(rounds):
+        step = [(c, n // rounds + (1 if r < n % rounds else 0)) for c, n in plan]
+        out += [(c, n) for c, n in (step if r % 2 == 0 else step[::-1]) if n > 0]
+    return out
 
 
 def prefix_configs(problem, branched: bool) -> List[Tuple[int, int]]:

@@ -8,7 +8,7 @@ from edgent_ros.core.latency import LatencyModels
 from edgent_ros.core.model_plan import (branch_ms, load_block_latency, load_table,
                                         measured_robot_blocks, problem_for)
 from edgent_ros.core.optimizer import EdgentProblem, evaluate, scale_robot
-from edgent_ros.evaluation.paired_session import prefix_configs
+from edgent_ros.evaluation.paired_session import calibration_rounds, prefix_configs
 from edgent_ros.evaluation.sweep_session import planner_problem
 
 
@@ -174,3 +174,17 @@ def test_sweep_plans_the_alexnet_robot_latency_file(alexnet, tmp_path):
     _, problem = planner_problem(60.0, latency=tmp_path / 'rl.json')
     for (e, s), ms in measured.items():
         assert evaluate(problem, 1e9, e, s).device_ms == pytest.approx(ms, rel=1e-6)
+
+
+def test_calibration_rounds_interleave_every_configuration():
+    plan = [((1, 10), 75), ((5, 1), 15), ((5, 2), 4)]
+    got = calibration_rounds(plan, 3)
+    assert got == [((1, 10), 25), ((5, 1), 5), ((5, 2), 2),
+                   ((5, 2), 1), ((5, 1), 5), ((1, 10), 25),
+                   ((1, 10), 25), ((5, 1), 5), ((5, 2), 1)]
+    for c, n in plan:                        # every frame asked for, none twice
+        assert sum(k for x, k in got if x == c) == n
+    assert calibration_rounds(plan, 1) == plan
+    assert calibration_rounds([((1, 1), 1)], 3) == [((1, 1), 1)]    # no empty cells
+    with pytest.raises(ValueError, match='rounds'):
+        calibration_rounds(plan, 0)
