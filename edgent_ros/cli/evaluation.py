@@ -294,7 +294,7 @@ def _sweep_action(args: argparse.Namespace) -> int:
     if args.action == 'calibrate-robot':
         res = _results(args) / 'paired'
         body = calibrate_robot(res, robot_scale=args.robot_scale, frames=args.frames,
-                               model=args.model)
+                               model=args.model, refit=args.refit)
         print(json.dumps(body, indent=1))
         print(f'written: {res / CALIBRATION_FILE} (use: sweep paired --robot-calibration)')
         return 0
@@ -504,6 +504,9 @@ def add_sweep_parser(sub) -> None:
                          'another model. The model also runs at every split: the robot\'s '
                          'times so measured go to robot_latency.json (sweep paired '
                          '--robot-latency)')
+    cr.add_argument('--refit', action='store_true', help='run nothing: fit robot_calibration'
+                    '.json and robot_latency.json again from the frames the folder holds (no '
+                    'root)')
     _robot_scale_arg(cr)
     pr = acts.add_parser('paired-report', help='tables, intervals, claims and PNGs of the '
                          'paired sweep (no root)', description=SWEEP_NOTE)

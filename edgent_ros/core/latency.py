@@ -241,13 +241,15 @@ class LatencyModels:
         return list(measured)
 
     def with_measured_robot(self, cfg: AlexNetConfig, measured: Mapping[Tuple[int, int], float],
-                            scale: float) -> 'LatencyModels':
+                            scale: float, weights: Optional[Mapping[Tuple[int, int], float]] = None
+                            ) -> 'LatencyModels':
         """
         Return these models with the robot's branches taken from live prefixes of the robot.
 
         ``measured``: the median live robot time (ms) of configurations ``(exit, split)``. Each
-        branch's layers are ``model_plan.fit_prefixes`` of its measured splits, the regressions'
-        times as the profile between them; a side exit's splits up to its attach point run the
+        branch's layers are ``model_plan.fit_prefixes`` of its measured splits (weighted by
+        ``weights``, default 1 each), the regressions' times as the profile between them; a side
+        exit's splits up to its attach point run the
         same layers as the last exit's, whose measurements they share unless measured
         themselves. Times are divided by ``scale`` (the planner's ``robot_time_scale``), so a
         planner multiplying by it plans the measured robot. Raises ValueError for a bad
@@ -262,8 +264,10 @@ class LatencyModels:
             attach = EXIT_ATTACH.get(e, len(profile))
             points = {s: v for s, v in trunk.items() if s <= attach}
             points.update({s: float(v) for (x, s), v in measured.items() if x == e})
+            w = {s: (weights or {}).get((e if (e, s) in measured else NUM_EXITS, s), 1.0)
+                 for s in points}
             try:
-                fitted = fit_prefixes(profile, points)
+                fitted = fit_prefixes(profile, points, w)
             except ValueError as exc:
                 raise ValueError(f'robot branch {e}: {exc}') from exc
             branches[e] = [v / scale for v in fitted]

@@ -108,36 +108,42 @@ def branch_ms(table: Mapping[str, Any], latency: Mapping[str, Any], host: str
     return out
 
 
-def fit_prefixes(profile: Sequence[float], measured: Mapping[int, float]) -> List[float]:
+def fit_prefixes(profile: Sequence[float], measured: Mapping[int, float],
+                 weights: Optional[Mapping[int, float]] = None) -> List[float]:
     """
     Return per-layer times of a branch whose prefixes (first ``s`` layers) were measured.
 
     ``profile``: the branch's modelled per-layer times; ``measured``: ``{s: median ms of the
     first s layers}`` for some ``1 <= s <= len(profile)``. The medians are made non-decreasing
-    (pooled adjacent violators: a longer prefix measured faster is noise); a prefix not measured
+    (pooled adjacent violators: a longer prefix measured faster is noise), a pool's value the
+    mean of its medians weighted by ``weights`` (e.g. each median's frames; default 1 each:
+    the better-measured prefix then counts for more); a prefix not measured
     is interpolated in proportion to the profiled layers between its measured neighbours, and
     beyond the last measured one scaled like it. Layer ``k``'s time is prefix ``k+1`` less
     prefix ``k``, so the first layer also holds the frame's fixed cost. Raises ValueError when
     nothing in range was measured.
     """
-    prefix = _fitted_prefixes(profile, measured)
+    prefix = _fitted_prefixes(profile, measured, weights)
     return [prefix[s + 1] - prefix[s] for s in range(len(profile))]
 
 
-def _fitted_prefixes(profile: Sequence[float], measured: Mapping[int, float]) -> List[float]:
+def _fitted_prefixes(profile: Sequence[float], measured: Mapping[int, float],
+                     weights: Optional[Mapping[int, float]] = None) -> List[float]:
     """Return ``fit_prefixes``' prefix times, splits 0..n."""
     n = len(profile)
     points = sorted((int(s), float(v)) for s, v in measured.items() if 0 < int(s) <= n)
     if not points:
         raise ValueError(f'no prefix of the {n} layers measured')
-    pools: List[Tuple[float, List[int]]] = []     # (sum of the medians, their splits)
+    w = {s: float((weights or {}).get(s, 1.0)) for s, _ in points}
+    if not all(x > 0 for x in w.values()):
+        raise ValueError(f'weights must be > 0, got {weights!r}')
+    pools: List[Tuple[float, float, List[int]]] = []   # (weighted sum, weight, their splits)
     for s, v in points:
-        pools.append((v, [s]))
-        while len(pools) > 1 and \
-                pools[-2][0] / len(pools[-2][1]) > pools[-1][0] / len(pools[-1][1]):
-            v2, s2 = pools.pop()
-            pools[-1] = (pools[-1][0] + v2, pools[-1][1] + s2)
-    fit = {s: total / len(splits) for total, splits in pools for s in splits}
+        pools.append((v * w[s], w[s], [s]))
+        while len(pools) > 1 and pools[-2][0] / pools[-2][1] > pools[-1][0] / pools[-1][1]:
+            v2, w2, s2 = pools.pop()
+            pools[-1] = (pools[-1][0] + v2, pools[-1][1] + w2, pools[-1][2] + s2)
+    fit = {s: total / weight for total, weight, splits in pools for s in splits}
     cum = [0.0]
     for t in profile:
         cum.append(cum[-1] + float(t))
@@ -161,19 +167,21 @@ def _fitted_prefixes(profile: Sequence[float], measured: Mapping[int, float]) ->
 
 
 def measured_robot_blocks(latency: Mapping[str, Any], table: Mapping[str, Any],
-                          measured: Mapping[Tuple[int, int], float], scale: float
+                          measured: Mapping[Tuple[int, int], float], scale: float,
+                          weights: Optional[Mapping[Tuple[int, int], float]] = None
                           ) -> Dict[str, Any]:
     """
     Return ``latency`` with the robot's block times taken from live prefixes of the robot.
 
     ``measured``: the median live robot time (ms) of configurations ``(exit, split)``: the
     whole-trunk exit at trunk splits, and each exit device-only. The trunk's blocks are
-    ``fit_prefixes`` of its measured splits (the first block also holds the frame's fixed cost:
-    normalisation, conversions). A side exit's head is its device-only time
-    less the trunk prefix it leaves from (the profiled head scaled like the trunk when not
-    measured, and never below a tenth of it). Every time is divided by ``scale`` (the
-    planner's ``robot_time_scale``), so that the planner, multiplying by it, plans the measured
-    robot. Raises ValueError without a trunk split measured or for a bad ``scale``.
+    ``fit_prefixes`` of its measured splits, weighted by ``weights`` (default 1 each; the first
+    block also holds the frame's fixed cost: normalisation, conversions). A side exit's head is
+    its device-only time less the trunk prefix it leaves from (the profiled head scaled like
+    the trunk when not measured, and never below a tenth of it). Every time is divided by
+    ``scale`` (the planner's ``robot_time_scale``), so that the planner, multiplying by it,
+    plans the measured robot. Raises ValueError without a trunk split measured or for a bad
+    ``scale``.
     """
     if not scale > 0:
         raise ValueError(f'scale must be > 0, got {scale!r}')
@@ -188,7 +196,8 @@ def measured_robot_blocks(latency: Mapping[str, Any], table: Mapping[str, Any],
     points = {s: float(v) for (e, s), v in measured.items() if e == e_full and 0 < s <= n}
     if not points:
         raise ValueError(f'no trunk split of exit {e_full} measured')
-    prefix = _fitted_prefixes(trunk, points)
+    prefix = _fitted_prefixes(trunk, points, {s: w for (e, s), w in (weights or {}).items()
+                                              if e == e_full})
     cum = sum(trunk)
     ratio_all = prefix[n] / cum if cum > 0 else 1.0
     side = [x for x in table['exits'] if x['attach'] is not None]

@@ -443,7 +443,7 @@ def median_errors(groups: Mapping[Tuple[int, int, str], Sequence[float]], factor
 def calibrate_robot(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
                     frames: int = CALIBRATION_FRAMES,
                     name: str = TESTBED_NAME, logdir: Optional[Path] = None,
-                    model: Optional[Path] = None) -> Dict[str, object]:
+                    model: Optional[Path] = None, refit: bool = False) -> Dict[str, object]:
     """
     Measure the testbed's robot as the planner models it; write ``robot_calibration.json``.
 
@@ -461,18 +461,29 @@ def calibrate_robot(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
     (``_write_robot_latency``, in units of robot scale x ``factor``; named by
     ``robot_latency``): the profile taken through the emulation, for ``sweep paired
     --robot-latency``. All of it in ``CALIBRATION_ROUNDS`` interleaved rounds
-    (``calibration_rounds``).
+    (``calibration_rounds``). ``refit``: run nothing; fit both files again from the frames
+    already in ``out_dir`` (after a change to the fit), keeping their ``measured_at``.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     frames_csv = out_dir / 'robot_calibration_frames.csv'
-    frames_csv.unlink(missing_ok=True)
     model = resolve(model) if model else None
     accuracy, problem = planner_problem(robot_scale, model=model)
+    if refit:
+        if not frames_csv.is_file():
+            raise ValueError(f'{frames_csv}: not found (refit fits frames measured before)')
+        old = json.loads((out_dir / CALIBRATION_FILE).read_text())
+        if old.get('model', '') != model_label(model) or \
+                float(old.get('robot_scale', 0)) != float(robot_scale):
+            raise ValueError(f'{out_dir / CALIBRATION_FILE} was measured for model '
+                             f'{old.get("model") or "the AlexNet"!r} at robot scale '
+                             f'{old.get("robot_scale")}: refit it with the same')
+        return _calibration_files(out_dir, read_rows(frames_csv), problem, accuracy, model,
+                                  robot_scale, int(old['measured_at']))
+    frames_csv.unlink(missing_ok=True)
     logdir = Path(logdir or (Path('/tmp') / f'edgent-calibrate-{int(time.time())}'))
     tb = Testbed(name=name, rate_mbps=10.0)
     rows: List[dict] = []
-    prefix_rows: List[dict] = []
     try:
         tb.setup()
         sess = NodeSession(tb, robot_scale, logdir, camera={'wait_for_link': True},
@@ -485,16 +496,21 @@ def calibrate_robot(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
             for k, (c, n) in enumerate(calibration_rounds(plan, CALIBRATION_ROUNDS)):
                 print(f'calibrate: exit {c[0]} split {c[1]} ({n} frames; cell {k + 1} of '
                       f'{len(plan) * CALIBRATION_ROUNDS})', file=sys.stderr)
-                got = runner.cell('calibration', config_policy(c), fixed_params(c), 1000.0,
-                                  n, 0, 0)
-                if c[1] == problem.branch_len(c[0]):
-                    rows += got
-                else:
-                    prefix_rows += got
+                rows += runner.cell('calibration', config_policy(c), fixed_params(c), 1000.0,
+                                    n, 0, 0)
         finally:
             sess.close()
     finally:
         tb.teardown()
+    return _calibration_files(out_dir, rows, problem, accuracy, model, robot_scale,
+                              int(time.time()), logdir)
+
+
+def _calibration_files(out_dir: Path, every: Sequence[dict], problem, accuracy, model,
+                       robot_scale: float, measured_at: int, logdir: Optional[Path] = None
+                       ) -> Dict[str, object]:
+    """Write ``calibrate_robot``'s two files from its frame rows; return the calibration."""
+    rows = [r for r in every if int(r['split']) == problem.branch_len(int(r['exit']))]
     ratios = device_ratios(rows, problem)
     if not ratios:
         raise RuntimeError(f'no robot frame measured; logs in {logdir}')
@@ -505,14 +521,13 @@ def calibrate_robot(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
             per_exit[str(e)] = round(statistics.median(r), 4)
     body = {'model': model_label(model), 'robot_scale': robot_scale,
             'factor': round(statistics.median(ratios), 4),
-            'per_exit': per_exit, 'frames': len(ratios), 'measured_at': int(time.time()),
+            'per_exit': per_exit, 'frames': len(ratios), 'measured_at': measured_at,
             'spread': spread_quantiles(ratios),
             'how': 'median of measured / modelled robot time, device-only, every exit; spread: '
                    f'{SPREAD_QUANTILES} quantiles of those ratios over their median (smallest '
                    'to largest), every exit pooled'}
     body['robot_latency'] = _write_robot_latency(
-        out_dir / ROBOT_LATENCY_FILE, model, rows + prefix_rows,
-        robot_scale * float(body['factor']))
+        out_dir / ROBOT_LATENCY_FILE, model, every, robot_scale * float(body['factor']))
     (out_dir / CALIBRATION_FILE).write_text(json.dumps(body, indent=1) + '\n')
     return body
 
@@ -557,7 +572,7 @@ def _write_robot_latency(path: Path, model: Optional[Path], rows: Sequence[dict]
 
     Each measured configuration's median robot time, in units of ``scale`` (robot scale x the
     calibration's factor: the planner's ``robot_time_scale`` in a run with
-    ``--robot-calibration``): a described model's block times
+    ``--robot-calibration``), weighted by its frames: a described model's block times
     (``core.model_plan.measured_robot_blocks``), or the AlexNet's latency models with measured
     robot branches (``LatencyModels.with_measured_robot``).
     """
@@ -566,15 +581,16 @@ def _write_robot_latency(path: Path, model: Optional[Path], rows: Sequence[dict]
         if r.get('e2e_ms') is not None and int(r['split']) > 0:
             by.setdefault((int(r['exit']), int(r['split'])), []).append(float(r['device_ms']))
     medians = {k: statistics.median(v) for k, v in by.items()}
+    weights = {k: float(len(v)) for k, v in by.items()}
     if model is None:
         cfg = read_config()
         LatencyModels.load(model_id=cfg.model_id()).with_measured_robot(
-            cfg, medians, scale).save(path, cfg.model_id())
+            cfg, medians, scale, weights).save(path, cfg.model_id())
         return path.name
     files = load_description(model).files()
     table = load_table(files['table'])
     latency = load_block_latency(files['latency'], table['model_id'])
-    body = measured_robot_blocks(latency, table, medians, scale)
+    body = measured_robot_blocks(latency, table, medians, scale, weights)
     save_json({k: v for k, v in body.items() if k not in ('format', 'sha256')}, path,
               LATENCY_FORMAT)
     return path.name
