@@ -1,14 +1,19 @@
 """The robot's times from its live prefixes: a described model's blocks, the AlexNet's branches."""
 
+import json
+from pathlib import Path
+import shutil
+
 import pytest
 
 from edgent_ros.core.arch import EXIT_ATTACH, layer_table
 from edgent_ros.core.artifacts import ARTIFACT_DIR, ArtifactError, read_config
 from edgent_ros.core.latency import LatencyModels
-from edgent_ros.core.model_plan import (branch_ms, load_block_latency, load_table,
-                                        measured_robot_blocks, problem_for)
+from edgent_ros.core.model_plan import (branch_ms, fit_prefixes, load_block_latency,
+                                        load_table, measured_robot_blocks, problem_for)
 from edgent_ros.core.optimizer import EdgentProblem, evaluate, scale_robot
-from edgent_ros.evaluation.paired_session import calibration_rounds, prefix_configs
+from edgent_ros.evaluation.paired_session import (calibrate_robot, calibration_rounds,
+                                                  prefix_configs)
 from edgent_ros.evaluation.sweep_session import planner_problem
 
 
@@ -188,3 +193,30 @@ def test_calibration_rounds_interleave_every_configuration():
     assert calibration_rounds([((1, 1), 1)], 3) == [((1, 1), 1)]    # no empty cells
     with pytest.raises(ValueError, match='rounds'):
         calibration_rounds(plan, 0)
+
+
+def test_prefix_medians_weighted_by_their_frames():
+    # split 3 (9 frames) measured faster than split 2 (1 frame): pooled at their weighted mean
+    got = fit_prefixes([1.0, 1.0, 1.0], {2: 10.0, 3: 4.0}, {2: 1.0, 3: 9.0})
+    assert [sum(got[:s]) for s in (1, 2, 3)] == pytest.approx([2.3, 4.6, 4.6])
+    plain = fit_prefixes([1.0, 1.0, 1.0], {2: 10.0, 3: 4.0})
+    assert [sum(plain[:s]) for s in (2, 3)] == pytest.approx([7.0, 7.0])
+    with pytest.raises(ValueError, match='weights'):
+        fit_prefixes([1.0, 1.0], {1: 1.0}, {1: 0.0})
+
+
+def test_refit_rebuilds_the_committed_alexnet_calibration(tmp_path):
+    """``calibrate-robot --refit`` on the committed frames gives the committed files again."""
+    src = Path(__file__).resolve().parents[2] / 'bench/results/alexnet_blocks/paired'
+    names = ('robot_calibration.json', 'robot_calibration_frames.csv')
+    for name in names:
+        shutil.copy(src / name, tmp_path / name)
+    body = calibrate_robot(tmp_path, robot_scale=60.0, refit=True)
+    assert body == json.loads((src / 'robot_calibration.json').read_text())
+    assert json.loads((tmp_path / 'robot_latency.json').read_text()) == \
+        json.loads((src / 'robot_latency.json').read_text())
+    with pytest.raises(ValueError, match='refit it with the same'):
+        calibrate_robot(tmp_path, robot_scale=10.0, refit=True)
+    (tmp_path / 'robot_calibration_frames.csv').unlink()
+    with pytest.raises(ValueError, match='not found'):
+        calibrate_robot(tmp_path, robot_scale=60.0, refit=True)
