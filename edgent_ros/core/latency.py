@@ -248,12 +248,11 @@ class LatencyModels:
 
         ``measured``: the median live robot time (ms) of configurations ``(exit, split)``. Each
         branch's layers are ``model_plan.fit_prefixes`` of its measured splits (weighted by
-        ``weights``, default 1 each), the regressions' times as the profile between them; a side
-        exit's splits up to its attach point run the
-        same layers as the last exit's, whose measurements they share unless measured
-        themselves. Times are divided by ``scale`` (the planner's ``robot_time_scale``), so a
-        planner multiplying by it plans the measured robot. Raises ValueError for a bad
-        ``scale`` or a branch with no split measured.
+        ``weights``, default 1 each), the regressions' times as the profile between them. A side
+        exit's splits up to its attach point run the same layers as the last exit's, whose
+        measurements they share unless measured themselves. Times are divided by ``scale`` (the
+        planner's ``robot_time_scale``), so a planner multiplying by it plans the measured
+        robot. Raises ValueError for a bad ``scale`` or a branch with no split measured.
         """
         if not scale > 0:
             raise ValueError(f'scale must be > 0, got {scale!r}')
@@ -288,7 +287,9 @@ class LatencyModels:
         'intercept_ms', 'weighting', 'n_samples', 'n_heldout', 'heldout_mape_pct',
         'cv_mape_pct', 'cv_median_ratio', 'train_mape_pct'}}}}}``. A layer's time is
         ``max(FLOOR_MS, intercept_ms + coef . terms) + dispatch_ms`` (``dispatch`` is absent
-        from files written before it existed: no dispatch term).
+        from files written before it existed: no dispatch term). A host whose branches were
+        measured on it adds ``'branches_ms': {exit: [ms of each layer]}`` (used instead of the
+        regressions for those branches) and ``'measured': {'how', 'scale'}``.
         """
         hosts = {}
         for h in self.hosts:
