@@ -27,9 +27,17 @@ from ..evaluation.paired_session import (CALIBRATION_FILE, CALIBRATION_FRAMES, c
 from ..evaluation.sweep_session import (build_default_map, make_plots, map_traces, run_sweep,
                                         run_traces, TRACE_DEADLINE_MS, TRACES_PLAN_FILE,
                                         write_oracle)
-from ..evaluation.testbed import (DEFAULT_NAME, DEFAULT_QUEUE_BYTES, DEFAULT_ROBOT_QUOTA, Testbed,
-                                  TracePlayer, unavailable_reason)
+from ..evaluation.testbed import (DEFAULT_NAME, DEFAULT_QUEUE_BYTES, DEFAULT_ROBOT_PERIOD_US,
+                                  DEFAULT_ROBOT_QUOTA, Testbed, TracePlayer, unavailable_reason)
 from ..offline.hosts import cgroup_procs_path
+
+
+def _robot_period_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument('--robot-period-us', type=int, default=DEFAULT_ROBOT_PERIOD_US,
+                   metavar='US', help='the robot cgroup\'s CFS period in us (its quota stays '
+                   'the same share of one CPU; default %(default)s). The CFS throttles the robot '
+                   'in steps of one period: 10000 makes its frame times nearly continuous, where '
+                   'the default 100 ms period rounds them by up to one period')
 
 
 def _testbed_from_args(args: argparse.Namespace) -> Testbed:
@@ -293,8 +301,13 @@ def _sweep_action(args: argparse.Namespace) -> int:
         return 0
     if args.action == 'calibrate-robot':
         res = _results(args) / 'paired'
-        body = calibrate_robot(res, robot_scale=args.robot_scale, frames=args.frames,
-                               model=args.model, refit=args.refit)
+        try:
+            body = calibrate_robot(res, robot_scale=args.robot_scale, frames=args.frames,
+                                   model=args.model, refit=args.refit,
+                                   robot_period_us=args.robot_period_us)
+        except ValueError as exc:
+            print(f'edgent-ros sweep: {exc}', file=sys.stderr)
+            return 2
         print(json.dumps(body, indent=1))
         print(f'written: {res / CALIBRATION_FILE} (use: sweep paired --robot-calibration)')
         return 0
@@ -306,21 +319,22 @@ def _sweep_action(args: argparse.Namespace) -> int:
                 raise ValueError('--robot-spread needs --robot-calibration')
             if args.robot_calibration:
                 factor = calibration_factor(args.robot_calibration, args.robot_scale,
-                                            args.model)
+                                            args.model, args.robot_period_us)
             if args.robot_latency and not args.robot_calibration:
                 raise ValueError('--robot-latency needs --robot-calibration')
             latency = (calibration_latency(args.robot_calibration, args.robot_scale,
-                                           args.model) if args.robot_latency else None)
+                                           args.model, args.robot_period_us)
+                       if args.robot_latency else None)
             if args.robot_spread:
                 spread = calibration_spread(args.robot_calibration, args.robot_scale,
-                                            args.model)
+                                            args.model, args.robot_period_us)
             n = run_paired(res, args.bandwidths, args.deadlines, args.policies,
                            frames=args.frames, reps=args.reps,
                            config_frames=args.config_frames, seed=args.seed,
                            robot_scale=args.robot_scale, fresh=args.fresh, robot_factor=factor,
                            redo_configs=args.redo_configs, model=args.model,
                            link_burst=args.link_burst, robot_spread=spread,
-                           robot_latency=latency)
+                           robot_latency=latency, robot_period_us=args.robot_period_us)
         except (ValueError, OSError, KeyError) as exc:
             print(f'edgent-ros sweep: {exc}', file=sys.stderr)
             return 2
@@ -490,6 +504,7 @@ def add_sweep_parser(sub) -> None:
     pa.add_argument('--robot-spread', action='store_true', help='with --robot-calibration: '
                     'the planner also plans the spread measured there (planner parameter '
                     'robot_time_spread) until a cell\'s own robot frames are measured')
+    _robot_period_arg(pa)
     cr = acts.add_parser('calibrate-robot', help='measure the testbed robot device-only per '
                          'exit (live / modelled robot time) and at every split (its latency '
                          'file, robot_latency.json) (root)', description=SWEEP_NOTE)
@@ -506,7 +521,8 @@ def add_sweep_parser(sub) -> None:
                          '--robot-latency)')
     cr.add_argument('--refit', action='store_true', help='run nothing: fit robot_calibration'
                     '.json and robot_latency.json again from the frames the folder holds (no '
-                    'root)')
+                    'root; the period they were measured at is kept)')
+    _robot_period_arg(cr)
     _robot_scale_arg(cr)
     pr = acts.add_parser('paired-report', help='tables, intervals, claims and PNGs of the '
                          'paired sweep (no root)', description=SWEEP_NOTE)

@@ -36,7 +36,9 @@ from .sweep import (aggregate, append_rows, check_grid, CSV_FIELDS, DEFAULT_ROBO
                     FRAME_FIELDS, in_cell, OK, planner_params, read_rows, run_encodings)
 from .sweep_session import (_predictor, NodeSession, planner_problem, TESTBED_NAME,
                             testbed_run)
-from .testbed import DEFAULT_BURST_BYTES, Testbed
+from ..offline.hosts import cfs_quota_us
+from .testbed import (DEFAULT_BURST_BYTES, DEFAULT_ROBOT_PERIOD_US, DEFAULT_ROBOT_QUOTA,
+                      Testbed)
 
 PAIRED_FIELDS = ('kind', 'rep', 'order', 'frame_index', 'true_class', 'branch_len') + FRAME_FIELDS
 CELL_FIELDS = ('kind', 'rep', 'order') + CSV_FIELDS
@@ -162,7 +164,8 @@ def run_paired(out_dir: Path, bandwidths: Sequence[float], deadlines: Sequence[f
                redo_configs: bool = False, model: Optional[Path] = None,
                link_burst: bool = False,
                robot_spread: Optional[Sequence[float]] = None,
-               robot_latency: Optional[Path] = None) -> int:
+               robot_latency: Optional[Path] = None,
+               robot_period_us: int = DEFAULT_ROBOT_PERIOD_US) -> int:
     """
     Run every configuration and policy cell not yet in ``out_dir``; return how many ran.
 
@@ -183,8 +186,11 @@ def run_paired(out_dir: Path, bandwidths: Sequence[float], deadlines: Sequence[f
     ``robot_latency``: a described model's block times with the robot's measured through the
     emulation (``calibrate_robot``'s ``robot_latency.json``, in units of ``robot_scale`` x
     ``robot_factor``): planner and camera fallback plan with it (``latency_models_path``).
+    ``robot_period_us``: the robot cgroup's CFS period (its quota stays the testbed's share of
+    one CPU per period); ``paired_meta.json`` records it.
     """
     check_grid(bandwidths, deadlines, policies)
+    cfs_quota_us(DEFAULT_ROBOT_QUOTA, robot_period_us)   # a bad period, before anything runs
     if frames < 1 or reps < 1 or config_frames < 1:
         raise ValueError(f'frames, reps and config_frames must be >= 1, got {frames}, {reps}, '
                          f'{config_frames}')
@@ -218,7 +224,8 @@ def run_paired(out_dir: Path, bandwidths: Sequence[float], deadlines: Sequence[f
     check_spread(spread)
     meta = {'model': model_label(model), 'robot_scale': robot_scale,
             'robot_factor': float(robot_factor), 'link_burst_bytes': burst,
-            'robot_time_spread': spread, 'probe_settle': bool(burst)}
+            'robot_time_spread': spread, 'probe_settle': bool(burst),
+            'robot_period_us': int(robot_period_us)}
     if robot_latency:   # a path relative to the results folder when inside it
         meta['robot_latency'] = (os.path.relpath(robot_latency, out_dir.resolve())
                                  if robot_latency.is_relative_to(out_dir.resolve())
@@ -229,16 +236,19 @@ def run_paired(out_dir: Path, bandwidths: Sequence[float], deadlines: Sequence[f
         was = (old.get('model', ''), float(old.get('robot_scale', 0)),
                float(old.get('robot_factor', 1.0)), int(old.get('link_burst_bytes', 0)),
                [float(x) for x in old.get('robot_time_spread', [1.0])],
-               bool(old.get('probe_settle', False)), old.get('robot_latency', ''))
+               bool(old.get('probe_settle', False)), old.get('robot_latency', ''),
+               int(old.get('robot_period_us', DEFAULT_ROBOT_PERIOD_US)))
         if was != (meta['model'], float(robot_scale), float(robot_factor), burst, spread,
-                   bool(burst), meta.get('robot_latency', '')):
+                   bool(burst), meta.get('robot_latency', ''), int(robot_period_us)):
             raise ValueError(f'{out_dir} holds a run of {old}; resume it with the same model, '
-                             'robot scale, robot calibration and block times, robot spread '
-                             'and link burst (and this version\'s probe settle), or pass --fresh')
+                             'robot scale, robot calibration and block times, robot spread, '
+                             'robot CPU period and link burst (and this version\'s probe '
+                             'settle), or pass --fresh')
     meta_path.write_text(json.dumps(meta, indent=1) + '\n')
     logdir = Path(logdir or (Path('/tmp') / f'edgent-paired-{int(time.time())}'))
     ran = 0
-    with testbed_run(name, bandwidths[0], len(todo), 'paired sweep') as (tb, bar):
+    with testbed_run(name, bandwidths[0], len(todo), 'paired sweep',
+                     robot_period_us=int(robot_period_us)) as (tb, bar):
         if burst and tb.burst_bytes != burst:
             raise RuntimeError(f'testbed burst {tb.burst_bytes} B, planned with {burst} B')
         for bw in bandwidths:
@@ -309,12 +319,14 @@ def model_label(model: Optional[Path]) -> str:
     return str(model.resolve())
 
 
-def calibration_factor(path: Path, robot_scale: float, model: Optional[Path] = None) -> float:
+def calibration_factor(path: Path, robot_scale: float, model: Optional[Path] = None,
+                       robot_period_us: int = DEFAULT_ROBOT_PERIOD_US) -> float:
     """
     Return the factor of a ``calibrate_robot`` file, checked against the run it is used for.
 
     Raises ValueError when the file is missing or unreadable, or was measured at another robot
-    scale or on another model than ``model`` (files before models were recorded: the AlexNet).
+    scale, on another model than ``model`` (files before models were recorded: the AlexNet) or
+    at another robot CPU period (files before periods were recorded: the 100 ms default).
     """
     path = Path(path)
     try:
@@ -325,6 +337,10 @@ def calibration_factor(path: Path, robot_scale: float, model: Optional[Path] = N
                          f'({exc})') from exc
     if scale != float(robot_scale):
         raise ValueError(f'{path} was measured at robot scale {scale:g}, not {robot_scale:g}')
+    period = int(cal.get('robot_period_us', DEFAULT_ROBOT_PERIOD_US))
+    if period != int(robot_period_us):
+        raise ValueError(f'{path} was measured with a robot CPU period of {period} us, not '
+                         f'{int(robot_period_us)} us: pass the same --robot-period-us')
     want, got = model_label(model), str(cal.get('model', ''))
     if got != want:
         raise ValueError(f'{path} was measured on model {got or "alexnet (default)"}, not '
@@ -346,15 +362,15 @@ def spread_quantiles(ratios: Sequence[float], n: int = SPREAD_QUANTILES) -> List
     return [round(x, 4) for x in chance_quantiles(ratios, n)]
 
 
-def calibration_spread(path: Path, robot_scale: float,
-                       model: Optional[Path] = None) -> List[float]:
+def calibration_spread(path: Path, robot_scale: float, model: Optional[Path] = None,
+                       robot_period_us: int = DEFAULT_ROBOT_PERIOD_US) -> List[float]:
     """
     Return the robot-time spread of a ``calibrate_robot`` file (checked as ``calibration_factor``).
 
     Raises ValueError when the file has none (written before spreads were recorded: run
     ``sweep calibrate-robot`` again) or holds a bad one.
     """
-    calibration_factor(path, robot_scale, model)
+    calibration_factor(path, robot_scale, model, robot_period_us)
     spread = json.loads(Path(path).read_text()).get('spread')
     if not spread:
         raise ValueError(f'{path} records no robot-time spread (written before spreads were '
@@ -363,14 +379,15 @@ def calibration_spread(path: Path, robot_scale: float,
     return [float(x) for x in spread]
 
 
-def calibration_latency(path: Path, robot_scale: float, model: Optional[Path] = None) -> Path:
+def calibration_latency(path: Path, robot_scale: float, model: Optional[Path] = None,
+                        robot_period_us: int = DEFAULT_ROBOT_PERIOD_US) -> Path:
     """
     Return the block-times file of a ``calibrate_robot`` file (checked as ``calibration_factor``).
 
     Raises ValueError when it has none (written before prefixes were measured: run ``sweep
     calibrate-robot`` again) or the file is not there.
     """
-    calibration_factor(path, robot_scale, model)
+    calibration_factor(path, robot_scale, model, robot_period_us)
     name = json.loads(Path(path).read_text()).get('robot_latency')
     if not name:
         raise ValueError(f'{path} has no robot block times (written before calibrate-robot '
@@ -443,7 +460,8 @@ def median_errors(groups: Mapping[Tuple[int, int, str], Sequence[float]], factor
 def calibrate_robot(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
                     frames: int = CALIBRATION_FRAMES,
                     name: str = TESTBED_NAME, logdir: Optional[Path] = None,
-                    model: Optional[Path] = None, refit: bool = False) -> Dict[str, object]:
+                    model: Optional[Path] = None, refit: bool = False,
+                    robot_period_us: int = DEFAULT_ROBOT_PERIOD_US) -> Dict[str, object]:
     """
     Measure the testbed's robot as the planner models it; write ``robot_calibration.json``.
 
@@ -462,8 +480,11 @@ def calibrate_robot(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
     ``robot_latency``): the profile taken through the emulation, for ``sweep paired
     --robot-latency``. All of it in ``CALIBRATION_ROUNDS`` interleaved rounds
     (``calibration_rounds``). ``refit``: run nothing; fit both files again from the frames
-    already in ``out_dir`` (after a change to the fit), keeping their ``measured_at``.
+    already in ``out_dir`` (after a change to the fit), keeping their ``measured_at`` and
+    their robot CPU period. ``robot_period_us``: the robot cgroup's CFS period, recorded in the
+    file (``sweep paired`` refuses the file for a run at another period).
     """
+    cfs_quota_us(DEFAULT_ROBOT_QUOTA, robot_period_us)   # a bad period, before anything runs
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     frames_csv = out_dir / 'robot_calibration_frames.csv'
@@ -479,10 +500,12 @@ def calibrate_robot(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
                              f'{old.get("model") or "the AlexNet"!r} at robot scale '
                              f'{old.get("robot_scale")}: refit it with the same')
         return _calibration_files(out_dir, read_rows(frames_csv), problem, accuracy, model,
-                                  robot_scale, int(old['measured_at']))
+                                  robot_scale, int(old['measured_at']),
+                                  period_us=int(old.get('robot_period_us',
+                                                        DEFAULT_ROBOT_PERIOD_US)))
     frames_csv.unlink(missing_ok=True)
     logdir = Path(logdir or (Path('/tmp') / f'edgent-calibrate-{int(time.time())}'))
-    tb = Testbed(name=name, rate_mbps=10.0)
+    tb = Testbed(name=name, rate_mbps=10.0, robot_period_us=int(robot_period_us))
     rows: List[dict] = []
     try:
         tb.setup()
@@ -503,12 +526,12 @@ def calibrate_robot(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
     finally:
         tb.teardown()
     return _calibration_files(out_dir, rows, problem, accuracy, model, robot_scale,
-                              int(time.time()), logdir)
+                              int(time.time()), logdir, int(robot_period_us))
 
 
 def _calibration_files(out_dir: Path, every: Sequence[dict], problem, accuracy, model,
-                       robot_scale: float, measured_at: int, logdir: Optional[Path] = None
-                       ) -> Dict[str, object]:
+                       robot_scale: float, measured_at: int, logdir: Optional[Path] = None,
+                       period_us: int = DEFAULT_ROBOT_PERIOD_US) -> Dict[str, object]:
     """Write ``calibrate_robot``'s two files from its frame rows; return the calibration."""
     rows = [r for r in every if int(r['split']) == problem.branch_len(int(r['exit']))]
     ratios = device_ratios(rows, problem)
@@ -520,7 +543,7 @@ def _calibration_files(out_dir: Path, every: Sequence[dict], problem, accuracy, 
         if r:
             per_exit[str(e)] = round(statistics.median(r), 4)
     body = {'model': model_label(model), 'robot_scale': robot_scale,
-            'factor': round(statistics.median(ratios), 4),
+            'robot_period_us': period_us, 'factor': round(statistics.median(ratios), 4),
             'per_exit': per_exit, 'frames': len(ratios), 'measured_at': measured_at,
             'spread': spread_quantiles(ratios),
             'how': 'median of measured / modelled robot time, device-only, every exit; spread: '

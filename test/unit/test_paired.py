@@ -243,6 +243,24 @@ def test_a_robot_calibration_is_refused_for_another_model_or_robot(tmp_path):
         calibration_factor(tmp_path / 'missing.json', 60)
 
 
+def test_a_robot_calibration_is_refused_at_another_cpu_period(tmp_path):
+    # the CFS throttles in steps of its period: a robot measured at one period is not the
+    # robot another period emulates
+    f = tmp_path / 'robot_calibration.json'
+    f.write_text('{"robot_scale": 60.0, "factor": 1.02, "robot_period_us": 10000, '
+                 '"spread": [0.9, 1.0, 1.2], "robot_latency": "robot_latency.json"}')
+    (tmp_path / 'robot_latency.json').write_text('{}')
+    assert calibration_factor(f, 60, robot_period_us=10000) == pytest.approx(1.02)
+    assert calibration_spread(f, 60, robot_period_us=10000) == [0.9, 1.0, 1.2]
+    for check in (calibration_factor, calibration_spread, calibration_latency):
+        with pytest.raises(ValueError, match='period of 10000 us, not 100000 us'):
+            check(f, 60)
+    f.write_text('{"robot_scale": 60.0, "factor": 1.02}')   # before periods were recorded
+    assert calibration_factor(f, 60, robot_period_us=100000) == pytest.approx(1.02)
+    with pytest.raises(ValueError, match='period of 100000 us, not 10000 us'):
+        calibration_factor(f, 60, robot_period_us=10000)
+
+
 def test_a_resume_with_another_model_or_robot_is_refused(tmp_path):
     (tmp_path / META_FILE).write_text('{"model": "resnet64", "robot_scale": 10.0}')
     with pytest.raises(ValueError, match='resume it with the same model'):
@@ -259,6 +277,15 @@ def test_a_resume_with_another_model_or_robot_is_refused(tmp_path):
     with pytest.raises(ValueError, match='probe settle'):
         run_paired(tmp_path, [1.0], [100.0], frames=1, reps=1, robot_scale=60.0,
                    link_burst=True)
+    # a run before the robot's CPU period was recorded ran at the 100 ms default
+    (tmp_path / META_FILE).write_text('{"model": "", "robot_scale": 60.0}')
+    with pytest.raises(ValueError, match='robot CPU period'):
+        run_paired(tmp_path, [1.0], [100.0], frames=1, reps=1, robot_scale=60.0,
+                   robot_period_us=10000)
+    for bad in (500, 2_000_000, 2000):   # outside 1 ms..1 s; a 0.5 ms quota
+        with pytest.raises(ValueError, match='cpu (period|quota)'):
+            run_paired(tmp_path, [1.0], [100.0], frames=1, reps=1, robot_scale=60.0,
+                       robot_period_us=bad)
 
 
 def test_the_block_times_of_a_calibration_are_checked(tmp_path):
