@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""
+The emulated robot's frame times at a 100 ms and at a 10 ms CFS period (issue 18, item 6).
+
+Reads the device-only frames of committed ``sweep calibrate-robot`` runs (every exit, 75 frames
+each, in 3 interleaved rounds; ``robot_calibration_frames.csv``) and, per run, the robot time's
+spread around each exit's median: the MAPE of that median (what no static model of the robot
+can beat on these frames), the share of frames over 1.2x it, and p90/p10. The period of each run
+is the one its ``robot_calibration.json`` records (none recorded: 100 ms). No root, no testbed:
+the runs are the documented commands of BENCHMARKS §16. Writes
+``bench/results/robot_period.json`` and ``.png`` and prints the table BENCHMARKS quotes.
+
+    python bench/robot_period.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+import statistics
+import sys
+from typing import Dict, List, Sequence
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from edgent_ros.evaluation.sweep import read_rows  # noqa: E402
+from edgent_ros.evaluation.testbed import DEFAULT_ROBOT_PERIOD_US  # noqa: E402
+
+RUNS = ('alexnet_blocks', 'alexnet_blocks_seed1', 'alexnet_blocks_p10', 'alexnet_blocks_p10_seed1',
+        'resnet64_bn_blocks', 'resnet64_bn_blocks_seed1', 'resnet64_bn_blocks_p10',
+        'resnet64_bn_blocks_p10_seed1')
+SLOW = 1.2          # a frame over SLOW x its exit's median is in the slow mode
+
+
+def run_summary(results: Path) -> Dict[str, object]:
+    """Return the device-only robot-time spread of the calibration in ``results/paired``."""
+    paired = Path(results) / 'paired'
+    cal = json.loads((paired / 'robot_calibration.json').read_text())
+    rows = [r for r in read_rows(paired / 'robot_calibration_frames.csv')
+            if r['device_ms'] is not None and r['status'] == 0 and r['split'] == r['branch_len']]
+    per_exit, ratios = {}, []
+    for e in sorted({int(r['exit']) for r in rows}):
+        ms = [float(r['device_ms']) for r in rows if int(r['exit']) == e]
+        m = statistics.median(ms)
+        per_exit[str(e)] = {'frames': len(ms), 'median_ms': round(m, 1),
+                            'mape_of_median': round(statistics.mean(abs(x - m) / x for x in ms),
+                                                    4)}
+        ratios += [x / m for x in ms]
+    ratios.sort()
+    return {'run': Path(results).name, 'model': cal.get('model') or 'alexnet',
+            'period_us': int(cal.get('robot_period_us', DEFAULT_ROBOT_PERIOD_US)),
+            'frames': len(ratios),
+            'mape_of_median': round(statistics.mean(abs(r - 1) / r for r in ratios), 4),
+            'over_slow': round(sum(r > SLOW for r in ratios) / len(ratios), 4),
+            'p90_over_p10': round(ratios[int(0.9 * (len(ratios) - 1))]
+                                  / ratios[int(0.1 * (len(ratios) - 1))], 3),
+            'per_exit': per_exit, 'ratios': [round(r, 4) for r in ratios]}
+
+
+def table(runs: Sequence[Dict[str, object]]) -> str:
+    """Return the markdown table BENCHMARKS quotes for ``runs`` (``run_summary`` results)."""
+    lines = ['| run | model | CFS period | device-only frames | off each exit\'s median (MAPE) '
+             f'| frames over {SLOW:g}x it | p90 / p10 |', '|---|---|---|---|---|---|---|']
+    for r in runs:
+        lines.append(f'| {r["run"]} | {r["model"]} | {r["period_us"] // 1000} ms | {r["frames"]} '
+                     f'| {100 * r["mape_of_median"]:.1f} % | {100 * r["over_slow"]:.1f} % '
+                     f'| {r["p90_over_p10"]:.2f} |')
+    return '\n'.join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap.add_argument('--runs', nargs='+', default=list(RUNS),
+                    help='results folders under bench/results (default: %(default)s)')
+    ap.add_argument('--out', type=Path, default=ROOT / 'bench' / 'results' / 'robot_period.json')
+    a = ap.parse_args()
+    runs: List[Dict[str, object]] = [run_summary(ROOT / 'bench' / 'results' / r)
+                                     for r in a.runs]
+    text = table(runs)
+    print(text)
+    a.out.write_text(json.dumps({'slow': SLOW, 'table': text, 'runs': [
+        {k: v for k, v in r.items() if k != 'ratios'} for r in runs]}, indent=1) + '\n')
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    models = sorted({r['model'] for r in runs})
+    fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 3.4), squeeze=False)
+    bins = [0.7 + 0.02 * i for i in range(56)]
+    for ax, model in zip(axes[0], models):
+        for r in (x for x in runs if x['model'] == model):
+            ax.hist(r['ratios'], bins=bins, histtype='step', linewidth=1.5,
+                    linestyle='-' if r['period_us'] < DEFAULT_ROBOT_PERIOD_US else '--',
+                    label=f'{r["run"]}: {r["period_us"] // 1000} ms, '
+                          f'{100 * r["mape_of_median"]:.1f} %')
+        ax.set_xlabel("robot time / its exit's median (device-only)")
+        ax.set_ylabel('frames')
+        ax.set_title(f'{model}: CFS period 100 ms (dashed) vs 10 ms', fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(a.out.with_suffix('.png'), dpi=110)
+    print(f'wrote {a.out} and {a.out.with_suffix(".png")}')
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

@@ -1,0 +1,49 @@
+"""BENCHMARKS §16 quotes the calibration runs' robot-time spread from bench/robot_period.py."""
+
+import importlib.util
+import json
+from pathlib import Path
+import re
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location('robot_period',
+                                                  ROOT / 'bench' / 'robot_period.py')
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_benchmarks_quote_the_robot_period_comparison():
+    bench = _bench()
+    runs = [bench.run_summary(ROOT / 'bench' / 'results' / r) for r in bench.RUNS]
+    committed = json.loads((ROOT / 'bench' / 'results' / 'robot_period.json').read_text())
+    # recomputed from the committed calibration frames, not copied from the bench's output
+    assert committed['table'] == bench.table(runs)
+    text = (ROOT / 'BENCHMARKS.md').read_text()
+    m = re.search(r'<!-- robot-period -->\n(.*?)\n\s*<!-- robot-period: end -->', text, re.S)
+    assert m, 'BENCHMARKS.md has no robot-period block'
+    assert m.group(1).strip() == bench.table(runs)
+    assert (ROOT / 'bench' / 'results' / 'robot_period.png').stat().st_size > 5_000
+    # each run's period is the one its calibration file records
+    p10 = [r for r in runs if r['run'].endswith('_p10')]
+    assert p10 and all(r['period_us'] == 10_000 for r in p10)
+
+
+def test_the_spread_is_measured_around_each_exits_median(tmp_path):
+    bench = _bench()
+    paired = tmp_path / 'run' / 'paired'
+    paired.mkdir(parents=True)
+    (paired / 'robot_calibration.json').write_text('{"robot_scale": 60, "factor": 1}')
+    head = 'kind,exit,split,branch_len,status,device_ms\n'
+    body = ''.join(f'calibration,1,10,10,0,{ms}\n' for ms in (100, 100, 100, 130)) + \
+        ''.join(f'calibration,5,20,20,0,{ms}\n' for ms in (300, 300, 300)) + \
+        'calibration,5,10,20,0,900\n' + 'calibration,5,20,20,1,\n'   # a prefix; a drop
+    (paired / 'robot_calibration_frames.csv').write_text(head + body)
+    s = bench.run_summary(tmp_path / 'run')
+    assert s['period_us'] == 100_000 and s['frames'] == 7
+    assert s['per_exit']['1'] == {'frames': 4, 'median_ms': 100.0,
+                                  'mape_of_median': round(30 / 130 / 4, 4)}
+    assert s['over_slow'] == round(1 / 7, 4)      # 130 ms is over 1.2 x 100 ms
