@@ -25,7 +25,8 @@ from typing import Dict, List, Sequence
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edgent_ros.evaluation.sweep import read_rows  # noqa: E402
+from edgent_ros.evaluation.paired_session import recorded_period_us  # noqa: E402
+from edgent_ros.evaluation.sweep import OK, read_rows  # noqa: E402
 from edgent_ros.evaluation.testbed import DEFAULT_ROBOT_PERIOD_US  # noqa: E402
 
 RUNS = ('alexnet_blocks', 'alexnet_blocks_seed1', 'alexnet_blocks_p10', 'alexnet_blocks_p10_seed1',
@@ -39,7 +40,7 @@ def run_summary(results: Path) -> Dict[str, object]:
     paired = Path(results) / 'paired'
     cal = json.loads((paired / 'robot_calibration.json').read_text())
     rows = [r for r in read_rows(paired / 'robot_calibration_frames.csv')
-            if r['device_ms'] is not None and r['status'] == 0 and r['split'] == r['branch_len']]
+            if r['device_ms'] is not None and r['status'] == OK and r['split'] == r['branch_len']]
     per_exit, ratios = {}, []
     for e in sorted({int(r['exit']) for r in rows}):
         ms = [float(r['device_ms']) for r in rows if int(r['exit']) == e]
@@ -50,7 +51,7 @@ def run_summary(results: Path) -> Dict[str, object]:
         ratios += [x / m for x in ms]
     ratios.sort()
     return {'run': Path(results).name, 'model': cal.get('model') or 'alexnet',
-            'period_us': int(cal.get('robot_period_us', DEFAULT_ROBOT_PERIOD_US)),
+            'period_us': recorded_period_us(cal),
             'frames': len(ratios),
             'mape_of_median': round(statistics.mean(abs(r - 1) / r for r in ratios), 4),
             'over_slow': round(sum(r > SLOW for r in ratios) / len(ratios), 4),

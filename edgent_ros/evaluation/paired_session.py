@@ -237,7 +237,7 @@ def run_paired(out_dir: Path, bandwidths: Sequence[float], deadlines: Sequence[f
                float(old.get('robot_factor', 1.0)), int(old.get('link_burst_bytes', 0)),
                [float(x) for x in old.get('robot_time_spread', [1.0])],
                bool(old.get('probe_settle', False)), old.get('robot_latency', ''),
-               int(old.get('robot_period_us', DEFAULT_ROBOT_PERIOD_US)))
+               recorded_period_us(old))
         if was != (meta['model'], float(robot_scale), float(robot_factor), burst, spread,
                    bool(burst), meta.get('robot_latency', ''), int(robot_period_us)):
             raise ValueError(f'{out_dir} holds a run of {old}; resume it with the same model, '
@@ -319,6 +319,15 @@ def model_label(model: Optional[Path]) -> str:
     return str(model.resolve())
 
 
+def recorded_period_us(body: Mapping[str, object]) -> int:
+    """
+    Return the robot CPU period a calibration file or ``paired_meta.json`` records (us).
+
+    Files written before the period was recorded ran at the testbed's default, 100 ms.
+    """
+    return int(body.get('robot_period_us', DEFAULT_ROBOT_PERIOD_US))
+
+
 def calibration_factor(path: Path, robot_scale: float, model: Optional[Path] = None,
                        robot_period_us: int = DEFAULT_ROBOT_PERIOD_US) -> float:
     """
@@ -337,7 +346,7 @@ def calibration_factor(path: Path, robot_scale: float, model: Optional[Path] = N
                          f'({exc})') from exc
     if scale != float(robot_scale):
         raise ValueError(f'{path} was measured at robot scale {scale:g}, not {robot_scale:g}')
-    period = int(cal.get('robot_period_us', DEFAULT_ROBOT_PERIOD_US))
+    period = recorded_period_us(cal)
     if period != int(robot_period_us):
         raise ValueError(f'{path} was measured with a robot CPU period of {period} us, not '
                          f'{int(robot_period_us)} us: pass the same --robot-period-us')
@@ -501,8 +510,7 @@ def calibrate_robot(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
                              f'{old.get("robot_scale")}: refit it with the same')
         return _calibration_files(out_dir, read_rows(frames_csv), problem, accuracy, model,
                                   robot_scale, int(old['measured_at']),
-                                  period_us=int(old.get('robot_period_us',
-                                                        DEFAULT_ROBOT_PERIOD_US)))
+                                  period_us=recorded_period_us(old))
     frames_csv.unlink(missing_ok=True)
     logdir = Path(logdir or (Path('/tmp') / f'edgent-calibrate-{int(time.time())}'))
     tb = Testbed(name=name, rate_mbps=10.0, robot_period_us=int(robot_period_us))
