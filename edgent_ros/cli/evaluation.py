@@ -21,9 +21,10 @@ from ..evaluation.heldout_session import (FRAMES_FILE, plan_heldout, report_held
 from ..evaluation.chaos import DEFAULT_TRACE, run_soak
 from ..evaluation.lossy_session import run_lossy, write_summary
 from ..evaluation.paired_report import build
+from ..evaluation.emulated_camera import DEFAULT_PACING, PACINGS
 from ..evaluation.paired_session import (CALIBRATION_FILE, CALIBRATION_FRAMES, calibrate_robot,
                                          calibration_factor, calibration_latency,
-                                         calibration_spread, run_paired)
+                                         calibration_spread, run_paired, SPREADS_OF)
 from ..evaluation.sweep_session import (build_default_map, make_plots, map_traces, run_sweep,
                                         run_traces, TRACE_DEADLINE_MS, TRACES_PLAN_FILE,
                                         write_oracle)
@@ -38,6 +39,11 @@ def _robot_period_arg(p: argparse.ArgumentParser) -> None:
                    'the same share of one CPU; default %(default)s). The CFS throttles the robot '
                    'in steps of one period: 10000 makes its frame times nearly continuous, where '
                    'the default 100 ms period rounds them by up to one period')
+    p.add_argument('--robot-pacing', choices=PACINGS, default=DEFAULT_PACING,
+                   help='how the emulated robot is paced (camera compute_pacing): add = wait '
+                   '(f - 1) x the layers\' CPU time after them, a quota throttle inside them '
+                   'on top (default, every run before total); total = until they took f x '
+                   'their CPU time in all, such a throttle absorbed')
 
 
 def _testbed_from_args(args: argparse.Namespace) -> Testbed:
@@ -304,7 +310,8 @@ def _sweep_action(args: argparse.Namespace) -> int:
         try:
             body = calibrate_robot(res, robot_scale=args.robot_scale, frames=args.frames,
                                    model=args.model, refit=args.refit,
-                                   robot_period_us=args.robot_period_us)
+                                   robot_period_us=args.robot_period_us,
+                                   robot_pacing=args.robot_pacing)
         except ValueError as exc:
             print(f'edgent-ros sweep: {exc}', file=sys.stderr)
             return 2
@@ -317,24 +324,27 @@ def _sweep_action(args: argparse.Namespace) -> int:
             factor, spread = 1.0, None
             if args.robot_spread and not args.robot_calibration:
                 raise ValueError('--robot-spread needs --robot-calibration')
+            robot = (args.robot_scale, args.model, args.robot_period_us, args.robot_pacing)
             if args.robot_calibration:
-                factor = calibration_factor(args.robot_calibration, args.robot_scale,
-                                            args.model, args.robot_period_us)
+                factor = calibration_factor(args.robot_calibration, *robot)
             if args.robot_latency and not args.robot_calibration:
                 raise ValueError('--robot-latency needs --robot-calibration')
-            latency = (calibration_latency(args.robot_calibration, args.robot_scale,
-                                           args.model, args.robot_period_us)
+            if args.robot_spread == 'blocks' and not args.robot_latency:
+                raise ValueError('--robot-spread blocks needs --robot-latency (the spread '
+                                 'around the block times the planner plans)')
+            latency = (calibration_latency(args.robot_calibration, *robot)
                        if args.robot_latency else None)
             if args.robot_spread:
-                spread = calibration_spread(args.robot_calibration, args.robot_scale,
-                                            args.model, args.robot_period_us)
+                spread = calibration_spread(args.robot_calibration, *robot,
+                                            of=args.robot_spread)
             n = run_paired(res, args.bandwidths, args.deadlines, args.policies,
                            frames=args.frames, reps=args.reps,
                            config_frames=args.config_frames, seed=args.seed,
                            robot_scale=args.robot_scale, fresh=args.fresh, robot_factor=factor,
                            redo_configs=args.redo_configs, model=args.model,
                            link_burst=args.link_burst, robot_spread=spread,
-                           robot_latency=latency, robot_period_us=args.robot_period_us)
+                           robot_latency=latency, robot_period_us=args.robot_period_us,
+                           robot_pacing=args.robot_pacing)
         except (ValueError, OSError, KeyError) as exc:
             print(f'edgent-ros sweep: {exc}', file=sys.stderr)
             return 2
@@ -501,9 +511,13 @@ def add_sweep_parser(sub) -> None:
     pa.add_argument('--robot-latency', action='store_true', help='with --robot-calibration: '
                     'planner and camera plan the robot\'s times measured there through the '
                     'emulation (its robot_latency.json) instead of the profile x the factor')
-    pa.add_argument('--robot-spread', action='store_true', help='with --robot-calibration: '
-                    'the planner also plans the spread measured there (planner parameter '
-                    'robot_time_spread) until a cell\'s own robot frames are measured')
+    pa.add_argument('--robot-spread', nargs='?', const='exits', choices=SPREADS_OF,
+                    default=None, help='with --robot-calibration: the planner also plans the '
+                    'spread measured there (planner parameter robot_time_spread) until a '
+                    'cell\'s own robot frames are measured. exits (the default value): around '
+                    'the profile x the factor, device-only frames of every exit pooled; '
+                    'blocks (needs --robot-latency): every frame around the block times '
+                    'measured there, the model such a planner plans')
     _robot_period_arg(pa)
     cr = acts.add_parser('calibrate-robot', help='measure the testbed robot device-only per '
                          'exit (live / modelled robot time) and at every split (its latency '
@@ -521,7 +535,7 @@ def add_sweep_parser(sub) -> None:
                          '--robot-latency)')
     cr.add_argument('--refit', action='store_true', help='run nothing: fit robot_calibration'
                     '.json and robot_latency.json again from the frames the folder holds (no '
-                    'root; the period they were measured at is kept)')
+                    'root; the period and pacing they were measured at are kept)')
     _robot_period_arg(cr)
     _robot_scale_arg(cr)
     pr = acts.add_parser('paired-report', help='tables, intervals, claims and PNGs of the '

@@ -2,16 +2,25 @@
 The testbed's robot camera: ``camera_node`` whose device layers take ``compute_slowdown`` x longer.
 
 A CFS CPU quota does not throttle the one short burst of compute a camera does per frame, so the
-testbed emulates a slower robot per frame, as the profiler does: after the device-side layers
-the camera waits (f - 1) x the CPU time they took (not their wall time, which a throttle of the
-robot's quota can stretch many-fold: f x a 50 ms throttle would be seconds), and the frame's
-``device_ms`` includes the wait. The production ``CameraNode`` knows nothing of this; it only
-offers the ``after_compute`` hook used here.
+testbed emulates a slower robot per frame, as the profiler does, from the CPU time the
+device-side layers took (not their wall time, which a throttle of the robot's quota can stretch
+many-fold: f x a 50 ms throttle would be seconds). ``compute_pacing`` says how:
+
+- ``add`` (the default, every run before ``total``): after the layers, wait (f - 1) x their CPU
+  time. A throttle of the robot cgroup that fell inside the layers stays in the frame's time, on
+  top: up to one CFS period less the quota (75 ms at the 100 ms default, 7.5 ms at 10 ms).
+- ``total``: wait until the layers have taken f x their CPU time in all (nothing when their
+  wall time is longer already). A throttle inside them is absorbed whenever f x the CPU time
+  covers it, as a robot that is f times slower has no such stall: its time is its work.
+
+The frame's ``device_ms`` includes the wait. The production ``CameraNode`` knows nothing of
+this; it only offers the ``after_compute`` hook used here.
 
 Run as ``python -m edgent_ros.evaluation.emulated_camera --ros-args -p compute_slowdown:=2.15
 ...``: the same node name, topics and parameters as ``camera_node``, plus read-only
-``compute_slowdown`` (>= 1; 1 = no emulation). Signals are recorded from the first line on, as in
-the node executables (``nodes.entry``, ``nodes.signals``).
+``compute_slowdown`` (>= 1; 1 = no emulation) and ``compute_pacing`` (``add`` or ``total``).
+Signals are recorded from the first line on, as in the node executables (``nodes.entry``,
+``nodes.signals``).
 """
 
 from __future__ import annotations
@@ -22,25 +31,34 @@ from typing import Callable, Optional
 from ..nodes.entry import run_guarded
 
 COMPUTE_SLOWDOWN_RANGE = (1.0, 10_000.0)
+PACINGS = ('add', 'total')
+DEFAULT_PACING = 'add'
 
 
 class ComputeSlowdown:
     """
-    ``after_compute`` hook: wait (``factor`` - 1) x the layers' CPU time, add it to device_ms.
+    ``after_compute`` hook: make the layers take ``factor`` x their CPU time; add the wait.
 
-    ``sleep`` (seconds) is injectable for tests.
+    ``pacing`` ``add``: wait (``factor`` - 1) x the layers' CPU time; ``total``: wait
+    ``factor`` x that less their wall time (>= 0). ``sleep`` (seconds) is injectable for tests.
     """
 
-    def __init__(self, factor: float = 1.0, sleep: Callable[[float], None] = time.sleep):
+    def __init__(self, factor: float = 1.0, sleep: Callable[[float], None] = time.sleep,
+                 pacing: str = DEFAULT_PACING):
         self.factor = check_factor(factor)
+        self.pacing = check_pacing(pacing)
         self._sleep = sleep
 
     def __call__(self, out) -> None:
         """Emulate the slower robot on ``out`` (a ``core.inference.DeviceOutput``)."""
         if self.factor <= 1.0:
             return
-        extra_ms = (self.factor - 1.0) * out.layers_cpu_ms
-        self._sleep(extra_ms / 1e3)
+        if self.pacing == 'total':
+            extra_ms = max(0.0, self.factor * out.layers_cpu_ms - out.layers_ms)
+        else:
+            extra_ms = (self.factor - 1.0) * out.layers_cpu_ms
+        if extra_ms > 0.0:
+            self._sleep(extra_ms / 1e3)
         out.device_ms += extra_ms
 
 
@@ -51,6 +69,13 @@ def check_factor(factor: float) -> float:
             or not lo <= factor <= hi:
         raise ValueError(f'compute_slowdown must be in [{lo:g}, {hi:g}], got {factor!r}')
     return float(factor)
+
+
+def check_pacing(pacing: str) -> str:
+    """Return ``pacing``; ValueError naming it unless one of ``PACINGS``."""
+    if pacing not in PACINGS:
+        raise ValueError(f'compute_pacing must be one of {", ".join(PACINGS)}, got {pacing!r}')
+    return pacing
 
 
 def main(args: Optional[list] = None) -> int:
@@ -65,7 +90,12 @@ def main(args: Optional[list] = None) -> int:
             node, 'compute_slowdown', 1.0, 'robot emulation: after the device-side layers, '
             'wait (f - 1) x their CPU time (a CPU quota does not throttle one short burst)',
             float_range=COMPUTE_SLOWDOWN_RANGE, read_only=True))
-        node.get_logger().info(f'robot emulation: compute_slowdown {slowdown.factor:g}')
+        slowdown.pacing = check_pacing(declare(
+            node, 'compute_pacing', DEFAULT_PACING, 'robot emulation: add = wait (f - 1) x the '
+            'layers\' CPU time after them; total = until they took f x it in all (a quota '
+            'throttle inside them absorbed)', read_only=True))
+        node.get_logger().info(f'robot emulation: compute_slowdown {slowdown.factor:g}, '
+                               f'pacing {slowdown.pacing}')
         return node
 
     return run(make, args)

@@ -37,6 +37,7 @@ from .sweep import (aggregate, append_rows, check_grid, CSV_FIELDS, DEFAULT_ROBO
 from .sweep_session import (_predictor, NodeSession, planner_problem, TESTBED_NAME,
                             testbed_run)
 from ..offline.hosts import cfs_quota_us
+from .emulated_camera import check_pacing, DEFAULT_PACING
 from .testbed import (DEFAULT_BURST_BYTES, DEFAULT_ROBOT_PERIOD_US, DEFAULT_ROBOT_QUOTA,
                       Testbed)
 
@@ -49,6 +50,7 @@ PREFIX_FRAMES = 15   # per prefix (calibrate_robot)
 CALIBRATION_ROUNDS = 3   # calibrate_robot's frames of a configuration, in this many rounds
 META_FILE = 'paired_meta.json'
 SPREAD_QUANTILES = 32   # robot_calibration.json's spread: this many quantiles
+SPREADS_OF = ('exits', 'blocks')   # what a calibration's robot-time spread is measured around
 CALIBRATION_FRAMES = 75   # per exit: 300 on a 4-exit model (calibrate_robot)
 CONFIG_MEDIAN_FRAMES = 10   # a configuration's median robot time is compared from this many
 
@@ -165,7 +167,8 @@ def run_paired(out_dir: Path, bandwidths: Sequence[float], deadlines: Sequence[f
                link_burst: bool = False,
                robot_spread: Optional[Sequence[float]] = None,
                robot_latency: Optional[Path] = None,
-               robot_period_us: int = DEFAULT_ROBOT_PERIOD_US) -> int:
+               robot_period_us: int = DEFAULT_ROBOT_PERIOD_US,
+               robot_pacing: str = DEFAULT_PACING) -> int:
     """
     Run every configuration and policy cell not yet in ``out_dir``; return how many ran.
 
@@ -187,10 +190,12 @@ def run_paired(out_dir: Path, bandwidths: Sequence[float], deadlines: Sequence[f
     emulation (``calibrate_robot``'s ``robot_latency.json``, in units of ``robot_scale`` x
     ``robot_factor``): planner and camera fallback plan with it (``latency_models_path``).
     ``robot_period_us``: the robot cgroup's CFS period (its quota stays the testbed's share of
-    one CPU per period); ``paired_meta.json`` records it.
+    one CPU per period); ``robot_pacing``: the emulated camera's ``compute_pacing``
+    (``evaluation.emulated_camera``); ``paired_meta.json`` records both.
     """
     check_grid(bandwidths, deadlines, policies)
     cfs_quota_us(DEFAULT_ROBOT_QUOTA, robot_period_us)   # a bad period, before anything runs
+    check_pacing(robot_pacing)
     if frames < 1 or reps < 1 or config_frames < 1:
         raise ValueError(f'frames, reps and config_frames must be >= 1, got {frames}, {reps}, '
                          f'{config_frames}')
@@ -225,7 +230,7 @@ def run_paired(out_dir: Path, bandwidths: Sequence[float], deadlines: Sequence[f
     meta = {'model': model_label(model), 'robot_scale': robot_scale,
             'robot_factor': float(robot_factor), 'link_burst_bytes': burst,
             'robot_time_spread': spread, 'probe_settle': bool(burst),
-            'robot_period_us': int(robot_period_us)}
+            'robot_period_us': int(robot_period_us), 'robot_pacing': robot_pacing}
     if robot_latency:   # a path relative to the results folder when inside it
         meta['robot_latency'] = (os.path.relpath(robot_latency, out_dir.resolve())
                                  if robot_latency.is_relative_to(out_dir.resolve())
@@ -237,13 +242,14 @@ def run_paired(out_dir: Path, bandwidths: Sequence[float], deadlines: Sequence[f
                float(old.get('robot_factor', 1.0)), int(old.get('link_burst_bytes', 0)),
                [float(x) for x in old.get('robot_time_spread', [1.0])],
                bool(old.get('probe_settle', False)), old.get('robot_latency', ''),
-               recorded_period_us(old))
+               recorded_period_us(old), recorded_pacing(old))
         if was != (meta['model'], float(robot_scale), float(robot_factor), burst, spread,
-                   bool(burst), meta.get('robot_latency', ''), int(robot_period_us)):
+                   bool(burst), meta.get('robot_latency', ''), int(robot_period_us),
+                   robot_pacing):
             raise ValueError(f'{out_dir} holds a run of {old}; resume it with the same model, '
                              'robot scale, robot calibration and block times, robot spread, '
-                             'robot CPU period and link burst (and this version\'s probe '
-                             'settle), or pass --fresh')
+                             'robot CPU period and pacing and link burst (and this version\'s '
+                             'probe settle), or pass --fresh')
     meta_path.write_text(json.dumps(meta, indent=1) + '\n')
     logdir = Path(logdir or (Path('/tmp') / f'edgent-paired-{int(time.time())}'))
     ran = 0
@@ -265,7 +271,8 @@ def run_paired(out_dir: Path, bandwidths: Sequence[float], deadlines: Sequence[f
                 planner['link_burst_bytes'] = burst
             if len(spread) > 1:
                 planner['robot_time_spread'] = spread
-            camera = {'wait_for_link': True, 'paused': False, 'robot_time_scale': model_scale}
+            camera = {'wait_for_link': True, 'paused': False, 'robot_time_scale': model_scale,
+                      'compute_pacing': robot_pacing}
             if robot_latency:
                 planner['latency_models_path'] = camera['latency_models_path'] = \
                     str(robot_latency)
@@ -328,14 +335,25 @@ def recorded_period_us(body: Mapping[str, object]) -> int:
     return int(body.get('robot_period_us', DEFAULT_ROBOT_PERIOD_US))
 
 
+def recorded_pacing(body: Mapping[str, object]) -> str:
+    """
+    Return the robot emulation's pacing a calibration file or ``paired_meta.json`` records.
+
+    Files written before the pacing was recorded paced ``add`` (``evaluation.emulated_camera``).
+    """
+    return str(body.get('robot_pacing', DEFAULT_PACING))
+
+
 def calibration_factor(path: Path, robot_scale: float, model: Optional[Path] = None,
-                       robot_period_us: int = DEFAULT_ROBOT_PERIOD_US) -> float:
+                       robot_period_us: int = DEFAULT_ROBOT_PERIOD_US,
+                       robot_pacing: str = DEFAULT_PACING) -> float:
     """
     Return the factor of a ``calibrate_robot`` file, checked against the run it is used for.
 
     Raises ValueError when the file is missing or unreadable, or was measured at another robot
-    scale, on another model than ``model`` (files before models were recorded: the AlexNet) or
-    at another robot CPU period (files before periods were recorded: the 100 ms default).
+    scale, on another model than ``model`` (files before models were recorded: the AlexNet),
+    at another robot CPU period (files before periods were recorded: the 100 ms default) or
+    with another robot pacing (before pacings were recorded: ``add``).
     """
     path = Path(path)
     try:
@@ -350,6 +368,10 @@ def calibration_factor(path: Path, robot_scale: float, model: Optional[Path] = N
     if period != int(robot_period_us):
         raise ValueError(f'{path} was measured with a robot CPU period of {period} us, not '
                          f'{int(robot_period_us)} us: pass the same --robot-period-us')
+    pacing = recorded_pacing(cal)
+    if pacing != robot_pacing:
+        raise ValueError(f'{path} was measured with robot pacing {pacing}, not {robot_pacing}: '
+                         'pass the same --robot-pacing')
     want, got = model_label(model), str(cal.get('model', ''))
     if got != want:
         raise ValueError(f'{path} was measured on model {got or "alexnet (default)"}, not '
@@ -372,31 +394,41 @@ def spread_quantiles(ratios: Sequence[float], n: int = SPREAD_QUANTILES) -> List
 
 
 def calibration_spread(path: Path, robot_scale: float, model: Optional[Path] = None,
-                       robot_period_us: int = DEFAULT_ROBOT_PERIOD_US) -> List[float]:
+                       robot_period_us: int = DEFAULT_ROBOT_PERIOD_US,
+                       robot_pacing: str = DEFAULT_PACING, of: str = 'exits') -> List[float]:
     """
     Return the robot-time spread of a ``calibrate_robot`` file (checked as ``calibration_factor``).
 
-    Raises ValueError when the file has none (written before spreads were recorded: run
-    ``sweep calibrate-robot`` again) or holds a bad one.
+    ``of`` ``exits``: around the profile x the factor, every exit's device-only frames pooled
+    (``spread``: what a planner of the profiled model meets); ``blocks``: around the block
+    times the same calibration measured, every frame it measured (``spread_blocks``: what a
+    planner of ``robot_latency.json``, ``--robot-latency``, meets). Raises ValueError when the
+    file has none (written before that spread was recorded: refit or run ``sweep
+    calibrate-robot`` again) or holds a bad one.
     """
-    calibration_factor(path, robot_scale, model, robot_period_us)
-    spread = json.loads(Path(path).read_text()).get('spread')
+    if of not in SPREADS_OF:
+        raise ValueError(f'a robot spread is of one of {", ".join(SPREADS_OF)}, not {of!r}')
+    calibration_factor(path, robot_scale, model, robot_period_us, robot_pacing)
+    key = 'spread' if of == 'exits' else 'spread_blocks'
+    spread = json.loads(Path(path).read_text()).get(key)
     if not spread:
-        raise ValueError(f'{path} records no robot-time spread (written before spreads were '
-                         'recorded): run edgent-ros sweep calibrate-robot again')
+        raise ValueError(f'{path} records no robot-time {key} (written before it was '
+                         'recorded): refit it (edgent-ros sweep calibrate-robot --refit) or '
+                         'run sweep calibrate-robot again')
     check_spread(spread)
     return [float(x) for x in spread]
 
 
 def calibration_latency(path: Path, robot_scale: float, model: Optional[Path] = None,
-                        robot_period_us: int = DEFAULT_ROBOT_PERIOD_US) -> Path:
+                        robot_period_us: int = DEFAULT_ROBOT_PERIOD_US,
+                        robot_pacing: str = DEFAULT_PACING) -> Path:
     """
     Return the block-times file of a ``calibrate_robot`` file (checked as ``calibration_factor``).
 
     Raises ValueError when it has none (written before prefixes were measured: run ``sweep
     calibrate-robot`` again) or the file is not there.
     """
-    calibration_factor(path, robot_scale, model, robot_period_us)
+    calibration_factor(path, robot_scale, model, robot_period_us, robot_pacing)
     name = json.loads(Path(path).read_text()).get('robot_latency')
     if not name:
         raise ValueError(f'{path} has no robot block times (written before calibrate-robot '
@@ -470,7 +502,8 @@ def calibrate_robot(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
                     frames: int = CALIBRATION_FRAMES,
                     name: str = TESTBED_NAME, logdir: Optional[Path] = None,
                     model: Optional[Path] = None, refit: bool = False,
-                    robot_period_us: int = DEFAULT_ROBOT_PERIOD_US) -> Dict[str, object]:
+                    robot_period_us: int = DEFAULT_ROBOT_PERIOD_US,
+                    robot_pacing: str = DEFAULT_PACING) -> Dict[str, object]:
     """
     Measure the testbed's robot as the planner models it; write ``robot_calibration.json``.
 
@@ -487,13 +520,17 @@ def calibrate_robot(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
     latency file with the robot's times so measured goes to ``robot_latency.json``
     (``_write_robot_latency``, in units of robot scale x ``factor``; named by
     ``robot_latency``): the profile taken through the emulation, for ``sweep paired
-    --robot-latency``. All of it in ``CALIBRATION_ROUNDS`` interleaved rounds
-    (``calibration_rounds``). ``refit``: run nothing; fit both files again from the frames
-    already in ``out_dir`` (after a change to the fit), keeping their ``measured_at`` and
-    their robot CPU period. ``robot_period_us``: the robot cgroup's CFS period, recorded in the
-    file (``sweep paired`` refuses the file for a run at another period).
+    --robot-latency``, with ``spread_blocks``: the spread of every frame measured (prefixes
+    too) around those block times, the spread such a planner meets. All of it in
+    ``CALIBRATION_ROUNDS`` interleaved rounds (``calibration_rounds``). ``refit``: run
+    nothing; fit both files again from the frames already in ``out_dir`` (after a change to the
+    fit), keeping their ``measured_at`` and their robot CPU period and pacing.
+    ``robot_period_us``: the robot cgroup's CFS period; ``robot_pacing``: the emulated camera's
+    ``compute_pacing``; both recorded in the file (``sweep paired`` refuses the file for a run
+    with another).
     """
     cfs_quota_us(DEFAULT_ROBOT_QUOTA, robot_period_us)   # a bad period, before anything runs
+    check_pacing(robot_pacing)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     frames_csv = out_dir / 'robot_calibration_frames.csv'
@@ -510,14 +547,16 @@ def calibrate_robot(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
                              f'{old.get("robot_scale")}: refit it with the same')
         return _calibration_files(out_dir, read_rows(frames_csv), problem, accuracy, model,
                                   robot_scale, int(old['measured_at']),
-                                  period_us=recorded_period_us(old))
+                                  period_us=recorded_period_us(old),
+                                  pacing=recorded_pacing(old))
     frames_csv.unlink(missing_ok=True)
     logdir = Path(logdir or (Path('/tmp') / f'edgent-calibrate-{int(time.time())}'))
     tb = Testbed(name=name, rate_mbps=10.0, robot_period_us=int(robot_period_us))
     rows: List[dict] = []
     try:
         tb.setup()
-        sess = NodeSession(tb, robot_scale, logdir, camera={'wait_for_link': True},
+        sess = NodeSession(tb, robot_scale, logdir, camera={'wait_for_link': True,
+                                                            'compute_pacing': robot_pacing},
                            model=model)
         runner = _Runner(sess, problem, accuracy, 10.0, frames_csv, None, 1.0, robot_scale)
         try:
@@ -534,12 +573,13 @@ def calibrate_robot(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
     finally:
         tb.teardown()
     return _calibration_files(out_dir, rows, problem, accuracy, model, robot_scale,
-                              int(time.time()), logdir, int(robot_period_us))
+                              int(time.time()), logdir, int(robot_period_us), robot_pacing)
 
 
 def _calibration_files(out_dir: Path, every: Sequence[dict], problem, accuracy, model,
                        robot_scale: float, measured_at: int, logdir: Optional[Path] = None,
-                       period_us: int = DEFAULT_ROBOT_PERIOD_US) -> Dict[str, object]:
+                       period_us: int = DEFAULT_ROBOT_PERIOD_US,
+                       pacing: str = DEFAULT_PACING) -> Dict[str, object]:
     """Write ``calibrate_robot``'s two files from its frame rows; return the calibration."""
     rows = [r for r in every if int(r['split']) == problem.branch_len(int(r['exit']))]
     ratios = device_ratios(rows, problem)
@@ -551,14 +591,19 @@ def _calibration_files(out_dir: Path, every: Sequence[dict], problem, accuracy, 
         if r:
             per_exit[str(e)] = round(statistics.median(r), 4)
     body = {'model': model_label(model), 'robot_scale': robot_scale,
-            'robot_period_us': period_us, 'factor': round(statistics.median(ratios), 4),
+            'robot_period_us': period_us, 'robot_pacing': pacing,
+            'factor': round(statistics.median(ratios), 4),
             'per_exit': per_exit, 'frames': len(ratios), 'measured_at': measured_at,
             'spread': spread_quantiles(ratios),
             'how': 'median of measured / modelled robot time, device-only, every exit; spread: '
                    f'{SPREAD_QUANTILES} quantiles of those ratios over their median (smallest '
-                   'to largest), every exit pooled'}
+                   'to largest), every exit pooled; spread_blocks: the same of every frame '
+                   '(prefixes too) over the block times of robot_latency'}
     body['robot_latency'] = _write_robot_latency(
         out_dir / ROBOT_LATENCY_FILE, model, every, robot_scale * float(body['factor']))
+    _, measured = planner_problem(robot_scale * float(body['factor']), model=model,
+                                  latency=out_dir / body['robot_latency'])
+    body['spread_blocks'] = spread_quantiles(device_ratios(every, measured))
     (out_dir / CALIBRATION_FILE).write_text(json.dumps(body, indent=1) + '\n')
     return body
 

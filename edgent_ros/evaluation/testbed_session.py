@@ -76,13 +76,15 @@ def camera_argv(params: Dict[str, object]) -> List[str]:
     Return the command that starts the robot's camera with ``--ros-args`` for ``params``.
 
     ``compute_slowdown`` 1 (or absent): the installed ``camera_node``, without that parameter
-    (the production camera has none); otherwise the testbed's emulated robot camera (``python
-    -m edgent_ros.evaluation.emulated_camera``, the same node with a slower robot's compute).
+    or ``compute_pacing`` (the production camera has neither); otherwise the testbed's
+    emulated robot camera (``python -m edgent_ros.evaluation.emulated_camera``, the same node
+    with a slower robot's compute).
     """
     params = dict(params)
     camera = executable('camera_node')   # the install must be there (messages, artifacts)
     if float(params.get('compute_slowdown', 1.0)) == 1.0:
         params.pop('compute_slowdown', None)
+        params.pop('compute_pacing', None)
         return [camera, *ros_args(params)]
     return [sys.executable, '-m', 'edgent_ros.evaluation.emulated_camera', *ros_args(params)]
 

@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from edgent_ros.evaluation.emulated_camera import check_factor, ComputeSlowdown
+from edgent_ros.evaluation.emulated_camera import check_factor, check_pacing, ComputeSlowdown
 from edgent_ros.evaluation import testbed_session
 
 
@@ -15,6 +15,34 @@ def test_slowdown_waits_f_minus_one_times_the_layers_cpu_time():
     hook(out)
     assert slept == [pytest.approx(0.006)]            # (4 - 1) x 2 ms, in seconds
     assert out.device_ms == pytest.approx(11.0)      # the wait is the robot's compute
+
+
+def test_total_pacing_waits_until_the_layers_took_f_times_their_cpu_time():
+    # 2 ms of CPU that took 3 ms of wall time (a quota throttle inside the layers): the robot
+    # that is 4 x slower takes 8 ms, throttle or not, so the wait is 5 ms
+    slept = []
+    hook = ComputeSlowdown(4.0, sleep=slept.append, pacing='total')
+    out = SimpleNamespace(device_ms=5.0, layers_ms=3.0, layers_cpu_ms=2.0)
+    hook(out)
+    assert slept == [pytest.approx(0.005)]
+    assert out.device_ms == pytest.approx(10.0)      # 2 ms outside the layers + 8 ms
+    # a throttle longer than f x the CPU time: no wait, the frame keeps its wall time
+    slept.clear()
+    out = SimpleNamespace(device_ms=12.0, layers_ms=10.0, layers_cpu_ms=2.0)
+    hook(out)
+    assert slept == [] and out.device_ms == 12.0
+    # the same frame paced 'add' keeps the throttle on top: 5 + (4 - 1) x 2
+    out = SimpleNamespace(device_ms=5.0, layers_ms=3.0, layers_cpu_ms=2.0)
+    ComputeSlowdown(4.0, sleep=slept.append)(out)
+    assert out.device_ms == pytest.approx(11.0)
+
+
+@pytest.mark.parametrize('bad', ['sum', '', None, 1])
+def test_bad_pacing_is_refused_naming_it(bad):
+    with pytest.raises(ValueError, match='compute_pacing must be one of add, total'):
+        check_pacing(bad)
+    with pytest.raises(ValueError, match='compute_pacing'):
+        ComputeSlowdown(2.0, pacing=bad)
 
 
 def test_slowdown_one_does_nothing():
@@ -38,3 +66,8 @@ def test_camera_command_picks_the_emulated_camera_only_when_slowed(monkeypatch):
     assert argv[1:3] == ['-m', 'edgent_ros.evaluation.emulated_camera']
     assert argv[3] == '--ros-args' and 'compute_slowdown:=2.15' in argv and 'fps:=5.0' in argv
     assert testbed_session.camera_argv({})[0] == '/install/camera_node'
+    # the production camera has no compute_pacing either
+    argv = testbed_session.camera_argv({'compute_slowdown': 1.0, 'compute_pacing': 'total'})
+    assert argv[0] == '/install/camera_node' and not any('compute_pacing' in a for a in argv)
+    argv = testbed_session.camera_argv({'compute_slowdown': 21.5, 'compute_pacing': 'total'})
+    assert 'compute_pacing:=total' in argv

@@ -261,6 +261,47 @@ def test_a_robot_calibration_is_refused_at_another_cpu_period(tmp_path):
         calibration_factor(f, 60, robot_period_us=10000)
 
 
+def test_a_robot_calibration_is_refused_with_another_pacing(tmp_path):
+    # paced 'add', a quota throttle inside the layers is in the robot's time; 'total' absorbs it
+    f = tmp_path / 'robot_calibration.json'
+    f.write_text('{"robot_scale": 60.0, "factor": 1.02, "robot_pacing": "total", '
+                 '"spread": [0.9, 1.0, 1.2], "robot_latency": "robot_latency.json"}')
+    (tmp_path / 'robot_latency.json').write_text('{}')
+    assert calibration_factor(f, 60, robot_pacing='total') == pytest.approx(1.02)
+    for check in (calibration_factor, calibration_spread, calibration_latency):
+        with pytest.raises(ValueError, match='robot pacing total, not add'):
+            check(f, 60)
+    f.write_text('{"robot_scale": 60.0, "factor": 1.02}')   # before pacings were recorded
+    assert calibration_factor(f, 60) == pytest.approx(1.02)
+    with pytest.raises(ValueError, match='robot pacing add, not total'):
+        calibration_factor(f, 60, robot_pacing='total')
+    # a resume at another pacing, and a pacing that does not exist
+    (tmp_path / META_FILE).write_text('{"model": "", "robot_scale": 60.0}')
+    with pytest.raises(ValueError, match='pacing'):
+        run_paired(tmp_path, [1.0], [100.0], frames=1, reps=1, robot_scale=60.0,
+                   robot_pacing='total')
+    with pytest.raises(ValueError, match='compute_pacing must be one of'):
+        run_paired(tmp_path, [1.0], [100.0], frames=1, reps=1, robot_scale=60.0,
+                   robot_pacing='fast', fresh=True)
+    assert json.loads((tmp_path / META_FILE).read_text()) == {'model': '',
+                                                              'robot_scale': 60.0}
+
+
+def test_the_spread_around_the_block_times_is_its_own_entry(tmp_path):
+    # a planner of the measured block times meets the spread around them, not the spread of
+    # the device-only frames around the profile x one factor
+    f = tmp_path / 'robot_calibration.json'
+    body = {'robot_scale': 60.0, 'factor': 1.02, 'spread': [0.8, 1.0, 1.4]}
+    f.write_text(json.dumps(body))
+    assert calibration_spread(f, 60) == calibration_spread(f, 60, of='exits') == [0.8, 1.0, 1.4]
+    with pytest.raises(ValueError, match='no robot-time spread_blocks.*--refit'):
+        calibration_spread(f, 60, of='blocks')
+    f.write_text(json.dumps(dict(body, spread_blocks=[0.95, 1.0, 1.05])))
+    assert calibration_spread(f, 60, of='blocks') == [0.95, 1.0, 1.05]
+    with pytest.raises(ValueError, match='exits, blocks'):
+        calibration_spread(f, 60, of='frames')
+
+
 def test_a_resume_with_another_model_or_robot_is_refused(tmp_path):
     (tmp_path / META_FILE).write_text('{"model": "resnet64", "robot_scale": 10.0}')
     with pytest.raises(ValueError, match='resume it with the same model'):

@@ -12,8 +12,8 @@ from edgent_ros.core.latency import LatencyModels
 from edgent_ros.core.model_plan import (branch_ms, fit_prefixes, load_block_latency,
                                         load_table, measured_robot_blocks, problem_for)
 from edgent_ros.core.optimizer import EdgentProblem, evaluate, scale_robot
-from edgent_ros.evaluation.paired_session import (calibrate_robot, calibration_rounds,
-                                                  prefix_configs)
+from edgent_ros.evaluation.paired_session import (_calibration_files, calibrate_robot,
+                                                  calibration_rounds, prefix_configs)
 from edgent_ros.evaluation.sweep_session import planner_problem
 
 
@@ -220,3 +220,26 @@ def test_refit_rebuilds_the_committed_alexnet_calibration(tmp_path):
     (tmp_path / 'robot_calibration_frames.csv').unlink()
     with pytest.raises(ValueError, match='not found'):
         calibrate_robot(tmp_path, robot_scale=60.0, refit=True)
+
+
+def test_spread_blocks_is_the_spread_around_the_measured_block_times(tmp_path):
+    """
+    Exit 1 runs at 0.8 x the profile, every other branch at 1.2 x, each frame within 1 %.
+
+    One factor for every exit leaves the 0.8 / 1.2 split in ``spread``; the block times fitted
+    from those frames predict each configuration, so ``spread_blocks`` is the 1 % only.
+    """
+    acc, problem = planner_problem(60.0)
+    configs = prefix_configs(problem, True) + [(e, problem.branch_len(e)) for e in problem.exits]
+    rows = []
+    for e, s in configs:
+        ms = evaluate(problem, 1e9, e, s).device_ms * (0.8 if e == 1 else 1.2)
+        for k in range(10):
+            d = ms * (1.0 + (0.01 if k % 2 else -0.01))
+            rows.append({'exit': e, 'split': s, 'encoding': 'raw', 'device_ms': d,
+                         'e2e_ms': d + 1.0})
+    body = _calibration_files(tmp_path, rows, problem, acc, None, 60.0, 0)
+    assert body['spread'][0] < 0.7                 # exit 1 against the others' median
+    assert body['spread_blocks'][0] == pytest.approx(0.99, abs=0.005)
+    assert body['spread_blocks'][-1] == pytest.approx(1.01, abs=0.005)
+    assert body['robot_pacing'] == 'add' and body['robot_period_us'] == 100000
