@@ -168,7 +168,8 @@ def _fitted_prefixes(profile: Sequence[float], measured: Mapping[int, float],
 
 def measured_robot_blocks(latency: Mapping[str, Any], table: Mapping[str, Any],
                           measured: Mapping[Tuple[int, int], float], scale: float,
-                          weights: Optional[Mapping[Tuple[int, int], float]] = None
+                          weights: Optional[Mapping[Tuple[int, int], float]] = None,
+                          encoders: Optional[Mapping[Tuple[int, str], float]] = None
                           ) -> Dict[str, Any]:
     """
     Return ``latency`` with the robot's block times taken from live prefixes of the robot.
@@ -180,8 +181,11 @@ def measured_robot_blocks(latency: Mapping[str, Any], table: Mapping[str, Any],
     its device-only time less the trunk prefix it leaves from (the profiled head scaled like
     the trunk when not measured, and never below a tenth of it). Every time is divided by
     ``scale`` (the planner's ``robot_time_scale``), so that the planner, multiplying by it,
-    plans the measured robot. Raises ValueError without a trunk split measured or for a bad
-    ``scale``.
+    plans the measured robot. ``encoders``: the live robot time (ms) of learned bottleneck
+    encoders ``(split, name)`` (a bottleneck's prefix less the raw one), likewise divided by
+    ``scale``, as ``encode_ms`` {"split/name": ms}: ``problem_for`` plans them in place of the
+    encoding table's, which are timed on the training host, not through the robot's emulation.
+    Raises ValueError without a trunk split measured or for a bad ``scale``.
     """
     if not scale > 0:
         raise ValueError(f'scale must be > 0, got {scale!r}')
@@ -215,6 +219,9 @@ def measured_robot_blocks(latency: Mapping[str, Any], table: Mapping[str, Any],
                  'scale': scale})
     hosts['robot'] = {'trunk_ms': [(prefix[s + 1] - prefix[s]) / scale for s in range(n)],
                       'heads_ms': [h / scale for h in new_heads], 'info': info}
+    if encoders:
+        hosts['robot']['encode_ms'] = {f'{int(s)}/{name}': max(float(ms), 0.0) / scale
+                                       for (s, name), ms in sorted(encoders.items())}
     body['hosts'] = hosts
     return body
 
@@ -242,7 +249,9 @@ def problem_for(table: Mapping[str, Any], latency: Mapping[str, Any],
 
     ``encodings`` other than raw (``jpeg``, ``bn<c>``...) become variants of the cuts the
     ``encoding_table`` (``load_model_encodings``) measured them at; a bottleneck's encoder is
-    robot compute and is scaled with ``robot_time_scale`` like the layers.
+    robot compute and is scaled with ``robot_time_scale`` like the layers. Encoder times the
+    latency file measured on the robot (its robot ``encode_ms``, ``measured_robot_blocks``)
+    replace the table's at every exit of their cut.
     """
     robot = branch_ms(table, latency, 'robot')
     edge = branch_ms(table, latency, 'edge')
@@ -252,6 +261,11 @@ def problem_for(table: Mapping[str, Any], latency: Mapping[str, Any],
         raise ArtifactError(f'no top-1 for exits {missing} (edgent-ros train-exits, or '
                             '--assume-accuracy for a model with random weights)')
     acc = {e: accuracy[e] for e in exits}
+    measured = latency['hosts']['robot'].get('encode_ms') or {}
+    if measured and encoding_table is not None:
+        encoding_table = {k: (v._replace(encode_ms=float(measured[f'{k[1]}/{k[2]}']))
+                              if f'{k[1]}/{k[2]}' in measured else v)
+                          for k, v in encoding_table.items()}
     variants = encoding_variants(robot, encodings, encoding_table, acc)
     problem = EdgentProblem(acc, robot, edge, split_bytes(table, bytes_per_element),
                             overhead_ms, variants=variants, message_bytes=message_bytes)

@@ -22,12 +22,13 @@ import time
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..core.arch import EXIT_ATTACH
-from ..core.artifacts import ARTIFACT_DIR, read_config, save_json
+from ..core.artifacts import ARTIFACT_DIR, ArtifactError, read_config, save_json
 from ..core.chance import check_spread, spread_quantiles as chance_quantiles
+from ..core.codec import bottleneck_width
 from ..core.latency import LatencyModels
 from ..core.model_desc import load_description, resolve
-from ..core.model_plan import (LATENCY_FORMAT, load_block_latency, load_table,
-                               measured_robot_blocks)
+from ..core.model_plan import (LATENCY_FORMAT, load_block_latency, load_model_encodings,
+                               load_table, measured_robot_blocks)
 from ..core.optimizer import evaluate
 from ..core.planner import parse_fixed
 from .paired import (candidates, Config, config_name, OracleSearch, PAIRED_POLICIES,
@@ -562,9 +563,10 @@ def calibrate_robot(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
         try:
             sess.start(10.0)
             plan = [((e, problem.branch_len(e)), frames) for e in sorted(accuracy)] + \
-                [(c, PREFIX_FRAMES) for c in prefix_configs(problem, model is None)]
+                [(c, PREFIX_FRAMES) for c in prefix_configs(problem, model is None)] + \
+                [(c, PREFIX_FRAMES) for c in encoder_configs(problem, model)]
             for k, (c, n) in enumerate(calibration_rounds(plan, CALIBRATION_ROUNDS)):
-                print(f'calibrate: exit {c[0]} split {c[1]} ({n} frames; cell {k + 1} of '
+                print(f'calibrate: {config_name(c)} ({n} frames; cell {k + 1} of '
                       f'{len(plan) * CALIBRATION_ROUNDS})', file=sys.stderr)
                 rows += runner.cell('calibration', config_policy(c), fixed_params(c), 1000.0,
                                     n, 0, 0)
@@ -601,7 +603,8 @@ def _calibration_files(out_dir: Path, every: Sequence[dict], problem, accuracy, 
                    '(prefixes too) over the block times of robot_latency'}
     body['robot_latency'] = _write_robot_latency(
         out_dir / ROBOT_LATENCY_FILE, model, every, robot_scale * float(body['factor']))
-    _, measured = planner_problem(robot_scale * float(body['factor']), model=model,
+    encs = sorted({str(r.get('encoding') or 'raw') for r in every} | {'raw'})
+    _, measured = planner_problem(robot_scale * float(body['factor']), encs, model=model,
                                   latency=out_dir / body['robot_latency'])
     body['spread_blocks'] = spread_quantiles(device_ratios(every, measured))
     (out_dir / CALIBRATION_FILE).write_text(json.dumps(body, indent=1) + '\n')
@@ -641,6 +644,27 @@ def prefix_configs(problem, branched: bool) -> List[Tuple[int, int]]:
     return out
 
 
+def encoder_configs(problem, model: Optional[Path]) -> List[Tuple[int, int, str]]:
+    """
+    Return the (exit, split, bottleneck) ``calibrate_robot`` measures a learned encoder at.
+
+    Every learned bottleneck of a described model's encoding table, on the whole-trunk exit
+    (the encoder is the same whichever exit follows): its robot time less the raw prefix's
+    is the encoder's (``_write_robot_latency``). None for the AlexNet or a model without any.
+    """
+    if model is None:
+        return []
+    files = load_description(model).files()
+    table = load_table(files['table'])
+    try:
+        enc = load_model_encodings(files['accuracy'], table['model_id'])
+    except (ArtifactError, KeyError, ValueError):
+        return []
+    last = max(problem.exits)
+    return sorted({(last, s, x) for _, s, x in enc
+                   if bottleneck_width(x) is not None and 0 < s < problem.branch_len(last)})
+
+
 def _write_robot_latency(path: Path, model: Optional[Path], rows: Sequence[dict],
                          scale: float) -> str:
     """
@@ -653,11 +677,18 @@ def _write_robot_latency(path: Path, model: Optional[Path], rows: Sequence[dict]
     robot branches (``LatencyModels.with_measured_robot``).
     """
     by: Dict[Tuple[int, int], List[float]] = {}
+    coded: Dict[Tuple[int, int, str], List[float]] = {}
     for r in rows:
         if r.get('e2e_ms') is not None and int(r['split']) > 0:
-            by.setdefault((int(r['exit']), int(r['split'])), []).append(float(r['device_ms']))
+            enc = str(r.get('encoding') or 'raw')
+            key = (int(r['exit']), int(r['split']))
+            (by.setdefault(key, []) if enc == 'raw'
+             else coded.setdefault(key + (enc,), [])).append(float(r['device_ms']))
     medians = {k: statistics.median(v) for k, v in by.items()}
     weights = {k: float(len(v)) for k, v in by.items()}
+    # an encoder's robot time: its cut's median less the raw prefix's at the same cut
+    encoders = {(s, x): statistics.median(v) - medians[(e, s)]
+                for (e, s, x), v in coded.items() if (e, s) in medians}
     if model is None:
         cfg = read_config()
         LatencyModels.load(model_id=cfg.model_id()).with_measured_robot(
@@ -666,7 +697,7 @@ def _write_robot_latency(path: Path, model: Optional[Path], rows: Sequence[dict]
     files = load_description(model).files()
     table = load_table(files['table'])
     latency = load_block_latency(files['latency'], table['model_id'])
-    body = measured_robot_blocks(latency, table, medians, scale, weights)
+    body = measured_robot_blocks(latency, table, medians, scale, weights, encoders)
     save_json({k: v for k, v in body.items() if k not in ('format', 'sha256')}, path,
               LATENCY_FORMAT)
     return path.name

@@ -10,10 +10,12 @@ from edgent_ros.core.arch import EXIT_ATTACH, layer_table
 from edgent_ros.core.artifacts import ARTIFACT_DIR, ArtifactError, read_config
 from edgent_ros.core.latency import LatencyModels
 from edgent_ros.core.model_plan import (branch_ms, fit_prefixes, load_block_latency,
-                                        load_table, measured_robot_blocks, problem_for)
+                                        load_model_accuracy, load_model_encodings, load_table,
+                                        measured_robot_blocks, problem_for)
 from edgent_ros.core.optimizer import EdgentProblem, evaluate, scale_robot
 from edgent_ros.evaluation.paired_session import (_calibration_files, calibrate_robot,
-                                                  calibration_rounds, prefix_configs)
+                                                  calibration_rounds, encoder_configs,
+                                                  prefix_configs)
 from edgent_ros.evaluation.sweep_session import planner_problem
 
 
@@ -243,3 +245,61 @@ def test_spread_blocks_is_the_spread_around_the_measured_block_times(tmp_path):
     assert body['spread_blocks'][0] == pytest.approx(0.99, abs=0.005)
     assert body['spread_blocks'][-1] == pytest.approx(1.01, abs=0.005)
     assert body['robot_pacing'] == 'add' and body['robot_period_us'] == 100000
+
+
+# -- learned bottleneck encoders, measured through the emulation -------------------------------
+
+def test_encoders_measured_on_the_robot_replace_the_tables(resnet):
+    """The table's encode_ms is host time; the robot's own encoder time is what gets planned."""
+    table, latency = resnet
+    measured = _measured(table, latency, lambda k, v: 2 * v)
+    body = measured_robot_blocks(latency, table, measured, scale=4.0,
+                                 encoders={(5, 'bn8'): 8.0, (9, 'bn4'): -1.0})
+    assert body['hosts']['robot']['encode_ms'] == {'5/bn8': 2.0, '9/bn4': 0.0}   # ms / scale
+    acc = load_model_accuracy(ARTIFACT_DIR / 'resnet64.accuracy.json', table['model_id'])
+    enc = load_model_encodings(ARTIFACT_DIR / 'resnet64.accuracy.json', table['model_id'])
+    plan = problem_for(table, body, acc, robot_time_scale=4.0, encodings=['raw', 'bn8', 'bn4'],
+                       encoding_table=enc)
+    for e in (1, 4):     # the same encoder at every exit that leaves after its cut
+        raw = evaluate(plan, 1e9, e, 5).device_ms
+        assert evaluate(plan, 1e9, e, 5, encoding='bn8').device_ms == pytest.approx(raw + 8.0)
+    assert evaluate(plan, 1e9, 4, 9, encoding='bn4').device_ms == \
+        pytest.approx(evaluate(plan, 1e9, 4, 9).device_ms)
+    # an encoder the calibration did not measure keeps the table's time (x the scale)
+    raw = evaluate(plan, 1e9, 4, 7).device_ms
+    assert evaluate(plan, 1e9, 4, 7, encoding='bn4').device_ms == \
+        pytest.approx(raw + 4.0 * enc[(4, 7, 'bn4')].encode_ms)
+    assert 'encode_ms' not in measured_robot_blocks(latency, table, measured, 4.0)['hosts'][
+        'robot']
+
+
+def test_calibration_measures_every_learned_encoder_on_the_last_exit(alexnet):
+    acc, problem = planner_problem(10.0, model='resnet64')
+    table = load_table(ARTIFACT_DIR / 'resnet64.table.json')
+    enc = load_model_encodings(ARTIFACT_DIR / 'resnet64.accuracy.json', table['model_id'])
+    got = encoder_configs(problem, 'resnet64')
+    assert got == sorted({(4, s, x) for _, s, x in enc if x.startswith('bn')})
+    assert (4, 5, 'bn8') in got
+    assert encoder_configs(planner_problem(60.0)[1], None) == []     # the AlexNet has none
+
+
+def test_encoder_time_is_its_cut_less_the_raw_prefix(tmp_path):
+    """Calibration frames with bn8 at split 5 taking 7 ms more than raw: planned as measured."""
+    encs = ['raw', 'bn4', 'bn8']
+    acc, problem = planner_problem(10.0, encs, model='resnet64')
+    configs = prefix_configs(problem, False) + [(e, problem.branch_len(e)) for e in problem.exits]
+    rows = []
+    for e, s in configs:
+        ms = evaluate(problem, 1e9, e, s).device_ms
+        rows += [{'exit': e, 'split': s, 'encoding': 'raw', 'device_ms': ms, 'e2e_ms': ms + 1}
+                 for _ in range(5)]
+    base = evaluate(problem, 1e9, 4, 5).device_ms
+    rows += [{'exit': 4, 'split': 5, 'encoding': 'bn8', 'device_ms': base + 7.0,
+              'e2e_ms': base + 9.0} for _ in range(5)]
+    body = _calibration_files(tmp_path, rows, problem, acc, ARTIFACT_DIR / 'resnet64.model.yaml',
+                              10.0, 0)
+    _, planned = planner_problem(10.0 * body['factor'], encs, model='resnet64',
+                                 latency=tmp_path / body['robot_latency'])
+    assert evaluate(planned, 1e9, 4, 5, encoding='bn8').device_ms == pytest.approx(base + 7.0)
+    assert evaluate(planned, 1e9, 4, 5).device_ms == pytest.approx(base)   # raw untouched
+    assert body['spread_blocks'][0] == pytest.approx(1.0) == body['spread_blocks'][-1]
