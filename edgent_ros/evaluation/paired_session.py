@@ -536,7 +536,7 @@ def calibrate_robot(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
     out_dir.mkdir(parents=True, exist_ok=True)
     frames_csv = out_dir / 'robot_calibration_frames.csv'
     model = resolve(model) if model else None
-    accuracy, problem = planner_problem(robot_scale, model=model)
+    accuracy, problem, plan = calibration_plan(robot_scale, model, frames)
     if refit:
         if not frames_csv.is_file():
             raise ValueError(f'{frames_csv}: not found (refit fits frames measured before)')
@@ -562,9 +562,6 @@ def calibrate_robot(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
         runner = _Runner(sess, problem, accuracy, 10.0, frames_csv, None, 1.0, robot_scale)
         try:
             sess.start(10.0)
-            plan = [((e, problem.branch_len(e)), frames) for e in sorted(accuracy)] + \
-                [(c, PREFIX_FRAMES) for c in prefix_configs(problem, model is None)] + \
-                [(c, PREFIX_FRAMES) for c in encoder_configs(problem, model)]
             for k, (c, n) in enumerate(calibration_rounds(plan, CALIBRATION_ROUNDS)):
                 print(f'calibrate: {config_name(c)} ({n} frames; cell {k + 1} of '
                       f'{len(plan) * CALIBRATION_ROUNDS})', file=sys.stderr)
@@ -642,6 +639,25 @@ def prefix_configs(problem, branched: bool) -> List[Tuple[int, int]]:
         out += [(e, s) for e, a in sorted(EXIT_ATTACH.items())
                 for s in range(a + 1, problem.branch_len(e))]
     return out
+
+
+def calibration_plan(robot_scale: float, model: Optional[Path], frames: int):
+    """
+    Return ``(accuracy, problem, plan)`` of ``calibrate_robot``: what it runs, and how often.
+
+    ``plan``: (configuration, frames) of every exit device-only (``frames`` each), the
+    ``prefix_configs`` and the ``encoder_configs`` (``PREFIX_FRAMES`` each); ``problem`` is
+    the static model at ``robot_scale`` with every encoding of the plan (its frames' predictions).
+    """
+    accuracy, problem = planner_problem(robot_scale, model=model)
+    coders = encoder_configs(problem, model)
+    if coders:
+        accuracy, problem = planner_problem(robot_scale, ['raw'] + sorted({c[2] for c in coders}),
+                                            model=model)
+    plan = [((e, problem.branch_len(e)), frames) for e in sorted(accuracy)] + \
+        [(c, PREFIX_FRAMES) for c in prefix_configs(problem, model is None)] + \
+        [(c, PREFIX_FRAMES) for c in coders]
+    return accuracy, problem, plan
 
 
 def encoder_configs(problem, model: Optional[Path]) -> List[Tuple[int, int, str]]:

@@ -8,14 +8,15 @@ import pytest
 
 from edgent_ros.core.arch import EXIT_ATTACH, layer_table
 from edgent_ros.core.artifacts import ARTIFACT_DIR, ArtifactError, read_config
+from edgent_ros.core.model_desc import resolve
 from edgent_ros.core.latency import LatencyModels
 from edgent_ros.core.model_plan import (branch_ms, fit_prefixes, load_block_latency,
                                         load_model_accuracy, load_model_encodings, load_table,
                                         measured_robot_blocks, problem_for)
 from edgent_ros.core.optimizer import EdgentProblem, evaluate, scale_robot
 from edgent_ros.evaluation.paired_session import (_calibration_files, calibrate_robot,
-                                                  calibration_rounds, encoder_configs,
-                                                  prefix_configs)
+                                                  calibration_plan, calibration_rounds,
+                                                  encoder_configs, prefix_configs)
 from edgent_ros.evaluation.sweep_session import planner_problem
 
 
@@ -281,6 +282,13 @@ def test_calibration_measures_every_learned_encoder_on_the_last_exit(alexnet):
     assert got == sorted({(4, s, x) for _, s, x in enc if x.startswith('bn')})
     assert (4, 5, 'bn8') in got
     assert encoder_configs(planner_problem(60.0)[1], None) == []     # the AlexNet has none
+    # the calibration's own problem predicts every configuration it runs, encoders included
+    for model in ('resnet64', None):
+        accuracy, problem, plan = calibration_plan(10.0, resolve(model) if model else None, 75)
+        for c, n in plan:
+            enc = c[2] if len(c) > 2 else 'raw'
+            assert evaluate(problem, 1e9, c[0], c[1], encoding=enc).device_ms > 0, c
+        assert any(len(c) > 2 for c, _ in plan) == (model is not None)
 
 
 def test_encoder_time_is_its_cut_less_the_raw_prefix(tmp_path):
