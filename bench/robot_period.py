@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """
-The emulated robot's frame times at a 100 ms and at a 10 ms CFS period (issue 18, item 6).
+The emulated robot's frame times by CFS period and pacing (issue 18, item 6).
 
 Reads the device-only frames of committed ``sweep calibrate-robot`` runs (every exit, 75 frames
 each, in 3 interleaved rounds; ``robot_calibration_frames.csv``) and, per run, the robot time's
 spread around each exit's median: the MAPE of that median (what no static model of the robot
-can beat on these frames), the share of frames over 1.2x it, and p90/p10. The period of each run
-is the one its ``robot_calibration.json`` records (none recorded: 100 ms). No root, no testbed:
+can beat on these frames), the share of frames over 1.2x it, and p90/p10. The period and the
+emulation's pacing of each run are the ones its ``robot_calibration.json`` records (none
+recorded: 100 ms, ``add``; ``evaluation.emulated_camera``). No root, no testbed:
 the runs are the documented commands of BENCHMARKS §16. Writes
 ``bench/results/robot_period.json`` and ``.png`` and prints the table BENCHMARKS quotes.
 
@@ -25,13 +26,17 @@ from typing import Dict, List, Sequence
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edgent_ros.evaluation.paired_session import recorded_period_us  # noqa: E402
+from edgent_ros.evaluation.paired_session import (recorded_pacing,  # noqa: E402
+                                                  recorded_period_us)
 from edgent_ros.evaluation.sweep import OK, read_rows  # noqa: E402
 from edgent_ros.evaluation.testbed import DEFAULT_ROBOT_PERIOD_US  # noqa: E402
 
 RUNS = ('alexnet_blocks', 'alexnet_blocks_seed1', 'alexnet_blocks_p10', 'alexnet_blocks_p10_seed1',
         'resnet64_bn_blocks', 'resnet64_bn_blocks_seed1', 'resnet64_bn_blocks_p10',
-        'resnet64_bn_blocks_p10_seed1')
+        'resnet64_bn_blocks_p10_seed1', 'alexnet_p10_total',
+        'resnet64_bn_total', 'resnet64_bn_total_seed1', 'resnet64_bn_encoders',
+        'resnet64_bn_encoders_seed1', 'pacing_ab/resnet64_add_1',
+        'pacing_ab/resnet64_total_1', 'pacing_ab/resnet64_add_2', 'pacing_ab/resnet64_total_2')
 SLOW = 1.2          # a frame over SLOW x its exit's median is in the slow mode
 
 
@@ -51,7 +56,7 @@ def run_summary(results: Path) -> Dict[str, object]:
         ratios += [x / m for x in ms]
     ratios.sort()
     return {'run': Path(results).name, 'model': cal.get('model') or 'alexnet',
-            'period_us': recorded_period_us(cal),
+            'period_us': recorded_period_us(cal), 'pacing': recorded_pacing(cal),
             'frames': len(ratios),
             'mape_of_median': round(statistics.mean(abs(r - 1) / r for r in ratios), 4),
             'over_slow': round(sum(r > SLOW for r in ratios) / len(ratios), 4),
@@ -62,12 +67,13 @@ def run_summary(results: Path) -> Dict[str, object]:
 
 def table(runs: Sequence[Dict[str, object]]) -> str:
     """Return the markdown table BENCHMARKS quotes for ``runs`` (``run_summary`` results)."""
-    lines = ['| run | model | CFS period | device-only frames | off each exit\'s median (MAPE) '
-             f'| frames over {SLOW:g}x it | p90 / p10 |', '|---|---|---|---|---|---|---|']
+    lines = ['| run | model | CFS period | pacing | device-only frames | off each exit\'s median '
+             f'(MAPE) | frames over {SLOW:g}x it | p90 / p10 |',
+             '|---|---|---|---|---|---|---|---|']
     for r in runs:
-        lines.append(f'| {r["run"]} | {r["model"]} | {r["period_us"] // 1000} ms | {r["frames"]} '
-                     f'| {100 * r["mape_of_median"]:.1f} % | {100 * r["over_slow"]:.1f} % '
-                     f'| {r["p90_over_p10"]:.2f} |')
+        lines.append(f'| {r["run"]} | {r["model"]} | {r["period_us"] // 1000} ms | {r["pacing"]} '
+                     f'| {r["frames"]} | {100 * r["mape_of_median"]:.1f} % '
+                     f'| {100 * r["over_slow"]:.1f} % | {r["p90_over_p10"]:.2f} |')
     return '\n'.join(lines)
 
 
@@ -91,13 +97,16 @@ def main() -> int:
     bins = [0.7 + 0.02 * i for i in range(56)]
     for ax, model in zip(axes[0], models):
         for r in (x for x in runs if x['model'] == model):
-            ax.hist(r['ratios'], bins=bins, histtype='step', linewidth=1.5,
-                    linestyle='-' if r['period_us'] < DEFAULT_ROBOT_PERIOD_US else '--',
-                    label=f'{r["run"]}: {r["period_us"] // 1000} ms, '
+            total = r['pacing'] == 'total'
+            ax.hist(r['ratios'], bins=bins, histtype='step', linewidth=2.2 if total else 1.2,
+                    linestyle=':' if total else (
+                        '-' if r['period_us'] < DEFAULT_ROBOT_PERIOD_US else '--'),
+                    label=f'{r["run"]}: {r["period_us"] // 1000} ms, {r["pacing"]}, '
                           f'{100 * r["mape_of_median"]:.1f} %')
         ax.set_xlabel("robot time / its exit's median (device-only)")
         ax.set_ylabel('frames')
-        ax.set_title(f'{model}: CFS period 100 ms (dashed) vs 10 ms', fontsize=9)
+        ax.set_title(f'{model}: add at 100 ms (dashed) or 10 ms (solid); total (dotted)',
+                     fontsize=9)
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(a.out.with_suffix('.png'), dpi=110)

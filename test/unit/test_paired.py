@@ -1,5 +1,6 @@
 """The paired evaluation's statistics and its exhaustive oracle search (evaluation.paired)."""
 
+import argparse
 import itertools
 import json
 import math
@@ -421,22 +422,29 @@ PERIOD_RUNS = {  # the columns of BENCHMARKS' "robot's CPU period" table, two ru
     'AlexNet 10 ms': ('alexnet_blocks_p10', 'alexnet_blocks_p10_seed1'),
     'resnet64 100 ms': ('resnet64_bn_blocks', 'resnet64_bn_blocks_seed1'),
     'resnet64 10 ms': ('resnet64_bn_blocks_p10', 'resnet64_bn_blocks_p10_seed1')}
+PACING_RUNS = {  # the columns of its "robot's pacing" table
+    'AlexNet 10 ms, total': ('alexnet_p10_total',),
+    'resnet64 100 ms, total': ('resnet64_bn_total', 'resnet64_bn_total_seed1'),
+    'resnet64 100 ms, total, encoders measured': ('resnet64_bn_encoders',
+                                                  'resnet64_bn_encoders_seed1')}
 PERIOD_ROWS = {'static × the calibration\'s factor, per frame': 'robot_offline',
                'block times measured through the emulation, per frame': 'robot_blocks',
                'the same, on each configuration\'s median': 'robot_config_blocks',
                'in-sample floor, per frame': 'robot_floor'}
 
 
-def test_benchmarks_robot_period_table_is_what_the_committed_frames_give(rebuilt):
+@pytest.mark.parametrize('columns', [PERIOD_RUNS, PACING_RUNS], ids=['period', 'pacing'])
+def test_benchmarks_robot_mape_tables_are_what_the_committed_frames_give(rebuilt, columns):
     text = (ROOT / 'BENCHMARKS.md').read_text()
-    head = '| model of the robot | ' + ' | '.join(f'{c} (2 runs)' for c in PERIOD_RUNS) + ' |'
-    assert text.count(head) == 1, 'BENCHMARKS.md has no robot-period MAPE table'
+    head = '| model of the robot | ' + ' | '.join(
+        f'{c} ({len(r)} run{"s" if len(r) > 1 else ""})' for c, r in columns.items()) + ' |'
+    assert text.count(head) == 1, f'BENCHMARKS.md has no robot MAPE table {head}'
     lines = text.split(head, 1)[1].split('\n\n', 1)[0].strip().splitlines()[1:]
     assert len(lines) == len(PERIOD_ROWS)
     for line in lines:
         cells = [c.strip().strip('*').strip() for c in line.strip('|').split('|')]
         key = PERIOD_ROWS[cells[0]]
-        for quoted, runs in zip(cells[1:], PERIOD_RUNS.values()):
+        for quoted, runs in zip(cells[1:], columns.values()):
             got = [json.loads((rebuilt(f'bench/results/{r}/paired') / 'errors.json')
                               .read_text())[key] for r in runs]
             assert quoted == ' / '.join(f'{100 * g:.1f}' for g in got) + ' %', (key, runs)
@@ -504,3 +512,26 @@ def test_robot_time_is_modelled_with_the_frames_encoder_and_per_configuration():
     # a configuration with fewer frames than asked for is left out
     assert config_median_errors(bn[:9] + raw, problem) == (pytest.approx(0.5 / 1.5), 1)
     assert config_median_errors(edge_only, problem) == (None, 0)
+
+
+def test_cli_robot_spread_and_pacing_options(tmp_path, capsys):
+    from edgent_ros.cli.evaluation import add_sweep_parser
+    from edgent_ros.cli.main import main
+    p = argparse.ArgumentParser()
+    add_sweep_parser(p.add_subparsers(dest='cmd'))
+    a = p.parse_args(['sweep', 'paired', '--robot-spread'])
+    assert a.robot_spread == 'exits' and a.robot_pacing == 'add'       # as every earlier run
+    a = p.parse_args(['sweep', 'paired', '--robot-spread', 'blocks', '--robot-pacing', 'total'])
+    assert (a.robot_spread, a.robot_pacing) == ('blocks', 'total')
+    assert p.parse_args(['sweep', 'calibrate-robot', '--robot-pacing', 'total']).robot_pacing \
+        == 'total'
+    for bad in (['--robot-spread', 'frames'], ['--robot-pacing', 'sum']):
+        with pytest.raises(SystemExit):
+            p.parse_args(['sweep', 'paired'] + bad)
+    # the spread around the block times only means something to a planner of those blocks
+    f = tmp_path / 'robot_calibration.json'
+    f.write_text('{"robot_scale": 60.0, "factor": 1.0, "spread_blocks": [1.0, 1.1]}')
+    rc = main(['sweep', 'paired', '--results', str(tmp_path), '--robot-calibration', str(f),
+               '--robot-spread', 'blocks'])
+    assert rc == 2 and '--robot-spread blocks needs --robot-latency' in capsys.readouterr().err
+    assert not (tmp_path / 'paired').exists()

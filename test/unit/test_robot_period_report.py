@@ -30,6 +30,9 @@ def test_benchmarks_quote_the_robot_period_comparison():
     # each run's period is the one its calibration file records
     p10 = [r for r in runs if r['run'].endswith('_p10')]
     assert p10 and all(r['period_us'] == 10_000 for r in p10)
+    # and its pacing: the *_total and *_encoders runs are paced total, the others the default add
+    assert {r['run'] for r in runs if r['pacing'] == 'total'} == {
+        Path(r).name for r in bench.RUNS if '_total' in r or '_encoders' in r}
 
 
 def test_the_spread_is_measured_around_each_exits_median(tmp_path):
@@ -43,7 +46,7 @@ def test_the_spread_is_measured_around_each_exits_median(tmp_path):
         'calibration,5,10,20,0,900\n' + 'calibration,5,20,20,1,\n'   # a prefix; a drop
     (paired / 'robot_calibration_frames.csv').write_text(head + body)
     s = bench.run_summary(tmp_path / 'run')
-    assert s['period_us'] == 100_000 and s['frames'] == 7
+    assert s['period_us'] == 100_000 and s['pacing'] == 'add' and s['frames'] == 7
     assert s['per_exit']['1'] == {'frames': 4, 'median_ms': 100.0,
                                   'mape_of_median': round(30 / 130 / 4, 4)}
     assert s['over_slow'] == round(1 / 7, 4)      # 130 ms is over 1.2 x 100 ms
