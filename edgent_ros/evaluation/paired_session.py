@@ -22,19 +22,20 @@ import time
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..core.arch import EXIT_ATTACH
-from ..core.artifacts import ARTIFACT_DIR, ArtifactError, read_config, save_json
+from ..core.artifacts import ARTIFACT_DIR, read_config, save_json
 from ..core.chance import check_spread, spread_quantiles as chance_quantiles
 from ..core.codec import bottleneck_width
 from ..core.latency import LatencyModels
 from ..core.model_desc import load_description, resolve
-from ..core.model_plan import (LATENCY_FORMAT, load_block_latency, load_model_encodings,
-                               load_table, measured_robot_blocks)
+from ..core.model_plan import (LATENCY_FORMAT, load_block_latency, load_table,
+                               measured_robot_blocks)
 from ..core.optimizer import evaluate
 from ..core.planner import parse_fixed
 from .paired import (candidates, Config, config_name, OracleSearch, PAIRED_POLICIES,
                      policy_order, WARMUP_FRAMES)
-from .sweep import (aggregate, append_rows, check_grid, CSV_FIELDS, DEFAULT_ROBOT_SCALE,
-                    FRAME_FIELDS, in_cell, OK, planner_params, read_rows, run_encodings)
+from .sweep import (aggregate, append_rows, bottleneck_encodings, check_grid, CSV_FIELDS,
+                    DEFAULT_ROBOT_SCALE, FRAME_FIELDS, in_cell, OK, planner_params, read_rows,
+                    run_encodings)
 from .sweep_session import (_predictor, NodeSession, planner_problem, TESTBED_NAME,
                             testbed_run)
 from ..offline.hosts import cfs_quota_us
@@ -51,7 +52,9 @@ PREFIX_FRAMES = 15   # per prefix (calibrate_robot)
 CALIBRATION_ROUNDS = 3   # calibrate_robot's frames of a configuration, in this many rounds
 META_FILE = 'paired_meta.json'
 SPREAD_QUANTILES = 32   # robot_calibration.json's spread: this many quantiles
-SPREADS_OF = ('exits', 'blocks')   # what a calibration's robot-time spread is measured around
+# what a calibration's robot-time spread is measured around -> its key in the file
+SPREAD_KEYS = {'exits': 'spread', 'blocks': 'spread_blocks'}
+SPREADS_OF = tuple(SPREAD_KEYS)
 CALIBRATION_FRAMES = 75   # per exit: 300 on a 4-exit model (calibrate_robot)
 CONFIG_MEDIAN_FRAMES = 10   # a configuration's median robot time is compared from this many
 
@@ -410,7 +413,7 @@ def calibration_spread(path: Path, robot_scale: float, model: Optional[Path] = N
     if of not in SPREADS_OF:
         raise ValueError(f'a robot spread is of one of {", ".join(SPREADS_OF)}, not {of!r}')
     calibration_factor(path, robot_scale, model, robot_period_us, robot_pacing)
-    key = 'spread' if of == 'exits' else 'spread_blocks'
+    key = SPREAD_KEYS[of]
     spread = json.loads(Path(path).read_text()).get(key)
     if not spread:
         raise ValueError(f'{path} records no robot-time {key} (written before it was '
@@ -649,36 +652,27 @@ def calibration_plan(robot_scale: float, model: Optional[Path], frames: int):
     ``prefix_configs`` and the ``encoder_configs`` (``PREFIX_FRAMES`` each); ``problem`` is
     the static model at ``robot_scale`` with every encoding of the plan (its frames' predictions).
     """
-    accuracy, problem = planner_problem(robot_scale, model=model)
-    coders = encoder_configs(problem, model)
-    if coders:
-        accuracy, problem = planner_problem(robot_scale, ['raw'] + sorted({c[2] for c in coders}),
-                                            model=model)
+    encs = ['raw'] + (bottleneck_encodings(model=model) if model is not None else [])
+    accuracy, problem = planner_problem(robot_scale, encs, model=model)
+    coders = encoder_configs(problem)
     plan = [((e, problem.branch_len(e)), frames) for e in sorted(accuracy)] + \
         [(c, PREFIX_FRAMES) for c in prefix_configs(problem, model is None)] + \
         [(c, PREFIX_FRAMES) for c in coders]
     return accuracy, problem, plan
 
 
-def encoder_configs(problem, model: Optional[Path]) -> List[Tuple[int, int, str]]:
+def encoder_configs(problem) -> List[Tuple[int, int, str]]:
     """
     Return the (exit, split, bottleneck) ``calibrate_robot`` measures a learned encoder at.
 
-    Every learned bottleneck of a described model's encoding table, on the whole-trunk exit
-    (the encoder is the same whichever exit follows): its robot time less the raw prefix's
-    is the encoder's (``_write_robot_latency``). None for the AlexNet or a model without any.
+    Every learned bottleneck ``problem`` plans (its encoding variants), on the whole-trunk exit
+    (the encoder is the same whichever exit follows): its robot time less the raw prefix's is
+    the encoder's (``_write_robot_latency``). None for a problem without any (the AlexNet).
     """
-    if model is None:
-        return []
-    files = load_description(model).files()
-    table = load_table(files['table'])
-    try:
-        enc = load_model_encodings(files['accuracy'], table['model_id'])
-    except (ArtifactError, KeyError, ValueError):
-        return []
     last = max(problem.exits)
-    return sorted({(last, s, x) for _, s, x in enc
-                   if bottleneck_width(x) is not None and 0 < s < problem.branch_len(last)})
+    return sorted({(last, s, v.encoding) for (e, s), vs in (problem.variants or {}).items()
+                   if e == last and 0 < s < problem.branch_len(last)
+                   for v in vs if bottleneck_width(v.encoding) is not None})
 
 
 def _write_robot_latency(path: Path, model: Optional[Path], rows: Sequence[dict],

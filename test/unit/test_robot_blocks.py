@@ -275,13 +275,13 @@ def test_encoders_measured_on_the_robot_replace_the_tables(resnet):
 
 
 def test_calibration_measures_every_learned_encoder_on_the_last_exit(alexnet):
-    acc, problem = planner_problem(10.0, model='resnet64')
+    _, problem, _ = calibration_plan(10.0, resolve('resnet64'), 75)
     table = load_table(ARTIFACT_DIR / 'resnet64.table.json')
     enc = load_model_encodings(ARTIFACT_DIR / 'resnet64.accuracy.json', table['model_id'])
-    got = encoder_configs(problem, 'resnet64')
+    got = encoder_configs(problem)
     assert got == sorted({(4, s, x) for _, s, x in enc if x.startswith('bn')})
     assert (4, 5, 'bn8') in got
-    assert encoder_configs(planner_problem(60.0)[1], None) == []     # the AlexNet has none
+    assert encoder_configs(planner_problem(60.0)[1]) == []     # the AlexNet has none
     # the calibration's own problem predicts every configuration it runs, encoders included
     for model in ('resnet64', None):
         accuracy, problem, plan = calibration_plan(10.0, resolve(model) if model else None, 75)
