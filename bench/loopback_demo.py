@@ -5,12 +5,15 @@ Runs the demo launch (two robots, one edge, default parameters) for ``--duration
 condition and records ``/robot{1,2}/edgent/link_quality``, ``/robot1/edgent/decision`` and
 ``/robot1/edgent/outcome`` with ``edgent-ros record``. Conditions: ``quiet``; ``edge-hog``: a
 busy loop shares one core with every thread of the edge process; ``all-hog``: one busy loop per
-core. Reported per condition: LinkQuality updates, the share within 2x of the quiet run's median
-estimate (the loopback path's rate as this estimator sees it), the lowest one, how many times
-robot1's configuration changed, and frames on time. Writes ``bench/results/loopback_demo.json``::
+core. First the path's capacity for tensor messages is measured on its own
+(``loopback_capacity.dds_train``: five trains of 20 back-to-back 8 MiB messages between two
+processes, the median). Reported per condition: LinkQuality updates, the share within 2x of
+that capacity (issue 17 item 1) and of the quiet run's median estimate, the lowest and median
+estimate, the median round trip, how many times robot1's configuration changed, and frames on
+time. Writes ``bench/results/loopback_demo.json``::
 
     source scripts/env.sh
-    python bench/loopback_demo.py            # ~4 min
+    python bench/loopback_demo.py            # ~5 min
 """
 
 from __future__ import annotations
@@ -89,42 +92,80 @@ def read(bag: Path) -> dict:
     ts = get_typestore(Stores.ROS2_JAZZY)
     for f in (ROOT / 'msg').glob('*.msg'):
         ts.register(get_types_from_msg(f.read_text(), f'edgent_ros/msg/{f.stem}'))
-    est, configs, met = [], [], []
+    est, rtt, configs, met = [], [], [], []
     with AnyReader([bag], default_typestore=ts) as r:
         for c, _, raw in r.messages():
             m = r.deserialize(raw, c.msgtype)
             if c.topic.endswith('link_quality') and m.uplink_bandwidth_bps > 0:
                 est.append(m.uplink_bandwidth_bps)
+                if m.rtt_ms >= 0:
+                    rtt.append(m.rtt_ms)
             elif c.topic.endswith('decision'):
                 configs.append((m.exit_index, m.split_index))
             elif c.topic.endswith('outcome'):
                 met.append(bool(m.deadline_met))
-    return {'estimates': est, 'configs': configs, 'met': met}
+    return {'estimates': est, 'rtt_ms': rtt, 'configs': configs, 'met': met}
+
+
+CONDITIONS = {'quiet': 'quiet', 'edge-hog': 'busy loop on the edge\'s core',
+              'all-hog': 'one busy loop per core'}
+
+
+def markdown(body: dict) -> str:
+    """Return the BENCHMARKS table of a ``loopback_demo.json``."""
+    cap = body['capacity_gbps']
+    trains = ', '.join(f'{t["gbps"]:.2f}' for t in body['capacity_trains'])
+    lines = [f'Capacity of the path for tensor messages: {cap:.2f} Gbit/s (median of trains at '
+             f'{trains} Gbit/s).', '',
+             '| condition | estimates | within 2× of the capacity | lowest (Gbit/s) | median '
+             '(Gbit/s) | round trip (ms, median) | configuration changes | frames on time |',
+             '|---|---|---|---|---|---|---|---|']
+    for cond, label in CONDITIONS.items():
+        d = body[cond]
+        lines.append(f'| {label} | {d["updates"]} | {100 * d["within_2x_capacity"]:.1f} % | '
+                     f'{d["min_mbps"] / 1e3:.2f} | {d["median_mbps"] / 1e3:.2f} | '
+                     f'{d["rtt_ms_median"]:.2f} | {d["configuration_changes"]} | '
+                     f'{round(d["on_time"] * d["frames"])} / {d["frames"]} |')
+    return '\n'.join(lines)
 
 
 def main() -> int:
-    """Run the three conditions and write the summary."""
+    """Measure the path's capacity, run the three conditions and write the summary."""
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[1])
     ap.add_argument('--duration-s', type=float, default=60.0)
     ap.add_argument('--out', type=Path, default=OUT)
+    ap.add_argument('--report', action='store_true', help='only print the table of --out')
     args = ap.parse_args()
+    if args.report:
+        print(markdown(json.loads(args.out.read_text())))
+        return 0
     work = Path(f'/tmp/edgent-loopback-demo-{int(time.time())}')
     work.mkdir(parents=True)
+    sys.path.insert(0, str(ROOT / 'bench'))
+    from loopback_capacity import dds_train   # noqa: E402 (a bench script beside this one)
+    print('loopback demo: capacity of the path (5 trains)', file=sys.stderr)
+    trains = [dds_train(20, 8 * 1024 * 1024, 30.0) for _ in range(5)]
+    capacity = statistics.median(t['gbps'] for t in trains) * 1e9
     data = {}
     for cond in ('quiet', 'edge-hog', 'all-hog'):
         print(f'loopback demo: {cond} ({args.duration_s:g} s)', file=sys.stderr)
         run(cond, args.duration_s, work / cond)
         data[cond] = read(work / cond)
     ref = statistics.median(data['quiet']['estimates'])
-    body = {'reference_mbps': round(ref / 1e6, 3), 'duration_s': args.duration_s}
+    body = {'capacity_gbps': round(capacity / 1e9, 3), 'capacity_trains': trains,
+            'reference_mbps': round(ref / 1e6, 3), 'duration_s': args.duration_s}
     for cond, d in data.items():
         e = d['estimates']
         changes = sum(1 for a, b in zip(d['configs'], d['configs'][1:]) if a != b)
         body[cond] = {'updates': len(e),
+                      'within_2x_capacity': round(sum(1 for x in e if capacity / 2 <= x
+                                                      <= 2 * capacity) / len(e), 4),
                       'within_2x': round(sum(1 for x in e if ref / 2 <= x <= 2 * ref) / len(e),
                                          4),
                       'min_mbps': round(min(e) / 1e6, 3),
                       'median_mbps': round(statistics.median(e) / 1e6, 3),
+                      'rtt_ms_median': round(statistics.median(d['rtt_ms']), 3)
+                      if d['rtt_ms'] else None,
                       'decisions': len(d['configs']), 'configuration_changes': changes,
                       'configurations': sorted({f'{x}/{y}' for x, y in d['configs']}),
                       'frames': len(d['met']),

@@ -32,7 +32,7 @@ from .artifacts import ArtifactError, load_accuracy
 from .diagnostics import camera_findings, DEFAULT_WINDOW_S, grade, Level, message, RecentCounts
 from .latency import LatencyModels
 from .ledger import FrameLedger, Pending
-from .link import BandwidthEstimator, EdgeWatchdog, Estimate, ProbePair, wire_bytes
+from .link import BandwidthEstimator, EdgeWatchdog, Estimate, ProbePair, ProbeSizer, wire_bytes
 from .model_plan import load_block_latency, load_model_accuracy, load_table, problem_for
 from .optimizer import decide_policy, EdgentProblem, scale_robot
 from .validate import as_nonneg, as_positive
@@ -171,15 +171,18 @@ class CameraLink:
     ``diagnostics_window_s``: the diagnostic level grades the outcomes of this many recent
     seconds (``diagnostics``). ``on_sample(now_s, source, wire_bytes, seconds, used)``: called
     with every transfer sample offered to the estimator (a transfer log; ``used``: whether the
-    estimator took it).
+    estimator took it). ``probe_sizer``: sizes the probe pairs (``ProbeSizer``; the caller
+    sends ``probe_bytes()``); None keeps them at what the caller passes.
     """
 
     def __init__(self, now_s: float, estimator: BandwidthEstimator, fallback: FallbackPlanner,
                  result_timeout_s: float = 2.0, edge_timeout_s: float = 3.0,
                  on_fallback: Optional[Callable[[bool], None]] = None, loss_window: int = 50,
                  met_window: int = 100, diagnostics_window_s: float = DEFAULT_WINDOW_S,
-                 on_sample: Optional[Callable[[float, str, int, float, bool], None]] = None):
+                 on_sample: Optional[Callable[[float, str, int, float, bool], None]] = None,
+                 probe_sizer: Optional[ProbeSizer] = None):
         self.estimator = estimator
+        self.probe_sizer = probe_sizer
         self.on_sample = on_sample
         self.fallback = fallback
         self.watchdog = EdgeWatchdog(edge_timeout_s)
@@ -192,6 +195,9 @@ class CameraLink:
         self.probe_seq = 0
         self.probe_pair: Optional[ProbePair] = None
         self.probe_done_s: Optional[float] = None   # when the last pair's answers were in
+        self.rtt_ping: Optional[Tuple[int, float, int]] = None   # (seq, sent_s, bytes) ahead of
+        # a padded pair: a small message's round trip (a megabyte pair's first is no measure)
+        self.grow_pending = False   # the last pair was unresolved and the next one is larger
         self.last_edge_send_s = -math.inf
         self.rtt_ms = -1.0
         self.recent_lost: Deque[bool] = deque(maxlen=loss_window)
@@ -376,7 +382,7 @@ class CameraLink:
         """
         with self.lock:
             self._heard(now_s)
-            self.probe_pair = None
+            self.probe_pair = self.rtt_ping = None
 
     def _heard(self, now_s: float) -> None:
         self.watchdog.heard(now_s)
@@ -409,8 +415,9 @@ class CameraLink:
                     now_s - self.probe_pair.sent_s > self.watchdog.timeout_s:
                 self.probe_pair = None      # lost or unanswered: the next pair replaces it
                 self.probe_done_s = now_s
-            due = self.probe_pair is None and (self.fallback.active or self.estimator.needs_probe(
-                now_s, self.ledger.in_flight, self.last_edge_send_s))
+            due = self.probe_pair is None and (
+                self.fallback.active or self.grow_pending or self.estimator.needs_probe(
+                    now_s, self.ledger.in_flight, self.last_edge_send_s))
             return LinkReport(reachable, self.estimator.estimate(now_s) if reachable else None,
                               self.rtt_ms, self.loss(), self.edge_queue_ms, self.edge_batch, due)
 
@@ -420,7 +427,30 @@ class CameraLink:
             seqs = (self.probe_seq + 1, self.probe_seq + 2)
             self.probe_pair = ProbePair(now_s, seqs, nbytes)   # validates; then count the seqs
             self.probe_seq += 2
+            self.grow_pending = False
             return seqs
+
+    def start_ping(self, now_s: float, nbytes: int) -> int:
+        """
+        Start a lone probe of ``nbytes`` sent now, ahead of a padded pair; return its sequence.
+
+        Its answer gives the round trip (``rtt_ms``) in place of the pair's: the first of two
+        megabyte probes is no measure of an empty message's round trip.
+        """
+        with self.lock:
+            self.probe_seq += 1
+            self.rtt_ping = (self.probe_seq, float(now_s), int(nbytes))
+            return self.probe_seq
+
+    def probe_now(self) -> bool:
+        """Return whether a larger pair should go at once (the last one was unresolved)."""
+        with self.lock:
+            return self.grow_pending and self.probe_pair is None
+
+    def probe_bytes(self) -> Optional[int]:
+        """Return the payload of the next probe pair (``ProbeSizer``), None without a sizer."""
+        with self.lock:
+            return None if self.probe_sizer is None else self.probe_sizer.nbytes
 
     def next_ping_seq(self) -> int:
         """Return the sequence of a one-message probe (a ping of an edge standing by)."""
@@ -436,34 +466,52 @@ class CameraLink:
         Once both answers are in, the pair gives the round trip of an empty message (``rtt_ms``,
         ``ProbePair.base_rtt_s``) and a 'probe' sample for the estimator: the dispersion, or,
         when that is too short to resolve, a train from sending to the second answer less that
-        round trip, and never shorter than twice ``min_dispersion_s`` (a lower bound on the rate:
-        on loopback or a fast LAN the estimate is that bound, 2.7 Mbit/s for 3 KB probes).
+        round trip, and never shorter than twice ``min_dispersion_s`` (a lower bound on the rate,
+        2.7 Mbit/s for 3 KB probes). With a ``probe_sizer`` the next pair is then larger, until
+        its dispersion is resolved: on loopback the pairs grow to megabytes.
         """
         with self.lock:
+            edge_s = (edge_ms + edge_queue_ms) / 1e3
+            if self.rtt_ping is not None and int(seq) == self.rtt_ping[0]:
+                self._heard(now_s)
+                _, sent_s, _ = self.rtt_ping
+                self.rtt_ping = None
+                # its own bytes stay in: a padded pair follows only a frame-sized pair too fast
+                # to time, so they take under min_dispersion_s (a fraction of a ms on loopback)
+                if ok and now_s - sent_s - edge_s > 0.0:
+                    self.rtt_ms = (now_s - sent_s - edge_s) * 1e3
+                return True
             pair = self.probe_pair
             if pair is None or not pair.owns(seq):
                 return False
             self._heard(now_s)
-            edge_s = (edge_ms + edge_queue_ms) / 1e3
             sample = pair.result(seq, now_s, edge_s, ok)
+            padded = self.probe_sizer is not None and pair.nbytes > self.probe_sizer.base_bytes
             if pair.complete():
                 self.probe_pair = None
                 self.probe_done_s = now_s
                 base = pair.base_rtt_s()
-                if base is not None:
+                if base is not None and not padded:   # else the ping ahead of it gave it
                     self.rtt_ms = base * 1e3
+                if pair.failed and self.probe_sizer is not None \
+                        and pair.nbytes == self.probe_sizer.nbytes:
+                    self.probe_sizer.refused()
             if sample is not None:
                 nbytes, seconds, kind = sample
+                if self.probe_sizer is not None and pair.nbytes == self.probe_sizer.nbytes:
+                    # unresolved: a larger pair, at once (slow start: a few ms each)
+                    self.grow_pending = self.probe_sizer.update(kind, seconds) > pair.nbytes
                 if kind == 'train':
                     # the train less the pair's round trip (rtt_ms, just taken from it) is
                     # twice the dispersion, below resolution: only the lower bound of two probes
                     # per 2 x min_dispersion_s is known
                     seconds = 2.0 * pair.min_dispersion_s
-                self._sample(now_s, 'probe', nbytes, seconds, fixed=False)
+                self._sample(now_s, 'probe', nbytes, seconds, fixed=False,
+                             lower_bound=kind == 'train')
             return True
 
     def _sample(self, now_s: float, source: str, nbytes: int, seconds: float,
-                fixed: bool = True) -> None:
+                fixed: bool = True, lower_bound: bool = False) -> None:
         """
         Offer one transfer to the estimator, less the round trip of an empty message (``fixed``).
 
@@ -474,7 +522,8 @@ class CameraLink:
         is all round trip and says nothing about the rate: it is logged, not used. What is left
         counts as at least ``RESOLUTION_S``: on loopback or a fast LAN a 3 KB frame's few ms,
         less a round trip of the same size, are jitter, and the sample is then the lower bound
-        bytes / ``RESOLUTION_S`` (as a probe pair's), not a rate of hundreds of Mbit/s.
+        bytes / ``RESOLUTION_S`` (as a probe pair's), not a rate of hundreds of Mbit/s. A bound
+        (``lower_bound``, or made one here) may raise the estimate, never lower it.
         """
         if fixed and self.rtt_ms > 0:
             net = seconds - self.rtt_ms / 1e3
@@ -482,8 +531,10 @@ class CameraLink:
                 if self.on_sample is not None:
                     self.on_sample(now_s, source, nbytes, seconds, False)
                 return
+            lower_bound = lower_bound or net < RESOLUTION_S
             seconds = max(net, RESOLUTION_S)
-        used = self.estimator.add_transfer(now_s, nbytes, seconds, source=source)
+        used = self.estimator.add_transfer(now_s, nbytes, seconds, source=source,
+                                           lower_bound=lower_bound)
         if self.on_sample is not None:
             self.on_sample(now_s, source, nbytes, seconds, used)
 

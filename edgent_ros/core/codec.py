@@ -324,6 +324,39 @@ def fill_message(msg: Any, enc: EncodedTensor) -> Any:
     return msg
 
 
+# A probe larger than the camera's frame probe (``link.ProbeSizer``) carries this encoding: uint8
+# padding of shape (n,), answered by the edge at once, without compute, never decoded.
+PADDING_ENCODING = 'padding'
+MAX_PADDING_BYTES = 64 * 1024 * 1024
+
+
+def padding_probe(nbytes: int) -> EncodedTensor:
+    """Return the tensor fields of a padding probe of ``nbytes`` zero bytes."""
+    if isinstance(nbytes, bool) or not isinstance(nbytes, (int, np.integer)) or \
+            not 0 < int(nbytes) <= MAX_PADDING_BYTES:
+        raise ValueError(f'a padding probe needs 1..{MAX_PADDING_BYTES} bytes, got {nbytes!r}')
+    enc = encode(np.zeros(int(nbytes), np.uint8), 'raw', name=PADDING_ENCODING)
+    enc.wire_name = PADDING_ENCODING
+    return enc
+
+
+def is_padding(msg: Any) -> bool:
+    """Return whether a received ``Tensor`` is a padding probe (``probe`` set, that encoding)."""
+    return bool(msg.probe) and msg.encoding == PADDING_ENCODING
+
+
+def check_padding(msg: Any, max_bytes: int = DEFAULT_MAX_BYTES) -> int:
+    """Validate a padding probe's fields (uint8, shape (len(data),)); return its payload bytes."""
+    n = len(msg.data)
+    if n > max_bytes:
+        raise CodecError('data', 'too_large', f'padding probe of {n} bytes exceeds the limit '
+                         f'of {max_bytes}')
+    if int(msg.data_type) != 2 or [int(d) for d in msg.shape] != [n]:
+        raise CodecError('shape', 'shape', f'a padding probe is uint8 of shape [{n}], got '
+                         f'data_type {int(msg.data_type)} shape {[int(d) for d in msg.shape]}')
+    return n
+
+
 def from_message(msg: Any, max_bytes: int = DEFAULT_MAX_BYTES) -> np.ndarray:
     """Decode the tensor fields of a received ``Tensor`` message (validated)."""
     code = ENCODINGS.get(msg.encoding) if isinstance(msg.encoding, str) else None

@@ -148,6 +148,10 @@ class _Sample:
         return self.bits / self.payload_s
 
 
+# A lower-bound sample under this fraction of the estimate is left out (``_uninformative``).
+BOUND_FLOOR = 0.5
+
+
 class BandwidthEstimator:
     """
     Estimate the uplink bandwidth from transfer samples (passive traffic and probes).
@@ -266,16 +270,35 @@ class BandwidthEstimator:
             return None
         return _Sample(now, 8.0 * payload_bytes, payload_s, source)
 
+    def _uninformative(self, sample: _Sample, lower_bound: bool) -> bool:
+        """
+        Return whether a lower-bound sample says nothing: under half the estimate.
+
+        A transfer too short to time (a 3 KB frame on a fast link, a probe pair under its
+        resolution) says only "the link is at least this fast". Like an application-limited
+        sample of BBR, such a bound far below the estimate is left out; read as a rate, it
+        pulled a fast link's estimate down to the bound (2.8 Mbit/s on loopback). A bound
+        within 2x of the estimate or above it counts as a sample: the largest probe pair is
+        such a bound when even it is too fast to time.
+        """
+        if not lower_bound:
+            return False
+        est = self.estimate(sample.t_s)
+        return est is not None and sample.bps < BOUND_FLOOR * est.bps
+
     def add_transfer(self, now_s: float, payload_bytes: int, transfer_s: float,
-                     source: str = 'passive') -> bool:
+                     source: str = 'passive', lower_bound: bool = False) -> bool:
         """
         Add one transfer of ``payload_bytes`` bytes that took ``transfer_s`` seconds.
 
-        ``source`` is 'passive' (a co-inference frame) or 'probe'. Returns False when the sample
-        was ignored: payload under ``min_bytes`` or overhead-dominated (see the class docstring).
+        ``source`` is 'passive' (a co-inference frame) or 'probe'. ``lower_bound``: the transfer
+        was too short to time and ``transfer_s`` is its resolution, so the rate is at least
+        this (``_uninformative``). Returns False when the sample was ignored: payload under
+        ``min_bytes``, overhead-dominated (see the class docstring), or a bound at or below the
+        estimate.
         """
         sample = self._sample(now_s, payload_bytes, transfer_s, source)
-        if sample is None:
+        if sample is None or self._uninformative(sample, lower_bound):
             return False
         now = sample.t_s
         fresh = self._fresh(now)
@@ -419,17 +442,18 @@ class RobustBandwidthEstimator(BandwidthEstimator):
         return m, sigma
 
     def add_transfer(self, now_s: float, payload_bytes: int, transfer_s: float,
-                     source: str = 'passive') -> bool:
+                     source: str = 'passive', lower_bound: bool = False) -> bool:
         """Add one transfer (see the parent); a confirmed change restarts the window."""
         sample = self._sample(now_s, payload_bytes, transfer_s, source)
-        if sample is None:
+        if sample is None or self._uninformative(sample, lower_bound):
             return False
         now = sample.t_s
         fresh = self._fresh(now)
         if fresh:
             m, sigma = self._location(fresh)
             x, bar = math.log(sample.bps), max(self.change_k * sigma, self.min_change)
-            self._low = self._low + 1 if x < m - bar else 0
+            # a bound cannot show a drop: the link was at least that fast
+            self._low = self._low + 1 if x < m - bar and not lower_bound else 0
             self._high = self._high + 1 if x > m + bar else 0
         self._samples.append(sample)
         run = max(self._low, self._high)
@@ -471,6 +495,68 @@ def _median(xs: list) -> float:
     """Return the median of a sorted non-empty list."""
     n = len(xs)
     return xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2])
+
+
+class ProbeSizer:
+    """
+    The payload of the next probe pair: grown until the link's rate is measurable, no further.
+
+    A pair of frame-sized probes resolves a rate only when one probe takes ``min_dispersion_s``
+    or more on the link (3 KB: below 2.4 Mbit/s); on a faster link (Wi-Fi, a LAN, loopback) it
+    gives only a lower bound, and a planner that believes that bound keeps every tensor on the
+    robot, so no frame ever measures the link either. Like the adaptive stream lengths of
+    pathload-style probing, the pair grows by ``growth`` after each unresolved pair (a 'train'
+    sample) up to ``max_bytes``, and shrinks by ``growth`` (not below ``base_bytes``) after a
+    pair whose dispersion exceeded ``growth x min_dispersion_s``. The dispersion so stays within
+    [``min_dispersion_s``, ``growth x min_dispersion_s``] (10-40 ms by default), which bounds
+    what probing costs: one pair per ``probe_after_s`` of a link without frames, each at most
+    about 2 x 40 ms of its time, and a step grown only after the link showed the previous one
+    crossed in under ``min_dispersion_s``.
+
+    ``base_bytes`` is the camera's frame probe (a real frame); a larger pair carries padding
+    the edge answers without compute (``codec.padding_probe``). ``max_bytes`` at or below
+    ``base_bytes`` keeps the frame probes only. An edge that refuses a padding probe (one older
+    than padding, or a payload over its ``max_payload_bytes``) caps the size at the last one
+    below (``refused``). Pure logic.
+    """
+
+    def __init__(self, base_bytes: int, max_bytes: int, growth: int = 4,
+                 min_dispersion_s: float = 0.01):
+        self.base_bytes = as_count('base_bytes', base_bytes, 1)
+        self.max_bytes = max(self.base_bytes, as_count('max_bytes', max_bytes, 0))
+        if isinstance(growth, bool) or not isinstance(growth, int) or growth < 2:
+            raise ValueError(f'growth must be an integer >= 2, got {growth!r}')
+        self.growth = growth
+        self.min_dispersion_s = as_positive('min_dispersion_s', min_dispersion_s)
+        self.nbytes = self.base_bytes
+
+    @property
+    def padded(self) -> bool:
+        """Whether the next pair carries padding (larger than the frame probe)."""
+        return self.nbytes > self.base_bytes
+
+    def update(self, kind: str, dispersion_s: float) -> int:
+        """
+        Size the next pair from this one's outcome; return the new size (bytes).
+
+        ``kind``: the pair's sample kind ('pair': resolved, ``dispersion_s`` its gap; 'train':
+        unresolved).
+        """
+        if kind == 'train':
+            self.nbytes = min(self.max_bytes, self.nbytes * self.growth)
+        elif kind == 'pair':
+            if as_nonneg('dispersion_s', dispersion_s) > self.growth * self.min_dispersion_s:
+                self.nbytes = max(self.base_bytes, self.nbytes // self.growth)
+        else:
+            raise ValueError(f"kind must be 'pair' or 'train', got {kind!r}")
+        return self.nbytes
+
+    def refused(self) -> int:
+        """Cap the size below the pair the edge refused; a frame probe caps nothing."""
+        if self.padded:
+            self.max_bytes = max(self.base_bytes, self.nbytes // self.growth)
+            self.nbytes = self.max_bytes
+        return self.nbytes
 
 
 class ProbePair:

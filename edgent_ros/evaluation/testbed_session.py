@@ -79,8 +79,12 @@ def camera_argv(params: Dict[str, object]) -> List[str]:
     or ``compute_pacing`` (the production camera has neither); otherwise the testbed's
     emulated robot camera (``python -m edgent_ros.evaluation.emulated_camera``, the same node
     with a slower robot's compute).
+
+    The camera's probe pairs stay frame-sized (``probe_max_bytes`` 0) unless ``params`` say
+    otherwise: every committed testbed result was measured with them (before padding probes),
+    and the sweeps' shaped links (at most a few Mbit/s) resolve a frame-sized pair anyway.
     """
-    params = dict(params)
+    params = {'probe_max_bytes': 0, **params}
     camera = executable('camera_node')   # the install must be there (messages, artifacts)
     if float(params.get('compute_slowdown', 1.0)) == 1.0:
         params.pop('compute_slowdown', None)

@@ -36,11 +36,12 @@ from . import qos
 from ..core.arch import NUM_EXITS
 from ..core.artifacts import ArtifactError
 from ..core.camera_link import CameraLink, FallbackPlanner, FrameWorker, StartGate
-from ..core.codec import bottleneck_width, effective_encoding, encode, ENCODINGS, known_encoding
+from ..core.codec import (bottleneck_width, effective_encoding, encode, ENCODINGS, known_encoding,
+                          MAX_PADDING_BYTES, padding_probe)
 from ..core.datasets import load_sample, load_split
 from ..core.edges import EdgeSet
 from ..core.ledger import FrameRefused, MAX_THRESHOLD, Pending
-from ..core.link import ArrivalClock, camera_estimator, TRANSFER_LOG_HEADER
+from ..core.link import ArrivalClock, camera_estimator, ProbeSizer, TRANSFER_LOG_HEADER
 from ..core.tensor_wire import serialize
 from ..msg import InferenceResult, LinkQuality, Tensor
 from .camera_msgs import (fill_device_result, fill_edge_result, image_msg, link_quality_msg,
@@ -108,6 +109,10 @@ PARAMETERS = {
                        {'float_range': (0.0, 10.0)}),
     'probe_after_s': (1.0, 'no transfer sample this long: send a pair of small probe frames',
                       {'float_range': (0.05, 3600.0), **RO}),
+    'probe_max_bytes': (8 * 1024 * 1024, 'largest probe payload (bytes): a pair too fast to '
+                        'resolve (under 10 ms apart) goes 4x larger next time, as padding the '
+                        'edge answers without compute (link.ProbeSizer), up to this; 0 = '
+                        'frame-sized probes only', {'int_range': (0, MAX_PADDING_BYTES), **RO}),
     'transfer_log': ('', 'append every link transfer sample (t_s, source, wire_bytes, '
                      'transfer_s, used) to this CSV file, for offline analysis of the '
                      'estimator; empty = off', RO),
@@ -222,6 +227,9 @@ class CameraNode(Node):
         probe = (self._fit(self.images[0]) if self.images is not None
                  else np.zeros(self.frame_size + (3,), np.uint8))
         self.probe = encode(np.ascontiguousarray(probe[None]), 'raw', name='probe')
+        # a pair of frames too fast to time grows into padding probes (a fast link's real rate)
+        self.link.probe_sizer = ProbeSizer(self.probe.nbytes, self.probe_max_bytes)
+        self._padding = {}   # size -> the two padding probe messages of that size
         self.link_pub = self.create_publisher(LinkQuality, 'edgent/link_quality',
                                               qos.LINK_QUALITY)
         self.create_timer(0.1, self._on_housekeeping)
@@ -455,6 +463,8 @@ class CameraNode(Node):
         if msg.probe:
             if active:
                 self.link.probe_result(now, msg.sequence, ok, msg.edge_ms, msg.edge_queue_ms)
+                if self.link.probe_now():   # unresolved: the larger pair goes at once
+                    self._send_probe_pair()
             return
         p = self.link.result(now, msg.sequence, stamp_ns(msg.header.stamp), ok, msg.edge_ms,
                              msg.edge_queue_ms, msg.batch_size, heard=active)
@@ -487,16 +497,42 @@ class CameraNode(Node):
             self.get_logger().info('edge reachable again: co-inference resumes')
 
     def _on_link_timer(self) -> None:
-        """Send a probe pair when due (two small real frames back to back); publish LinkQuality."""
+        """Send a probe pair when due (frames or padding, back to back); publish LinkQuality."""
         now = time.monotonic()
         report = self.link.tick(now)
         if report.probe_due:
-            for seq in self.link.start_probe(now, self.probe.nbytes):
-                self.tensor_pub.publish(tensor_msg(
-                    self.get_clock().now().to_msg(), self.optical_frame, self.robot,
-                    self.model_id, seq, self.runner.num_exits, 0, self.probe, probe=True))
+            self._send_probe_pair()
         self.link_pub.publish(link_quality_msg(report, self.get_clock().now().to_msg(),
                                                self.robot))
+
+    def _send_probe_pair(self) -> None:
+        """Send a probe pair of the sizer's size; a padded one has a small ping ahead of it."""
+        nbytes = self.link.probe_bytes()
+        pair = self._probe_messages(nbytes)
+        stamp = self.get_clock().now().to_msg()
+        if nbytes > self.probe.nbytes:   # the round trip, from a small message
+            ping = self._probe_messages(self.probe.nbytes)[0]
+            ping.header.stamp = stamp
+            ping.sequence = self.link.start_ping(time.monotonic(), self.probe.nbytes)
+            self.tensor_pub.publish(ping)
+        # both built before the clock starts: the pair's gap is the link's, not the copies'
+        for msg, seq in zip(pair, self.link.start_probe(time.monotonic(), nbytes)):
+            msg.header.stamp, msg.sequence = stamp, seq
+            self.tensor_pub.publish(msg)
+
+    def _probe_messages(self, nbytes: int) -> tuple:
+        """Return two probe messages of ``nbytes``: frames, or padding (kept for the next)."""
+        stamp = self.get_clock().now().to_msg()   # the sender sets it again
+        if nbytes <= self.probe.nbytes:
+            return tuple(tensor_msg(stamp, self.optical_frame, self.robot, self.model_id, 0,
+                                    self.runner.num_exits, 0, self.probe, probe=True)
+                         for _ in range(2))
+        if nbytes not in self._padding:   # one size kept: a pair of up to probe_max_bytes each
+            enc = padding_probe(nbytes)
+            self._padding = {nbytes: tuple(tensor_msg(
+                stamp, self.optical_frame, self.robot, self.model_id, 0, self.runner.num_exits, 0,
+                enc, probe=True) for _ in range(2))}
+        return self._padding[nbytes]
 
     def _on_housekeeping(self) -> None:
         if self.edges and self.gate.started:

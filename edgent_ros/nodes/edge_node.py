@@ -43,7 +43,7 @@ from ..msg import InferenceResult, Tensor
 from .node_util import (accept, check_planned_model, declare, declare_diagnostics,
                         declare_planned_model, diagnostic_status, load_runner,
                         publish_diagnostics, refuse, run, stamp_to_s)
-from ..core.codec import bottleneck_width, CodecError, from_message
+from ..core.codec import bottleneck_width, check_padding, CodecError, from_message, is_padding
 from ..core.tensor_wire import parse
 
 
@@ -173,6 +173,9 @@ class EdgeNode(Node):
                 self.get_logger().warning(f'unreadable tensor on "{ns or "/"}": {exc}',
                                           throttle_duration_sec=2.0)
                 return
+        if is_padding(msg):
+            self._answer_padding(ns, msg, info, arrival)
+            return
         try:
             array = from_message(msg, max_bytes=self.max_payload_bytes)
             self.runner.validate(msg.model_id, int(msg.exit_index), int(msg.split_index), array,
@@ -190,6 +193,23 @@ class EdgeNode(Node):
             for r in self.batches.push((ns, msg, array, arrival), self._config_of(msg), arrival):
                 self._refuse(r.item[0], r.item[1], r.reason, r.detail)
             self.cv.notify()
+
+    def _answer_padding(self, ns: str, msg: Tensor, info, arrival: float) -> None:
+        """Answer a padding probe (a camera measuring a fast link) at once, without compute."""
+        try:
+            check_padding(msg, self.max_payload_bytes)
+            self.seq_tracker.check(f'{ns}|{msg.robot}|1|{publisher_key(info)}', int(msg.sequence))
+        except CodecError as exc:
+            self._refuse(ns, msg, exc.reason, str(exc))
+            return
+        except FrameRefused as exc:
+            self._refuse(ns, msg, exc.reason, exc.detail)
+            return
+        res = self._result_for(msg)
+        res.status = InferenceResult.STATUS_OK
+        res.edge_queue_ms = max(0.0, (time.monotonic() - arrival) * 1e3)
+        self.counts['probe:padding'] += 1
+        self.pubs[ns].publish(res)
 
     def _on_message_lost(self, info) -> None:
         """DDS lost tensors before they reached us (e.g. a fragment never arrived)."""

@@ -71,3 +71,35 @@ def test_cpu_hog_beside_the_edge_is_not_a_slow_link(procs, listener, tmp_path):
     rows = read_transfer_log(log)
     assert sum(1 for r in rows if r[0] >= t_quiet) >= 50
     assert {r[1] for r in rows} <= {'passive', 'probe'}
+
+
+def test_probe_pairs_grow_to_measure_a_fast_link(procs, listener):
+    """
+    Issue 17 item 1: on loopback the camera's probes grow into padding the edge answers.
+
+    A 3 KB pair can only say "at least 2.8 Mbit/s"; the grown pairs measure the path (several
+    Gbit/s here; BENCHMARKS 17). An edge that refuses padding over its ``max_payload_bytes``
+    caps the pairs below that size, and the estimate is then that size's bound.
+    """
+    listener.listen(LinkQuality, 'edgent/link_quality', qos.LINK_QUALITY)
+    procs.start('edge_node')
+    procs.start('camera_node', fps=5.0, publish_frames=False)   # fast robot: 5/20, probes only
+
+    def fast():
+        return any(m.uplink_bandwidth_bps >= 5e8 for m in listener.msgs('edgent/link_quality'))
+    assert listener.spin_until(fast, 30.0), (
+        [round(m.uplink_bandwidth_bps / 1e6, 1) for m in listener.msgs('edgent/link_quality')],
+        procs.log('camera_node'))
+    listener.spin_until(lambda: False, 3.0)
+    rtt = [m.rtt_ms for m in listener.msgs('edgent/link_quality')[-4:]]
+    assert all(0.0 < r < 50.0 for r in rtt), rtt    # from the small ping, not a megabyte probe
+
+
+def test_an_edge_that_refuses_large_padding_caps_the_pairs(procs, listener):
+    listener.listen(LinkQuality, 'edgent/link_quality', qos.LINK_QUALITY)
+    procs.start('edge_node', max_payload_bytes=100_000)
+    procs.start('camera_node', fps=5.0, publish_frames=False)
+    listener.spin_until(lambda: False, 12.0)
+    late = [m.uplink_bandwidth_bps for m in listener.msgs('edgent/link_quality')[-6:]]
+    # pairs of 49,152 bytes at most (196,608 refused): their bound, 2 x 49 KB / 20 ms
+    assert late and all(1e7 <= r <= 5e7 for r in late), late

@@ -410,7 +410,25 @@ def test_a_fast_frame_less_its_round_trip_is_a_lower_bound(fallback_problem):
     assert link.rtt_ms == pytest.approx(3.0)
     seq = send(link, 2.0, payload=3000)
     assert answer(link, 2.004, seq, 2.0, edge_ms=0.0) is not None
-    assert logged[-1][3] == pytest.approx(0.01) and logged[-1][4]   # bytes / 10 ms at most
+    # bytes / 10 ms at most, a bound; used: within 2x of the pair's own bound (2 probes / 20 ms)
+    assert logged[-1][3] == pytest.approx(0.01) and logged[-1][4]
+
+
+def test_lower_bounds_never_pull_a_measured_fast_link_down(fallback_problem):
+    """3 KB frames on a 20 Mbit/s link are too short to time: the pair's 20 Mbit/s stays."""
+    link = make_link(fallback_problem)
+    s1, s2 = link.start_probe(1.0, 30000)
+    link.probe_result(1.0150, s1, True, 0.0, 0.0)     # 3 ms round trip + 12 ms of bytes
+    link.probe_result(1.0270, s2, True, 0.0, 0.0)     # resolved: 12 ms apart
+    fast = link.tick(1.1).estimate.bps
+    assert fast == pytest.approx(wire_bytes(30000) * 8 / 0.012)
+    for k in range(4):                                # each: 3 ms + 1.2 ms, read as >= 10 ms
+        seq = send(link, 2.0 + k, payload=3000)
+        answer(link, 2.0042 + k, seq, 2.0 + k, edge_ms=0.0)
+    assert link.tick(5.5).estimate.bps == pytest.approx(fast)
+    # a bound above the estimate does raise it (the link is at least that fast)
+    link.estimator.add_transfer(5.6, 300000, 0.01, source='probe', lower_bound=True)
+    assert link.tick(5.7).estimate.bps > fast
 
 
 # -- several edges (core.edges): moving to another edge ------------------------------------

@@ -71,3 +71,6 @@ def test_camera_command_picks_the_emulated_camera_only_when_slowed(monkeypatch):
     assert argv[0] == '/install/camera_node' and not any('compute_pacing' in a for a in argv)
     argv = testbed_session.camera_argv({'compute_slowdown': 21.5, 'compute_pacing': 'total'})
     assert 'compute_pacing:=total' in argv
+    # the testbed's cameras keep frame-sized probe pairs (how its results were measured)
+    assert 'probe_max_bytes:=0' in argv
+    assert 'probe_max_bytes:=4096' in testbed_session.camera_argv({'probe_max_bytes': 4096})
