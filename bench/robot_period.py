@@ -45,7 +45,8 @@ def run_summary(results: Path) -> Dict[str, object]:
     paired = Path(results) / 'paired'
     cal = json.loads((paired / 'robot_calibration.json').read_text())
     rows = [r for r in read_rows(paired / 'robot_calibration_frames.csv')
-            if r['device_ms'] is not None and r['status'] == OK and r['split'] == r['branch_len']]
+            if r['device_ms'] is not None and r['status'] == OK and r['split'] == r['branch_len']
+            and r.get('kind') != 'warmup']
     per_exit, ratios = {}, []
     for e in sorted({int(r['exit']) for r in rows}):
         ms = [float(r['device_ms']) for r in rows if int(r['exit']) == e]

@@ -6,7 +6,8 @@ k's camera gets the list rotated by k (``core.edges``), so the robots spread ove
 move to another when theirs stops answering.
 
 Parameters: config/<node>.yaml, then this file's choice (the planners leave the shared edge
-alone: ``edge_node: ''``), then ``params_file``, then the arguments set on the command line
+alone: ``edge_node: ''``; the cameras' probe pairs grow to 8 MiB, what measures a one-host
+path), then ``params_file``, then the arguments set on the command line
 (edgent_ros.nodes.launch_args; ``ros2 launch ... --show-args`` lists them). The edge serves
 exactly the robots started here.
 """
@@ -22,6 +23,8 @@ ARGS = ('robots', 'edges', 'model', 'deadline_ms', 'policy', 'source', 'frame_id
         'viz', 'rviz', 'keystore')
 # the edge is shared: its exit/split are advisory, so the planners leave it alone
 PLANNER_DEFAULTS = {'edge_node': ''}
+# one host: the DDS path carries several Gbit/s, and only probe pairs of 8 MiB resolve it
+CAMERA_DEFAULTS = {'probe_max_bytes': 8 * 1024 * 1024}
 
 
 def _nodes(context):
@@ -30,7 +33,7 @@ def _nodes(context):
     edges = check_edge_names(la.names_list(text)) if text else []
     nodes = [la.edge(context, robots, name) for name in edges] or [la.edge(context, robots)]
     for k, ns in enumerate(robots):
-        nodes += [la.camera(context, ns, rotated(edges, k) if edges else None),
+        nodes += [la.camera(context, ns, rotated(edges, k) if edges else None, CAMERA_DEFAULTS),
                   la.planner(context, ns, PLANNER_DEFAULTS)]
         if la.flag(la.arg(context, 'viz'), 'viz'):
             nodes.append(la.viz(context, ns))

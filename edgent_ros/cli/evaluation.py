@@ -311,7 +311,8 @@ def _sweep_action(args: argparse.Namespace) -> int:
             body = calibrate_robot(res, robot_scale=args.robot_scale, frames=args.frames,
                                    model=args.model, refit=args.refit,
                                    robot_period_us=args.robot_period_us,
-                                   robot_pacing=args.robot_pacing)
+                                   robot_pacing=args.robot_pacing,
+                                   warmup_frames=args.warmup_frames)
         except ValueError as exc:
             print(f'edgent-ros sweep: {exc}', file=sys.stderr)
             return 2
@@ -536,6 +537,9 @@ def add_sweep_parser(sub) -> None:
     cr.add_argument('--refit', action='store_true', help='run nothing: fit robot_calibration'
                     '.json and robot_latency.json again from the frames the folder holds (no '
                     'root; the period and pacing they were measured at are kept)')
+    cr.add_argument('--warmup-frames', type=int, default=0,
+                    help='first run every configuration this many frames, not fitted (the '
+                    'first minutes of a calibration are its noisiest; default %(default)s)')
     _robot_period_arg(cr)
     _robot_scale_arg(cr)
     pr = acts.add_parser('paired-report', help='tables, intervals, claims and PNGs of the '

@@ -415,9 +415,10 @@ class CameraLink:
                     now_s - self.probe_pair.sent_s > self.watchdog.timeout_s:
                 self.probe_pair = None      # lost or unanswered: the next pair replaces it
                 self.probe_done_s = now_s
+            wanted = self.grow_pending or self.estimator.needs_probe(
+                now_s, self.ledger.in_flight, self.last_edge_send_s)
             due = self.probe_pair is None and (
-                self.fallback.active or self.grow_pending or self.estimator.needs_probe(
-                    now_s, self.ledger.in_flight, self.last_edge_send_s))
+                self.fallback.active or wanted and self._padding_may_go())
             return LinkReport(reachable, self.estimator.estimate(now_s) if reachable else None,
                               self.rtt_ms, self.loss(), self.edge_queue_ms, self.edge_batch, due)
 
@@ -445,7 +446,12 @@ class CameraLink:
     def probe_now(self) -> bool:
         """Return whether a larger pair should go at once (the last one was unresolved)."""
         with self.lock:
-            return self.grow_pending and self.probe_pair is None
+            return self.grow_pending and self.probe_pair is None and self._padding_may_go()
+
+    def _padding_may_go(self) -> bool:
+        """Return whether a pair may go now: a padded one waits until no frame is on the link."""
+        padded = self.probe_sizer is not None and self.probe_sizer.padded
+        return not padded or self.ledger.in_flight <= 0
 
     def probe_bytes(self) -> Optional[int]:
         """Return the payload of the next probe pair (``ProbeSizer``), None without a sizer."""

@@ -507,7 +507,8 @@ def calibrate_robot(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
                     name: str = TESTBED_NAME, logdir: Optional[Path] = None,
                     model: Optional[Path] = None, refit: bool = False,
                     robot_period_us: int = DEFAULT_ROBOT_PERIOD_US,
-                    robot_pacing: str = DEFAULT_PACING) -> Dict[str, object]:
+                    robot_pacing: str = DEFAULT_PACING,
+                    warmup_frames: int = 0) -> Dict[str, object]:
     """
     Measure the testbed's robot as the planner models it; write ``robot_calibration.json``.
 
@@ -531,9 +532,14 @@ def calibrate_robot(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
     fit), keeping their ``measured_at`` and their robot CPU period and pacing.
     ``robot_period_us``: the robot cgroup's CFS period; ``robot_pacing``: the emulated camera's
     ``compute_pacing``; both recorded in the file (``sweep paired`` refuses the file for a run
-    with another).
+    with another). ``warmup_frames``: first run every configuration of the plan this many
+    frames (at most its own count), kind ``warmup`` in the frames file and never fitted: a
+    calibration's first minutes were its noisiest.
     """
     cfs_quota_us(DEFAULT_ROBOT_QUOTA, robot_period_us)   # a bad period, before anything runs
+    if isinstance(warmup_frames, bool) or not isinstance(warmup_frames, int) or \
+            warmup_frames < 0:
+        raise ValueError(f'warmup frames must be an integer >= 0, got {warmup_frames!r}')
     check_pacing(robot_pacing)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -552,7 +558,8 @@ def calibrate_robot(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
         return _calibration_files(out_dir, read_rows(frames_csv), problem, accuracy, model,
                                   robot_scale, int(old['measured_at']),
                                   period_us=recorded_period_us(old),
-                                  pacing=recorded_pacing(old))
+                                  pacing=recorded_pacing(old),
+                                  warmup_frames=int(old.get('warmup_frames', 0)))
     frames_csv.unlink(missing_ok=True)
     logdir = Path(logdir or (Path('/tmp') / f'edgent-calibrate-{int(time.time())}'))
     tb = Testbed(name=name, rate_mbps=10.0, robot_period_us=int(robot_period_us))
@@ -565,6 +572,11 @@ def calibrate_robot(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
         runner = _Runner(sess, problem, accuracy, 10.0, frames_csv, None, 1.0, robot_scale)
         try:
             sess.start(10.0)
+            for k, (c, n) in enumerate(plan if warmup_frames else []):
+                print(f'calibrate: warm-up {config_name(c)} ({min(n, warmup_frames)} frames; '
+                      f'{k + 1} of {len(plan)})', file=sys.stderr)
+                runner.cell('warmup', config_policy(c), fixed_params(c), 1000.0,
+                            min(n, warmup_frames), 0, 0)
             for k, (c, n) in enumerate(calibration_rounds(plan, CALIBRATION_ROUNDS)):
                 print(f'calibrate: {config_name(c)} ({n} frames; cell {k + 1} of '
                       f'{len(plan) * CALIBRATION_ROUNDS})', file=sys.stderr)
@@ -575,14 +587,17 @@ def calibrate_robot(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
     finally:
         tb.teardown()
     return _calibration_files(out_dir, rows, problem, accuracy, model, robot_scale,
-                              int(time.time()), logdir, int(robot_period_us), robot_pacing)
+                              int(time.time()), logdir, int(robot_period_us), robot_pacing,
+                              warmup_frames)
 
 
 def _calibration_files(out_dir: Path, every: Sequence[dict], problem, accuracy, model,
                        robot_scale: float, measured_at: int, logdir: Optional[Path] = None,
                        period_us: int = DEFAULT_ROBOT_PERIOD_US,
-                       pacing: str = DEFAULT_PACING) -> Dict[str, object]:
-    """Write ``calibrate_robot``'s two files from its frame rows; return the calibration."""
+                       pacing: str = DEFAULT_PACING, warmup_frames: int = 0
+                       ) -> Dict[str, object]:
+    """Write ``calibrate_robot``'s two files from its frame rows (warm-up left out)."""
+    every = [r for r in every if r.get('kind') != 'warmup']
     rows = [r for r in every if int(r['split']) == problem.branch_len(int(r['exit']))]
     ratios = device_ratios(rows, problem)
     if not ratios:
@@ -601,6 +616,8 @@ def _calibration_files(out_dir: Path, every: Sequence[dict], problem, accuracy, 
                    f'{SPREAD_QUANTILES} quantiles of those ratios over their median (smallest '
                    'to largest), every exit pooled; spread_blocks: the same of every frame '
                    '(prefixes too) over the block times of robot_latency'}
+    if warmup_frames:
+        body['warmup_frames'] = int(warmup_frames)
     body['robot_latency'] = _write_robot_latency(
         out_dir / ROBOT_LATENCY_FILE, model, every, robot_scale * float(body['factor']))
     encs = sorted({str(r.get('encoding') or 'raw') for r in every} | {'raw'})

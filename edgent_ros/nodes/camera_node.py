@@ -109,10 +109,12 @@ PARAMETERS = {
                        {'float_range': (0.0, 10.0)}),
     'probe_after_s': (1.0, 'no transfer sample this long: send a pair of small probe frames',
                       {'float_range': (0.05, 3600.0), **RO}),
-    'probe_max_bytes': (8 * 1024 * 1024, 'largest probe payload (bytes): a pair too fast to '
+    'probe_max_bytes': (1024 * 1024, 'largest probe payload (bytes): a pair too fast to '
                         'resolve (under 10 ms apart) goes 4x larger next time, as padding the '
-                        'edge answers without compute (link.ProbeSizer), up to this; 0 = '
-                        'frame-sized probes only', {'int_range': (0, MAX_PADDING_BYTES), **RO}),
+                        'edge answers without compute (link.ProbeSizer), up to this (1 MiB '
+                        'resolves links up to 0.8 Gbit/s; demo.launch.py on one host: 8 MiB); '
+                        '0 = frame-sized probes only',
+                        {'int_range': (0, MAX_PADDING_BYTES), **RO}),
     'transfer_log': ('', 'append every link transfer sample (t_s, source, wire_bytes, '
                      'transfer_s, used) to this CSV file, for offline analysis of the '
                      'estimator; empty = off', RO),

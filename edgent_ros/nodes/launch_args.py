@@ -238,14 +238,15 @@ def node(context: LaunchContext, executable: str, namespace: str = '',
 
 
 def camera(context: LaunchContext, namespace: str,
-           edges: Optional[List[str]] = None) -> Node:
+           edges: Optional[List[str]] = None,
+           launch_defaults: Optional[Mapping[str, Any]] = None) -> Node:
     """
     Return a camera_node in ``namespace``, its ``image_raw`` remapped to ``image_topic``.
 
     ``edges``: the edges the launch file starts, in this robot's order (fixed, like the edge's
-    robots); None leaves it to the layers.
+    robots); None leaves it to the layers. ``launch_defaults``: the launch file's choices.
     """
-    return node(context, 'camera_node', namespace,
+    return node(context, 'camera_node', namespace, launch_defaults,
                 fixed=None if edges is None else {'edges': list(edges)},
                 remappings=[('image_raw', arg(context, 'image_topic') or 'image_raw')])
 

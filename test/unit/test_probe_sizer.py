@@ -168,3 +168,26 @@ def test_a_padded_pair_goes_at_once_and_its_round_trip_comes_from_a_ping(fallbac
     link.probe_result(1.15, s2, True, 0.0, 0.0)        # resolved, 20 ms apart
     assert link.rtt_ms == pytest.approx(0.5, abs=0.05)
     assert not link.probe_now() and link.probe_bytes() == 12288
+
+
+def test_a_padded_pair_waits_for_the_frames_on_the_link(fallback_problem):
+    """Frames queue behind a megabyte pair: it goes only when none is waiting for the edge."""
+    from edgent_ros.core.ledger import Pending
+    link = CameraLink(0.0, camera_estimator(), FallbackPlanner(fallback_problem),
+                      probe_sizer=ProbeSizer(3072, 8 << 20))
+    s1, s2 = link.start_probe(1.0, 3072)
+    link.probe_result(1.002, s1, True, 0.0, 0.0)
+    link.probe_result(1.0021, s2, True, 0.0, 0.0)      # unresolved: a padded pair is wanted
+    seq, _ = link.admit(True, 2)
+    link.sent(Pending(seq, 1.003, 1.003, 5, 0, 3072, 1.0, 1, 200.0, stamp_ns=seq))
+    assert not link.probe_now() and not link.tick(1.01).probe_due
+    assert link.tick(3.5).probe_due is False           # not even after 2 x probe_after_s
+    link.result(1.02, seq, seq, True, 1.0, 0.0, 1)
+    link.finish('ok_edge', True)
+    assert link.probe_now() and link.tick(1.03).probe_due
+    # frame-sized pairs are not held (as before): only padding waits
+    small = CameraLink(0.0, camera_estimator(), FallbackPlanner(fallback_problem),
+                       probe_sizer=ProbeSizer(3072, 8 << 20))
+    seq, _ = small.admit(True, 2)
+    small.sent(Pending(seq, 0.5, 0.5, 5, 0, 3072, 1.0, 1, 200.0, stamp_ns=seq))
+    assert small.tick(2.6).probe_due                   # 2 x probe_after_s without a sample

@@ -246,6 +246,15 @@ def test_spread_blocks_is_the_spread_around_the_measured_block_times(tmp_path):
     assert body['spread_blocks'][0] == pytest.approx(0.99, abs=0.005)
     assert body['spread_blocks'][-1] == pytest.approx(1.01, abs=0.005)
     assert body['robot_pacing'] == 'add' and body['robot_period_us'] == 100000
+    assert 'warmup_frames' not in body
+    # a warm-up's frames (kind warmup) are recorded but never fitted, however slow
+    slow = [dict(r, kind='warmup', device_ms=r['device_ms'] * 3) for r in rows]
+    again = _calibration_files(tmp_path, slow + [dict(r, kind='calibration') for r in rows],
+                               problem, acc, None, 60.0, 0, warmup_frames=10)
+    assert {k: v for k, v in again.items() if k != 'warmup_frames'} == body
+    assert again['warmup_frames'] == 10
+    with pytest.raises(ValueError, match='warmup frames'):
+        calibrate_robot(tmp_path, robot_scale=60.0, warmup_frames=-1)
 
 
 # -- learned bottleneck encoders, measured through the emulation -------------------------------
