@@ -286,6 +286,18 @@ class BandwidthEstimator:
         est = self.estimate(sample.t_s)
         return est is not None and sample.bps < BOUND_FLOOR * est.bps
 
+    def _confirm(self, now_s: float) -> None:
+        """
+        Keep the fresh samples fresh, after a bound far below the estimate.
+
+        Such a transfer contradicts nothing, so while such frames flow the estimate stands
+        (it went stale, and the next bound became the estimate, while frames kept the larger
+        probe pairs off the link). A real drop shows in a transfer slow enough to time.
+        """
+        fresh = self._fresh(now_s)
+        self._samples.clear()
+        self._samples.extend(_Sample(now_s, x.bits, x.payload_s, x.source) for x in fresh)
+
     def add_transfer(self, now_s: float, payload_bytes: int, transfer_s: float,
                      source: str = 'passive', lower_bound: bool = False) -> bool:
         """
@@ -298,7 +310,10 @@ class BandwidthEstimator:
         estimate.
         """
         sample = self._sample(now_s, payload_bytes, transfer_s, source)
-        if sample is None or self._uninformative(sample, lower_bound):
+        if sample is None:
+            return False
+        if self._uninformative(sample, lower_bound):
+            self._confirm(sample.t_s)
             return False
         now = sample.t_s
         fresh = self._fresh(now)
@@ -445,7 +460,10 @@ class RobustBandwidthEstimator(BandwidthEstimator):
                      source: str = 'passive', lower_bound: bool = False) -> bool:
         """Add one transfer (see the parent); a confirmed change restarts the window."""
         sample = self._sample(now_s, payload_bytes, transfer_s, source)
-        if sample is None or self._uninformative(sample, lower_bound):
+        if sample is None:
+            return False
+        if self._uninformative(sample, lower_bound):
+            self._confirm(sample.t_s)
             return False
         now = sample.t_s
         fresh = self._fresh(now)

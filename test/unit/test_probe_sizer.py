@@ -191,3 +191,16 @@ def test_a_padded_pair_waits_for_the_frames_on_the_link(fallback_problem):
     seq, _ = small.admit(True, 2)
     small.sent(Pending(seq, 0.5, 0.5, 5, 0, 3072, 1.0, 1, 200.0, stamp_ns=seq))
     assert small.tick(2.6).probe_due                   # 2 x probe_after_s without a sample
+
+
+def test_bounds_far_below_keep_the_estimate_from_going_stale():
+    """Small frames too fast to time, for longer than the staleness: the estimate stands."""
+    est = camera_estimator()                       # forgets samples after 5 s
+    for k in range(3):
+        est.add_transfer(k * 0.1, 1_000_000, 0.01, source='probe')
+    fast = est.estimate(0.3).bps
+    for k in range(40):                            # 10 s of 3 KB frames, each a bound
+        assert not est.add_transfer(0.5 + k * 0.25, 3000, 0.01, lower_bound=True)
+    assert est.estimate(10.5).bps == pytest.approx(fast)
+    assert est.estimate(16.0) is None              # no transfer at all: stale as before
+    assert est.needs_probe(10.5)                   # bounds do not hold the probes off
