@@ -13,7 +13,7 @@ estimate, the median round trip, how many times robot1's configuration changed, 
 time. Writes ``bench/results/loopback_demo.json``::
 
     source scripts/env.sh
-    python bench/loopback_demo.py            # ~5 min
+    python bench/loopback_demo.py            # ~4 min
 """
 
 from __future__ import annotations

@@ -535,3 +535,9 @@ def test_cli_robot_spread_and_pacing_options(tmp_path, capsys):
                '--robot-spread', 'blocks'])
     assert rc == 2 and '--robot-spread blocks needs --robot-latency' in capsys.readouterr().err
     assert not (tmp_path / 'paired').exists()
+    # a calibration's warm-up: a count of frames, refused below 0 before anything runs
+    assert p.parse_args(['sweep', 'calibrate-robot']).warmup_frames == 0
+    assert p.parse_args(['sweep', 'calibrate-robot', '--warmup-frames', '15']).warmup_frames == 15
+    rc = main(['sweep', 'calibrate-robot', '--results', str(tmp_path), '--warmup-frames', '-1'])
+    assert rc == 2 and 'warmup frames must be' in capsys.readouterr().err
+    assert not list((tmp_path / 'paired').glob('*.csv'))

@@ -50,3 +50,23 @@ def test_the_spread_is_measured_around_each_exits_median(tmp_path):
     assert s['per_exit']['1'] == {'frames': 4, 'median_ms': 100.0,
                                   'mape_of_median': round(30 / 130 / 4, 4)}
     assert s['over_slow'] == round(1 / 7, 4)      # 130 ms is over 1.2 x 100 ms
+
+
+def test_benchmarks_warmup_ab_table_is_the_committed_runs():
+    bench = _bench()
+    names = ('plain_1', 'warm_1', 'plain_2', 'warm_2')
+    res = ROOT / 'bench' / 'results' / 'warmup_ab'
+    runs = [bench.run_summary(res / f'resnet64_{n}') for n in names]
+    cals = [json.loads((res / f'resnet64_{n}' / 'paired' / 'robot_calibration.json').read_text())
+            for n in names]
+    assert [c.get('warmup_frames', 0) for c in cals] == [0, 15, 0, 15]
+    rows = ['| off each exit\'s median (MAPE) | ' + ' | '.join(
+                f'{100 * r["mape_of_median"]:.1f} %' for r in runs) + ' |',
+            '| first fifth / the rest | ' + ' | '.join(
+                f'{100 * r["mape_first_fifth"]:.1f} / {100 * r["mape_rest"]:.1f} %'
+                for r in runs) + ' |',
+            '| factor (measured / profiled) | ' + ' | '.join(
+                f'{c["factor"]:.3f}' for c in cals) + ' |']
+    text = (ROOT / 'BENCHMARKS.md').read_text()
+    for row in rows:
+        assert row in text, row
