@@ -433,7 +433,12 @@ PERIOD_ROWS = {'static × the calibration\'s factor, per frame': 'robot_offline'
                'in-sample floor, per frame': 'robot_floor'}
 
 
-@pytest.mark.parametrize('columns', [PERIOD_RUNS, PACING_RUNS], ids=['period', 'pacing'])
+WARM_RUNS = {  # and its "warmed-up calibration" table
+    'resnet64 100 ms, add, warmed-up calibration': ('warmup_ab/resnet64_warm_1',)}
+
+
+@pytest.mark.parametrize('columns', [PERIOD_RUNS, PACING_RUNS, WARM_RUNS],
+                         ids=['period', 'pacing', 'warmup'])
 def test_benchmarks_robot_mape_tables_are_what_the_committed_frames_give(rebuilt, columns):
     text = (ROOT / 'BENCHMARKS.md').read_text()
     head = '| model of the robot | ' + ' | '.join(
