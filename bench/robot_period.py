@@ -6,9 +6,9 @@ Reads the device-only frames of committed ``sweep calibrate-robot`` runs (every 
 each, in 3 interleaved rounds; ``robot_calibration_frames.csv``) and, per run, the robot time's
 spread around each exit's median: the MAPE of that median (what no static model of the robot
 can beat on these frames), the same over the first fifth of the frames as they ran and over
-the rest, the share of frames over 1.2x it, and p90/p10; a warm-up's frames are left out. The period and the
-emulation's pacing of each run are the ones its ``robot_calibration.json`` records (none
-recorded: 100 ms, ``add``; ``evaluation.emulated_camera``). No root, no testbed:
+the rest, the share of frames over 1.2x it, and p90/p10; a warm-up's frames are left out.
+The period and the emulation's pacing of each run are the ones its ``robot_calibration.json``
+records (none recorded: 100 ms, ``add``; ``evaluation.emulated_camera``). No root, no testbed:
 the runs are the documented commands of BENCHMARKS §16. Writes
 ``bench/results/robot_period.json`` and ``.png`` and prints the table BENCHMARKS quotes.
 

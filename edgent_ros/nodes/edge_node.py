@@ -173,14 +173,15 @@ class EdgeNode(Node):
                 self.get_logger().warning(f'unreadable tensor on "{ns or "/"}": {exc}',
                                           throttle_duration_sec=2.0)
                 return
-        if is_padding(msg):
-            self._answer_padding(ns, msg, info, arrival)
-            return
+        padding = is_padding(msg)   # a camera measuring a fast link: answered, never computed
         try:
-            array = from_message(msg, max_bytes=self.max_payload_bytes)
-            self.runner.validate(msg.model_id, int(msg.exit_index), int(msg.split_index), array,
-                                 msg.encoding, msg.bottleneck_id)
-            check_threshold(msg.confidence_threshold)
+            if padding:
+                check_padding(msg, self.max_payload_bytes)
+            else:
+                array = from_message(msg, max_bytes=self.max_payload_bytes)
+                self.runner.validate(msg.model_id, int(msg.exit_index), int(msg.split_index),
+                                     array, msg.encoding, msg.bottleneck_id)
+                check_threshold(msg.confidence_threshold)
             self.seq_tracker.check(f'{ns}|{msg.robot}|{int(msg.probe)}|{publisher_key(info)}',
                                    int(msg.sequence))
         except CodecError as exc:
@@ -189,22 +190,16 @@ class EdgeNode(Node):
         except FrameRefused as exc:
             self._refuse(ns, msg, exc.reason, exc.detail)
             return
+        if padding:
+            self._answer_padding(ns, msg, arrival)
+            return
         with self.cv:
             for r in self.batches.push((ns, msg, array, arrival), self._config_of(msg), arrival):
                 self._refuse(r.item[0], r.item[1], r.reason, r.detail)
             self.cv.notify()
 
-    def _answer_padding(self, ns: str, msg: Tensor, info, arrival: float) -> None:
-        """Answer a padding probe (a camera measuring a fast link) at once, without compute."""
-        try:
-            check_padding(msg, self.max_payload_bytes)
-            self.seq_tracker.check(f'{ns}|{msg.robot}|1|{publisher_key(info)}', int(msg.sequence))
-        except CodecError as exc:
-            self._refuse(ns, msg, exc.reason, str(exc))
-            return
-        except FrameRefused as exc:
-            self._refuse(ns, msg, exc.reason, exc.detail)
-            return
+    def _answer_padding(self, ns: str, msg: Tensor, arrival: float) -> None:
+        """Answer a (checked) padding probe at once, without compute."""
         res = self._result_for(msg)
         res.status = InferenceResult.STATUS_OK
         res.edge_queue_ms = max(0.0, (time.monotonic() - arrival) * 1e3)
