@@ -36,12 +36,14 @@ def test_a_robot_moves_to_the_other_edge_and_back(procs, listener):
         listener.listen(InferenceResult, f'/{r}/edgent/outcome', qos.RESULT)
     _edge(procs, 'edge_a')
     _edge(procs, 'edge_b')
+    # each camera waits until this listener hears its outcomes: one started before the match
+    # lost frame 4's outcome to discovery in a fresh-clone CI run (frames 2 and 3 arrived)
     procs.start('camera_node', name='camera_robot1', ns='robot1', edges=['edge_a', 'edge_b'],
                 exit_index=5, split_index=0, fps=10.0, edge_timeout_s=EDGE_TIMEOUT_S,
-                result_timeout_s=1.0)
+                result_timeout_s=1.0, wait_for_subscribers=1)
     procs.start('camera_node', name='camera_robot2', ns='robot2', edges=['edge_b', 'edge_a'],
                 exit_index=5, split_index=0, fps=10.0, edge_timeout_s=EDGE_TIMEOUT_S,
-                result_timeout_s=1.0)
+                result_timeout_s=1.0, wait_for_subscribers=1)
 
     # each robot on its own preferred edge
     assert listener.spin_until(lambda: len(_served(listener, 'robot1', 'edge_a')) >= 5
