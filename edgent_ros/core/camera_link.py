@@ -195,8 +195,8 @@ class CameraLink:
         self.probe_seq = 0
         self.probe_pair: Optional[ProbePair] = None
         self.probe_done_s: Optional[float] = None   # when the last pair's answers were in
-        self.rtt_ping: Optional[Tuple[int, float, int]] = None   # (seq, sent_s, bytes) ahead of
-        # a padded pair: a small message's round trip (a megabyte pair's first is no measure)
+        self.rtt_ping: Optional[Tuple[int, float]] = None   # (seq, sent_s) of the small probe
+        # ahead of a padded pair: its round trip (a megabyte pair's first is no measure)
         self.grow_pending = False   # the last pair was unresolved and the next one is larger
         self.last_edge_send_s = -math.inf
         self.rtt_ms = -1.0
@@ -431,17 +431,16 @@ class CameraLink:
             self.grow_pending = False
             return seqs
 
-    def start_ping(self, now_s: float, nbytes: int) -> int:
+    def start_ping(self, now_s: float) -> int:
         """
-        Start a lone probe of ``nbytes`` sent now, ahead of a padded pair; return its sequence.
+        Start a lone frame-sized probe sent now, ahead of a padded pair; return its sequence.
 
         Its answer gives the round trip (``rtt_ms``) in place of the pair's: the first of two
         megabyte probes is no measure of an empty message's round trip.
         """
         with self.lock:
-            self.probe_seq += 1
-            self.rtt_ping = (self.probe_seq, float(now_s), int(nbytes))
-            return self.probe_seq
+            self.rtt_ping = (self.next_ping_seq(), float(now_s))
+            return self.rtt_ping[0]
 
     def probe_now(self) -> bool:
         """Return whether a larger pair should go at once (the last one was unresolved)."""
@@ -480,7 +479,7 @@ class CameraLink:
             edge_s = (edge_ms + edge_queue_ms) / 1e3
             if self.rtt_ping is not None and int(seq) == self.rtt_ping[0]:
                 self._heard(now_s)
-                _, sent_s, _ = self.rtt_ping
+                sent_s = self.rtt_ping[1]
                 self.rtt_ping = None
                 # its own bytes stay in: a padded pair follows only a frame-sized pair too fast
                 # to time, so they take under min_dispersion_s (a fraction of a ms on loopback)

@@ -513,27 +513,27 @@ class CameraNode(Node):
         pair = self._probe_messages(nbytes)
         stamp = self.get_clock().now().to_msg()
         if nbytes > self.probe.nbytes:   # the round trip, from a small message
-            ping = self._probe_messages(self.probe.nbytes)[0]
-            ping.header.stamp = stamp
-            ping.sequence = self.link.start_ping(time.monotonic(), self.probe.nbytes)
+            ping = self._frame_probe(0)   # built before its clock starts, as the pair
+            ping.sequence = self.link.start_ping(time.monotonic())
             self.tensor_pub.publish(ping)
         # both built before the clock starts: the pair's gap is the link's, not the copies'
         for msg, seq in zip(pair, self.link.start_probe(time.monotonic(), nbytes)):
             msg.header.stamp, msg.sequence = stamp, seq
             self.tensor_pub.publish(msg)
 
+    def _frame_probe(self, seq: int, enc=None):
+        """Return probe ``seq`` stamped now: a real frame at split 0, or ``enc`` (padding)."""
+        return tensor_msg(self.get_clock().now().to_msg(), self.optical_frame, self.robot,
+                          self.model_id, seq, self.runner.num_exits, 0, enc or self.probe,
+                          probe=True)
+
     def _probe_messages(self, nbytes: int) -> tuple:
         """Return two probe messages of ``nbytes``: frames, or padding (kept for the next)."""
-        stamp = self.get_clock().now().to_msg()   # the sender sets it again
         if nbytes <= self.probe.nbytes:
-            return tuple(tensor_msg(stamp, self.optical_frame, self.robot, self.model_id, 0,
-                                    self.runner.num_exits, 0, self.probe, probe=True)
-                         for _ in range(2))
+            return self._frame_probe(0), self._frame_probe(0)
         if nbytes not in self._padding:   # one size kept: a pair of up to probe_max_bytes each
             enc = padding_probe(nbytes)
-            self._padding = {nbytes: tuple(tensor_msg(
-                stamp, self.optical_frame, self.robot, self.model_id, 0, self.runner.num_exits, 0,
-                enc, probe=True) for _ in range(2))}
+            self._padding = {nbytes: (self._frame_probe(0, enc), self._frame_probe(0, enc))}
         return self._padding[nbytes]
 
     def _on_housekeeping(self) -> None:
@@ -571,10 +571,7 @@ class CameraNode(Node):
                 self.get_logger().warning(f'edge {active} -> {target}: {why}')
         for name in self.edges.pings_due(now):
             if self.edge_pubs[name].get_subscription_count() > 0:   # else nobody to answer
-                self.edge_pubs[name].publish(tensor_msg(
-                    self.get_clock().now().to_msg(), self.optical_frame, self.robot,
-                    self.model_id, self.link.next_ping_seq(), self.runner.num_exits, 0,
-                    self.probe, probe=True))
+                self.edge_pubs[name].publish(self._frame_probe(self.link.next_ping_seq()))
 
     def _on_diagnostics(self) -> None:
         now = time.monotonic()

@@ -158,7 +158,7 @@ def test_a_padded_pair_goes_at_once_and_its_round_trip_comes_from_a_ping(fallbac
     link.probe_result(1.0021, s2, True, 0.0, 0.0)      # unresolved: 12 KB next, now
     assert link.probe_now() and link.tick(1.01).probe_due
     rtt = link.rtt_ms
-    ping = link.start_ping(1.1, 3072)
+    ping = link.start_ping(1.1)
     s1, s2 = link.start_probe(1.1, 12288)
     assert not link.probe_now() and ping < s1 < s2
     # the padded pair's first takes 30 ms (megabytes of copies): not a round trip
