@@ -43,7 +43,9 @@ def _robot_period_arg(p: argparse.ArgumentParser) -> None:
                    help='how the emulated robot is paced (camera compute_pacing): add = wait '
                    '(f - 1) x the layers\' CPU time after them, a quota throttle inside them '
                    'on top (default, every run before total); total = until they took f x '
-                   'their CPU time in all, such a throttle absorbed')
+                   'their CPU time in all, such a throttle absorbed; warm = add, the layers '
+                   'run twice per frame and the second pass timed (a host core that idled '
+                   'starts cold; f x that cold start is no robot\'s work)')
 
 
 def _testbed_from_args(args: argparse.Namespace) -> Testbed:

@@ -4,7 +4,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from edgent_ros.evaluation.emulated_camera import check_factor, check_pacing, ComputeSlowdown
+from edgent_ros.evaluation.emulated_camera import check_factor, check_pacing, ComputeSlowdown, \
+    WarmPass
 from edgent_ros.evaluation import testbed_session
 
 
@@ -37,9 +38,43 @@ def test_total_pacing_waits_until_the_layers_took_f_times_their_cpu_time():
     assert out.device_ms == pytest.approx(11.0)
 
 
+def test_warm_pacing_times_the_second_pass_and_spends_the_first_inside_the_wait():
+    calls = []
+
+    def step(frame, exit_index, split_index, threshold=0.0, encoding='raw'):
+        calls.append((frame, exit_index, split_index, threshold, encoding))
+        # the first pass is the cold one: more CPU time than the second
+        cpu = 3.0 if len(calls) == 1 else 2.0
+        return SimpleNamespace(device_ms=2.5, layers_ms=cpu, layers_cpu_ms=cpu)
+
+    out = WarmPass(step)('img', 4, 7, 0.0, encoding='bn8')
+    assert calls == [('img', 4, 7, 0.0, 'bn8')] * 2   # the same frame and configuration twice
+    assert out.layers_cpu_ms == 2.0 and out.first_pass_ms >= 0.0
+    out.first_pass_ms = 4.0   # the first pass's wall time, as measured
+    slept = []
+    ComputeSlowdown(4.0, sleep=slept.append, pacing='warm')(out)
+    # the robot's time is (4 - 1) x the warm pass's 2 ms on top of it, as 'add' would give;
+    # the 4 ms the first pass took are part of that wait, so only 2 ms are slept
+    assert out.device_ms == pytest.approx(2.5 + 6.0)
+    assert slept == [pytest.approx(0.002)]
+    # a first pass longer than the whole wait: nothing slept, the robot's time unchanged
+    out = SimpleNamespace(device_ms=2.5, layers_cpu_ms=2.0, first_pass_ms=9.0)
+    slept.clear()
+    ComputeSlowdown(4.0, sleep=slept.append, pacing='warm')(out)
+    assert slept == [] and out.device_ms == pytest.approx(8.5)
+
+
+def test_warm_pass_passes_a_refusal_of_the_frame_on():
+    def step(*args, **kwargs):
+        raise LookupError('no bottleneck at this cut')
+
+    with pytest.raises(LookupError, match='no bottleneck'):
+        WarmPass(step)('img', 4, 7)
+
+
 @pytest.mark.parametrize('bad', ['sum', '', None, 1])
 def test_bad_pacing_is_refused_naming_it(bad):
-    with pytest.raises(ValueError, match='compute_pacing must be one of add, total'):
+    with pytest.raises(ValueError, match='compute_pacing must be one of add, total, warm'):
         check_pacing(bad)
     with pytest.raises(ValueError, match='compute_pacing'):
         ComputeSlowdown(2.0, pacing=bad)
