@@ -22,7 +22,8 @@ from ..evaluation.chaos import DEFAULT_TRACE, run_soak
 from ..evaluation.lossy_session import run_lossy, write_summary
 from ..evaluation.paired_report import build
 from ..evaluation.emulated_camera import DEFAULT_PACING, PACINGS
-from ..evaluation.paired_session import (CALIBRATION_FILE, CALIBRATION_FRAMES, calibrate_robot,
+from ..evaluation.paired_session import (CALIBRATION_ATTEMPTS, CALIBRATION_FILE,
+                                         CALIBRATION_FRAMES, calibrate_robot,
                                          calibration_factor, calibration_latency,
                                          calibration_spread, run_paired, SPREADS_OF)
 from ..evaluation.sweep_session import (build_default_map, make_plots, map_traces, run_sweep,
@@ -314,7 +315,10 @@ def _sweep_action(args: argparse.Namespace) -> int:
                                    model=args.model, refit=args.refit,
                                    robot_period_us=args.robot_period_us,
                                    robot_pacing=args.robot_pacing,
-                                   warmup_frames=args.warmup_frames)
+                                   warmup_frames=args.warmup_frames,
+                                   steady_within=(None if args.steady_within is None
+                                                  else args.steady_within / 100.0),
+                                   attempts=args.attempts)
         except ValueError as exc:
             print(f'edgent-ros sweep: {exc}', file=sys.stderr)
             return 2
@@ -330,6 +334,10 @@ def _sweep_action(args: argparse.Namespace) -> int:
             robot = (args.robot_scale, args.model, args.robot_period_us, args.robot_pacing)
             if args.robot_calibration:
                 factor = calibration_factor(args.robot_calibration, *robot)
+                if json.loads(Path(args.robot_calibration).read_text()).get('steady') is False:
+                    print(f'edgent-ros sweep: warning: {args.robot_calibration} is unsteady '
+                          '(its rounds disagree beyond its --steady-within): the host changed '
+                          'speed under it', file=sys.stderr)
             if args.robot_latency and not args.robot_calibration:
                 raise ValueError('--robot-latency needs --robot-calibration')
             if args.robot_spread == 'blocks' and not args.robot_latency:
@@ -542,6 +550,13 @@ def add_sweep_parser(sub) -> None:
     cr.add_argument('--warmup-frames', type=int, default=0,
                     help='first run every configuration this many frames, not fitted (the '
                     'first minutes of a calibration are its noisiest; default %(default)s)')
+    cr.add_argument('--steady-within', type=float, default=None, metavar='PCT',
+                    help='run the calibration again (up to --attempts in all) while its 3 '
+                    'rounds\' device-only medians are more than PCT %% apart: the host changed '
+                    'speed under it. Default: no check (round_spread is recorded anyway)')
+    cr.add_argument('--attempts', type=int, default=CALIBRATION_ATTEMPTS,
+                    help='calibrations at most with --steady-within (default %(default)s); '
+                    'the last one is fitted, every attempt\'s frames are kept (rep)')
     _robot_period_arg(cr)
     _robot_scale_arg(cr)
     pr = acts.add_parser('paired-report', help='tables, intervals, claims and PNGs of the '

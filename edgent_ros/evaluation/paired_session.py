@@ -50,6 +50,7 @@ CALIBRATION_FILE = 'robot_calibration.json'
 ROBOT_LATENCY_FILE = 'robot_latency.json'   # the model's latency file, the robot's measured
 PREFIX_FRAMES = 15   # per prefix (calibrate_robot)
 CALIBRATION_ROUNDS = 3   # calibrate_robot's frames of a configuration, in this many rounds
+CALIBRATION_ATTEMPTS = 3   # calibrate_robot --steady-within: at most this many calibrations
 META_FILE = 'paired_meta.json'
 SPREAD_QUANTILES = 32   # robot_calibration.json's spread: this many quantiles
 # what a calibration's robot-time spread is measured around -> its key in the file
@@ -508,7 +509,8 @@ def calibrate_robot(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
                     model: Optional[Path] = None, refit: bool = False,
                     robot_period_us: int = DEFAULT_ROBOT_PERIOD_US,
                     robot_pacing: str = DEFAULT_PACING,
-                    warmup_frames: int = 0) -> Dict[str, object]:
+                    warmup_frames: int = 0, steady_within: Optional[float] = None,
+                    attempts: int = CALIBRATION_ATTEMPTS) -> Dict[str, object]:
     """
     Measure the testbed's robot as the planner models it; write ``robot_calibration.json``.
 
@@ -535,8 +537,20 @@ def calibrate_robot(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
     with another). ``warmup_frames``: first run every configuration of the plan this many
     frames (at most its own count), kind ``warmup`` in the frames file and never fitted: a
     calibration's first minutes were its noisiest.
+
+    ``steady_within`` (a fraction, e.g. 0.1; None: no check): a calibration whose
+    ``round_spread`` (its rounds' device-only medians, how far apart) is over it caught the host
+    changing speed under it. It is run again, up to ``attempts`` in all; each attempt's frames
+    carry its number in ``rep`` and only the last one's are fitted (``calibration_attempt``).
+    The file records ``round_spread`` always, and ``steady_within``, ``attempts`` and
+    ``steady`` when checked.
     """
     cfs_quota_us(DEFAULT_ROBOT_QUOTA, robot_period_us)   # a bad period, before anything runs
+    if steady_within is not None and not (isinstance(steady_within, (int, float))
+                                          and 0 < steady_within <= 1):
+        raise ValueError(f'steady_within must be a fraction in (0, 1], got {steady_within!r}')
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+        raise ValueError(f'attempts must be an integer >= 1, got {attempts!r}')
     if isinstance(warmup_frames, bool) or not isinstance(warmup_frames, int) or \
             warmup_frames < 0:
         raise ValueError(f'warmup frames must be an integer >= 0, got {warmup_frames!r}')
@@ -559,7 +573,8 @@ def calibrate_robot(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
                                   robot_scale, int(old['measured_at']),
                                   period_us=recorded_period_us(old),
                                   pacing=recorded_pacing(old),
-                                  warmup_frames=int(old.get('warmup_frames', 0)))
+                                  warmup_frames=int(old.get('warmup_frames', 0)),
+                                  steady_within=old.get('steady_within'))
     frames_csv.unlink(missing_ok=True)
     logdir = Path(logdir or (Path('/tmp') / f'edgent-calibrate-{int(time.time())}'))
     tb = Testbed(name=name, rate_mbps=10.0, robot_period_us=int(robot_period_us))
@@ -577,27 +592,42 @@ def calibrate_robot(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
                       f'{k + 1} of {len(plan)})', file=sys.stderr)
                 runner.cell('warmup', config_policy(c), fixed_params(c), 1000.0,
                             min(n, warmup_frames), 0, 0)
-            for k, (c, n) in enumerate(calibration_rounds(plan, CALIBRATION_ROUNDS)):
-                print(f'calibrate: {config_name(c)} ({n} frames; cell {k + 1} of '
-                      f'{len(plan) * CALIBRATION_ROUNDS})', file=sys.stderr)
-                rows += runner.cell('calibration', config_policy(c), fixed_params(c), 1000.0,
-                                    n, 0, 0)
+            for attempt in range(1, attempts + 1):
+                rows = []
+                for k, (c, n) in enumerate(calibration_rounds(plan, CALIBRATION_ROUNDS)):
+                    print(f'calibrate: {config_name(c)} ({n} frames; cell {k + 1} of '
+                          f'{len(plan) * CALIBRATION_ROUNDS}, attempt {attempt})',
+                          file=sys.stderr)
+                    rows += runner.cell('calibration', config_policy(c), fixed_params(c),
+                                        1000.0, n, attempt, 0)
+                spread = round_spread(rows, problem)
+                if steady_within is None or spread <= steady_within:
+                    break
+                print(f'calibrate: attempt {attempt}: the rounds\' device-only medians are '
+                      f'{100 * spread:.0f} % apart, over {100 * steady_within:g} %: the host '
+                      'changed speed under it' + ('; again' if attempt < attempts
+                                                  else '; no attempt left, written as unsteady'),
+                      file=sys.stderr)
         finally:
             sess.close()
     finally:
         tb.teardown()
     return _calibration_files(out_dir, rows, problem, accuracy, model, robot_scale,
                               int(time.time()), logdir, int(robot_period_us), robot_pacing,
-                              warmup_frames)
+                              warmup_frames, steady_within)
 
 
 def _calibration_files(out_dir: Path, every: Sequence[dict], problem, accuracy, model,
                        robot_scale: float, measured_at: int, logdir: Optional[Path] = None,
                        period_us: int = DEFAULT_ROBOT_PERIOD_US,
-                       pacing: str = DEFAULT_PACING, warmup_frames: int = 0
-                       ) -> Dict[str, object]:
-    """Write ``calibrate_robot``'s two files from its frame rows (warm-up left out)."""
+                       pacing: str = DEFAULT_PACING, warmup_frames: int = 0,
+                       steady_within: Optional[float] = None) -> Dict[str, object]:
+    """Write ``calibrate_robot``'s two files from its frame rows (warm-up, attempts before
+    the last left out)."""
     every = [r for r in every if r.get('kind') != 'warmup']
+    last = calibration_attempt(every)
+    tried = len({int(r.get('rep') or 0) for r in every})
+    every = [r for r in every if int(r.get('rep') or 0) == last]
     rows = [r for r in every if int(r['split']) == problem.branch_len(int(r['exit']))]
     ratios = device_ratios(rows, problem)
     if not ratios:
@@ -618,6 +648,10 @@ def _calibration_files(out_dir: Path, every: Sequence[dict], problem, accuracy, 
                    '(prefixes too) over the block times of robot_latency'}
     if warmup_frames:
         body['warmup_frames'] = int(warmup_frames)
+    body['round_spread'] = round(round_spread(every, problem), 4)
+    if steady_within is not None:
+        body.update(steady_within=float(steady_within), attempts=tried,
+                    steady=body['round_spread'] <= float(steady_within))
     body['robot_latency'] = _write_robot_latency(
         out_dir / ROBOT_LATENCY_FILE, model, every, robot_scale * float(body['factor']))
     encs = sorted({str(r.get('encoding') or 'raw') for r in every} | {'raw'})
@@ -626,6 +660,42 @@ def _calibration_files(out_dir: Path, every: Sequence[dict], problem, accuracy, 
     body['spread_blocks'] = spread_quantiles(device_ratios(every, measured))
     (out_dir / CALIBRATION_FILE).write_text(json.dumps(body, indent=1) + '\n')
     return body
+
+
+def calibration_attempt(rows: Sequence[dict]) -> int:
+    """
+    Return the attempt whose frames a calibration fits: the last (the highest ``rep``).
+
+    Files written before attempts were counted hold one, ``rep`` 0.
+    """
+    return max((int(r.get('rep') or 0) for r in rows), default=0)
+
+
+def round_spread(rows: Sequence[dict], problem, rounds: int = CALIBRATION_ROUNDS) -> float:
+    """
+    Return how far apart one calibration attempt's rounds measured the robot: max / min - 1.
+
+    Per exit, its device-only rows in the order they ran are ``rounds`` rounds one after the
+    other (``calibration_rounds``' shares; a dropped frame is a row too): the median of each
+    round's measured frames, the largest over the smallest; the largest of that over the
+    exits. A host that changed speed for a minute moves one round of an exit (BENCHMARKS §16,
+    "A steady calibration").
+    """
+    worst = 0.0
+    for e in sorted({int(r['exit']) for r in rows}):
+        seq = [r for r in rows if int(r['exit']) == e and
+               int(r['split']) == problem.branch_len(e)]
+        medians, start = [], 0
+        for k in range(rounds):
+            n = len(seq) // rounds + (1 if k < len(seq) % rounds else 0)
+            part = [float(r['device_ms']) for r in seq[start:start + n]
+                    if r.get('e2e_ms') is not None]
+            start += n
+            if part:
+                medians.append(statistics.median(part))
+        if len(medians) > 1 and min(medians) > 0:
+            worst = max(worst, max(medians) / min(medians) - 1.0)
+    return worst
 
 
 def calibration_rounds(plan: Sequence[Tuple[Tuple[int, int], int]], rounds: int
