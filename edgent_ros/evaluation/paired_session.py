@@ -546,8 +546,8 @@ def calibrate_robot(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
     ``steady`` when checked.
     """
     cfs_quota_us(DEFAULT_ROBOT_QUOTA, robot_period_us)   # a bad period, before anything runs
-    if steady_within is not None and not (isinstance(steady_within, (int, float))
-                                          and 0 < steady_within <= 1):
+    if steady_within is not None and (isinstance(steady_within, bool) or not (
+            isinstance(steady_within, (int, float)) and 0 < steady_within <= 1)):
         raise ValueError(f'steady_within must be a fraction in (0, 1], got {steady_within!r}')
     if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
         raise ValueError(f'attempts must be an integer >= 1, got {attempts!r}')

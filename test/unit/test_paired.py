@@ -535,14 +535,29 @@ def test_cli_robot_spread_and_pacing_options(tmp_path, capsys):
             p.parse_args(['sweep', 'paired'] + bad)
     # the spread around the block times only means something to a planner of those blocks
     f = tmp_path / 'robot_calibration.json'
-    f.write_text('{"robot_scale": 60.0, "factor": 1.0, "spread_blocks": [1.0, 1.1]}')
+    f.write_text('{"robot_scale": 60.0, "factor": 1.0, "spread_blocks": [1.0, 1.1], '
+                 '"steady": false}')
     rc = main(['sweep', 'paired', '--results', str(tmp_path), '--robot-calibration', str(f),
                '--robot-spread', 'blocks'])
-    assert rc == 2 and '--robot-spread blocks needs --robot-latency' in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert rc == 2 and '--robot-spread blocks needs --robot-latency' in err
+    # a calibration whose rounds disagreed (calibrate-robot --steady-within) is named so
+    assert f'warning: {f} is unsteady' in err
     assert not (tmp_path / 'paired').exists()
     # a calibration's warm-up: a count of frames, refused below 0 before anything runs
     assert p.parse_args(['sweep', 'calibrate-robot']).warmup_frames == 0
     assert p.parse_args(['sweep', 'calibrate-robot', '--warmup-frames', '15']).warmup_frames == 15
     rc = main(['sweep', 'calibrate-robot', '--results', str(tmp_path), '--warmup-frames', '-1'])
     assert rc == 2 and 'warmup frames must be' in capsys.readouterr().err
+    assert not list((tmp_path / 'paired').glob('*.csv'))
+    # the steadiness check: a percentage on the command line, a fraction to calibrate_robot
+    a = p.parse_args(['sweep', 'calibrate-robot'])
+    assert (a.steady_within, a.attempts) == (None, 3)
+    a = p.parse_args(['sweep', 'calibrate-robot', '--steady-within', '10', '--attempts', '2'])
+    assert (a.steady_within, a.attempts) == (10.0, 2)
+    for bad, says in ((['--steady-within', '0'], 'steady_within must be a fraction'),
+                      (['--steady-within', '150'], 'steady_within must be a fraction'),
+                      (['--attempts', '0'], 'attempts must be an integer >= 1')):
+        rc = main(['sweep', 'calibrate-robot', '--results', str(tmp_path)] + bad)
+        assert rc == 2 and says in capsys.readouterr().err, bad
     assert not list((tmp_path / 'paired').glob('*.csv'))

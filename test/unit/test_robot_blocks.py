@@ -15,8 +15,9 @@ from edgent_ros.core.model_plan import (branch_ms, fit_prefixes, load_block_late
                                         measured_robot_blocks, problem_for)
 from edgent_ros.core.optimizer import EdgentProblem, evaluate, scale_robot
 from edgent_ros.evaluation.paired_session import (_calibration_files, calibrate_robot,
-                                                  calibration_plan, calibration_rounds,
-                                                  encoder_configs, prefix_configs)
+                                                  calibration_attempt, calibration_plan,
+                                                  calibration_rounds, encoder_configs,
+                                                  prefix_configs, round_spread)
 from edgent_ros.evaluation.sweep_session import planner_problem
 
 
@@ -215,6 +216,8 @@ def test_refit_rebuilds_the_committed_alexnet_calibration(tmp_path):
     for name in names:
         shutil.copy(src / name, tmp_path / name)
     body = calibrate_robot(tmp_path, robot_scale=60.0, refit=True)
+    # the file was written before round_spread was recorded; a refit adds it, nothing else
+    assert body.pop('round_spread') == pytest.approx(0.21, abs=0.005)
     assert body == json.loads((src / 'robot_calibration.json').read_text())
     assert json.loads((tmp_path / 'robot_latency.json').read_text()) == \
         json.loads((src / 'robot_latency.json').read_text())
@@ -255,6 +258,65 @@ def test_spread_blocks_is_the_spread_around_the_measured_block_times(tmp_path):
     assert again['warmup_frames'] == 10
     with pytest.raises(ValueError, match='warmup frames'):
         calibrate_robot(tmp_path, robot_scale=60.0, warmup_frames=-1)
+
+
+def _device_only_rounds(problem, slow=None, rep=1, frames=6):
+    """Device-only rows of every exit in 3 rounds of ``frames`` / 3; ``slow``: (exit, round, x)."""
+    rows = []
+    for rnd in range(3):
+        for e in problem.exits:
+            ms = evaluate(problem, 1e9, e, problem.branch_len(e)).device_ms
+            if slow and slow[:2] == (e, rnd):
+                ms *= slow[2]
+            for k in range(frames // 3):
+                d = ms * (1.0 + (0.01 if k % 2 else -0.01))
+                rows.append({'kind': 'calibration', 'rep': rep, 'exit': e,
+                             'split': problem.branch_len(e), 'encoding': 'raw',
+                             'device_ms': d, 'e2e_ms': d + 1.0})
+    return rows
+
+
+def test_round_spread_is_how_far_apart_the_rounds_measured_an_exit():
+    _, problem = planner_problem(60.0)
+    steady = _device_only_rounds(problem)
+    assert round_spread(steady, problem) == pytest.approx(0.0, abs=1e-9)
+    # exit 3's second round 30 % slower (a host that slowed for a minute)
+    assert round_spread(_device_only_rounds(problem, (3, 1, 1.3)), problem) == \
+        pytest.approx(0.3)
+    # a dropped frame is a row of its round (no time): the rounds stay aligned
+    rows = _device_only_rounds(problem, (2, 2, 1.5))
+    rows[0] = dict(rows[0], e2e_ms=None, device_ms=None)
+    assert round_spread(rows, problem) == pytest.approx(0.5)
+    # prefixes are not rounds of an exit
+    rows = steady + [{'exit': 5, 'split': 3, 'device_ms': 999.0, 'e2e_ms': 1000.0}]
+    assert round_spread(rows, problem) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_only_the_last_calibration_attempt_is_fitted(tmp_path):
+    acc, problem = planner_problem(60.0)
+    first = _device_only_rounds(problem, (1, 0, 1.5), rep=1)
+    last = _device_only_rounds(problem, rep=2)
+    assert calibration_attempt(first + last) == 2
+    assert calibration_attempt([dict(r, rep=0) for r in last]) == 0   # files before attempts
+    assert calibration_attempt([dict(r, rep=None) for r in last]) == 0
+    alone = _calibration_files(tmp_path, last, problem, acc, None, 60.0, 0)
+    assert alone['round_spread'] == pytest.approx(0.0, abs=1e-4)
+    assert 'steady' not in alone and 'attempts' not in alone
+    both = _calibration_files(tmp_path, first + last, problem, acc, None, 60.0, 0,
+                              steady_within=0.1)
+    assert (both['steady'], both['attempts'], both['steady_within']) == (True, 2, 0.1)
+    assert {k: v for k, v in both.items()
+            if k not in ('steady', 'attempts', 'steady_within')} == alone
+    # one attempt, unsteady: written, and marked so
+    one = _calibration_files(tmp_path, first, problem, acc, None, 60.0, 0, steady_within=0.1)
+    assert (one['steady'], one['attempts']) == (False, 1)
+    assert one['round_spread'] == pytest.approx(0.5, abs=1e-3)
+    for bad in (0.0, 1.5, '10', True):
+        with pytest.raises(ValueError, match='steady_within must be a fraction'):
+            calibrate_robot(tmp_path, robot_scale=60.0, steady_within=bad)
+    for bad in (0, -1, 1.0, True):
+        with pytest.raises(ValueError, match='attempts must be an integer'):
+            calibrate_robot(tmp_path, robot_scale=60.0, attempts=bad)
 
 
 # -- learned bottleneck encoders, measured through the emulation -------------------------------
