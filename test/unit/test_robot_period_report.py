@@ -40,16 +40,26 @@ def test_the_spread_is_measured_around_each_exits_median(tmp_path):
     paired = tmp_path / 'run' / 'paired'
     paired.mkdir(parents=True)
     (paired / 'robot_calibration.json').write_text('{"robot_scale": 60, "factor": 1}')
-    head = 'kind,exit,split,branch_len,status,device_ms\n'
-    body = ''.join(f'calibration,1,10,10,0,{ms}\n' for ms in (100, 100, 100, 130)) + \
-        ''.join(f'calibration,5,20,20,0,{ms}\n' for ms in (300, 300, 300)) + \
-        'calibration,5,10,20,0,900\n' + 'calibration,5,20,20,1,\n'   # a prefix; a drop
+    head = 'kind,exit,split,branch_len,status,device_ms,e2e_ms\n'
+    body = ''.join(f'calibration,1,10,10,0,{ms},{ms + 1}\n' for ms in (100, 100, 100, 130)) + \
+        ''.join(f'calibration,5,20,20,0,{ms},{ms + 1}\n' for ms in (300, 300, 300)) + \
+        'calibration,5,10,20,0,900,901\n' + 'calibration,5,20,20,1,,\n'   # a prefix; a drop
     (paired / 'robot_calibration_frames.csv').write_text(head + body)
     s = bench.run_summary(tmp_path / 'run')
     assert s['period_us'] == 100_000 and s['pacing'] == 'add' and s['frames'] == 7
     assert s['per_exit']['1'] == {'frames': 4, 'median_ms': 100.0,
                                   'mape_of_median': round(30 / 130 / 4, 4)}
     assert s['over_slow'] == round(1 / 7, 4)      # 130 ms is over 1.2 x 100 ms
+    # exit 1's third round (its last frame) measured 130 ms against 100 ms: 30 % apart
+    assert s['rounds_apart'] == 0.3 and s['attempts'] == 1
+    # a calibration run again (--steady-within): only its last attempt counts
+    (paired / 'robot_calibration_frames.csv').write_text(
+        head.replace('kind,', 'kind,rep,') + ''.join(
+            f'calibration,1,1,10,10,0,{ms},{ms + 1}\n' for ms in (300, 300, 300)) + ''.join(
+            f'calibration,2,1,10,10,0,{ms},{ms + 1}\n' for ms in (100, 101, 102)))
+    s = bench.run_summary(tmp_path / 'run')
+    assert s['frames'] == 3 and s['per_exit']['1']['median_ms'] == 101.0
+    assert s['rounds_apart'] == 0.02
 
 
 def test_benchmarks_warmup_ab_table_is_the_committed_runs():
