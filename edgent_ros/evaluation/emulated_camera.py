@@ -16,9 +16,11 @@ many-fold: f x a 50 ms throttle would be seconds). ``compute_pacing`` says how:
   untimed, and the wait is (f - 1) x the CPU time of the second, the first pass's wall time
   spent inside that wait (so the frame's time is unchanged by it). A host core that idled
   between frames (the camera sleeps on its 50 ms timer; a VM's vCPU halts) or ran other layers
-  meanwhile starts cold: resnet64's prefix took 8-20 % more CPU time, and 9-20 % off its
-  median frame to frame, against 2.5 % back to back. That cold start is the host's, a fixed
-  cost, not work a robot f times slower would do f times over; ``add`` multiplies it by f.
+  meanwhile starts cold: resnet64's prefixes took 16-31 % more CPU time in a frame's first
+  pass than in a second one right after it (``bench/warm_pass.py``). That cold start is the
+  host's, a fixed cost, not work a robot f times slower would do f times over; ``add``
+  multiplies it by f. It moves the robot's level, not its spread: frame to frame the second
+  pass was 13-23 % off its median, the first 11-18 %.
 
 The frame's ``device_ms`` includes the wait. The production ``CameraNode`` knows nothing of
 this; it only offers the ``after_compute`` hook used here.

@@ -579,6 +579,7 @@ def calibrate_robot(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
     logdir = Path(logdir or (Path('/tmp') / f'edgent-calibrate-{int(time.time())}'))
     tb = Testbed(name=name, rate_mbps=10.0, robot_period_us=int(robot_period_us))
     rows: List[dict] = []
+    tried: List[dict] = []
     try:
         tb.setup()
         sess = NodeSession(tb, robot_scale, logdir, camera={'wait_for_link': True,
@@ -600,6 +601,7 @@ def calibrate_robot(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
                           file=sys.stderr)
                     rows += runner.cell('calibration', config_policy(c), fixed_params(c),
                                         1000.0, n, attempt, 0)
+                tried += rows   # every attempt's rows: the fit takes the last, counts them all
                 spread = round_spread(rows, problem)
                 if steady_within is None or spread <= steady_within:
                     break
@@ -612,7 +614,7 @@ def calibrate_robot(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
             sess.close()
     finally:
         tb.teardown()
-    return _calibration_files(out_dir, rows, problem, accuracy, model, robot_scale,
+    return _calibration_files(out_dir, tried, problem, accuracy, model, robot_scale,
                               int(time.time()), logdir, int(robot_period_us), robot_pacing,
                               warmup_frames, steady_within)
 
@@ -622,8 +624,7 @@ def _calibration_files(out_dir: Path, every: Sequence[dict], problem, accuracy, 
                        period_us: int = DEFAULT_ROBOT_PERIOD_US,
                        pacing: str = DEFAULT_PACING, warmup_frames: int = 0,
                        steady_within: Optional[float] = None) -> Dict[str, object]:
-    """Write ``calibrate_robot``'s two files from its frame rows (warm-up, attempts before
-    the last left out)."""
+    """Write ``calibrate_robot``'s two files from its frame rows (warm-up, older attempts out)."""
     every = [r for r in every if r.get('kind') != 'warmup']
     last = calibration_attempt(every)
     tried = len({int(r.get('rep') or 0) for r in every})

@@ -1,6 +1,7 @@
 """The paired evaluation's statistics and its exhaustive oracle search (evaluation.paired)."""
 
 import argparse
+import importlib.util
 import itertools
 import json
 import math
@@ -435,10 +436,14 @@ PERIOD_ROWS = {'static × the calibration\'s factor, per frame': 'robot_offline'
 
 WARM_RUNS = {  # and its "warmed-up calibration" table
     'resnet64 100 ms, add, warmed-up calibration': ('warmup_ab/resnet64_warm_1',)}
+STEADY_RUNS = {  # and its "warm pacing and a steady calibration" table
+    'resnet64 100 ms, warm pacing': ('resnet64_warm', 'resnet64_warm_seed1'),
+    'resnet64 100 ms, warm pacing, steady within 10 %': ('resnet64_steady',
+                                                         'resnet64_steady_seed1')}
 
 
-@pytest.mark.parametrize('columns', [PERIOD_RUNS, PACING_RUNS, WARM_RUNS],
-                         ids=['period', 'pacing', 'warmup'])
+@pytest.mark.parametrize('columns', [PERIOD_RUNS, PACING_RUNS, WARM_RUNS, STEADY_RUNS],
+                         ids=['period', 'pacing', 'warmup', 'steady'])
 def test_benchmarks_robot_mape_tables_are_what_the_committed_frames_give(rebuilt, columns):
     text = (ROOT / 'BENCHMARKS.md').read_text()
     head = '| model of the robot | ' + ' | '.join(
@@ -453,6 +458,36 @@ def test_benchmarks_robot_mape_tables_are_what_the_committed_frames_give(rebuilt
             got = [json.loads((rebuilt(f'bench/results/{r}/paired') / 'errors.json')
                               .read_text())[key] for r in runs]
             assert quoted == ' / '.join(f'{100 * g:.1f}' for g in got) + ' %', (key, runs)
+
+
+# BENCHMARKS' table of every resnet64 calibration with a paired run: how far apart its rounds
+# measured the robot, and how far the block times it fitted were from the run's robot
+ROUNDS_RUNS = ('resnet64_bn_blocks', 'resnet64_bn_blocks_seed1', 'resnet64_bn_blocks_p10',
+               'resnet64_bn_blocks_p10_seed1', 'resnet64_bn_total', 'resnet64_bn_total_seed1',
+               'resnet64_bn_encoders', 'resnet64_bn_encoders_seed1',
+               'warmup_ab/resnet64_warm_1', 'resnet64_warm', 'resnet64_warm_seed1',
+               'resnet64_steady', 'resnet64_steady_seed1')
+ROUNDS_HEAD = ('| calibration (resnet64) | rounds apart | block times off each configuration\'s '
+               'median | per frame | in-sample floor |')
+
+
+def test_benchmarks_rounds_apart_table_is_what_the_committed_runs_give(rebuilt):
+    spec = importlib.util.spec_from_file_location('robot_period',
+                                                  ROOT / 'bench' / 'robot_period.py')
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    text = (ROOT / 'BENCHMARKS.md').read_text()
+    assert text.count(ROUNDS_HEAD) == 1, 'BENCHMARKS.md has no rounds-apart table'
+    lines = text.split(ROUNDS_HEAD, 1)[1].split('\n\n', 1)[0].strip().splitlines()[1:]
+    want = []
+    for run in ROUNDS_RUNS:
+        s = bench.run_summary(ROOT / 'bench' / 'results' / run)
+        e = json.loads((rebuilt(f'bench/results/{run}/paired') / 'errors.json').read_text())
+        want.append(f'| {run} | {100 * s["rounds_apart"]:.0f} %'
+                    + (f' ({s["attempts"]} attempts)' if s['attempts'] > 1 else '')
+                    + f' | {100 * e["robot_config_blocks"]:.1f} %'
+                    f' | {100 * e["robot_blocks"]:.1f} % | {100 * e["robot_floor"]:.1f} % |')
+    assert [x.replace('**', '') for x in lines] == want
 
 
 HEADLINE = re.compile(r'<!-- paired-headline: (\S+) -->\n(.*?)\n<!-- paired-headline: end -->',
