@@ -31,6 +31,7 @@ from ..core.model_plan import (LATENCY_FORMAT, load_block_latency, load_table,
                                measured_robot_blocks)
 from ..core.optimizer import evaluate
 from ..core.planner import parse_fixed
+from ..core.validate import as_count
 from .paired import (candidates, Config, config_name, OracleSearch, PAIRED_POLICIES,
                      policy_order, WARMUP_FRAMES)
 from .sweep import (aggregate, append_rows, bottleneck_encodings, check_grid, CSV_FIELDS,
@@ -549,11 +550,8 @@ def calibrate_robot(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
     if steady_within is not None and (isinstance(steady_within, bool) or not (
             isinstance(steady_within, (int, float)) and 0 < steady_within <= 1)):
         raise ValueError(f'steady_within must be a fraction in (0, 1], got {steady_within!r}')
-    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
-        raise ValueError(f'attempts must be an integer >= 1, got {attempts!r}')
-    if isinstance(warmup_frames, bool) or not isinstance(warmup_frames, int) or \
-            warmup_frames < 0:
-        raise ValueError(f'warmup frames must be an integer >= 0, got {warmup_frames!r}')
+    attempts = as_count('attempts', attempts, 1)
+    warmup_frames = as_count('warmup frames', warmup_frames)
     check_pacing(robot_pacing)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -578,8 +576,7 @@ def calibrate_robot(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
     frames_csv.unlink(missing_ok=True)
     logdir = Path(logdir or (Path('/tmp') / f'edgent-calibrate-{int(time.time())}'))
     tb = Testbed(name=name, rate_mbps=10.0, robot_period_us=int(robot_period_us))
-    rows: List[dict] = []
-    tried: List[dict] = []
+    tried: List[dict] = []   # every attempt's rows
     try:
         tb.setup()
         sess = NodeSession(tb, robot_scale, logdir, camera={'wait_for_link': True,
@@ -601,7 +598,7 @@ def calibrate_robot(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
                           file=sys.stderr)
                     rows += runner.cell('calibration', config_policy(c), fixed_params(c),
                                         1000.0, n, attempt, 0)
-                tried += rows   # every attempt's rows: the fit takes the last, counts them all
+                tried += rows   # the fit takes the last attempt's, and counts them all
                 spread = round_spread(rows, problem)
                 if steady_within is None or spread <= steady_within:
                     break
