@@ -205,13 +205,13 @@ def test_map_strategy_follows_detected_states(procs, listener, tmp_path):
                                and planner.services_are_ready(), 30.0)
     assert listener.spin_until(lambda: pub.get_subscription_count() > 0, 30.0)
 
-    def settle(bps, want, n=6):
+    def settle(bps, want, n=6, wait_s=2.0):
         got = None
         for _ in range(n):
             _publish_link(listener, pub, bps)
             listener.spin_until(lambda: False, 0.2)
         t0 = time.monotonic()
-        while time.monotonic() - t0 < 2.0 and got != want:
+        while time.monotonic() - t0 < wait_s and got != want:
             got = _camera_params(listener, cam)
         return got
     assert settle(5e6, fast) == fast, procs.log('planner_node')
@@ -221,8 +221,10 @@ def test_map_strategy_follows_detected_states(procs, listener, tmp_path):
     # the per-sample strategy, switched at run time, plans every estimate again
     fut = planner.set_parameters([Parameter('strategy', value='per-sample')])
     assert listener.spin_until(fut.done, 5.0) and fut.result().results[0].successful
-    assert settle(5e6, decide(problem, 5e6, 300.0).config, n=2) == \
-        decide(problem, 5e6, 300.0).config
+    # (a fresh-clone CI saw the map's slow decision still on the camera 2 s after two
+    # estimates: the same estimates as before, and up to 10 s for the push)
+    assert settle(5e6, decide(problem, 5e6, 300.0).config, n=6, wait_s=10.0) == \
+        decide(problem, 5e6, 300.0).config, procs.log('planner_node')
     fut = planner.set_parameters([Parameter('strategy', value='psychic')])
     assert listener.spin_until(fut.done, 5.0) and not fut.result().results[0].successful
 
