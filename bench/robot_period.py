@@ -42,7 +42,7 @@ RUNS = ('alexnet_blocks', 'alexnet_blocks_seed1', 'alexnet_blocks_p10', 'alexnet
         'pacing_ab/resnet64_total_1', 'pacing_ab/resnet64_add_2', 'pacing_ab/resnet64_total_2',
         'warmup_ab/resnet64_plain_1', 'warmup_ab/resnet64_warm_1', 'warmup_ab/resnet64_plain_2',
         'warmup_ab/resnet64_warm_2', 'resnet64_warm', 'resnet64_warm_seed1',
-        'resnet64_steady', 'resnet64_steady_seed1')
+        'resnet64_steady', 'resnet64_steady_seed1', 'resnet64_steady_seed2')
 SLOW = 1.2          # a frame over SLOW x its exit's median is in the slow mode
 
 

@@ -439,7 +439,8 @@ WARM_RUNS = {  # and its "warmed-up calibration" table
 STEADY_RUNS = {  # and its "warm pacing and a steady calibration" table
     'resnet64 100 ms, warm pacing': ('resnet64_warm', 'resnet64_warm_seed1'),
     'resnet64 100 ms, warm pacing, steady within 10 %': ('resnet64_steady',
-                                                         'resnet64_steady_seed1')}
+                                                         'resnet64_steady_seed1',
+                                                         'resnet64_steady_seed2')}
 
 
 @pytest.mark.parametrize('columns', [PERIOD_RUNS, PACING_RUNS, WARM_RUNS, STEADY_RUNS],
@@ -466,7 +467,7 @@ ROUNDS_RUNS = ('resnet64_bn_blocks', 'resnet64_bn_blocks_seed1', 'resnet64_bn_bl
                'resnet64_bn_blocks_p10_seed1', 'resnet64_bn_total', 'resnet64_bn_total_seed1',
                'resnet64_bn_encoders', 'resnet64_bn_encoders_seed1',
                'warmup_ab/resnet64_warm_1', 'resnet64_warm', 'resnet64_warm_seed1',
-               'resnet64_steady', 'resnet64_steady_seed1')
+               'resnet64_steady', 'resnet64_steady_seed1', 'resnet64_steady_seed2')
 ROUNDS_HEAD = ('| calibration (resnet64) | rounds apart | block times off each configuration\'s '
                'median | per frame | in-sample floor |')
 
