@@ -57,8 +57,7 @@ def run_summary(results: Path) -> Dict[str, object]:
     rows = [r for r in every if r['device_ms'] is not None and r['status'] == OK
             and r['split'] == r['branch_len']]
     lengths = {int(r['exit']): int(r['branch_len']) for r in every}
-    apart = round_spread([r for r in every if r['split'] == r['branch_len']],
-                         _Branches(lengths))
+    apart = round_spread(every, lengths.__getitem__)
     per_exit, ratios, medians = {}, [], {}
     for e in sorted({int(r['exit']) for r in rows}):
         ms = [float(r['device_ms']) for r in rows if int(r['exit']) == e]
@@ -84,17 +83,6 @@ def run_summary(results: Path) -> Dict[str, object]:
             'p90_over_p10': round(ratios[int(0.9 * (len(ratios) - 1))]
                                   / ratios[int(0.1 * (len(ratios) - 1))], 3),
             'per_exit': per_exit, 'ratios': [round(r, 4) for r in ratios]}
-
-
-class _Branches:
-    """The branch lengths ``round_spread`` asks a planner problem for, from the frames."""
-
-    def __init__(self, lengths: Dict[int, int]):
-        self._lengths = lengths
-
-    def branch_len(self, exit_index: int) -> int:
-        """Return the length of ``exit_index``'s branch."""
-        return self._lengths[exit_index]
 
 
 def table(runs: Sequence[Dict[str, object]]) -> str:

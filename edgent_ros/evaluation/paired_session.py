@@ -19,7 +19,7 @@ import os
 import statistics
 import sys
 import time
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..core.arch import EXIT_ATTACH
 from ..core.artifacts import ARTIFACT_DIR, read_config, save_json
@@ -599,7 +599,7 @@ def calibrate_robot(out_dir: Path, robot_scale: float = DEFAULT_ROBOT_SCALE,
                     rows += runner.cell('calibration', config_policy(c), fixed_params(c),
                                         1000.0, n, attempt, 0)
                 tried += rows   # the fit takes the last attempt's, and counts them all
-                spread = round_spread(rows, problem)
+                spread = round_spread(rows, problem.branch_len)
                 if steady_within is None or spread <= steady_within:
                     break
                 print(f'calibrate: attempt {attempt}: the rounds\' device-only medians are '
@@ -646,7 +646,7 @@ def _calibration_files(out_dir: Path, every: Sequence[dict], problem, accuracy, 
                    '(prefixes too) over the block times of robot_latency'}
     if warmup_frames:
         body['warmup_frames'] = int(warmup_frames)
-    body['round_spread'] = round(round_spread(every, problem), 4)
+    body['round_spread'] = round(round_spread(every, problem.branch_len), 4)
     if steady_within is not None:
         body.update(steady_within=float(steady_within), attempts=tried,
                     steady=body['round_spread'] <= float(steady_within))
@@ -669,23 +669,29 @@ def calibration_attempt(rows: Sequence[dict]) -> int:
     return max((int(r.get('rep') or 0) for r in rows), default=0)
 
 
-def round_spread(rows: Sequence[dict], problem, rounds: int = CALIBRATION_ROUNDS) -> float:
+def round_share(n: int, rounds: int, k: int) -> int:
+    """Return round ``k``'s share of ``n`` frames run in ``rounds`` rounds (the first get more)."""
+    return n // rounds + (1 if k < n % rounds else 0)
+
+
+def round_spread(rows: Sequence[dict], branch_len: Callable[[int], int],
+                 rounds: int = CALIBRATION_ROUNDS) -> float:
     """
     Return how far apart one calibration attempt's rounds measured the robot: max / min - 1.
 
-    Per exit, its device-only rows in the order they ran are ``rounds`` rounds one after the
-    other (``calibration_rounds``' shares; a dropped frame is a row too): the median of each
-    round's measured frames, the largest over the smallest; the largest of that over the
-    exits. A host that changed speed for a minute moves one round of an exit (BENCHMARKS §16,
-    "A steady calibration").
+    Per exit, its device-only rows (split ``branch_len(exit)``) in the order they ran are
+    ``rounds`` rounds one after the other (``round_share`` each, as ``calibration_rounds`` ran
+    them; a dropped frame is a row too): the median of each round's measured frames, the
+    largest over the smallest; the largest of that over the exits. A host that changed speed
+    for a minute moves one round of an exit (BENCHMARKS §16, "Warm pacing and a steady
+    calibration").
     """
     worst = 0.0
     for e in sorted({int(r['exit']) for r in rows}):
-        seq = [r for r in rows if int(r['exit']) == e and
-               int(r['split']) == problem.branch_len(e)]
+        seq = [r for r in rows if int(r['exit']) == e and int(r['split']) == branch_len(e)]
         medians, start = [], 0
         for k in range(rounds):
-            n = len(seq) // rounds + (1 if k < len(seq) % rounds else 0)
+            n = round_share(len(seq), rounds, k)
             part = [float(r['device_ms']) for r in seq[start:start + n]
                     if r.get('e2e_ms') is not None]
             start += n
@@ -709,7 +715,7 @@ def calibration_rounds(plan: Sequence[Tuple[Tuple[int, int], int]], rounds: int
         raise ValueError(f'rounds must be >= 1, got {rounds}')
     out = []
     for r in range(rounds):
-        step = [(c, n // rounds + (1 if r < n % rounds else 0)) for c, n in plan]
+        step = [(c, round_share(n, rounds, r)) for c, n in plan]
         out += [(c, n) for c, n in (step if r % 2 == 0 else step[::-1]) if n > 0]
     return out
 

@@ -279,17 +279,17 @@ def _device_only_rounds(problem, slow=None, rep=1, frames=6):
 def test_round_spread_is_how_far_apart_the_rounds_measured_an_exit():
     _, problem = planner_problem(60.0)
     steady = _device_only_rounds(problem)
-    assert round_spread(steady, problem) == pytest.approx(0.0, abs=1e-9)
+    assert round_spread(steady, problem.branch_len) == pytest.approx(0.0, abs=1e-9)
     # exit 3's second round 30 % slower (a host that slowed for a minute)
-    assert round_spread(_device_only_rounds(problem, (3, 1, 1.3)), problem) == \
+    assert round_spread(_device_only_rounds(problem, (3, 1, 1.3)), problem.branch_len) == \
         pytest.approx(0.3)
     # a dropped frame is a row of its round (no time): the rounds stay aligned
     rows = _device_only_rounds(problem, (2, 2, 1.5))
     rows[0] = dict(rows[0], e2e_ms=None, device_ms=None)
-    assert round_spread(rows, problem) == pytest.approx(0.5)
+    assert round_spread(rows, problem.branch_len) == pytest.approx(0.5)
     # prefixes are not rounds of an exit
     rows = steady + [{'exit': 5, 'split': 3, 'device_ms': 999.0, 'e2e_ms': 1000.0}]
-    assert round_spread(rows, problem) == pytest.approx(0.0, abs=1e-9)
+    assert round_spread(rows, problem.branch_len) == pytest.approx(0.0, abs=1e-9)
 
 
 def test_only_the_last_calibration_attempt_is_fitted(tmp_path):
